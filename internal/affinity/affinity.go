@@ -1,0 +1,58 @@
+// Package affinity pins the calling OS thread to CPUs and reads which CPUs the process
+// may use. Callers must hold runtime.LockOSThread while the pin matters.
+package affinity
+
+import (
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// MaxCPUs is the number of CPUs a mask can name (the kernel's CPU_SETSIZE for glibc).
+const MaxCPUs = 1024
+
+// Mask is a CPU bit set, bit i of word i/64 for CPU i.
+type Mask [MaxCPUs / 64]uint64
+
+// SetThread pins the calling thread to the CPUs in m.
+func SetThread(m *Mask) error {
+	var s unix.CPUSet
+	s.Zero()
+	for cpu := 0; cpu < MaxCPUs; cpu++ {
+		if m[cpu/64]&(1<<(cpu%64)) != 0 {
+			s.Set(cpu)
+		}
+	}
+	return os.NewSyscallError("sched_setaffinity", unix.SchedSetaffinity(0, &s))
+}
+
+// Thread returns the CPUs the calling thread may run on.
+func Thread() (Mask, error) {
+	var s unix.CPUSet
+	var m Mask
+	if err := unix.SchedGetaffinity(0, &s); err != nil {
+		return m, os.NewSyscallError("sched_getaffinity", err)
+	}
+	for cpu := 0; cpu < MaxCPUs; cpu++ {
+		if s.IsSet(cpu) {
+			m[cpu/64] |= 1 << (cpu % 64)
+		}
+	}
+	return m, nil
+}
+
+// Process returns the CPUs the process's main thread may run on: the set a container's
+// cpuset or taskset leaves us.
+func Process() (Mask, error) {
+	var s unix.CPUSet
+	var m Mask
+	if err := unix.SchedGetaffinity(os.Getpid(), &s); err != nil {
+		return m, os.NewSyscallError("sched_getaffinity", err)
+	}
+	for cpu := 0; cpu < MaxCPUs; cpu++ {
+		if s.IsSet(cpu) {
+			m[cpu/64] |= 1 << (cpu % 64)
+		}
+	}
+	return m, nil
+}

@@ -1,0 +1,76 @@
+// Package testenv gates tests on what the machine offers: root, kernel features,
+// commands, QEMU. Outside CI a missing feature skips the test with the reason; with
+// CI=true it fails the test, so a green CI run never hides a skipped suite.
+package testenv
+
+import (
+	"os"
+	"os/exec"
+	"strconv"
+	"testing"
+)
+
+// InCI reports whether the tests run under CI (CI=true).
+func InCI() bool {
+	v, _ := strconv.ParseBool(os.Getenv("CI"))
+	return v
+}
+
+// Unavailable skips t with reason, or fails it under CI.
+func Unavailable(t testing.TB, reason string) {
+	t.Helper()
+	if InCI() {
+		t.Fatalf("required in CI but unavailable: %s", reason)
+	}
+	t.Skipf("unavailable: %s", reason)
+}
+
+// NeedRoot requires euid 0.
+func NeedRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		Unavailable(t, "needs root")
+	}
+}
+
+// NeedCommand requires each named program on PATH.
+func NeedCommand(t testing.TB, names ...string) {
+	t.Helper()
+	for _, n := range names {
+		if _, err := exec.LookPath(n); err != nil {
+			Unavailable(t, "needs command "+n+" (see make deps)")
+		}
+	}
+}
+
+// NeedFile requires a path to exist (a device node, a sysfs or procfs file).
+func NeedFile(t testing.TB, path, what string) {
+	t.Helper()
+	if _, err := os.Stat(path); err != nil {
+		Unavailable(t, "needs "+what+" ("+path+")")
+	}
+}
+
+// NeedQEMU requires qemu-system-x86_64.
+func NeedQEMU(t testing.TB) {
+	t.Helper()
+	NeedCommand(t, "qemu-system-x86_64")
+}
+
+// NeedFeature runs probe, which reports whether a kernel feature works (by trying it),
+// and marks the test unavailable with its error if not.
+func NeedFeature(t testing.TB, what string, probe func() error) {
+	t.Helper()
+	if err := probe(); err != nil {
+		Unavailable(t, what+": "+err.Error())
+	}
+}
+
+// Short skips a long test under -short. It never fails, in CI or not: -short is asked
+// for by whoever runs the tests.
+func Short(t testing.TB, why string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skipf("skipped in -short mode: %s", why)
+	}
+}

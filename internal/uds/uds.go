@@ -1,0 +1,251 @@
+// Package uds is the syscall layer under vhost-user: UNIX stream sockets that carry
+// file descriptors (SCM_RIGHTS), socket files with a mode and group and stale-file
+// handling, eventfds, and mappings of memory passed as descriptors.
+//
+// Every descriptor this package returns is close-on-exec and owned by the caller.
+package uds
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/user"
+	"strconv"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// MaxFds is the most descriptors one message may carry (vhost-user: 8 memory regions
+// for SET_MEM_TABLE, VHOST_MEMORY_BASELINE_NREGIONS).
+const MaxFds = 8
+
+// Errors.
+var (
+	// ErrInUse: the socket path is served by a live process.
+	ErrInUse = errors.New("uds: socket path in use by a live listener")
+	// ErrNotSocket: the path exists and is not a socket; it is left alone.
+	ErrNotSocket = errors.New("uds: path exists and is not a socket")
+	// ErrTooManyFds: the peer sent more descriptors than the receiver accepts; the
+	// ones that arrived were closed.
+	ErrTooManyFds = errors.New("uds: too many file descriptors in message")
+)
+
+// Listen creates a listening socket at path. A stale socket file (nobody accepting on
+// it) is removed first; a live one fails with ErrInUse and any other file with
+// ErrNotSocket. mode (if non-zero) and group (a name or numeric gid; empty leaves it)
+// are applied to the socket file so that unprivileged peers can connect.
+func Listen(path string, mode os.FileMode, group string) (*net.UnixListener, error) {
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("%w: %s", ErrNotSocket, path)
+		}
+		c, derr := net.Dial("unix", path)
+		if derr == nil {
+			c.Close()
+			return nil, fmt.Errorf("%w: %s", ErrInUse, path)
+		}
+		if !errors.Is(derr, syscall.ECONNREFUSED) {
+			return nil, fmt.Errorf("uds: probing %s: %w", path, derr)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, err
+		}
+	}
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, err
+	}
+	l.SetUnlinkOnClose(true)
+	if mode != 0 {
+		if err := os.Chmod(path, mode.Perm()); err != nil {
+			l.Close()
+			return nil, err
+		}
+	}
+	if group != "" {
+		gid, err := lookupGroup(group)
+		if err == nil {
+			err = os.Lchown(path, -1, gid)
+		}
+		if err != nil {
+			l.Close()
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+func lookupGroup(g string) (int, error) {
+	if n, err := strconv.Atoi(g); err == nil {
+		return n, nil
+	}
+	gr, err := user.LookupGroup(g)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(gr.Gid)
+}
+
+// Conn is a stream socket that carries descriptors. It is safe for one reader and one
+// writer at a time.
+type Conn struct {
+	*net.UnixConn
+	oob []byte
+}
+
+// NewConn wraps c.
+func NewConn(c *net.UnixConn) *Conn {
+	return &Conn{UnixConn: c, oob: make([]byte, unix.CmsgSpace(4*MaxFds))}
+}
+
+// ReadFull reads exactly len(buf) bytes. Descriptors that arrive with the first bytes
+// are returned; the caller owns and must close them. More than MaxFds, or a truncated
+// control message, closes what arrived and fails with ErrTooManyFds.
+func (c *Conn) ReadFull(buf []byte) (fds []int, err error) {
+	done := 0
+	for done < len(buf) {
+		n, oobn, flags, _, err := c.ReadMsgUnix(buf[done:], c.oob)
+		if oobn > 0 {
+			got, perr := parseRights(c.oob[:oobn])
+			fds = append(fds, got...)
+			if perr != nil {
+				CloseAll(fds)
+				return nil, perr
+			}
+		}
+		if flags&unix.MSG_CTRUNC != 0 || len(fds) > MaxFds {
+			CloseAll(fds)
+			return nil, ErrTooManyFds
+		}
+		done += n
+		if err != nil {
+			CloseAll(fds)
+			if err == io.EOF && done > 0 {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+		if n == 0 {
+			CloseAll(fds)
+			return nil, io.ErrUnexpectedEOF
+		}
+	}
+	return fds, nil
+}
+
+func parseRights(oob []byte) ([]int, error) {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil, os.NewSyscallError("parse cmsg", err)
+	}
+	var fds []int
+	for i := range msgs {
+		if msgs[i].Header.Level != unix.SOL_SOCKET || msgs[i].Header.Type != unix.SCM_RIGHTS {
+			continue
+		}
+		got, err := unix.ParseUnixRights(&msgs[i])
+		if err != nil {
+			CloseAll(fds)
+			return nil, os.NewSyscallError("parse rights", err)
+		}
+		fds = append(fds, got...)
+	}
+	return fds, nil
+}
+
+// Write sends buf with fds attached, in one message.
+func (c *Conn) Write(buf []byte, fds ...int) error {
+	var oob []byte
+	if len(fds) > 0 {
+		oob = unix.UnixRights(fds...)
+	}
+	n, _, err := c.WriteMsgUnix(buf, oob, nil)
+	if err == nil && n != len(buf) {
+		err = io.ErrShortWrite
+	}
+	return err
+}
+
+// CloseAll closes every descriptor in fds that is not negative.
+func CloseAll(fds []int) {
+	for _, fd := range fds {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+	}
+}
+
+// Close closes one descriptor.
+func Close(fd int) error { return unix.Close(fd) }
+
+// Eventfd returns a new non-blocking, close-on-exec eventfd.
+func Eventfd() (int, error) {
+	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	return fd, os.NewSyscallError("eventfd", err)
+}
+
+// Signal adds 1 to an eventfd. buf is the caller's 8-byte scratch, so that the call
+// does not allocate.
+func Signal(fd int, buf *[8]byte) error {
+	buf[0], buf[1], buf[2], buf[3], buf[4], buf[5], buf[6], buf[7] = 1, 0, 0, 0, 0, 0, 0, 0
+	_, err := unix.Write(fd, buf[:])
+	if err == unix.EAGAIN {
+		return nil // counter saturated: the peer has a wake-up pending anyway
+	}
+	return err
+}
+
+// Drain reads (and so resets) an eventfd's counter, returning it (0 if none).
+func Drain(fd int, buf *[8]byte) uint64 {
+	n, err := unix.Read(fd, buf[:])
+	if err != nil || n != 8 {
+		return 0
+	}
+	return uint64(buf[0]) | uint64(buf[1])<<8 | uint64(buf[2])<<16 | uint64(buf[3])<<24 |
+		uint64(buf[4])<<32 | uint64(buf[5])<<40 | uint64(buf[6])<<48 | uint64(buf[7])<<56
+}
+
+// WaitReadable blocks until fd is readable or timeoutMs passes (-1: forever).
+func WaitReadable(fd int, timeoutMs int) (bool, error) {
+	p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	for {
+		n, err := unix.Poll(p, timeoutMs)
+		if err == unix.EINTR {
+			continue
+		}
+		return n > 0, err
+	}
+}
+
+// Dup returns a close-on-exec duplicate of fd.
+func Dup(fd int) (int, error) {
+	nfd, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	return nfd, os.NewSyscallError("dup", err)
+}
+
+// Pair returns two connected stream sockets (tests, in-process peers).
+func Pair() (*Conn, *Conn, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, os.NewSyscallError("socketpair", err)
+	}
+	var conns [2]*Conn
+	for i, fd := range fds {
+		f := os.NewFile(uintptr(fd), "uds-pair")
+		c, err := net.FileConn(f)
+		f.Close()
+		if err != nil {
+			if i == 1 {
+				conns[0].Close()
+			} else {
+				unix.Close(fds[1])
+			}
+			return nil, nil, err
+		}
+		conns[i] = NewConn(c.(*net.UnixConn))
+	}
+	return conns[0], conns[1], nil
+}

@@ -1,0 +1,143 @@
+package pmd_test
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/gopacket/pcapgo"
+
+	"github.com/dpkit/dpkit/internal/testenv"
+	"github.com/dpkit/dpkit/pmd"
+)
+
+func TestCapture(t *testing.T) {
+	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 512, Huge: pmd.HugeNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	a, b, _ := pmd.NewRingPair(pmd.RingPairOptions{Pool: pool})
+	ca, cb := pmd.NewCapturePort(a, pool), pmd.NewCapturePort(b, pool)
+	defer ca.Close()
+	defer cb.Close()
+	cache := pool.NewCache(32)
+	defer cache.Flush()
+
+	var file bytes.Buffer
+	if err := ca.Start(&file, pmd.CaptureOptions{Snaplen: 100}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.Start(&file, pmd.CaptureOptions{}); !errors.Is(err, pmd.ErrCaptureActive) {
+		t.Fatalf("second Start: %v", err)
+	}
+	var pkts [16]pmd.Pkt
+	sent := 0
+	for round := 0; round < 10; round++ {
+		n := cache.Alloc(pkts[:])
+		for i := range pkts[:n] {
+			pool.Append(&pkts[i], 60+round*20)
+			d := pool.Data(&pkts[i])
+			for j := range d {
+				d[j] = byte(round)
+			}
+		}
+		sent += ca.Tx(pkts[:n])
+		got := cb.Rx(pkts[:])
+		cache.Free(pkts[:got])
+	}
+	st, err := ca.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Captured != uint64(sent) || st.Dropped != 0 {
+		t.Fatalf("captured %+v, sent %d", st, sent)
+	}
+	r, err := pcapgo.NewReader(bytes.NewReader(file.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := 0
+	for {
+		data, ci, err := r.ReadPacketData()
+		if err != nil {
+			break
+		}
+		round := count / 16
+		want := 60 + round*20
+		if ci.Length != want || len(data) != min(want, 100) || data[0] != byte(round) {
+			t.Fatalf("record %d: len %d caplen %d first %d, want len %d", count, ci.Length, len(data), data[0], want)
+		}
+		count++
+	}
+	if count != sent {
+		t.Fatalf("%d records, sent %d", count, sent)
+	}
+
+	// tshark reads the file as Ethernet without complaint.
+	if _, err := exec.LookPath("tshark"); err == nil || testenv.InCI() {
+		testenv.NeedCommand(t, "tshark")
+		path := filepath.Join(t.TempDir(), "c.pcap")
+		os.WriteFile(path, file.Bytes(), 0o644)
+		out, err := exec.Command("tshark", "-r", path, "-T", "fields", "-e", "frame.len").Output()
+		if err != nil || strings.Count(string(out), "\n") != sent {
+			t.Fatalf("tshark: %v\n%s", err, out)
+		}
+	}
+}
+
+func TestCaptureDropsWhenFull(t *testing.T) {
+	pool, _ := pmd.NewPool(pmd.PoolOptions{Frames: 512, Huge: pmd.HugeNever})
+	defer pool.Close()
+	a, b, _ := pmd.NewRingPair(pmd.RingPairOptions{Pool: pool, Size: 512})
+	ca := pmd.NewCapturePort(a, pool)
+	defer b.Close()
+	defer ca.Close()
+	cache := pool.NewCache(32)
+	defer cache.Flush()
+	if err := ca.Start(blockingWriter{}, pmd.CaptureOptions{Slots: 8, Tx: true}); err != nil {
+		t.Fatal(err)
+	}
+	var pkts [64]pmd.Pkt
+	n := cache.Alloc(pkts[:])
+	if ca.Tx(pkts[:n]) != n {
+		t.Fatal("tx")
+	}
+	got := b.Rx(pkts[:])
+	cache.Free(pkts[:got])
+	st, _ := ca.Stop()
+	if st.Dropped < uint64(n-8) || st.Dropped+st.Captured != uint64(n) {
+		t.Fatalf("stats %+v for %d packets through 8 slots", st, n)
+	}
+}
+
+type blockingWriter struct{}
+
+func (blockingWriter) Write(p []byte) (int, error) { return len(p), nil }
+
+func TestCaptureZeroAlloc(t *testing.T) {
+	pool, _ := pmd.NewPool(pmd.PoolOptions{Frames: 512, Huge: pmd.HugeNever})
+	defer pool.Close()
+	a, b, _ := pmd.NewRingPair(pmd.RingPairOptions{Pool: pool})
+	ca := pmd.NewCapturePort(a, pool)
+	defer b.Close()
+	defer ca.Close()
+	cache := pool.NewCache(64)
+	defer cache.Flush()
+	ca.Start(blockingWriter{}, pmd.CaptureOptions{})
+	defer ca.Stop()
+	var pkts [32]pmd.Pkt
+	allocs := testing.AllocsPerRun(500, func() {
+		n := cache.Alloc(pkts[:])
+		n = ca.Tx(pkts[:n])
+		n = b.Rx(pkts[:n])
+		cache.Free(pkts[:n])
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocs per burst while capturing", allocs)
+	}
+}

@@ -1,0 +1,665 @@
+package pmd
+
+// Userspace virtio-net driver for modern PCI devices over VFIO (VIRTIO 1.2 §4.1 for
+// the transport, §5.1 for the network device, §3.1 for initialisation).
+//
+//	BindVFIO(bdf) → OpenVirtioNet: caps (common/notify/ISR/device) → BAR mmap →
+//	  pool region DMA-mapped at IOVA base B, rings in their own DMA mapping →
+//	  reset, ACK, DRIVER, features (VERSION_1, ACCESS_PLATFORM, MAC, STATUS,
+//	  MRG_RXBUF, [RING_PACKED]) → FEATURES_OK → queue 0 (RX), 1 (TX) → DRIVER_OK
+//	RX: frame f given as [B+Addr(f)+headroom-12, frame end) device-writable;
+//	    used → Pkt{f, Off: headroom} (virtio_net_hdr sits just before the data);
+//	    refill from the pool; kick only when the device asks (notification flags).
+//	TX: Pkt's 12 headroom bytes before Off become the zeroed header; one
+//	    descriptor per packet; frames return to the pool when the device is done.
+//	Close: device reset (stops DMA) → ring frames back to the pool → DMA unmap →
+//	    VFIO fds closed; UnbindVFIO(bdf) gives the device back to virtio-pci.
+//
+// Interrupts are off (poll mode: MSI-X vectors NO_VECTOR, ring interrupts disabled).
+// Not done yet: multiqueue and the control queue (VIRTIO_NET_F_MQ / CTRL_VQ are not
+// negotiated, so the device runs one queue pair), offloads (no CSUM/TSO features), and
+// packets spread over several mergeable buffers, which are dropped as DropTooLong
+// because Pkt holds one frame (with 2 KiB frames and a 1500 MTU it never happens).
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dpkit/dpkit/internal/sysmem"
+	"github.com/dpkit/dpkit/internal/vfio"
+	"github.com/dpkit/dpkit/vring"
+)
+
+// Errors of the virtio-net driver, usable with errors.Is.
+var (
+	ErrVirtioOptions  = errors.New("pmd: invalid virtio-net options")
+	ErrNotVirtioNet   = errors.New("pmd: not a modern virtio-net PCI device")
+	ErrDeviceNotReady = errors.New("pmd: virtio device did not complete the handshake in time")
+	ErrFeatures       = errors.New("pmd: virtio feature negotiation failed")
+	ErrDeviceBroken   = errors.New("pmd: virtio device broke a ring rule")
+	ErrDeviceGone     = errors.New("pmd: virtio device disappeared")
+)
+
+// Virtio feature bits the driver uses (VIRTIO 1.2 §5.1.3, §6).
+const (
+	virtioNetFMAC       = 1 << 5
+	virtioNetFMrgRxbuf  = 1 << 15
+	virtioNetFStatus    = 1 << 16
+	virtioFVersion1     = 1 << 32
+	virtioFAccessPlat   = 1 << 33
+	virtioFRingPacked   = 1 << 34
+	virtioNetHdrLen     = 12 // struct virtio_net_hdr with num_buffers (§5.1.6)
+	virtioMSINoVector   = 0xffff
+	statusAcknowledge   = 1
+	statusDriver        = 2
+	statusDriverOK      = 4
+	statusFeaturesOK    = 8
+	statusNeedsReset    = 64
+	statusFailed        = 128
+	virtioNetSLinkUp    = 1
+	virtioPCIVendor     = 0x1af4
+	virtioPCINetModern  = 0x1041
+	virtioPCICapCommon  = 1
+	virtioPCICapNotify  = 2
+	virtioPCICapISR     = 3
+	virtioPCICapDevice  = 4
+	defaultVirtioQueue  = 256
+	defaultVirtioWaitMs = 1000
+)
+
+// VirtioNetOptions configure OpenVirtioNet. Zero values are documented per field.
+type VirtioNetOptions struct {
+	// PCI is the device address ("0000:00:04.0"), already bound to vfio-pci (see
+	// BindVFIO). Required.
+	PCI string
+	// Pool supplies the packet frames; its region is DMA-mapped for the device. Its
+	// Headroom must be at least 12 bytes (the virtio-net header goes there). Required.
+	Pool *Pool
+	// QueueSize is the ring size; 0 means 256, capped at what the device offers.
+	// Split rings need a power of two.
+	QueueSize int
+	// Packed asks for the packed ring layout; the device must offer it. Zero: split.
+	Packed bool
+	// PortID is stored in Pkt.Port of received packets.
+	PortID uint16
+	// Timeout bounds each wait for the device (reset, status handshake); 0 means 1 s.
+	Timeout time.Duration
+}
+
+// Validate checks the options.
+func (o *VirtioNetOptions) Validate() error {
+	switch {
+	case o.PCI == "":
+		return fmt.Errorf("%w: PCI address required", ErrVirtioOptions)
+	case o.Pool == nil:
+		return fmt.Errorf("%w: Pool required", ErrVirtioOptions)
+	case o.Pool.Headroom() < virtioNetHdrLen:
+		return fmt.Errorf("%w: pool headroom %d < %d", ErrVirtioOptions, o.Pool.Headroom(), virtioNetHdrLen)
+	case o.QueueSize < 0 || o.QueueSize > vring.MaxQueueSize:
+		return fmt.Errorf("%w: QueueSize %d", ErrVirtioOptions, o.QueueSize)
+	case !o.Packed && o.QueueSize&(o.QueueSize-1) != 0:
+		return fmt.Errorf("%w: split QueueSize %d is not a power of two", ErrVirtioOptions, o.QueueSize)
+	case o.Timeout < 0:
+		return fmt.Errorf("%w: negative Timeout", ErrVirtioOptions)
+	}
+	return nil
+}
+
+// virtQueue is the driver's half of one virtqueue: split or packed.
+type virtQueue interface {
+	AddBatch(bufs []vring.Seg, ids []uint16) (int, error)
+	Publish() (kick bool)
+	Collect(dst []vring.Used) (int, error)
+	DisableInterrupts()
+	InFlight() int
+	Err() error
+}
+
+// vnQueue is one RX or TX queue with the frame behind each buffer id.
+type vnQueue struct {
+	q         virtQueue
+	index     uint16
+	notifyOff int     // offset of this queue's notify register in the notify window
+	frames    []Frame // frame behind each in-flight id
+	live      []bool  // ids in flight (to take frames back after a reset)
+	used      []vring.Used
+	segs      []vring.Seg
+	ids       []uint16
+	fbuf      []Frame
+	size      int
+	ringOff   int // offset of the queue's rings in the ring mapping
+}
+
+// VirtioNet drives one virtio-net PCI device through VFIO as a Port with one queue
+// pair. Rx and Tx may run on two goroutines (one each); Stats on any; Close, Reset and
+// the control methods only when the datapath is stopped.
+type VirtioNet struct {
+	opts      VirtioNetOptions
+	pci       *vfio.PCI
+	common    vfio.MMIO
+	notify    vfio.MMIO
+	device    vfio.MMIO
+	notifyMul uint32
+	features  uint64
+	poolIOVA  uint64
+	poolMem   []byte
+	rings     *sysmem.Mapping
+	ringIOVA  uint64
+	mem       *vring.Memory
+	rx, tx    vnQueue
+	rxSkip    int // segments of an oversized mergeable packet still to drop
+	err       error
+	counters  Counters
+	closed    bool
+}
+
+// OpenVirtioNet opens the device, negotiates features, sets up one RX and one TX
+// queue, maps the pool for DMA, fills the RX ring and sets DRIVER_OK.
+func OpenVirtioNet(opts VirtioNetOptions) (*VirtioNet, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.QueueSize == 0 {
+		opts.QueueSize = defaultVirtioQueue
+	}
+	if opts.Timeout == 0 {
+		opts.Timeout = defaultVirtioWaitMs * time.Millisecond
+	}
+	p, err := vfio.Open(opts.PCI)
+	if err != nil {
+		return nil, fmt.Errorf("pmd: virtio-net %s: %w", opts.PCI, err)
+	}
+	v := &VirtioNet{opts: opts, pci: p}
+	if err := v.open(); err != nil {
+		v.teardown()
+		return nil, fmt.Errorf("pmd: virtio-net %s: %w", opts.PCI, err)
+	}
+	return v, nil
+}
+
+func (v *VirtioNet) open() error {
+	cfg, err := v.pci.Config(256)
+	if err != nil {
+		return err
+	}
+	if le16(cfg[0:]) != virtioPCIVendor || le16(cfg[2:]) != virtioPCINetModern {
+		return fmt.Errorf("%w: ID %04x:%04x", ErrNotVirtioNet, le16(cfg[0:]), le16(cfg[2:]))
+	}
+	caps, err := parseVirtioCaps(cfg)
+	if err != nil {
+		return err
+	}
+	bars := map[int]vfio.MMIO{}
+	window := func(c virtioCap) (vfio.MMIO, error) {
+		m, ok := bars[int(c.bar)]
+		if !ok {
+			b, err := v.pci.MapRegion(int(c.bar))
+			if err != nil {
+				return nil, err
+			}
+			m = vfio.MMIO(b)
+			bars[int(c.bar)] = m
+		}
+		if uint64(c.offset)+uint64(c.length) > uint64(len(m)) {
+			return nil, fmt.Errorf("%w: capability type %d [%#x+%#x) outside BAR %d of %#x bytes",
+				ErrNotVirtioNet, c.typ, c.offset, c.length, c.bar, len(m))
+		}
+		return m[c.offset:][:c.length], nil
+	}
+	if v.common, err = window(caps.common); err != nil {
+		return err
+	}
+	if v.notify, err = window(caps.notify); err != nil {
+		return err
+	}
+	if v.device, err = window(caps.device); err != nil {
+		return err
+	}
+	if len(v.common) < 0x38 || len(v.device) < 8 {
+		return fmt.Errorf("%w: common or device config window too small", ErrNotVirtioNet)
+	}
+	v.notifyMul = caps.notifyMul
+	if err := v.pci.SetBusMaster(true); err != nil {
+		return err
+	}
+
+	// DMA: the pool region at one IOVA, the rings at another.
+	pr := v.opts.Pool.Region()
+	v.poolMem = pr[:roundUpInt(len(pr), 4096)]
+	if v.poolIOVA, err = v.pci.Container.MapDMA(v.poolMem); err != nil {
+		return err
+	}
+	if v.mem, err = vring.NewMemory(vring.Region{Addr: v.poolIOVA, Host: v.poolMem}); err != nil {
+		return err
+	}
+	return v.init()
+}
+
+// init runs the §3.1.1 sequence: reset, ACKNOWLEDGE, DRIVER, features, FEATURES_OK,
+// queues, DRIVER_OK; then fills the RX ring.
+func (v *VirtioNet) init() error {
+	if err := v.reset(); err != nil {
+		return err
+	}
+	v.setStatus(statusAcknowledge)
+	v.setStatus(statusAcknowledge | statusDriver)
+	v.common.Write32(0x00, 0)
+	offered := uint64(v.common.Read32(0x04))
+	v.common.Write32(0x00, 1)
+	offered |= uint64(v.common.Read32(0x04)) << 32
+	want := uint64(virtioFVersion1 | virtioFAccessPlat | virtioNetFMAC | virtioNetFStatus | virtioNetFMrgRxbuf)
+	if v.opts.Packed {
+		want |= virtioFRingPacked
+	}
+	feat := offered & want
+	switch {
+	case feat&virtioFVersion1 == 0:
+		return v.fail(fmt.Errorf("%w: device does not offer VIRTIO_F_VERSION_1", ErrFeatures))
+	case v.opts.Packed && feat&virtioFRingPacked == 0:
+		return v.fail(fmt.Errorf("%w: packed ring asked for but not offered", ErrFeatures))
+	}
+	// ACCESS_PLATFORM, when offered, must be accepted (§6.1): the device then uses
+	// the IOMMU, which is what VFIO programs.
+	v.features = feat
+	v.common.Write32(0x08, 0)
+	v.common.Write32(0x0c, uint32(feat))
+	v.common.Write32(0x08, 1)
+	v.common.Write32(0x0c, uint32(feat>>32))
+	v.setStatus(statusAcknowledge | statusDriver | statusFeaturesOK)
+	if s := v.common.Read8(0x14); s == 0xff {
+		return ErrDeviceGone
+	} else if s&statusFeaturesOK == 0 {
+		return v.fail(fmt.Errorf("%w: device refused features %#x", ErrFeatures, feat))
+	}
+	if err := v.setupRings(); err != nil {
+		return v.fail(err)
+	}
+	v.setStatus(statusAcknowledge | statusDriver | statusFeaturesOK | statusDriverOK)
+	if s := v.common.Read8(0x14); s == 0xff {
+		return ErrDeviceGone
+	} else if s&(statusNeedsReset|statusFailed) != 0 {
+		return fmt.Errorf("%w: status %#x after DRIVER_OK", ErrDeviceBroken, s)
+	}
+	v.refill()
+	return nil
+}
+
+func (v *VirtioNet) fail(err error) error {
+	v.setStatus(v.common.Read8(0x14) | statusFailed)
+	return err
+}
+
+func (v *VirtioNet) setStatus(s uint8) { v.common.Write8(0x14, s) }
+
+// reset writes 0 to device_status and waits until the device reads back 0 (§4.1.4.3.2).
+func (v *VirtioNet) reset() error {
+	v.common.Write8(0x14, 0)
+	deadline := time.Now().Add(v.opts.Timeout)
+	for {
+		s := v.common.Read8(0x14)
+		if s == 0 {
+			return nil
+		}
+		if s == 0xff && v.common.Read32(0) == 0xffffffff {
+			return ErrDeviceGone
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: reset (status %#x)", ErrDeviceNotReady, s)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func (v *VirtioNet) setupRings() error {
+	size := v.opts.QueueSize
+	for _, qi := range []uint16{0, 1} {
+		v.common.Write16(0x16, qi)
+		max := int(v.common.Read16(0x18))
+		if max == 0 {
+			return fmt.Errorf("%w: queue %d not available", ErrNotVirtioNet, qi)
+		}
+		if size > max {
+			size = max
+		}
+	}
+	packed := v.features&virtioFRingPacked != 0
+	d, a, u := vring.SplitSizes(size)
+	if packed {
+		d, a = vring.PackedSizes(size)
+		u = a
+	}
+	per := roundUpInt(d, 4096) + roundUpInt(a, 4096) + roundUpInt(u, 4096)
+	if v.rings == nil {
+		m, _, err := sysmem.Map(sysmem.Options{Size: 2 * per, Huge: -1})
+		if err != nil {
+			return err
+		}
+		v.rings = m
+		if v.ringIOVA, err = v.pci.Container.MapDMA(m.Mem[:roundUpInt(2*per, 4096)]); err != nil {
+			return err
+		}
+	}
+	clear(v.rings.Mem)
+	o := vring.Options{Size: size, Features: v.features & (vring.FeatureVersion1 | vring.FeatureAccessPlatform | vring.FeatureRingPacked)}
+	for i, q := range []*vnQueue{&v.rx, &v.tx} {
+		base := i * per
+		dOff, aOff, uOff := base, base+roundUpInt(d, 4096), base+roundUpInt(d, 4096)+roundUpInt(a, 4096)
+		mem := v.rings.Mem
+		var err error
+		var vq virtQueue
+		if packed {
+			vq, err = vring.NewPackedDriver(vring.PackedRing{Desc: mem[dOff:][:d], DriverEvent: mem[aOff:][:a], DeviceEvent: mem[uOff:][:u]}, v.mem, o)
+		} else {
+			vq, err = vring.NewSplitDriver(vring.SplitRing{Desc: mem[dOff:][:d], Avail: mem[aOff:][:a], Used: mem[uOff:][:u]}, v.mem, o)
+		}
+		if err != nil {
+			return err
+		}
+		vq.DisableInterrupts() // poll mode
+		*q = vnQueue{q: vq, index: uint16(i), size: size, ringOff: base,
+			frames: make([]Frame, size), live: make([]bool, size), used: make([]vring.Used, size),
+			segs: make([]vring.Seg, size), ids: make([]uint16, size), fbuf: make([]Frame, size)}
+		c := v.common
+		c.Write16(0x16, uint16(i))
+		c.Write16(0x18, uint16(size))
+		c.Write16(0x1a, virtioMSINoVector)
+		c.Write64(0x20, v.ringIOVA+uint64(dOff))
+		c.Write64(0x28, v.ringIOVA+uint64(aOff))
+		c.Write64(0x30, v.ringIOVA+uint64(uOff))
+		off := uint64(c.Read16(0x1e)) * uint64(v.notifyMul)
+		if off+2 > uint64(len(v.notify)) {
+			return fmt.Errorf("%w: notify offset %#x outside the notify window", ErrNotVirtioNet, off)
+		}
+		q.notifyOff = int(off)
+		c.Write16(0x1c, 1)
+	}
+	return nil
+}
+
+// refill gives the device as many empty frames as the RX ring takes.
+func (v *VirtioNet) refill() {
+	q := &v.rx
+	free := q.size - q.q.InFlight()
+	if free <= 0 {
+		return
+	}
+	pool := v.opts.Pool
+	n := pool.Get(q.fbuf[:free])
+	hr, fs := pool.Headroom(), pool.FrameSize()
+	for i, f := range q.fbuf[:n] {
+		q.segs[i] = vring.Seg{Addr: v.poolIOVA + pool.Addr(f) + uint64(hr-virtioNetHdrLen), Len: uint32(fs - hr + virtioNetHdrLen), Write: true}
+	}
+	k, err := q.q.AddBatch(q.segs[:n], q.ids[:n])
+	for i := 0; i < k; i++ {
+		q.frames[q.ids[i]] = q.fbuf[i]
+		q.live[q.ids[i]] = true
+	}
+	if k < n {
+		pool.Put(q.fbuf[k:n])
+	}
+	if err != nil {
+		v.broken(err)
+	}
+	if k > 0 && q.q.Publish() {
+		v.notify.Write16(q.notifyOff, q.index)
+	}
+}
+
+func (v *VirtioNet) broken(err error) {
+	if v.err == nil {
+		v.err = fmt.Errorf("%w: %w", ErrDeviceBroken, err)
+	}
+}
+
+// Err returns the sticky error that stopped the datapath (ErrDeviceBroken wrapping the
+// ring's error), or nil. Reset clears it.
+func (v *VirtioNet) Err() error { return v.err }
+
+// Rx receives up to len(pkts) packets into pool frames (zero copy: the device wrote
+// them there) and refills the ring. The caller owns the returned frames.
+func (v *VirtioNet) Rx(pkts []Pkt) int {
+	if v.err != nil || v.closed {
+		return 0
+	}
+	q := &v.rx
+	n, err := q.q.Collect(q.used[:min(len(pkts), len(q.used))])
+	hr := v.opts.Pool.Headroom()
+	out, bytes, drops, long := 0, 0, 0, 0
+	for i := 0; i < n; i++ {
+		u := q.used[i]
+		f := q.frames[u.ID]
+		q.live[u.ID] = false
+		if v.rxSkip > 0 { // the tail of a packet that did not fit one frame
+			v.rxSkip--
+			q.fbuf[drops+long] = f
+			long++
+			continue
+		}
+		if u.Len < virtioNetHdrLen {
+			q.fbuf[drops+long] = f
+			drops++
+			continue
+		}
+		hdr := v.opts.Pool.Bytes(f)[hr-virtioNetHdrLen:][:virtioNetHdrLen]
+		if nb := int(le16(hdr[10:])); nb > 1 {
+			// A mergeable packet spread over nb frames: Pkt holds one frame, drop it.
+			v.rxSkip = nb - 1
+			q.fbuf[drops+long] = f
+			long++
+			continue
+		}
+		var flags PktFlags
+		if hdr[0]&1 != 0 {
+			flags |= PktCsumPartial
+		} else if hdr[0]&2 != 0 {
+			flags |= PktCsumValid
+		}
+		pkts[out] = Pkt{Frame: f, Off: uint16(hr), Len: uint16(u.Len - virtioNetHdrLen), Port: v.opts.PortID, Flags: flags}
+		bytes += int(pkts[out].Len)
+		out++
+	}
+	if drops+long > 0 {
+		v.opts.Pool.Put(q.fbuf[:drops+long])
+		v.counters.AddDrop(DropInvalid, drops)
+		v.counters.AddDrop(DropTooLong, long)
+	}
+	v.counters.AddRx(out, bytes)
+	if err != nil {
+		v.broken(err)
+		return out
+	}
+	v.refill()
+	return out
+}
+
+// Tx queues pkts for sending without copying: each frame gets the virtio-net header
+// in its headroom and goes to the device as one descriptor. It returns how many were
+// taken; their frames go back to the pool once the device is done with them.
+func (v *VirtioNet) Tx(pkts []Pkt) int {
+	if v.err != nil || v.closed {
+		return 0
+	}
+	q := &v.tx
+	v.reclaimTx()
+	if v.err != nil {
+		return 0
+	}
+	pool := v.opts.Pool
+	n := min(len(pkts), q.size-q.q.InFlight())
+	k := 0
+	for i := 0; i < n; i++ {
+		p := &pkts[i]
+		if p.Off < virtioNetHdrLen || int(p.Off)+int(p.Len) > pool.FrameSize() {
+			break // not sendable in place: left to the caller
+		}
+		hdr := pool.Bytes(p.Frame)[p.Off-virtioNetHdrLen:][:virtioNetHdrLen]
+		clear(hdr)
+		q.segs[k] = vring.Seg{Addr: v.poolIOVA + pool.Addr(p.Frame) + uint64(p.Off-virtioNetHdrLen), Len: uint32(p.Len) + virtioNetHdrLen}
+		k++
+	}
+	added, err := q.q.AddBatch(q.segs[:k], q.ids[:k])
+	bytes := 0
+	for i := 0; i < added; i++ {
+		q.frames[q.ids[i]] = pkts[i].Frame
+		q.live[q.ids[i]] = true
+		bytes += int(pkts[i].Len)
+	}
+	if err != nil {
+		v.broken(err)
+	}
+	if added > 0 && q.q.Publish() {
+		v.notify.Write16(q.notifyOff, q.index)
+	}
+	v.counters.AddTx(added, bytes)
+	return added
+}
+
+// reclaimTx frees the frames of sent packets.
+func (v *VirtioNet) reclaimTx() {
+	q := &v.tx
+	n, err := q.q.Collect(q.used)
+	for i := 0; i < n; i++ {
+		q.fbuf[i] = q.frames[q.used[i].ID]
+		q.live[q.used[i].ID] = false
+	}
+	v.opts.Pool.Put(q.fbuf[:n])
+	if err != nil {
+		v.broken(err)
+	}
+}
+
+// Stats returns the port's counters. Safe from any goroutine.
+func (v *VirtioNet) Stats() PortStats { return v.counters.Snapshot() }
+
+// MAC returns the device's MAC address (VIRTIO_NET_F_MAC), or zero.
+func (v *VirtioNet) MAC() [6]byte {
+	var m [6]byte
+	if v.features&virtioNetFMAC == 0 {
+		return m
+	}
+	for try := 0; ; try++ { // §4.1.4.3.1: re-read while config_generation changes
+		g := v.common.Read8(0x15)
+		for i := range m {
+			m[i] = v.device.Read8(i)
+		}
+		if v.common.Read8(0x15) == g || try == 100 {
+			return m
+		}
+	}
+}
+
+// LinkUp reports the link status (VIRTIO_NET_F_STATUS); without the feature the link
+// is always up (§5.1.4).
+func (v *VirtioNet) LinkUp() bool {
+	if v.features&virtioNetFStatus == 0 {
+		return true
+	}
+	return v.device.Read16(6)&virtioNetSLinkUp != 0
+}
+
+// Check reads the device status (a control-plane MMIO read; call it from a slow
+// timer, not per burst): ErrDeviceGone if the device no longer answers (all-ones
+// reads, as after a hot unplug), ErrDeviceBroken if it set DEVICE_NEEDS_RESET or
+// FAILED (§2.1.2) or a ring broke; Reset recovers from the latter.
+func (v *VirtioNet) Check() error {
+	if v.closed {
+		return ErrClosed
+	}
+	s := v.common.Read8(0x14)
+	if s == 0xff && v.common.Read32(0) == 0xffffffff {
+		return ErrDeviceGone
+	}
+	if s&(statusNeedsReset|statusFailed) != 0 {
+		return fmt.Errorf("%w: device status %#x", ErrDeviceBroken, s)
+	}
+	return v.err
+}
+
+// Features returns the negotiated feature bits.
+func (v *VirtioNet) Features() uint64 { return v.features }
+
+// Reset stops the device, takes back every frame it held and initialises it again
+// (new rings, RX refilled). Call with the datapath stopped. It clears Err.
+func (v *VirtioNet) Reset() error {
+	if v.closed {
+		return ErrClosed
+	}
+	if err := v.reset(); err != nil {
+		return err
+	}
+	v.reclaimAll()
+	v.err, v.rxSkip = nil, 0
+	return v.init()
+}
+
+// reclaimAll returns to the pool every frame still in a ring. The device must be reset.
+func (v *VirtioNet) reclaimAll() {
+	for _, q := range []*vnQueue{&v.rx, &v.tx} {
+		if q.q == nil {
+			continue
+		}
+		// After a reset the rings are ours: whatever the device did not complete is
+		// still in q.frames at the ids marked live.
+		k := 0
+		for id, l := range q.live {
+			if l {
+				q.fbuf[k] = q.frames[id]
+				q.live[id] = false
+				k++
+			}
+		}
+		v.opts.Pool.Put(q.fbuf[:k])
+	}
+}
+
+// Close resets the device (so it stops DMA), returns the ring frames to the pool,
+// unmaps DMA memory and closes the VFIO device. The device stays bound to vfio-pci;
+// UnbindVFIO hands it back to the kernel.
+func (v *VirtioNet) Close() error {
+	if v.closed {
+		return nil
+	}
+	v.closed = true
+	var err error
+	if v.common != nil {
+		err = v.reset()
+		if err == nil {
+			v.reclaimAll()
+		}
+	}
+	if e := v.teardown(); err == nil {
+		err = e
+	}
+	return err
+}
+
+func (v *VirtioNet) teardown() error {
+	var err error
+	if v.rings != nil {
+		if v.ringIOVA != 0 {
+			v.pci.Container.UnmapDMA(v.ringIOVA)
+		}
+		v.rings.Unmap()
+		v.rings = nil
+	}
+	if v.poolIOVA != 0 {
+		err = v.pci.Container.UnmapDMA(v.poolIOVA)
+		v.poolIOVA = 0
+	}
+	if e := v.pci.Close(); err == nil {
+		err = e
+	}
+	return err
+}
+
+// BindVFIO hands PCI device bdf to vfio-pci (driver_override, unbind, drivers_probe).
+func BindVFIO(bdf string) error { return vfio.Bind(bdf, "vfio-pci") }
+
+// UnbindVFIO returns device bdf to the kernel driver that claims it and returns that
+// driver's name. Close the port first.
+func UnbindVFIO(bdf string) (string, error) { return vfio.Unbind(bdf) }
+
+func le16(b []byte) uint16 { return uint16(b[0]) | uint16(b[1])<<8 }
+
+func roundUpInt(n, to int) int { return (n + to - 1) / to * to }

@@ -1,0 +1,94 @@
+package pmd
+
+import (
+	"errors"
+	"testing"
+)
+
+// virtioTestConfig builds a config space with the capability list QEMU gives a modern
+// virtio-net device: PCI cfg access, notify, ISR, device, common, MSI-X.
+func virtioTestConfig() []byte {
+	cfg := make([]byte, 256)
+	cfg[0], cfg[1], cfg[2], cfg[3] = 0xf4, 0x1a, 0x41, 0x10
+	cfg[6] = 1 << 4
+	cfg[0x34] = 0x40
+	type c struct {
+		typ, bar, ln byte
+		off, length  uint32
+	}
+	caps := []c{{2, 4, 20, 0x3000, 0x1000}, {3, 4, 16, 0x1000, 0x1000}, {4, 4, 16, 0x2000, 0x1000}, {1, 4, 16, 0, 0x1000}}
+	off := 0x40
+	for i, x := range caps {
+		cfg[off] = 0x09
+		if i+1 < len(caps) {
+			cfg[off+1] = byte(off + 0x18)
+		}
+		cfg[off+2] = x.ln
+		cfg[off+3] = x.typ
+		cfg[off+4] = x.bar
+		put32(cfg[off+8:], x.off)
+		put32(cfg[off+12:], x.length)
+		if x.typ == 2 {
+			put32(cfg[off+16:], 4)
+		}
+		off += 0x18
+	}
+	return cfg
+}
+
+func put32(b []byte, v uint32) {
+	b[0], b[1], b[2], b[3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24)
+}
+
+func TestParseVirtioCaps(t *testing.T) {
+	c, err := parseVirtioCaps(virtioTestConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.common.offset != 0 || c.notify.offset != 0x3000 || c.notifyMul != 4 || c.device.offset != 0x2000 || c.isr.offset != 0x1000 {
+		t.Fatalf("%+v", c)
+	}
+	bad := virtioTestConfig()
+	bad[0x40+0x18*3+3] = 7 // common cfg becomes an unknown type
+	if _, err := parseVirtioCaps(bad); !errors.Is(err, ErrNotVirtioNet) {
+		t.Fatalf("missing common cfg: %v", err)
+	}
+	short := virtioTestConfig()
+	short[0x42] = 12 // notify cap too short for its multiplier
+	if _, err := parseVirtioCaps(short); !errors.Is(err, ErrNotVirtioNet) {
+		t.Fatalf("short notify cap: %v", err)
+	}
+}
+
+func FuzzParseVirtioCaps(f *testing.F) {
+	f.Add(virtioTestConfig())
+	f.Fuzz(func(t *testing.T, cfg []byte) {
+		c, err := parseVirtioCaps(cfg)
+		if err == nil && (c.common.bar > 5 || c.notify.bar > 5 || c.device.bar > 5) {
+			t.Fatalf("bad BAR accepted: %+v", c)
+		}
+	})
+}
+
+func TestVirtioNetOptionsValidate(t *testing.T) {
+	pool, err := NewPool(PoolOptions{Frames: 16, Huge: HugeNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	for _, o := range []VirtioNetOptions{
+		{Pool: pool},
+		{PCI: "0000:00:04.0"},
+		{PCI: "0000:00:04.0", Pool: pool, QueueSize: 100},
+		{PCI: "0000:00:04.0", Pool: pool, QueueSize: -1},
+		{PCI: "0000:00:04.0", Pool: pool, Timeout: -1},
+	} {
+		if err := o.Validate(); !errors.Is(err, ErrVirtioOptions) {
+			t.Errorf("%+v: %v", o, err)
+		}
+	}
+	ok := VirtioNetOptions{PCI: "0000:00:04.0", Pool: pool, QueueSize: 100, Packed: true}
+	if err := ok.Validate(); err != nil {
+		t.Error(err)
+	}
+}
