@@ -1,0 +1,260 @@
+package xsk
+
+import (
+	"encoding/binary"
+	"fmt"
+	"testing"
+
+	"github.com/dpkit/dpkit/internal/afxdp"
+	"github.com/dpkit/dpkit/pmd"
+	"golang.org/x/sys/unix"
+)
+
+// fakeKernel plays the kernel's side of a socket's four rings, laid over anonymous
+// memory, so Port's handling of descriptors can be tested (and fuzzed) unprivileged.
+type fakeKernel struct {
+	fill *afxdp.ConsRing[uint64]
+	comp *afxdp.ProdRing[uint64]
+	rx   *afxdp.ProdRing[afxdp.Desc]
+	tx   *afxdp.ConsRing[afxdp.Desc]
+}
+
+const fakeRing = 64
+
+func newFakePort(t testing.TB, pool *pmd.Pool, sg bool) (*Port, *fakeKernel) {
+	t.Helper()
+	const ringBytes = 64 + fakeRing*16
+	mem, err := unix.Mmap(-1, 0, 4*ringBytes, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := afxdp.RingOffsets{Producer: 0, Consumer: 8, Flags: 16, Desc: 64}
+	part := func(i int) []byte { return mem[i*ringBytes : (i+1)*ringBytes] }
+	must := func(err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	u, err := NewUMEM(UMEMOptions{Pool: pool})
+	must(err)
+	s := &Socket{fd: -1, umem: u, ifindex: 1, wakeup: true, sg: sg}
+	s.maps[0] = mem
+	k := &fakeKernel{}
+	s.fill, err = afxdp.NewProdRing[uint64](part(0), off, fakeRing)
+	must(err)
+	k.fill, err = afxdp.NewConsRing[uint64](part(0), off, fakeRing)
+	must(err)
+	s.comp, err = afxdp.NewConsRing[uint64](part(1), off, fakeRing)
+	must(err)
+	k.comp, err = afxdp.NewProdRing[uint64](part(1), off, fakeRing)
+	must(err)
+	s.rx, err = afxdp.NewConsRing[afxdp.Desc](part(2), off, fakeRing)
+	must(err)
+	k.rx, err = afxdp.NewProdRing[afxdp.Desc](part(2), off, fakeRing)
+	must(err)
+	s.tx, err = afxdp.NewProdRing[afxdp.Desc](part(3), off, fakeRing)
+	must(err)
+	k.tx, err = afxdp.NewConsRing[afxdp.Desc](part(3), off, fakeRing)
+	must(err)
+	u.socks = append(u.socks, s)
+	p := &Port{
+		s: s, pool: pool, u: u, nframes: uint64(pool.Frames()), fsize: uint64(pool.FrameSize()),
+		owner: make([]uint8, pool.Frames()), rxCache: pool.NewCache(portCache), txCache: pool.NewCache(portCache),
+	}
+	p.refill()
+	return p, k
+}
+
+// FuzzPortHostileKernel feeds a Port descriptors from a kernel that may lie: addresses
+// it was never given, duplicates, lengths past the frame, stray continuation flags. The
+// port must never panic, never hand out a frame twice, and after Close every frame must
+// be back in the pool exactly once.
+func FuzzPortHostileKernel(f *testing.F) {
+	f.Add([]byte{0x01, 0x21, 0x41, 0x61, 0x81, 0x01, 0xa1, 0xc1})
+	f.Add([]byte{0x05, 0x45, 0x85, 0xe5, 0x25, 0x10, 0x12, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99})
+	f.Fuzz(func(t *testing.T, ops []byte) {
+		pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 256, Huge: pmd.HugeNever})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pool.Close()
+		sg := len(ops) > 0 && ops[0]&1 == 1
+		p, k := newFakePort(t, pool, sg)
+		held := map[pmd.Frame]bool{}
+		var appBuf pmd.Batch
+		cache := pool.NewCache(16)
+		word := func(i int) uint64 {
+			var b [8]byte
+			copy(b[:], ops[min(i, len(ops)):])
+			return binary.LittleEndian.Uint64(b[:])
+		}
+		for i, op := range ops {
+			n := uint32(op>>5) + 1
+			switch op & 7 {
+			case 0, 1: // kernel receives n frames honestly
+				got, idx := k.fill.Peek(n)
+				r, ridx := k.rx.Reserve(got)
+				for j := range r {
+					a := k.fill.Get(idx + j)
+					k.rx.Set(ridx+j, afxdp.Desc{Addr: a + 256, Len: 60})
+				}
+				k.fill.Release(r)
+				k.rx.Submit()
+			case 2: // kernel writes a forged rx descriptor
+				r, ridx := k.rx.Reserve(1)
+				if r == 1 {
+					w := word(i + 1)
+					k.rx.Set(ridx, afxdp.Desc{Addr: w % (1 << 20), Len: uint32(w >> 40), Options: uint32(w>>32) & 1})
+					k.rx.Submit()
+				}
+			case 3: // application receives and holds
+				m := p.Rx(appBuf.Room()[:min(int(n)*4, len(appBuf.Room()))])
+				for _, pk := range appBuf.Room()[:m] {
+					if held[pk.Frame] {
+						t.Fatalf("frame %d handed out twice", pk.Frame)
+					}
+					if int(pk.Off)+int(pk.Len) > pool.FrameSize() {
+						t.Fatalf("packet past its frame: %+v", pk)
+					}
+					held[pk.Frame] = true
+				}
+				appBuf.Grow(m)
+			case 4: // application sends what it holds, some as chains, some forged
+				if op&0x80 != 0 {
+					w := word(i + 1)
+					for j := range appBuf.Pkts() {
+						appBuf.Pkts()[j].Flags ^= pmd.PktFlags(w>>j) & pmd.PktMore
+					}
+					appBuf.Push(pmd.Pkt{Frame: pmd.Frame(pool.Frames() + int(w%7)), Len: 60})
+				}
+				sent := appBuf.Len() - len(appBuf.Pkts()[p.Tx(appBuf.Pkts()):])
+				for _, pk := range appBuf.Pkts()[:sent] {
+					delete(held, pk.Frame)
+				}
+				rest := appBuf.Pkts()[sent:]
+				appBuf.Reset()
+				for _, pk := range rest {
+					appBuf.Push(pk)
+				}
+			case 5: // kernel transmits and completes honestly
+				got, idx := k.tx.Peek(n)
+				c, cidx := k.comp.Reserve(got)
+				for j := range c {
+					k.comp.Set(cidx+j, k.tx.Get(idx+j).Addr)
+				}
+				k.tx.Release(c)
+				k.comp.Submit()
+			case 6: // kernel forges a completion
+				c, cidx := k.comp.Reserve(1)
+				if c == 1 {
+					k.comp.Set(cidx, word(i+1)%(1<<20))
+					k.comp.Submit()
+				}
+			case 7: // application frees what it holds
+				for _, pk := range appBuf.Pkts() {
+					delete(held, pk.Frame)
+				}
+				for _, pk := range appBuf.Pkts() {
+					if int(pk.Frame) < pool.Frames() {
+						cache.Free([]pmd.Pkt{pk})
+					}
+				}
+				appBuf.Reset()
+			}
+		}
+		for _, pk := range appBuf.Pkts() {
+			if int(pk.Frame) >= pool.Frames() {
+				continue
+			}
+			cache.Free([]pmd.Pkt{pk})
+		}
+		appBuf.Reset()
+		cache.Free(appBuf.Pkts())
+		cache.Flush()
+		p.Close()
+		if st := pool.Stats(); st.Free != st.Frames || st.BadFrees != 0 {
+			t.Fatalf("after Close %d of %d frames free, %d bad frees", st.Free, st.Frames, st.BadFrees)
+		}
+	})
+}
+
+func TestOptionsValidate(t *testing.T) {
+	bad := []Config{{Queue: -1}, {RxSize: 3}, {FillSize: -1}, {RxSize: -1, TxSize: -1}, {Bind: 7}, {BusyPoll: -1}}
+	for _, c := range bad {
+		if err := c.Validate(); err == nil {
+			t.Errorf("%+v accepted", c)
+		}
+	}
+	if err := (&Config{}).Validate(); err != nil {
+		t.Errorf("zero Config: %v", err)
+	}
+	for _, o := range []UMEMOptions{{FrameSize: 1024}, {FrameSize: 8192}, {Frames: -1}, {Headroom: 4000}} {
+		if err := o.Validate(); err == nil {
+			t.Errorf("%+v accepted", o)
+		}
+	}
+	if err := (&UMEMOptions{FrameSize: 8192, Unaligned: true}).Validate(); err != nil {
+		t.Errorf("unaligned 8192: %v", err)
+	}
+	if err := (&ProgramOptions{MaxQueues: -1}).Validate(); err == nil {
+		t.Error("MaxQueues -1 accepted")
+	}
+}
+
+// BenchmarkFakeKernel measures the port's own per-packet cost, with the kernel's side
+// played by plain ring operations (no syscalls): what dpkit adds on top of the kernel.
+func BenchmarkFakeKernel(b *testing.B) {
+	for _, burst := range []int{32, 64} {
+		b.Run(fmt.Sprintf("rxdrop/burst%d", burst), func(b *testing.B) {
+			pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 4096, Huge: pmd.HugeNever})
+			if err != nil {
+				b.Fatal(err)
+			}
+			p, k := newFakePort(b, pool, false)
+			var pkts [pmd.MaxBurst]pmd.Pkt
+			b.ReportAllocs()
+			b.ResetTimer()
+			for done := 0; done < b.N; {
+				got, idx := k.fill.Peek(uint32(burst))
+				r, ridx := k.rx.Reserve(got)
+				for j := range r {
+					k.rx.Set(ridx+j, afxdp.Desc{Addr: k.fill.Get(idx+j) + 256, Len: 60})
+				}
+				k.fill.Release(r)
+				k.rx.Submit()
+				n := p.Rx(pkts[:burst])
+				p.Recycle(pkts[:n])
+				done += n
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/pkt")
+		})
+		b.Run(fmt.Sprintf("txonly/burst%d", burst), func(b *testing.B) {
+			pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 4096, Huge: pmd.HugeNever})
+			if err != nil {
+				b.Fatal(err)
+			}
+			p, k := newFakePort(b, pool, false)
+			cache := pool.NewCache(64)
+			var bt pmd.Batch
+			b.ReportAllocs()
+			b.ResetTimer()
+			for done := 0; done < b.N; {
+				room := bt.Room()[:burst-bt.Len()]
+				got := cache.Alloc(room)
+				for i := range room[:got] {
+					room[i].Len = 60
+				}
+				bt.Grow(got)
+				done += bt.Tx(p)
+				t, tidx := k.tx.Peek(uint32(burst))
+				c, cidx := k.comp.Reserve(t)
+				for j := range c {
+					k.comp.Set(cidx+j, k.tx.Get(tidx+j).Addr)
+				}
+				k.tx.Release(c)
+				k.comp.Submit()
+			}
+		})
+	}
+}

@@ -1,0 +1,175 @@
+package xsk
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/vishvananda/netlink"
+)
+
+// Options configure Open and OpenAll. The zero value opens with a UMEM of its own,
+// 2048-entry rings, zero-copy if possible, and the built-in program attached natively
+// if possible.
+type Options struct {
+	// UMEM to use; nil makes one from UMEMOptions, closed with the port(s).
+	UMEM        *UMEM
+	UMEMOptions UMEMOptions
+	// Socket configures each socket; Open takes the queue from its argument.
+	Socket Config
+	// Program redirects to the sockets. nil loads the built-in one (ProgramOptions) and
+	// attaches it with Attach; closed with the port(s).
+	Program        *Program
+	ProgramOptions ProgramOptions
+	Attach         AttachMode
+	// PinnedMap, when set (and Program nil), registers the sockets in the XSKMAP
+	// pinned there instead of loading a program: the CNI-managed setup.
+	PinnedMap string
+	// PortID is the pmd port id stamped on received packets (OpenAll adds the queue).
+	PortID uint16
+}
+
+// Open opens one queue of a device as a Port: UMEM, program, socket, XSKMAP entry.
+func Open(ifname string, queue int, opts Options) (*Port, error) {
+	ps, err := open(ifname, []int{queue}, opts)
+	if err != nil {
+		return nil, err
+	}
+	return ps[0], nil
+}
+
+// OpenAll opens every rx queue of a device, one Port per queue, sharing one UMEM
+// (XDP_SHARED_UMEM, with per-socket fill and completion rings) and one program. Each
+// port is then driven by its own goroutine.
+func OpenAll(ifname string, opts Options) ([]*Port, error) {
+	n, err := Queues(ifname)
+	if err != nil {
+		return nil, err
+	}
+	qs := make([]int, n)
+	for i := range qs {
+		qs[i] = i
+	}
+	return open(ifname, qs, opts)
+}
+
+// Queues returns how many rx queues a device of the calling thread's network namespace
+// has (netlink IFLA_NUM_RX_QUEUES; sysfs would show the namespace it was mounted in).
+func Queues(ifname string) (int, error) {
+	l, err := netlink.LinkByName(ifname)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %s: %v", ErrNoDevice, ifname, err)
+	}
+	return max(l.Attrs().NumRxQueues, 1), nil
+}
+
+// refs releases a shared resource when the last port using it closes.
+type refs struct {
+	mu sync.Mutex
+	n  int
+	fn func() error
+}
+
+func (r *refs) release() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.n--; r.n == 0 {
+		return r.fn()
+	}
+	return nil
+}
+
+func open(ifname string, queues []int, opts Options) (ports []*Port, err error) {
+	ifindex, err := Ifindex(ifname)
+	if err != nil {
+		return nil, err
+	}
+	var undo []func() error
+	defer func() {
+		if err != nil {
+			for _, p := range ports {
+				p.Close()
+			}
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
+		}
+	}()
+	u := opts.UMEM
+	var umemRef *refs
+	if u == nil {
+		uo := opts.UMEMOptions
+		if uo.Pool == nil && uo.Frames == 0 {
+			// Enough for every queue's fill ring full and its tx ring full.
+			fill, _ := ringSize(opts.Socket.FillSize)
+			tx, _ := ringSize(opts.Socket.TxSize)
+			uo.Frames = max(4096, len(queues)*int(fill+tx))
+		}
+		if u, err = NewUMEM(uo); err != nil {
+			return nil, err
+		}
+		undo = append(undo, u.Close)
+		umemRef = &refs{fn: u.Close}
+	}
+	prog := opts.Program
+	var progRef *refs
+	switch {
+	case prog != nil:
+	case opts.PinnedMap != "":
+		if prog, err = LoadPinnedMap(opts.PinnedMap); err != nil {
+			return nil, err
+		}
+	default:
+		po := opts.ProgramOptions
+		if po.MaxQueues == 0 {
+			if q, qerr := Queues(ifname); qerr == nil {
+				po.MaxQueues = max(q, 1)
+			}
+		}
+		if prog, err = NewProgram(po); err != nil {
+			return nil, err
+		}
+		undo = append(undo, prog.Close)
+		if err = prog.Attach(ifindex, opts.Attach); err != nil {
+			return nil, err
+		}
+	}
+	if opts.Program == nil {
+		progRef = &refs{fn: prog.Close}
+	}
+	for _, q := range queues {
+		cfg := opts.Socket
+		cfg.Queue = q
+		p, perr := NewPort(u, ifindex, cfg, opts.PortID+uint16(q))
+		if perr != nil {
+			return ports, fmt.Errorf("xsk: %s queue %d: %w", ifname, q, perr)
+		}
+		p.prog = prog
+		ports = append(ports, p)
+		if err = prog.Register(q, p.s); err != nil {
+			return ports, err
+		}
+	}
+	// From here the ports own the shared pieces: the last to close releases them.
+	undo = nil
+	for _, p := range ports {
+		if progRef != nil {
+			progRef.n++
+			p.cleanup = append(p.cleanup, progRef.release)
+		}
+		if umemRef != nil {
+			umemRef.n++
+			p.cleanup = append(p.cleanup, umemRef.release)
+		}
+	}
+	return ports, nil
+}
+
+// CloseAll closes ports and joins their errors.
+func CloseAll(ports []*Port) error {
+	var errs []error
+	for _, p := range ports {
+		errs = append(errs, p.Close())
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,396 @@
+package xsk
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/dpkit/dpkit/pmd"
+)
+
+// Frame states in Port.owner: who holds a frame of the pool, as far as this port knows.
+const (
+	ownerOut  uint8 = iota // not in this port's kernel rings (free, or the application's)
+	ownerFill              // given to the kernel through the fill ring
+	ownerTx                // given to the kernel through the tx ring
+)
+
+// refillBatch is how many frames the port gives the fill ring at a time.
+const refillBatch = 64
+
+// portCache sizes the port's own frame caches: small, so that frames do not pile up
+// in caches while the fill ring starves (a UMEM is often just twice the ring size).
+const portCache = 64
+
+// Port is an AF_XDP socket as a pmd.Port: frames come from the UMEM's pool, received
+// packets are handed out as pmd.Pkts, and sent frames go back to the pool once the
+// kernel completes them.
+//
+// The port tracks every pool frame it hands the kernel, so a descriptor the kernel
+// returns for a frame it does not hold (a duplicate, a foreign address, a length past
+// the frame) is a counted DropInvalid, never a second owner; and Close returns every
+// frame still in the kernel's hands to the pool.
+//
+// Concurrency: as pmd.Port — one goroutine for Rx, one for Tx, Stats from any.
+type Port struct {
+	s       *Socket
+	pool    *pmd.Pool
+	u       *UMEM
+	id      uint16
+	nframes uint64
+	fsize   uint64
+	owner   []uint8
+
+	rxCache *pmd.Cache
+	txCache *pmd.Cache
+	frames  [refillBatch]pmd.Frame  // rx-side scratch
+	done    [pmd.MaxBurst]pmd.Frame // tx-side scratch
+	rxSkip  bool                    // dropping the rest of a chain too long for the caller
+
+	c pmd.Counters
+
+	prog *Program // the program Open registered the socket with, if any
+
+	// cleanup runs after the socket closed (program and UMEM the port owns).
+	cleanup []func() error
+	closed  bool
+}
+
+// NewPort wraps a new socket on u (see NewSocket) as a pmd.Port whose Pkts carry port
+// id id. It primes the fill ring. The socket still needs Program.Register to receive.
+func NewPort(u *UMEM, ifindex int, cfg Config, id uint16) (*Port, error) {
+	s, err := NewSocket(u, ifindex, cfg)
+	if err != nil {
+		return nil, err
+	}
+	p := &Port{
+		s: s, pool: u.pool, u: u, id: id,
+		nframes: uint64(u.pool.Frames()), fsize: uint64(u.pool.FrameSize()),
+		owner:   make([]uint8, u.pool.Frames()),
+		rxCache: u.pool.NewCache(portCache), txCache: u.pool.NewCache(portCache),
+	}
+	if s.rx != nil {
+		p.refill()
+	}
+	return p, nil
+}
+
+// Socket returns the underlying socket (for Stats, ZeroCopy, FD). Its Fill, Receive,
+// Transmit and Complete must not be used while the port is.
+func (p *Port) Socket() *Socket { return p.s }
+
+// refill tops the fill ring up from the rx cache.
+func (p *Port) refill() {
+	fill := p.s.fill
+	for {
+		free := fill.Free(refillBatch)
+		if free < refillBatch && free < uint32(fill.Size())/2 {
+			return
+		}
+		k := p.rxCache.Get(p.frames[:min(free, refillBatch)])
+		if k == 0 {
+			return
+		}
+		_, idx := fill.Reserve(uint32(k))
+		for i, f := range p.frames[:k] {
+			p.owner[f] = ownerFill
+			fill.Set(idx+uint32(i), p.pool.Addr(f))
+		}
+		fill.Submit()
+		if k < refillBatch {
+			return
+		}
+	}
+}
+
+// Rx receives up to len(pkts) packets. A multi-buffer packet is returned whole, as
+// consecutive Pkts all but the last flagged pmd.PktMore; one longer than len(pkts) is
+// dropped (DropTooLong).
+func (p *Port) Rx(pkts []pmd.Pkt) int {
+	rx := p.s.rx
+	if rx == nil || len(pkts) == 0 {
+		return 0
+	}
+	want := uint32(min(len(pkts), pmd.MaxBurst))
+	n, idx := rx.Peek(want)
+	if n == 0 {
+		if p.s.wakeup && p.s.fill.NeedWakeup() {
+			p.s.wakeRx()
+		}
+		p.refill()
+		return 0
+	}
+	if p.s.sg {
+		// Return whole packets only: cut after the last descriptor that ends one.
+		end := n
+		for end > 0 && rx.Get(idx+end-1).Options&OptMore != 0 {
+			end--
+		}
+		switch {
+		case end > 0:
+			n = end
+		case p.rxSkip:
+			// All n belong to the chain being dropped.
+		case n < want:
+			return 0 // the kernel publishes whole packets; wait for the rest
+		default:
+			p.rxSkip = true // longer than the caller's batch: drop it below
+		}
+	}
+	k, bytes, bad, long := 0, 0, 0, 0
+	start := 0 // index in pkts of the current packet's first segment
+	dropping := p.rxSkip
+	for i := range n {
+		d := rx.Get(idx + i)
+		more := p.s.sg && d.Options&OptMore != 0 // without SG the flag means nothing
+		f, off := p.u.decode(d.Addr)
+		mine := f < p.nframes && p.owner[f] == ownerFill
+		ok := mine && off+uint64(d.Len) <= p.fsize && d.Len > 0 && d.Len <= 0xffff
+		if mine && !ok {
+			// Our frame with a bad length: take it back, drop its contents.
+			p.owner[f] = ownerOut
+			p.rxCache.Put([]pmd.Frame{pmd.Frame(f)})
+		}
+		if ok {
+			p.owner[f] = ownerOut
+			if dropping {
+				p.rxCache.Put([]pmd.Frame{pmd.Frame(f)})
+			} else {
+				pk := &pkts[k]
+				*pk = pmd.Pkt{Frame: pmd.Frame(f), Off: uint16(off), Len: uint16(d.Len), Port: p.id}
+				if more {
+					pk.Flags = pmd.PktMore
+				}
+				k++
+				bytes += int(d.Len)
+			}
+		} else if !dropping {
+			// A bad segment spoils its packet: give back what we took of it.
+			bad++
+			for _, pk := range pkts[start:k] {
+				p.rxCache.Put([]pmd.Frame{pk.Frame})
+				bytes -= int(pk.Len)
+			}
+			k = start
+			dropping = true
+		}
+		if !more {
+			if p.rxSkip {
+				long++
+				p.rxSkip = false
+			}
+			dropping = false
+			start = k
+		}
+	}
+	rx.Release(n)
+	p.c.AddRx(k, bytes)
+	p.c.AddDrop(pmd.DropInvalid, bad)
+	p.c.AddDrop(pmd.DropTooLong, long)
+	p.refill()
+	return k
+}
+
+// reap takes completed transmissions back and frees their frames.
+func (p *Port) reap() {
+	comp := p.s.comp
+	for {
+		n, idx := comp.Peek(uint32(len(p.done)))
+		if n == 0 {
+			return
+		}
+		k, bad := 0, 0
+		for i := range n {
+			f, _ := p.u.decode(comp.Get(idx + i))
+			if f < p.nframes && p.owner[f] == ownerTx {
+				p.owner[f] = ownerOut
+				p.done[k] = pmd.Frame(f)
+				k++
+			} else {
+				bad++
+			}
+		}
+		comp.Release(n)
+		p.txCache.Put(p.done[:k])
+		p.c.AddDrop(pmd.DropInvalid, bad)
+		if n < uint32(len(p.done)) {
+			return
+		}
+	}
+}
+
+// Tx queues up to len(pkts) packets for sending and returns how many it took; it never
+// splits a multi-buffer chain (Pkts flagged pmd.PktMore and the one that ends them).
+// The frames must come from the UMEM's pool. A packet whose frame is not the caller's
+// to give (out of range, already in the kernel) or whose bytes leave the frame is
+// taken and counted as DropInvalid; a chain on a socket without MultiBuffer is freed
+// and counted as DropTooLong. pkts ending inside a chain leave that chain unsent.
+func (p *Port) Tx(pkts []pmd.Pkt) int {
+	tx := p.s.tx
+	if tx == nil {
+		return 0
+	}
+	p.reap()
+	want := uint32(min(len(pkts), 1<<20))
+	n, idx := tx.Reserve(want)
+	if n > 0 && pkts[n-1].Flags&pmd.PktMore != 0 {
+		// Never split a chain (nor send a caller's unfinished one): whole packets only.
+		end := n
+		for end > 0 && pkts[end-1].Flags&pmd.PktMore != 0 {
+			end--
+		}
+		tx.Cancel(n - end)
+		n = end
+	}
+	w, bytes, bad, long := uint32(0), 0, 0, 0
+	chainDrop := false             // dropping the rest of a chain
+	chainI, chainW := 0, uint32(0) // where the current packet starts in pkts and in the ring
+	for i := range n {
+		pk := &pkts[i]
+		f := uint64(pk.Frame)
+		more := pk.Flags&pmd.PktMore != 0
+		if chainDrop || (more && !p.s.sg) {
+			// A chain on a socket without multi-buffer: its pieces are not frames.
+			if !chainDrop {
+				long++
+			}
+			chainDrop = more
+			if f < p.nframes && p.owner[f] == ownerOut {
+				p.txCache.Put([]pmd.Frame{pk.Frame})
+			}
+			chainI, chainW = int(i)+1, w
+			continue
+		}
+		if f >= p.nframes || p.owner[f] != ownerOut || uint64(pk.Off)+uint64(pk.Len) > p.fsize || pk.Len == 0 {
+			bad++
+			if f < p.nframes && p.owner[f] == ownerOut {
+				p.txCache.Put([]pmd.Frame{pk.Frame})
+			}
+			// A bad segment spoils its packet: take back the segments already queued
+			// and drop the rest of the chain.
+			for j := chainI; j < int(i); j++ {
+				p.owner[pkts[j].Frame] = ownerOut
+				p.txCache.Put([]pmd.Frame{pkts[j].Frame})
+				bytes -= int(pkts[j].Len)
+			}
+			w, chainDrop, chainI = chainW, more, int(i)+1
+			continue
+		}
+		var opt uint32
+		if more {
+			opt = OptMore
+		}
+		p.owner[f] = ownerTx
+		tx.Set(idx+w, descOf(p.pool.Addr(pk.Frame)+uint64(pk.Off), uint32(pk.Len), opt))
+		w++
+		bytes += int(pk.Len)
+		if !more {
+			chainI, chainW = int(i)+1, w
+		}
+	}
+	tx.Cancel(n - w)
+	if w > 0 {
+		tx.Submit()
+	}
+	p.s.KickIfNeeded()
+	p.c.AddTx(int(w), bytes)
+	p.c.AddDrop(pmd.DropInvalid, bad)
+	p.c.AddDrop(pmd.DropTooLong, long)
+	return int(n)
+}
+
+// Stats returns the port's counters. Kernel-side drops are in Socket().Stats().
+func (p *Port) Stats() pmd.PortStats { return p.c.Snapshot() }
+
+// Close closes the socket (unmapping its rings first), returns every frame the kernel
+// still held to the pool, flushes the port's caches, and releases the program and UMEM
+// the port owns (from Open). It must be called after Rx and Tx stopped.
+func (p *Port) Close() error {
+	if p.closed {
+		return nil
+	}
+	p.closed = true
+	errs := []error{p.s.Close()}
+	var back [256]pmd.Frame
+	k := 0
+	for f, o := range p.owner {
+		if o == ownerOut {
+			continue
+		}
+		p.owner[f] = ownerOut
+		back[k] = pmd.Frame(f)
+		if k++; k == len(back) {
+			p.pool.Put(back[:k])
+			k = 0
+		}
+	}
+	p.pool.Put(back[:k])
+	p.rxCache.Flush()
+	p.txCache.Flush()
+	for i := len(p.cleanup) - 1; i >= 0; i-- {
+		errs = append(errs, p.cleanup[i]())
+	}
+	return errors.Join(errs...)
+}
+
+// InKernel returns how many pool frames the port has given the kernel and not got
+// back. Call it from the Rx/Tx goroutine or after they stopped.
+func (p *Port) InKernel() int {
+	n := 0
+	for _, o := range p.owner {
+		if o != ownerOut {
+			n++
+		}
+	}
+	return n
+}
+
+var _ pmd.Port = (*Port)(nil)
+
+func (p *Port) String() string {
+	return fmt.Sprintf("xsk(ifindex %d queue %d)", p.s.ifindex, p.s.queue)
+}
+
+// UMEMPool returns the pool the port's frames come from.
+func (p *Port) UMEMPool() *pmd.Pool { return p.pool }
+
+// InKernelTx returns how many frames sit in the kernel's tx path (sent, not yet
+// completed). Same rules as InKernel.
+func (p *Port) InKernelTx() int {
+	n := 0
+	for _, o := range p.owner {
+		if o == ownerTx {
+			n++
+		}
+	}
+	return n
+}
+
+// Program returns the XDP program Open registered the port's socket with, or nil for a
+// port made with NewPort.
+func (p *Port) Program() *Program { return p.prog }
+
+// Recycle gives the frames of received pkts straight back to the fill ring — the
+// xdpsock rxdrop fast path, skipping the pool — and frees what the ring has no room
+// for to the port's cache. Like Rx, it must be called from the Rx goroutine; the
+// caller gives up the frames.
+func (p *Port) Recycle(pkts []pmd.Pkt) {
+	fill := p.s.fill
+	n, idx := fill.Reserve(uint32(min(len(pkts), 1<<20)))
+	w := uint32(0)
+	for i := range n {
+		f := uint64(pkts[i].Frame)
+		if f >= p.nframes || p.owner[f] != ownerOut {
+			continue // not ours to give: refused like a bad free
+		}
+		p.owner[f] = ownerFill
+		fill.Set(idx+w, p.pool.Addr(pkts[i].Frame))
+		w++
+	}
+	fill.Cancel(n - w)
+	if w > 0 {
+		fill.Submit()
+	}
+	if int(n) < len(pkts) {
+		p.rxCache.Free(pkts[n:])
+	}
+}
