@@ -1,0 +1,415 @@
+package vring_test
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/dpkit/dpkit/vring"
+	"github.com/dpkit/dpkit/vring/vringtest"
+)
+
+// popErr pops once and checks the error matches want and ErrBroken, and
+// that the queue stays broken.
+func popErr(t *testing.T, p *pair, want error) {
+	t.Helper()
+	c := makeChains(4, 4)
+	n, err := p.dev.Pop(c)
+	if !errors.Is(err, want) || !errors.Is(err, vring.ErrBroken) {
+		t.Fatalf("pop: n=%d err=%v, want %v", n, err, want)
+	}
+	var qe *vring.QueueError
+	if !errors.As(err, &qe) {
+		t.Fatalf("not a QueueError: %T", err)
+	}
+	if _, err2 := p.dev.Pop(c); err2 != err || p.dev.Err() != err {
+		t.Fatalf("queue not sticky broken: %v", err2)
+	}
+}
+
+func popOK(t *testing.T, p *pair, want int) []vring.Chain {
+	t.Helper()
+	c := makeChains(4, 8)
+	n, err := p.dev.Pop(c)
+	if n != want || err != nil {
+		t.Fatalf("pop: n=%d err=%v, want %d", n, err, want)
+	}
+	return c[:n]
+}
+
+func TestHardenChainLoop(t *testing.T) {
+	t.Run("split", func(t *testing.T) {
+		p := newDevice(t, "split", 8, vring.Options{})
+		a := p.g.Alloc(64, 8)
+		p.split.SetDesc(0, vringtest.Desc{Addr: a, Len: 1, Flags: vring.DescNext, Next: 1})
+		p.split.SetDesc(1, vringtest.Desc{Addr: a, Len: 1, Flags: vring.DescNext, Next: 0})
+		p.split.Offer(0)
+		popErr(t, p, vring.ErrChainLoop)
+	})
+	t.Run("split-indirect", func(t *testing.T) {
+		p := newDevice(t, "split", 8, vring.Options{Features: vring.FeatureIndirectDesc})
+		a := p.g.Alloc(64, 8)
+		ta, tl := p.split.Indirect(
+			vringtest.Desc{Addr: a, Len: 1, Flags: vring.DescNext, Next: 1},
+			vringtest.Desc{Addr: a, Len: 1, Flags: vring.DescNext, Next: 0})
+		p.split.SetDesc(0, vringtest.Desc{Addr: ta, Len: tl, Flags: vring.DescIndirect})
+		p.split.Offer(0)
+		popErr(t, p, vring.ErrChainLoop)
+	})
+	t.Run("packed-ring-of-next", func(t *testing.T) {
+		// Every descriptor available with NEXT: the walk must stop after
+		// one lap.
+		p := newDevice(t, "packed", 8, vring.Options{})
+		a := p.g.Alloc(64, 8)
+		ds := make([]vringtest.PackedDesc, 8)
+		for i := range ds {
+			ds[i] = vringtest.PackedDesc{Addr: a, Len: 1, Flags: vring.DescNext}
+		}
+		p.packed.Offer(ds...)
+		// The next lap's head position 0 now looks available again only
+		// with the other wrap counter, so the walk hits the TTL.
+		popErr(t, p, vring.ErrChainLoop)
+	})
+}
+
+func TestHardenChainTooLong(t *testing.T) {
+	t.Run("bytes", func(t *testing.T) {
+		for _, l := range layouts {
+			p := newDevice(t, l, 8, vring.Options{MaxChainBytes: 100})
+			a := p.g.Alloc(256, 8)
+			segs := []vring.Seg{{Addr: a, Len: 64}, {Addr: a + 64, Len: 64, Write: true}}
+			if l == "split" {
+				p.split.Offer(p.split.Chain(segs...))
+			} else {
+				p.packed.Chain(0, segs...)
+			}
+			popErr(t, p, vring.ErrChainTooLong)
+		}
+	})
+	t.Run("descriptors", func(t *testing.T) {
+		// A direct descriptor followed by a full-size indirect table: more
+		// descriptors than the queue size in total.
+		p := newDevice(t, "split", 4, vring.Options{Features: vring.FeatureIndirectDesc})
+		a := p.g.Alloc(64, 8)
+		ds := make([]vringtest.Desc, 4)
+		for i := range ds {
+			ds[i] = vringtest.Desc{Addr: a, Len: 1, Flags: vring.DescNext, Next: uint16(i + 1)}
+		}
+		ds[3].Flags = 0
+		ta, tl := p.split.Indirect(ds...)
+		p.split.SetDesc(0, vringtest.Desc{Addr: a, Len: 1, Flags: vring.DescNext, Next: 1})
+		p.split.SetDesc(1, vringtest.Desc{Addr: ta, Len: tl, Flags: vring.DescIndirect})
+		p.split.Offer(0)
+		popErr(t, p, vring.ErrChainTooLong)
+	})
+}
+
+func TestHardenIndirect(t *testing.T) {
+	type build func(p *pair, a uint64)
+	split := map[string]build{
+		"nested": func(p *pair, a uint64) {
+			inner, il := p.split.Indirect(vringtest.Desc{Addr: a, Len: 1})
+			ta, tl := p.split.Indirect(vringtest.Desc{Addr: inner, Len: il, Flags: vring.DescIndirect})
+			p.split.SetDesc(0, vringtest.Desc{Addr: ta, Len: tl, Flags: vring.DescIndirect})
+		},
+		"indirect-with-next": func(p *pair, a uint64) {
+			ta, tl := p.split.Indirect(vringtest.Desc{Addr: a, Len: 1})
+			p.split.SetDesc(0, vringtest.Desc{Addr: ta, Len: tl, Flags: vring.DescIndirect | vring.DescNext, Next: 1})
+			p.split.SetDesc(1, vringtest.Desc{Addr: a, Len: 1})
+		},
+		"larger-than-queue": func(p *pair, a uint64) {
+			ds := make([]vringtest.Desc, 9)
+			ta, tl := p.split.Indirect(ds...)
+			p.split.SetDesc(0, vringtest.Desc{Addr: ta, Len: tl, Flags: vring.DescIndirect})
+		},
+		"len-not-multiple-of-16": func(p *pair, a uint64) {
+			ta, _ := p.split.Indirect(vringtest.Desc{Addr: a, Len: 1})
+			p.split.SetDesc(0, vringtest.Desc{Addr: ta, Len: 20, Flags: vring.DescIndirect})
+		},
+		"zero-len": func(p *pair, a uint64) {
+			ta, _ := p.split.Indirect(vringtest.Desc{Addr: a, Len: 1})
+			p.split.SetDesc(0, vringtest.Desc{Addr: ta, Len: 0, Flags: vring.DescIndirect})
+		},
+		"next-out-of-table": func(p *pair, a uint64) {
+			ta, tl := p.split.Indirect(vringtest.Desc{Addr: a, Len: 1, Flags: vring.DescNext, Next: 5})
+			p.split.SetDesc(0, vringtest.Desc{Addr: ta, Len: tl, Flags: vring.DescIndirect})
+		},
+		"table-in-gap": func(p *pair, a uint64) {
+			p.split.SetDesc(0, vringtest.Desc{Addr: p.g.Gap(), Len: 16, Flags: vring.DescIndirect})
+		},
+		"table-across-region-end": func(p *pair, a uint64) {
+			p.split.SetDesc(0, vringtest.Desc{Addr: p.g.AEnd() - 16, Len: 32, Flags: vring.DescIndirect})
+		},
+	}
+	want := map[string]error{"next-out-of-table": vring.ErrDescriptor, "table-in-gap": vring.ErrAddress,
+		"table-across-region-end": vring.ErrNotContiguous}
+	for name, b := range split {
+		t.Run("split/"+name, func(t *testing.T) {
+			p := newDevice(t, "split", 8, vring.Options{Features: vring.FeatureIndirectDesc})
+			b(p, p.g.Alloc(64, 8))
+			p.split.Offer(0)
+			w := want[name]
+			if w == nil {
+				w = vring.ErrIndirect
+			}
+			popErr(t, p, w)
+		})
+	}
+	t.Run("split/not-negotiated", func(t *testing.T) {
+		p := newDevice(t, "split", 8, vring.Options{})
+		a := p.g.Alloc(64, 8)
+		ta, tl := p.split.Indirect(vringtest.Desc{Addr: a, Len: 1})
+		p.split.SetDesc(0, vringtest.Desc{Addr: ta, Len: tl, Flags: vring.DescIndirect})
+		p.split.Offer(0)
+		popErr(t, p, vring.ErrIndirect)
+	})
+	t.Run("packed/nested", func(t *testing.T) {
+		p := newDevice(t, "packed", 8, vring.Options{Features: vring.FeatureIndirectDesc})
+		a := p.g.Alloc(64, 8)
+		inner, il := p.packed.Indirect(vringtest.PackedDesc{Addr: a, Len: 1})
+		ta, tl := p.packed.Indirect(vringtest.PackedDesc{Addr: inner, Len: il, Flags: vring.DescIndirect})
+		_ = a
+		p.packed.Offer(vringtest.PackedDesc{Addr: ta, Len: tl, Flags: vring.DescIndirect})
+		// §2.8.7: INDIRECT inside a table is ignored: the entry is a plain
+		// (range-checked) buffer, the inner table is never followed.
+		c := popOK(t, p, 1)
+		if len(c[0].Segs) != 1 || c[0].Segs[0].Addr != inner || c[0].Segs[0].Len != il {
+			t.Fatalf("%+v", c[0])
+		}
+	})
+	t.Run("packed/nested-out-of-range", func(t *testing.T) {
+		p := newDevice(t, "packed", 8, vring.Options{Features: vring.FeatureIndirectDesc})
+		ta, tl := p.packed.Indirect(vringtest.PackedDesc{Addr: p.g.Gap(), Len: 16, Flags: vring.DescIndirect})
+		p.packed.Offer(vringtest.PackedDesc{Addr: ta, Len: tl, Flags: vring.DescIndirect})
+		popErr(t, p, vring.ErrAddress)
+	})
+	t.Run("packed/indirect-with-next", func(t *testing.T) {
+		p := newDevice(t, "packed", 8, vring.Options{Features: vring.FeatureIndirectDesc})
+		a := p.g.Alloc(64, 8)
+		ta, tl := p.packed.Indirect(vringtest.PackedDesc{Addr: a, Len: 1})
+		p.packed.Offer(vringtest.PackedDesc{Addr: ta, Len: tl, Flags: vring.DescIndirect | vring.DescNext},
+			vringtest.PackedDesc{Addr: a, Len: 1})
+		popErr(t, p, vring.ErrIndirect)
+	})
+	t.Run("packed/larger-than-queue", func(t *testing.T) {
+		p := newDevice(t, "packed", 8, vring.Options{Features: vring.FeatureIndirectDesc})
+		ta, tl := p.packed.Indirect(make([]vringtest.PackedDesc, 9)...)
+		p.packed.Offer(vringtest.PackedDesc{Addr: ta, Len: tl, Flags: vring.DescIndirect})
+		popErr(t, p, vring.ErrIndirect)
+	})
+	t.Run("packed/ok", func(t *testing.T) {
+		p := newDevice(t, "packed", 8, vring.Options{Features: vring.FeatureIndirectDesc})
+		a := p.g.Alloc(64, 8)
+		ta, tl := p.packed.Indirect(vringtest.PackedDesc{Addr: a, Len: 3}, vringtest.PackedDesc{Addr: a + 8, Len: 5, Flags: vring.DescWrite})
+		p.packed.Offer(vringtest.PackedDesc{Addr: ta, Len: tl, ID: 6, Flags: vring.DescIndirect})
+		c := popOK(t, p, 1)
+		if c[0].ID != 6 || c[0].Slots != 1 || c[0].ReadLen != 3 || c[0].WriteLen != 5 {
+			t.Fatalf("%+v", c[0])
+		}
+	})
+}
+
+// TestHardenAddressRange: every descriptor range is checked after
+// translation, including zero-length and wrapping ranges.
+func TestHardenAddressRange(t *testing.T) {
+	cases := []struct {
+		name string
+		addr func(g *vringtest.Guest) uint64
+		len  uint32
+		want error // nil: accepted
+	}{
+		{"in-gap", func(g *vringtest.Guest) uint64 { return g.Gap() }, 8, vring.ErrAddress},
+		{"crossing-into-gap", func(g *vringtest.Guest) uint64 { return g.AEnd() - 4 }, 8, vring.ErrAddress},
+		{"wrapping", func(g *vringtest.Guest) uint64 { return ^uint64(0) - 3 }, 8, vring.ErrOverflow},
+		{"wrapping-from-mapped", func(g *vringtest.Guest) uint64 { return g.ABase }, 0xffffffff, vring.ErrAddress},
+		{"zero-len-unmapped", func(g *vringtest.Guest) uint64 { return g.Gap() }, 0, vring.ErrAddress},
+		{"zero-len-at-end", func(g *vringtest.Guest) uint64 { return g.AEnd() }, 0, vring.ErrAddress},
+		{"zero-len-mapped", func(g *vringtest.Guest) uint64 { return g.ABase + 100 }, 0, nil},
+		{"last-byte", func(g *vringtest.Guest) uint64 { return g.AEnd() - 1 }, 1, nil},
+		{"below-all", func(g *vringtest.Guest) uint64 { return 0 }, 1, vring.ErrAddress},
+	}
+	for _, l := range layouts {
+		for _, c := range cases {
+			t.Run(l+"/"+c.name, func(t *testing.T) {
+				p := newDevice(t, l, 8, vring.Options{})
+				seg := vring.Seg{Addr: c.addr(p.g), Len: c.len, Write: true}
+				if l == "split" {
+					p.split.Offer(p.split.Chain(seg))
+				} else {
+					p.packed.Chain(0, seg)
+				}
+				if c.want == nil {
+					ch := popOK(t, p, 1)
+					if ch[0].Segs[0] != seg {
+						t.Fatalf("%+v", ch[0].Segs[0])
+					}
+					return
+				}
+				popErr(t, p, c.want)
+			})
+		}
+	}
+	t.Run("split/desc-index", func(t *testing.T) {
+		p := newDevice(t, "split", 8, vring.Options{})
+		p.split.Offer(8) // head out of range
+		popErr(t, p, vring.ErrDescriptor)
+		p = newDevice(t, "split", 8, vring.Options{})
+		a := p.g.Alloc(8, 8)
+		p.split.SetDesc(0, vringtest.Desc{Addr: a, Len: 1, Flags: vring.DescNext, Next: 100})
+		p.split.Offer(0)
+		popErr(t, p, vring.ErrDescriptor)
+	})
+	t.Run("packed/next-not-available", func(t *testing.T) {
+		p := newDevice(t, "packed", 8, vring.Options{})
+		a := p.g.Alloc(8, 8)
+		p.packed.Offer(vringtest.PackedDesc{Addr: a, Len: 1, Flags: vring.DescNext})
+		popErr(t, p, vring.ErrDescriptor)
+	})
+}
+
+func TestHardenQueueSize(t *testing.T) {
+	g := vringtest.NewGuest(1<<21, 4096)
+	for _, n := range []int{0, 3, 6, 65536, 1 << 20, -1} {
+		if _, err := vring.NewSplitDevice(vring.SplitRing{}, g.Mem, vring.Options{Size: n}); !errors.Is(err, vring.ErrQueueSize) {
+			t.Errorf("split size %d: %v", n, err)
+		}
+		if _, err := vring.NewSplitDriver(vring.SplitRing{}, g.Mem, vring.Options{Size: n}); !errors.Is(err, vring.ErrQueueSize) {
+			t.Errorf("split driver size %d: %v", n, err)
+		}
+	}
+	// 32768 (the maximum) works and its indices cover the whole ring.
+	s := vringtest.NewSplit(g, 32768)
+	if _, err := vring.NewSplitDevice(s.Ring, g.Mem, vring.Options{Size: 32768}); err != nil {
+		t.Fatal(err)
+	}
+	// Ring memory one byte short, or misaligned, is refused.
+	short := s.Ring
+	short.Used = short.Used[:len(short.Used)-1]
+	if _, err := vring.NewSplitDevice(short, g.Mem, vring.Options{Size: 32768}); !errors.Is(err, vring.ErrLayout) {
+		t.Fatal(err)
+	}
+	mis := s.Ring
+	mis.Avail = g.A[2 : 2+len(mis.Avail)]
+	if _, err := vring.NewSplitDevice(mis, g.Mem, vring.Options{Size: 32768}); !errors.Is(err, vring.ErrLayout) {
+		t.Fatal(err)
+	}
+	if _, err := vring.NewPackedDevice(vring.PackedRing{}, g.Mem, vring.Options{Size: 32769}); !errors.Is(err, vring.ErrQueueSize) {
+		t.Fatal(err)
+	}
+	// At size 32768, avail.idx - last_avail == 32768 is valid and must not
+	// be truncated to 0 (the largest legal distance).
+	g.Reset()
+	s = vringtest.NewSplit(g, 32768)
+	dev, _ := vring.NewSplitDevice(s.Ring, g.Mem, vring.Options{Size: 32768})
+	a := g.Alloc(8, 8)
+	s.SetDesc(0, vringtest.Desc{Addr: a, Len: 8})
+	s.SetAvailIdx(32768) // all ring entries are 0 (head 0)
+	if n, err := dev.Pending(); n != 32768 || err != nil {
+		t.Fatal(n, err)
+	}
+	c := makeChains(32768, 1)
+	if n, err := dev.Pop(c); n != 32768 || err != nil {
+		t.Fatal(n, err)
+	}
+}
+
+// TestHardenAvailIdxAhead: an avail.idx more than the queue size ahead of
+// the last seen index is rejected (replayed or forged index).
+func TestHardenAvailIdxAhead(t *testing.T) {
+	p := newDevice(t, "split", 8, vring.Options{})
+	a := p.g.Alloc(8, 8)
+	for i := 0; i < 8; i++ {
+		p.split.SetDesc(i, vringtest.Desc{Addr: a, Len: 8})
+	}
+	p.split.SetAvailIdx(8) // exactly the queue size: fine
+	c := makeChains(16, 1)
+	if n, err := p.dev.Pop(c); n != 8 || err != nil {
+		t.Fatal(n, err)
+	}
+	p.split.SetAvailIdx(8 + 9)
+	popErr(t, p, vring.ErrAvailIdx)
+	// Going backwards is "ahead" by almost 2^16: rejected too.
+	p = newDevice(t, "split", 8, vring.Options{})
+	p.split.SetAvailIdx(0xffff)
+	popErr(t, p, vring.ErrAvailIdx)
+}
+
+// TestHardenUsed: the driver validates every id and length the device
+// writes.
+func TestHardenUsed(t *testing.T) {
+	type hostile func(p *pair, ids []uint16)
+	splitCases := map[string]struct {
+		f    hostile
+		want error
+	}{
+		"id-out-of-range": {func(p *pair, ids []uint16) { p.split.PutUsed(8, 0) }, vring.ErrUsedID},
+		"id-huge":         {func(p *pair, ids []uint16) { p.split.PutUsed(0x10000+uint32(ids[0]), 0) }, vring.ErrUsedID},
+		"id-not-in-flight": {func(p *pair, ids []uint16) {
+			p.split.PutUsed(uint32(ids[0]+1), 0) // a non-head descriptor
+		}, vring.ErrUsedID},
+		"duplicate": {func(p *pair, ids []uint16) {
+			p.split.PutUsed(uint32(ids[0]), 0)
+			p.split.PutUsed(uint32(ids[0]), 0)
+		}, vring.ErrUsedID},
+		"len-too-big":  {func(p *pair, ids []uint16) { p.split.PutUsed(uint32(ids[0]), 65) }, vring.ErrUsedLen},
+		"idx-too-far":  {func(p *pair, ids []uint16) { p.split.SetUsedIdx(3) }, vring.ErrUsedIdx},
+		"idx-backward": {func(p *pair, ids []uint16) { p.split.SetUsedIdx(0xffff) }, vring.ErrUsedIdx},
+	}
+	for name, c := range splitCases {
+		t.Run("split/"+name, func(t *testing.T) {
+			p := newPair(t, "split", 8, 0)
+			ids := addTwo(t, p)
+			c.f(p, ids)
+			collectErr(t, p, c.want)
+		})
+	}
+	packedCases := map[string]struct {
+		f    hostile
+		want error
+	}{
+		"id-out-of-range":  {func(p *pair, ids []uint16) { p.packed.PutUsed(8, 0, 1) }, vring.ErrUsedID},
+		"id-not-in-flight": {func(p *pair, ids []uint16) { p.packed.PutUsed(5, 0, 1) }, vring.ErrUsedID},
+		"duplicate": {func(p *pair, ids []uint16) {
+			p.packed.PutUsed(ids[0], 0, 2)
+			p.packed.PutUsed(ids[0], 0, 2)
+		}, vring.ErrUsedID},
+		"len-too-big": {func(p *pair, ids []uint16) { p.packed.PutUsed(ids[1], 65, 2) }, vring.ErrUsedLen},
+	}
+	for name, c := range packedCases {
+		t.Run("packed/"+name, func(t *testing.T) {
+			p := newPair(t, "packed", 8, 0)
+			ids := addTwo(t, p)
+			c.f(p, ids)
+			collectErr(t, p, c.want)
+		})
+	}
+}
+
+// addTwo adds two buffers of 2 descriptors (8 readable + 64 writable).
+func addTwo(t *testing.T, p *pair) []uint16 {
+	a := p.g.Alloc(256, 8)
+	var ids []uint16
+	for i := 0; i < 2; i++ {
+		id, err := p.drv.Add([]vring.Seg{{Addr: a, Len: 8}, {Addr: a + 64, Len: 64, Write: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	p.drv.Publish()
+	return ids
+}
+
+func collectErr(t *testing.T, p *pair, want error) {
+	t.Helper()
+	u := make([]vring.Used, 8)
+	var err error
+	for i := 0; i < 3 && err == nil; i++ {
+		_, err = p.drv.Collect(u)
+	}
+	if !errors.Is(err, want) || !errors.Is(err, vring.ErrBroken) {
+		t.Fatalf("collect: %v, want %v", err, want)
+	}
+	if _, err2 := p.drv.Add([]vring.Seg{{Addr: p.g.ABase, Len: 1}}); err2 != err {
+		t.Fatalf("driver not sticky broken: %v", err2)
+	}
+}

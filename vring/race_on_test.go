@@ -1,0 +1,5 @@
+//go:build race
+
+package vring_test
+
+const raceEnabled = true
