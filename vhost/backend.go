@@ -1,0 +1,304 @@
+package vhost
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dpkit/dpkit/internal/uds"
+	"github.com/dpkit/dpkit/pmd"
+)
+
+// MaxQueuePairs is the most queue pairs a backend serves.
+const MaxQueuePairs = 64
+
+// Options configure a Backend. Path and Pool are required; every other zero value is a
+// usable default.
+type Options struct {
+	// Path of the UNIX socket.
+	Path string
+	// Client makes the backend connect to Path (the front-end listens, as DPDK
+	// virtio-user with server=1 and Contrail's vRouter do) and reconnect with
+	// back-off whenever the connection drops. The zero value listens.
+	Client bool
+	// SocketMode is applied to the socket file when listening; 0 leaves the umask's.
+	SocketMode os.FileMode
+	// SocketGroup (a name or numeric gid) owns the socket file when listening;
+	// empty leaves it.
+	SocketGroup string
+	// ReconnectMin and ReconnectMax bound the client's back-off; 0 means 100 ms and
+	// 2 s.
+	ReconnectMin, ReconnectMax time.Duration
+	// QueuePairs is the number of queue pairs offered (MQ); 0 means 1.
+	QueuePairs int
+	// MTU, if non-zero, is offered with VIRTIO_NET_F_MTU.
+	MTU int
+	// DisableFeatures removes virtio feature bits from the offer (e.g.
+	// FeatureRingPacked to force split rings).
+	DisableFeatures uint64
+	// MaxChainBytes caps one descriptor chain; 0 means no cap beyond 4 GiB.
+	MaxChainBytes uint32
+	// Pool supplies the frames Rx fills; required.
+	Pool *pmd.Pool
+	// PortID is stamped into received packets' Pkt.Port.
+	PortID uint16
+	// Logger receives connection events; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Validate reports whether the options are usable.
+func (o *Options) Validate() error {
+	switch {
+	case o.Path == "":
+		return fmt.Errorf("%w: Path is required", ErrOptions)
+	case o.Pool == nil:
+		return fmt.Errorf("%w: Pool is required", ErrOptions)
+	case o.QueuePairs < 0 || o.QueuePairs > MaxQueuePairs:
+		return fmt.Errorf("%w: QueuePairs %d not in 0..%d", ErrOptions, o.QueuePairs, MaxQueuePairs)
+	case o.MTU != 0 && (o.MTU < 68 || o.MTU > 65535):
+		return fmt.Errorf("%w: MTU %d", ErrOptions, o.MTU)
+	case o.ReconnectMin < 0 || o.ReconnectMax < 0:
+		return fmt.Errorf("%w: negative reconnect delay", ErrOptions)
+	}
+	return nil
+}
+
+func (o *Options) queuePairs() int { return max(o.QueuePairs, 1) }
+
+// Backend is a vhost-user net back-end on one socket: one front-end at a time (a
+// reconnecting one is accepted again after it drops), one pmd.Port per queue pair.
+// The ports outlive connections: while no front-end is attached, or a queue is being
+// reconfigured, they move nothing.
+//
+// Backend is safe for concurrent use; each Port follows pmd.Port's rules.
+type Backend struct {
+	opts  Options
+	log   *slog.Logger
+	ports []*Port
+
+	mu       sync.Mutex
+	dev      *device // current connection's device, nil between connections
+	ln       *net.UnixListener
+	conn     *uds.Conn
+	closed   bool
+	conns    atomic.Uint64
+	lastErr  atomic.Pointer[error]
+	attached atomic.Bool
+	curDev   atomic.Pointer[device] // for the datapath
+}
+
+// NewBackend validates opts and creates the ports. Serve runs the socket.
+func NewBackend(opts Options) (*Backend, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	b := &Backend{opts: opts, log: opts.Logger}
+	if b.log == nil {
+		b.log = slog.Default()
+	}
+	b.ports = make([]*Port, opts.queuePairs())
+	for i := range b.ports {
+		b.ports[i] = newPort(b, i)
+	}
+	return b, nil
+}
+
+// Port returns the port of queue pair i (guest TX → Rx, Tx → guest RX).
+func (b *Backend) Port(i int) *Port { return b.ports[i] }
+
+// Attached reports whether a front-end is connected.
+func (b *Backend) Attached() bool { return b.attached.Load() }
+
+// Connections returns how many front-end connections were served.
+func (b *Backend) Connections() uint64 { return b.conns.Load() }
+
+// LastError returns the error that ended the last connection, if any.
+func (b *Backend) LastError() error {
+	if p := b.lastErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Serve runs the socket until ctx is done or Close: it listens (or connects), serves
+// one front-end at a time and, when a connection ends, drops its device (stopping
+// the queues and unmapping guest memory) and waits for the next one.
+func (b *Backend) Serve(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		<-ctx.Done()
+		b.mu.Lock()
+		b.closed = true
+		if b.ln != nil {
+			b.ln.Close()
+		}
+		if b.conn != nil {
+			b.conn.Close()
+		}
+		b.mu.Unlock()
+	}()
+	if b.opts.Client {
+		return b.serveClient(ctx)
+	}
+	ln, err := uds.Listen(b.opts.Path, b.opts.SocketMode, b.opts.SocketGroup)
+	if err != nil {
+		return fmt.Errorf("vhost: listen %s: %w", b.opts.Path, err)
+	}
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		ln.Close()
+		return ctx.Err()
+	}
+	b.ln = ln
+	b.mu.Unlock()
+	defer ln.Close()
+	for {
+		c, err := ln.AcceptUnix()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if b.isClosed() {
+				return ErrClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return fmt.Errorf("vhost: accept: %w", err)
+		}
+		b.serveConn(c)
+	}
+}
+
+func (b *Backend) serveClient(ctx context.Context) error {
+	minD, maxD := b.opts.ReconnectMin, b.opts.ReconnectMax
+	if minD == 0 {
+		minD = 100 * time.Millisecond
+	}
+	if maxD == 0 {
+		maxD = 2 * time.Second
+	}
+	delay := minD
+	var d net.Dialer
+	for {
+		if b.isClosed() {
+			return ErrClosed
+		}
+		c, err := d.DialContext(ctx, "unix", b.opts.Path)
+		if err == nil {
+			delay = minD
+			b.serveConn(c.(*net.UnixConn))
+			continue
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if b.isClosed() {
+			return ErrClosed
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, maxD)
+	}
+}
+
+// serveConn runs one front-end connection to its end.
+func (b *Backend) serveConn(c *net.UnixConn) {
+	conn := uds.NewConn(c)
+	dev := newDevice(&b.opts)
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		c.Close()
+		return
+	}
+	b.conn, b.dev = conn, dev
+	b.mu.Unlock()
+	b.conns.Add(1)
+	b.curDev.Store(dev)
+	b.attached.Store(true)
+	err := serveDevice(conn, dev)
+	b.attached.Store(false)
+	b.curDev.Store(nil)
+	dev.teardown()
+	c.Close()
+	b.mu.Lock()
+	b.conn, b.dev = nil, nil
+	b.mu.Unlock()
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+		b.log.Warn("vhost: front-end dropped", "path", b.opts.Path, "err", err)
+	}
+	b.lastErr.Store(&err)
+}
+
+// serveDevice reads, dispatches and answers messages until the connection fails or a
+// message is refused without a way to report it.
+func serveDevice(conn *uds.Conn, dev *device) error {
+	var hb [hdrSize]byte
+	payload := make([]byte, maxPayload)
+	for {
+		fds, err := conn.ReadFull(hb[:])
+		if err != nil {
+			return err
+		}
+		h := decodeHeader(hb[:])
+		if h.size > maxPayload {
+			uds.CloseAll(fds)
+			return protoErr(h.req, "payload size %d", h.size)
+		}
+		if h.size > 0 {
+			more, err := conn.ReadFull(payload[:h.size])
+			fds = append(fds, more...)
+			if err != nil || len(fds) > uds.MaxFds {
+				uds.CloseAll(fds)
+				if err == nil {
+					err = uds.ErrTooManyFds
+				}
+				return err
+			}
+		}
+		res := dev.dispatch(&message{hdr: h, payload: payload[:h.size], fds: fds})
+		if res.reply != nil {
+			if err := conn.Write(res.reply); err != nil {
+				return err
+			}
+		}
+		if res.fatal != nil {
+			return res.fatal
+		}
+	}
+}
+
+func (b *Backend) isClosed() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.closed
+}
+
+// Close ends Serve (which returns ErrClosed) and its connection; the ports move
+// nothing afterwards.
+func (b *Backend) Close() error {
+	b.mu.Lock()
+	b.closed = true
+	if b.ln != nil {
+		b.ln.Close()
+	}
+	if b.conn != nil {
+		b.conn.Close()
+	}
+	b.mu.Unlock()
+	return nil
+}

@@ -1,0 +1,151 @@
+package vhost
+
+import (
+	"fmt"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/dpkit/dpkit/internal/affinity"
+	"github.com/dpkit/dpkit/pmd"
+)
+
+// BenchmarkTestpmd measures packets per second through a vhost-user back-end with
+// DPDK testpmd's virtio-user as the front-end, for dpkit's back-end and for DPDK's own
+// net_vhost (run by a second testpmd) in the same run. One op is one packet; Mpps is
+// reported as a metric. guest→host: testpmd txonly floods the back-end; host→guest:
+// the back-end transmits to testpmd rxonly.
+//
+// Each sub-benchmark starts its peers afresh, so run it with a fixed count:
+//
+//	go test -run '^$' -bench Testpmd -benchtime 2000000x ./vhost
+//
+// CPUs: the back-end (dpkit's Go thread or net_vhost's forwarding lcore) runs on CPU
+// 0, the virtio-user forwarding lcore on CPU 1.
+func BenchmarkTestpmd(b *testing.B) {
+	needTestpmd(b)
+	for _, dir := range []string{"g2h", "h2g"} {
+		for _, ring := range []string{"split", "packed"} {
+			for _, size := range []int{64, 1518} {
+				for _, peer := range []string{"dpkit", "dpdk-net_vhost"} {
+					name := fmt.Sprintf("dir=%s/ring=%s/size=%d/backend=%s", dir, ring, size, peer)
+					b.Run(name, func(b *testing.B) {
+						packed := 0
+						if ring == "packed" {
+							packed = 1
+						}
+						if peer == "dpkit" {
+							benchDpkit(b, dir == "g2h", packed, size)
+						} else {
+							benchNetVhost(b, dir == "g2h", packed, size)
+						}
+					})
+				}
+			}
+		}
+	}
+}
+
+func virtioUser(path string, packed int) string {
+	return fmt.Sprintf("net_virtio_user0,path=%s,queues=1,packed_vq=%d,mrg_rxbuf=1,in_order=0", path, packed)
+}
+
+func pinCPU0(b *testing.B) func() {
+	runtime.LockOSThread()
+	var m affinity.Mask
+	m[0] = 1
+	if err := affinity.SetThread(&m); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		var all affinity.Mask
+		all[0] = ^uint64(0)
+		affinity.SetThread(&all)
+		runtime.UnlockOSThread()
+	}
+}
+
+func benchDpkit(b *testing.B, g2h bool, packed, size int) {
+	be, path := testBackend(b, nil)
+	tp := startTestpmdOn(b, "0,1", 0, virtioUser(path, packed))
+	waitFor(b, "queues", be.ready)
+	tp.run(fmt.Sprintf("set txpkts %d", size))
+	if g2h {
+		tp.run("set fwd txonly")
+	} else {
+		tp.run("set fwd rxonly")
+	}
+	tp.run("start")
+	defer tp.run("stop")
+	port := be.Port(0)
+	cache := be.opts.Pool.NewCache(0)
+	defer cache.Flush()
+	var pkts [pmd.DefaultBurst]pmd.Pkt
+	var batch pmd.Batch // h2g: packets the guest had no room for stay queued
+	defer func() { cache.Free(batch.Pkts()); batch.Reset() }()
+	defer pinCPU0(b)()
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	done := 0
+	for done < b.N {
+		if g2h {
+			n := port.Rx(pkts[:])
+			cache.Free(pkts[:n])
+			done += n
+			continue
+		}
+		if room := pmd.DefaultBurst - batch.Len(); room > 0 {
+			r := batch.Room()[:room]
+			m := cache.Alloc(r)
+			for i := range r[:m] {
+				r[i].Len = uint16(size)
+			}
+			batch.Grow(m)
+		}
+		done += batch.Tx(port)
+	}
+	el := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(done)/el.Seconds()/1e6, "Mpps")
+}
+
+func benchNetVhost(b *testing.B, g2h bool, packed, size int) {
+	path := shortTempDir(b) + "/nv.sock"
+	// net_vhost forwards on lcore 0 (main 1); virtio-user forwards on lcore 1.
+	host := startTestpmdOn(b, "0,1", 1, fmt.Sprintf("net_vhost0,iface=%s,client=0,queues=1", path))
+	guest := startTestpmdOn(b, "0,1", 0, virtioUser(path, packed))
+	guest.run(fmt.Sprintf("set txpkts %d", size))
+	host.run(fmt.Sprintf("set txpkts %d", size))
+	if g2h {
+		host.run("set fwd rxonly")
+		guest.run("set fwd txonly")
+	} else {
+		host.run("set fwd txonly")
+		guest.run("set fwd rxonly")
+	}
+	guest.run("start")
+	host.run("start")
+	defer guest.run("stop")
+	defer host.run("stop")
+	count := func() uint64 {
+		s := host.stats(0)
+		if g2h {
+			return s.rxPkts
+		}
+		return s.txPkts
+	}
+	// Let the flow settle, then count b.N packets at the vhost side.
+	time.Sleep(200 * time.Millisecond)
+	b.ReportAllocs()
+	b.ResetTimer()
+	c0, t0 := count(), time.Now()
+	c := c0
+	for c-c0 < uint64(b.N) {
+		time.Sleep(20 * time.Millisecond)
+		c = count()
+	}
+	el := time.Since(t0)
+	b.StopTimer()
+	b.ReportMetric(float64(c-c0)/el.Seconds()/1e6, "Mpps")
+}

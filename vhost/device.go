@@ -1,0 +1,665 @@
+package vhost
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/dpkit/dpkit/internal/uds"
+	"github.com/dpkit/dpkit/vring"
+)
+
+// device is the back-end state of one front-end connection: negotiated features, the
+// memory table and the virtqueues. Its handlers run on the connection's control
+// goroutine only; the datapath sees the queues through vq.active.
+type device struct {
+	opts      *Options
+	queues    []*vq // 2 per queue pair: even = guest RX (we transmit), odd = guest TX
+	features  uint64
+	featSet   bool
+	proto     uint64
+	protoSet  bool
+	owner     bool
+	mem       guestMem
+	status    uint8
+	mtu       uint16
+	rarpMAC   [6]byte
+	rarpCount uint64
+}
+
+func newDevice(o *Options) *device {
+	d := &device{opts: o, queues: make([]*vq, 2*o.queuePairs())}
+	for i := range d.queues {
+		d.queues[i] = newVQ(i)
+	}
+	return d
+}
+
+// offered is the feature set GET_FEATURES reports.
+func (d *device) offered() uint64 {
+	f := uint64(FeatureVersion1 | FeatureMrgRxbuf | FeatureRingPacked | FeatureEventIdx |
+		FeatureIndirectDesc | FeatureInOrder | FeatureProtocolFeatures)
+	if d.opts.queuePairs() > 1 {
+		f |= FeatureMQ
+	}
+	if d.opts.MTU != 0 {
+		f |= FeatureMTU
+	}
+	return f &^ d.opts.DisableFeatures
+}
+
+func (d *device) offeredProto() uint64 {
+	p := uint64(ProtoMQ | ProtoReplyAck | ProtoConfigureMemSlots | ProtoStatus | ProtoRARP | ProtoNetMTU)
+	return p
+}
+
+func (d *device) has(f uint64) bool { return d.features&f == f }
+
+// hasProto: protocol features count from SET_PROTOCOL_FEATURES on, before
+// SET_FEATURES acknowledges PROTOCOL_FEATURES (QEMU and DPDK both rely on REPLY_ACK
+// and SET_VRING_ENABLE in that window).
+func (d *device) hasProto(f uint64) bool { return d.protoSet && d.proto&f == f }
+
+// handlerSpec is one entry of the dispatch table: the exact payload size (or variable),
+// how many descriptors the message must carry, and the handler. The dispatcher checks
+// size and descriptor count before the handler runs; the handler takes ownership of
+// the descriptors it keeps by setting them to -1, and the dispatcher closes the rest.
+type handlerSpec struct {
+	size    int // exact payload size; -1: validated by the handler
+	fds     fdRule
+	replies bool // always replies (GET_*); otherwise replies only for REPLY_ACK
+	fn      func(d *device, m *message) ([]byte, error)
+}
+
+type fdRule uint8
+
+const (
+	fdNone     fdRule = iota // no descriptor
+	fdOne                    // exactly one
+	fdVring                  // one unless the payload's bit 8 (no fd) is set, then none
+	fdRegions                // one per region of the memory table
+	fdOptional               // zero or one (REM_MEM_REG, for broken front-ends)
+)
+
+type message struct {
+	hdr     header
+	payload []byte
+	fds     []int
+}
+
+var handlers = [reqMax]*handlerSpec{
+	ReqGetFeatures:         {size: 0, replies: true, fn: (*device).getFeatures},
+	ReqSetFeatures:         {size: sizeU64, fn: (*device).setFeatures},
+	ReqSetOwner:            {size: 0, fn: (*device).setOwner},
+	ReqResetOwner:          {size: 0, fn: (*device).resetOwner},
+	ReqSetMemTable:         {size: -1, fds: fdRegions, fn: (*device).setMemTable},
+	ReqSetLogBase:          {size: sizeLog, fds: fdOne, fn: (*device).setLogBase},
+	ReqSetLogFd:            {size: 0, fds: fdOne, fn: (*device).setLogFd},
+	ReqSetVringNum:         {size: sizeState, fn: (*device).setVringNum},
+	ReqSetVringAddr:        {size: sizeAddr, fn: (*device).setVringAddr},
+	ReqSetVringBase:        {size: sizeState, fn: (*device).setVringBase},
+	ReqGetVringBase:        {size: sizeState, replies: true, fn: (*device).getVringBase},
+	ReqSetVringKick:        {size: sizeU64, fds: fdVring, fn: (*device).setVringKick},
+	ReqSetVringCall:        {size: sizeU64, fds: fdVring, fn: (*device).setVringCall},
+	ReqSetVringErr:         {size: sizeU64, fds: fdVring, fn: (*device).setVringErr},
+	ReqGetProtocolFeatures: {size: 0, replies: true, fn: (*device).getProtocolFeatures},
+	ReqSetProtocolFeatures: {size: sizeU64, fn: (*device).setProtocolFeatures},
+	ReqGetQueueNum:         {size: 0, replies: true, fn: (*device).getQueueNum},
+	ReqSetVringEnable:      {size: sizeState, fn: (*device).setVringEnable},
+	ReqSendRARP:            {size: sizeU64, fn: (*device).sendRARP},
+	ReqNetSetMTU:           {size: sizeU64, fn: (*device).netSetMTU},
+	ReqGetInflightFd:       {size: sizeInflight, replies: true, fn: (*device).inflight},
+	ReqSetInflightFd:       {size: sizeInflight, fds: fdOne, fn: (*device).inflight},
+	ReqGetMaxMemSlots:      {size: 0, replies: true, fn: (*device).getMaxMemSlots},
+	ReqAddMemReg:           {size: sizeMemReg, fds: fdOne, fn: (*device).addMemReg},
+	ReqRemMemReg:           {size: sizeMemReg, fds: fdOptional, fn: (*device).remMemReg},
+	ReqSetStatus:           {size: sizeU64, fn: (*device).setStatus},
+	ReqGetStatus:           {size: 0, replies: true, fn: (*device).getStatus},
+}
+
+// dispatchResult says what the connection does after a message.
+type dispatchResult struct {
+	reply []byte // full reply message (header included) or nil
+	fatal error  // non-nil: drop the connection
+	err   error  // the handler's error, if any (reported, maybe fatal)
+}
+
+// dispatch validates m against the table and runs its handler. Every descriptor in
+// m.fds is either taken by the handler or closed here.
+func (d *device) dispatch(m *message) (res dispatchResult) {
+	defer func() { uds.CloseAll(m.fds) }()
+	h := m.hdr
+	if h.flags&flagVersionMask != flagVersion {
+		return dispatchResult{fatal: protoErr(h.req, "version %d", h.flags&flagVersionMask)}
+	}
+	if h.flags&flagReply != 0 {
+		return dispatchResult{fatal: protoErr(h.req, "reply flag set on a request")}
+	}
+	if h.req >= reqMax || handlers[h.req] == nil {
+		return dispatchResult{fatal: protoErr(h.req, "unsupported request")}
+	}
+	spec := handlers[h.req]
+	if spec.size >= 0 && len(m.payload) != spec.size {
+		return dispatchResult{fatal: protoErr(h.req, "payload %d bytes, want %d", len(m.payload), spec.size)}
+	}
+	if err := checkFds(spec.fds, m); err != nil {
+		return dispatchResult{fatal: err}
+	}
+	out, err := spec.fn(d, m)
+	needAck := !spec.replies && h.flags&flagNeedReply != 0 && d.hasProto(ProtoReplyAck)
+	switch {
+	case spec.replies && err == nil:
+		res.reply = encodeReply(h.req, out)
+	case spec.replies:
+		// A GET that fails cannot be answered meaningfully: drop the connection.
+		return dispatchResult{fatal: err, err: err}
+	case needAck:
+		var ack [8]byte
+		if err != nil {
+			le.PutUint64(ack[:], 1)
+		}
+		res.reply = encodeReply(h.req, ack[:])
+	case out != nil:
+		// SET_LOG_BASE answers even without REPLY_ACK.
+		res.reply = encodeReply(h.req, out)
+	}
+	res.err = err
+	if err != nil && !needAck {
+		res.fatal = err // no way to tell the front-end: disconnect, as DPDK does
+	}
+	return res
+}
+
+func checkFds(rule fdRule, m *message) error {
+	n := len(m.fds)
+	want := 0
+	switch rule {
+	case fdOne:
+		want = 1
+	case fdVring:
+		if len(m.payload) == sizeU64 && le.Uint64(m.payload)&vringNoFd == 0 {
+			want = 1
+		}
+	case fdRegions:
+		if len(m.payload) < sizeMemTable {
+			return protoErr(m.hdr.req, "payload %d bytes, too short", len(m.payload))
+		}
+		want = int(le.Uint32(m.payload))
+	case fdOptional:
+		if n <= 1 {
+			return nil
+		}
+		want = 1
+	}
+	if n != want {
+		return protoErr(m.hdr.req, "%d descriptors, want %d", n, want)
+	}
+	return nil
+}
+
+func encodeReply(req Request, payload []byte) []byte {
+	b := make([]byte, hdrSize+len(payload))
+	encodeHeader(b, header{req: req, flags: flagVersion | flagReply, size: uint32(len(payload))})
+	copy(b[hdrSize:], payload)
+	return b
+}
+
+func u64(v uint64) []byte {
+	b := make([]byte, 8)
+	le.PutUint64(b, v)
+	return b
+}
+
+// --- features ---------------------------------------------------------------
+
+func (d *device) getFeatures(*message) ([]byte, error) { return u64(d.offered()), nil }
+
+func (d *device) setFeatures(m *message) ([]byte, error) {
+	f := le.Uint64(m.payload)
+	if f&^d.offered() != 0 {
+		return nil, fmt.Errorf("%w: features %#x not offered", ErrInvalid, f&^d.offered())
+	}
+	for _, q := range d.queues {
+		if q.active.Load() != nil && f != d.features {
+			return nil, fmt.Errorf("%w: SET_FEATURES changes features of running queue %d", ErrBusy, q.idx)
+		}
+	}
+	d.features, d.featSet = f, true
+	if f&FeatureProtocolFeatures == 0 {
+		// Without protocol features every ring is enabled once it has a kick.
+		for _, q := range d.queues {
+			q.enabled = true
+		}
+	}
+	return nil, nil
+}
+
+func (d *device) getProtocolFeatures(*message) ([]byte, error) { return u64(d.offeredProto()), nil }
+
+func (d *device) setProtocolFeatures(m *message) ([]byte, error) {
+	p := le.Uint64(m.payload)
+	if p&^d.offeredProto() != 0 {
+		return nil, fmt.Errorf("%w: protocol features %#x not offered", ErrInvalid, p&^d.offeredProto())
+	}
+	d.proto, d.protoSet = p, true
+	return nil, nil
+}
+
+func (d *device) setOwner(*message) ([]byte, error) {
+	d.owner = true
+	return nil, nil
+}
+
+func (d *device) resetOwner(*message) ([]byte, error) {
+	// Deprecated, but QEMU still sends it: stop everything, keep the connection.
+	d.teardown()
+	d.features, d.featSet, d.owner = 0, false, false
+	return nil, nil
+}
+
+func (d *device) getQueueNum(*message) ([]byte, error) {
+	return u64(uint64(d.opts.queuePairs())), nil
+}
+
+func (d *device) getMaxMemSlots(*message) ([]byte, error) { return u64(MaxMemSlots), nil }
+
+func (d *device) setStatus(m *message) ([]byte, error) {
+	d.status = uint8(le.Uint64(m.payload))
+	if d.status == 0 {
+		// A device reset (VIRTIO 1.2 §2.1.2): stop every queue.
+		for _, q := range d.queues {
+			q.stop()
+		}
+	}
+	return nil, nil
+}
+
+func (d *device) getStatus(*message) ([]byte, error) { return u64(uint64(d.status)), nil }
+
+func (d *device) netSetMTU(m *message) ([]byte, error) {
+	v := le.Uint64(m.payload)
+	if v < 68 || v > 65535 {
+		return nil, fmt.Errorf("%w: MTU %d", ErrInvalid, v)
+	}
+	d.mtu = uint16(v)
+	return nil, nil
+}
+
+func (d *device) sendRARP(m *message) ([]byte, error) {
+	copy(d.rarpMAC[:], m.payload[:6])
+	d.rarpCount++
+	return nil, nil
+}
+
+// --- memory -----------------------------------------------------------------
+
+// setMemTable replaces the memory table (vhost-user.rst SET_MEM_TABLE). Running
+// queues stop, the old regions are unmapped only after, and the queues restart on the
+// new table.
+func (d *device) setMemTable(m *message) ([]byte, error) {
+	n := le.Uint32(m.payload)
+	if n == 0 || n > MaxMemRegions {
+		return nil, fmt.Errorf("%w: %d memory regions", ErrInvalid, n)
+	}
+	if len(m.payload) != sizeMemTable+int(n)*regionSize && len(m.payload) != sizeMemTable+MaxMemRegions*regionSize {
+		return nil, protoErr(m.hdr.req, "payload %d bytes for %d regions", len(m.payload), n)
+	}
+	slots := make([]memSlot, 0, n)
+	for i := 0; i < int(n); i++ {
+		r := decodeRegion(m.payload[sizeMemTable+i*regionSize:])
+		s, err := mapRegion(r, m.fds[i])
+		if err != nil {
+			unmapSlots(slots)
+			return nil, err
+		}
+		slots = append(slots, s)
+	}
+	mem, err := buildMemory(slots)
+	if err != nil {
+		unmapSlots(slots)
+		return nil, err
+	}
+	d.replaceMemory(slots, mem)
+	return nil, nil
+}
+
+func (d *device) replaceMemory(slots []memSlot, mem *vring.Memory) {
+	running := d.stopAll()
+	old := d.mem.slots
+	d.mem.slots, d.mem.mem = slots, mem
+	unmapSlots(old)
+	d.restart(running)
+}
+
+func (d *device) addMemReg(m *message) ([]byte, error) {
+	if !d.hasProto(ProtoConfigureMemSlots) {
+		return nil, fmt.Errorf("%w: CONFIGURE_MEM_SLOTS", ErrNotNegotiated)
+	}
+	if len(d.mem.slots) >= MaxMemSlots {
+		return nil, fmt.Errorf("%w: all %d memory slots in use", ErrInvalid, MaxMemSlots)
+	}
+	r := decodeRegion(m.payload[8:])
+	s, err := mapRegion(r, m.fds[0])
+	if err != nil {
+		return nil, err
+	}
+	slots := append(append([]memSlot(nil), d.mem.slots...), s)
+	mem, err := buildMemory(slots)
+	if err != nil {
+		s.m.Unmap()
+		return nil, err
+	}
+	running := d.stopAll()
+	d.mem.slots, d.mem.mem = slots, mem
+	d.restart(running)
+	return nil, nil
+}
+
+func (d *device) remMemReg(m *message) ([]byte, error) {
+	if !d.hasProto(ProtoConfigureMemSlots) {
+		return nil, fmt.Errorf("%w: CONFIGURE_MEM_SLOTS", ErrNotNegotiated)
+	}
+	r := decodeRegion(m.payload[8:])
+	for i, s := range d.mem.slots {
+		if s.r.GuestAddr == r.GuestAddr && s.r.UserAddr == r.UserAddr && s.r.Size == r.Size {
+			slots := append(append([]memSlot(nil), d.mem.slots[:i]...), d.mem.slots[i+1:]...)
+			mem, err := buildMemory(slots)
+			if err != nil {
+				return nil, err
+			}
+			running := d.stopAll()
+			d.mem.slots, d.mem.mem = slots, mem
+			s.m.Unmap()
+			d.restart(running)
+			return nil, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: no region at %#x+%#x", ErrInvalid, r.GuestAddr, r.Size)
+}
+
+// setLogBase validates the dirty log area (the checks of DPDK's CVE-2020-10723 class).
+// Dirty-page logging itself is not implemented, so LOG_SHMFD is never offered and a
+// front-end that sends this anyway is refused after the checks.
+func (d *device) setLogBase(m *message) ([]byte, error) {
+	size, off := le.Uint64(m.payload), le.Uint64(m.payload[8:])
+	if size == 0 || off+size < off || off+size > 1<<40 {
+		return nil, fmt.Errorf("%w: log area size %#x offset %#x", ErrInvalid, size, off)
+	}
+	return nil, fmt.Errorf("%w: LOG_SHMFD (dirty logging is not implemented)", ErrNotNegotiated)
+}
+
+func (d *device) setLogFd(*message) ([]byte, error) {
+	return nil, fmt.Errorf("%w: LOG_SHMFD (dirty logging is not implemented)", ErrNotNegotiated)
+}
+
+// inflight handles GET/SET_INFLIGHT_FD. Inflight tracking is for devices that must not
+// lose a request across a reconnect (blk, crypto); a net device may drop packets, and
+// INFLIGHT_SHMFD is not offered. The payload is still range-checked first.
+func (d *device) inflight(m *message) ([]byte, error) {
+	size, off := le.Uint64(m.payload), le.Uint64(m.payload[8:])
+	nq, qs := le.Uint16(m.payload[16:]), le.Uint16(m.payload[18:])
+	if int(nq) > len(d.queues) || nq == 0 || qs == 0 || int(qs) > vring.MaxQueueSize {
+		return nil, fmt.Errorf("%w: inflight area for %d queues of %d", ErrInvalid, nq, qs)
+	}
+	if m.hdr.req == ReqSetInflightFd && (size == 0 || off+size < off) {
+		return nil, fmt.Errorf("%w: inflight area size %#x offset %#x", ErrInvalid, size, off)
+	}
+	return nil, fmt.Errorf("%w: INFLIGHT_SHMFD", ErrNotNegotiated)
+}
+
+// --- vrings -----------------------------------------------------------------
+
+func (d *device) queue(index uint32) (*vq, error) {
+	if index >= uint32(len(d.queues)) {
+		return nil, fmt.Errorf("%w: vring index %d, device has %d", ErrInvalid, index, len(d.queues))
+	}
+	return d.queues[index], nil
+}
+
+func decodeState(b []byte) vringState { return vringState{le.Uint32(b), le.Uint32(b[4:])} }
+
+func (d *device) setVringNum(m *message) ([]byte, error) {
+	s := decodeState(m.payload)
+	q, err := d.queue(s.Index)
+	if err != nil {
+		return nil, err
+	}
+	if q.active.Load() != nil {
+		return nil, fmt.Errorf("%w: SET_VRING_NUM on queue %d", ErrBusy, s.Index)
+	}
+	packed := d.has(FeatureRingPacked)
+	if s.Num == 0 || s.Num > vring.MaxQueueSize || (!packed && s.Num&(s.Num-1) != 0) {
+		return nil, fmt.Errorf("%w: queue size %d", ErrInvalid, s.Num)
+	}
+	q.num = s.Num
+	return nil, nil
+}
+
+func (d *device) setVringAddr(m *message) ([]byte, error) {
+	b := m.payload
+	a := vringAddr{le.Uint32(b), le.Uint32(b[4:]), le.Uint64(b[8:]), le.Uint64(b[16:]), le.Uint64(b[24:]), le.Uint64(b[32:])}
+	q, err := d.queue(a.Index)
+	if err != nil {
+		return nil, err
+	}
+	if a.Flags&vringAddrLog != 0 {
+		return nil, fmt.Errorf("%w: vring logging (LOG_ALL)", ErrNotNegotiated)
+	}
+	// A ring being re-addressed stops (QEMU re-sends addresses when it turns
+	// logging on); it restarts below if still ready.
+	running := q.stop() != nil
+	q.addr, q.addrSet = a, true
+	if running {
+		if err := d.start(q); err != nil {
+			return nil, err
+		}
+	}
+	return nil, nil
+}
+
+func (d *device) setVringBase(m *message) ([]byte, error) {
+	s := decodeState(m.payload)
+	q, err := d.queue(s.Index)
+	if err != nil {
+		return nil, err
+	}
+	if q.active.Load() != nil {
+		return nil, fmt.Errorf("%w: SET_VRING_BASE on queue %d", ErrBusy, s.Index)
+	}
+	// Split: the next avail index. Packed: bits 0-14 avail position, bit 15 avail
+	// wrap counter and, as QEMU sends it, bits 16-30 used position and bit 31 used
+	// wrap counter (DPDK sends only the low half: used = avail).
+	if !d.has(FeatureRingPacked) && s.Num > 0xffff {
+		return nil, fmt.Errorf("%w: vring base %#x", ErrInvalid, s.Num)
+	}
+	q.base = s.Num
+	return nil, nil
+}
+
+// getVringBase stops the ring and reports where the next owner resumes.
+func (d *device) getVringBase(m *message) ([]byte, error) {
+	s := decodeState(m.payload)
+	q, err := d.queue(s.Index)
+	if err != nil {
+		return nil, err
+	}
+	q.stop()
+	if q.kick >= 0 {
+		uds.Close(q.kick)
+		q.kick = -1
+	}
+	q.kickSet = false
+	out := make([]byte, sizeState)
+	le.PutUint32(out, s.Index)
+	le.PutUint32(out[4:], q.base)
+	return out, nil
+}
+
+func (d *device) vringFile(m *message) (*vq, int, error) {
+	v := le.Uint64(m.payload)
+	if v&^uint64(vringIndexMask|vringNoFd) != 0 {
+		return nil, -1, fmt.Errorf("%w: vring file word %#x", ErrInvalid, v)
+	}
+	q, err := d.queue(uint32(v & vringIndexMask))
+	if err != nil {
+		return nil, -1, err
+	}
+	fd := -1
+	if v&vringNoFd == 0 {
+		fd, m.fds[0] = m.fds[0], -1
+	}
+	return q, fd, nil
+}
+
+func (d *device) setVringKick(m *message) ([]byte, error) {
+	q, fd, err := d.vringFile(m)
+	if err != nil {
+		return nil, err
+	}
+	q.stop()
+	if q.kick >= 0 {
+		uds.Close(q.kick)
+	}
+	q.kick, q.kickSet = fd, true
+	return nil, d.start(q)
+}
+
+func (d *device) setVringCall(m *message) ([]byte, error) {
+	q, fd, err := d.vringFile(m)
+	if err != nil {
+		return nil, err
+	}
+	running := q.stop() != nil
+	if q.call >= 0 {
+		uds.Close(q.call)
+	}
+	q.call = fd
+	if running {
+		return nil, d.start(q)
+	}
+	return nil, nil
+}
+
+func (d *device) setVringErr(m *message) ([]byte, error) {
+	q, fd, err := d.vringFile(m)
+	if err != nil {
+		return nil, err
+	}
+	if q.errFd >= 0 {
+		uds.Close(q.errFd)
+	}
+	q.errFd = fd
+	return nil, nil
+}
+
+func (d *device) setVringEnable(m *message) ([]byte, error) {
+	s := decodeState(m.payload)
+	q, err := d.queue(s.Index)
+	if err != nil {
+		return nil, err
+	}
+	if !d.has(FeatureProtocolFeatures) && !d.protoSet {
+		return nil, fmt.Errorf("%w: SET_VRING_ENABLE without PROTOCOL_FEATURES", ErrNotNegotiated)
+	}
+	if s.Num > 1 {
+		return nil, fmt.Errorf("%w: enable %d", ErrInvalid, s.Num)
+	}
+	q.enabled = s.Num == 1
+	if !q.enabled {
+		q.stop()
+		return nil, nil
+	}
+	return nil, d.start(q)
+}
+
+// start builds and publishes the running ring of q if it is ready: memory, size,
+// addresses, a kick (or polling) and enabled. A queue not ready yet is not an error.
+func (d *device) start(q *vq) error {
+	if q.active.Load() != nil || !q.kickSet || !q.addrSet || q.num == 0 || !q.enabled || d.mem.mem == nil {
+		return nil
+	}
+	mem := d.mem.mem
+	n := int(q.num)
+	o := vring.Options{Size: n, Features: d.features & (vring.FeatureEventIdx | vring.FeatureIndirectDesc | vring.FeatureInOrder | vring.FeatureVersion1 | vring.FeatureRingPacked)}
+	if d.opts.MaxChainBytes > 0 {
+		o.MaxChainBytes = d.opts.MaxChainBytes
+	}
+	burst := min(n, 64)
+	r := newRing(burst)
+	r.mem, r.call = mem, q.call
+	r.mrg = d.has(FeatureMrgRxbuf)
+	r.hdrLen = 10
+	if r.mrg || d.has(FeatureVersion1) {
+		r.hdrLen = 12
+	}
+	a := q.addr
+	if d.has(FeatureRingPacked) {
+		desc, ev := vring.PackedSizes(n)
+		dr, err1 := mem.TranslateUser(a.Desc, uint64(desc))
+		de, err2 := mem.TranslateUser(a.Avail, uint64(ev)) // driver event area
+		dv, err3 := mem.TranslateUser(a.Used, uint64(ev))  // device event area
+		if err := errors.Join(err1, err2, err3); err != nil {
+			return fmt.Errorf("%w: queue %d ring addresses: %v", ErrInvalid, q.idx, err)
+		}
+		dev, err := vring.NewPackedDevice(vring.PackedRing{Desc: dr, DriverEvent: de, DeviceEvent: dv}, mem, o)
+		if err != nil {
+			return fmt.Errorf("%w: queue %d: %v", ErrInvalid, q.idx, err)
+		}
+		wrap := q.base&(1<<15) != 0
+		pos := uint16(q.base & 0x7fff)
+		if q.base == 0 {
+			wrap = true // a fresh ring: both wrap counters start at 1 (§2.8.1)
+		}
+		upos, uwrap := pos, wrap
+		if q.base > 0xffff {
+			upos, uwrap = uint16(q.base>>16&0x7fff), q.base&(1<<31) != 0
+		}
+		if int(pos) >= n || int(upos) >= n {
+			return fmt.Errorf("%w: queue %d base %#x beyond size %d", ErrInvalid, q.idx, q.base, n)
+		}
+		dev.SetBase(pos, wrap, upos, uwrap)
+		dev.DisableNotify()
+		r.packed = dev
+	} else {
+		ds, as, us := vring.SplitSizes(n)
+		dr, err1 := mem.TranslateUser(a.Desc, uint64(ds))
+		ar, err2 := mem.TranslateUser(a.Avail, uint64(as))
+		ur, err3 := mem.TranslateUser(a.Used, uint64(us))
+		if err := errors.Join(err1, err2, err3); err != nil {
+			return fmt.Errorf("%w: queue %d ring addresses: %v", ErrInvalid, q.idx, err)
+		}
+		dev, err := vring.NewSplitDevice(vring.SplitRing{Desc: dr, Avail: ar, Used: ur}, mem, o)
+		if err != nil {
+			return fmt.Errorf("%w: queue %d: %v", ErrInvalid, q.idx, err)
+		}
+		dev.SetBase(uint16(q.base))
+		dev.DisableNotify()
+		r.split = dev
+	}
+	q.active.Store(r)
+	return nil
+}
+
+// stopAll stops every running queue and returns which ran.
+func (d *device) stopAll() []*vq {
+	var running []*vq
+	for _, q := range d.queues {
+		if q.stop() != nil {
+			running = append(running, q)
+		}
+	}
+	return running
+}
+
+func (d *device) restart(qs []*vq) {
+	for _, q := range qs {
+		d.start(q) // a ring whose addresses left the table stays stopped
+	}
+}
+
+// teardown stops every queue, closes their descriptors and unmaps guest memory.
+func (d *device) teardown() {
+	for _, q := range d.queues {
+		q.reset()
+	}
+	d.mem.unmapAll()
+}

@@ -1,0 +1,60 @@
+// Package vhost is a vhost-user net back-end (and front-end) for dpkit: DPDK
+// virtio-user pods and QEMU guests attach to a Go dataplane over a UNIX socket, and
+// each queue pair is a pmd.Port.
+//
+// # Packet flow (back-end)
+//
+//	front-end (virtio-user / QEMU guest)              dpkit
+//	───────────────────────────────────      ─────────────────────────────────────
+//	guest TX virtqueue (odd index) ──pop chain──► Port.Rx: strip virtio-net header,
+//	                                             copy into pool frames ──► app
+//	guest RX virtqueue (even index) ◄─push used── Port.Tx: copy from pool frames,
+//	                                             header + num_buffers (MRG_RXBUF)
+//	kick eventfd  ──► (not waited on: the back-end polls; notifications disabled)
+//	call eventfd  ◄── after a batch of used entries, when the driver asks for it
+//	                  (EVENT_IDX / NO_INTERRUPT, VIRTIO 1.2 §2.7.10, §2.8.10)
+//
+// Guest memory is mapped from the descriptors SET_MEM_TABLE / ADD_MEM_REG pass; rings
+// and buffers are reached through vring's device side (split and packed layouts).
+//
+// # Layers
+//
+//   - internal/uds: sockets with SCM_RIGHTS, socket files (mode, group, stale
+//     files), eventfds, mappings of passed descriptors.
+//   - msg.go: the wire format (QEMU docs/interop/vhost-user.rst) and its constants.
+//   - device.go: the dispatch table (per request: exact payload size, descriptor
+//     rule, handler) and the handlers; the only code that changes device state.
+//   - queue.go, port.go: the running rings and the datapath.
+//   - backend.go: socket roles (listen, or connect and reconnect with back-off) and
+//     the connection lifecycle.
+//
+// # Lifecycle and ownership
+//
+// A Backend owns one socket and serves one front-end at a time. Its Ports exist for
+// the Backend's life: between connections, or while a queue is reconfigured, Rx and
+// Tx return 0. When a connection ends (the front-end closed it, died, or sent a
+// message that cannot be answered), the device is dropped: every queue is stopped,
+// its eventfds closed and all guest memory unmapped; then the next front-end is
+// accepted (or, as a client, the socket is redialled with back-off).
+//
+// Every descriptor that arrives with a message is either kept by its handler or
+// closed by the dispatcher. Malformed messages (wrong size, wrong descriptor count,
+// unknown request, bad header) end the connection; well-formed messages with bad
+// values are refused (a REPLY_ACK nack when negotiated, otherwise the connection
+// ends, as DPDK does). Nothing a front-end sends can panic the back-end.
+//
+// # Concurrency
+//
+// The control path (one goroutine per Backend, in Serve) and the datapath meet only
+// at each queue's active-ring pointer, guarded by a busy flag the datapath takes
+// with a compare-and-swap and never waits for: if the control path holds the queue,
+// Rx/Tx return 0. The control path, to stop a queue, clears the pointer and waits for
+// the datapath to finish its current burst before it touches the ring or unmaps
+// memory. One goroutine may call a Port's Rx and one its Tx; Stats is safe anywhere.
+//
+// # Not implemented
+//
+// Dirty-page logging (LOG_SHMFD, LOG_ALL: live migration) and inflight tracking
+// (INFLIGHT_SHMFD: lossless reconnect for blk-style devices) are not offered; their
+// messages are range-checked and refused. Offloads (CSUM, GSO) are not offered.
+package vhost

@@ -1,0 +1,390 @@
+package vhost
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dpkit/dpkit/internal/sysmem"
+	"github.com/dpkit/dpkit/internal/uds"
+	"github.com/dpkit/dpkit/pmd"
+	"github.com/dpkit/dpkit/vring"
+)
+
+// FrontendOptions configure Dial. Path and Pool are required; every other zero value
+// is a usable default.
+type FrontendOptions struct {
+	// Path of the back-end's socket.
+	Path string
+	// Listen makes the front-end own the socket and wait for the back-end to connect
+	// (DPDK net_vhost with client=1). The zero value connects.
+	Listen bool
+	// QueuePairs to set up; 0 means 1. The back-end must offer MQ for more.
+	QueuePairs int
+	// QueueSize of every virtqueue; 0 means 256. A power of two for split rings.
+	QueueSize int
+	// DisableFeatures removes features from the request (FeatureRingPacked for split
+	// rings, FeatureMrgRxbuf, FeatureInOrder, ...).
+	DisableFeatures uint64
+	// Pool supplies packet buffers; it must be Shared (memfd-backed): its region is
+	// handed to the back-end, and packets are sent from and received into its frames
+	// without a copy.
+	Pool *pmd.Pool
+	// PortID is stamped into received packets.
+	PortID uint16
+}
+
+// Validate reports whether the options are usable.
+func (o *FrontendOptions) Validate() error {
+	switch {
+	case o.Path == "":
+		return fmt.Errorf("%w: Path is required", ErrOptions)
+	case o.Pool == nil || o.Pool.Fd() < 0:
+		return fmt.Errorf("%w: a Shared Pool is required", ErrOptions)
+	case o.QueuePairs < 0 || o.QueuePairs > MaxQueuePairs:
+		return fmt.Errorf("%w: QueuePairs %d", ErrOptions, o.QueuePairs)
+	case o.QueueSize < 0 || o.QueueSize > vring.MaxQueueSize:
+		return fmt.Errorf("%w: QueueSize %d", ErrOptions, o.QueueSize)
+	}
+	return nil
+}
+
+// Frontend is a vhost-user net front-end (the role of DPDK virtio-user): it shares
+// its pool's memory with a back-end, drives the rings with vring's driver side and
+// exposes each queue pair as a pmd.Port. Packets travel in pool frames, zero-copy: the
+// virtio-net header is written into the headroom in front of the data.
+//
+// Dial and Close are safe for concurrent use with Err; each FrontendPort follows
+// pmd.Port's rules.
+type Frontend struct {
+	opts     FrontendOptions
+	conn     *uds.Conn
+	features uint64
+	proto    uint64
+	rings    []byte // memfd mapping holding every ring
+	ringsFd  int
+	ports    []*FrontendPort
+	fds      []int
+	mu       sync.Mutex
+	closed   bool
+	down     atomic.Bool // the back-end hung up
+	watchEnd chan struct{}
+}
+
+// Down reports whether the back-end closed the connection; the ports then move
+// nothing and the Frontend should be closed (and dialled again).
+func (f *Frontend) Down() bool { return f.down.Load() }
+
+// watch waits for the back-end to hang up. The back-end sends nothing unasked on this
+// socket (no back-end request channel is negotiated), so any read result ends it.
+func (f *Frontend) watch() {
+	defer close(f.watchEnd)
+	var b [hdrSize]byte
+	fds, _ := f.conn.ReadFull(b[:])
+	uds.CloseAll(fds)
+	f.down.Store(true)
+}
+
+// Negotiated features.
+func (f *Frontend) Features() uint64 { return f.features }
+
+// Port returns queue pair i.
+func (f *Frontend) Port(i int) *FrontendPort { return f.ports[i] }
+
+// Dial connects to (or, with Listen, waits for) a back-end and sets up the device.
+func Dial(ctx context.Context, opts FrontendOptions) (*Frontend, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.QueuePairs == 0 {
+		opts.QueuePairs = 1
+	}
+	if opts.QueueSize == 0 {
+		opts.QueueSize = 256
+	}
+	var c *net.UnixConn
+	if opts.Listen {
+		ln, err := uds.Listen(opts.Path, 0, "")
+		if err != nil {
+			return nil, err
+		}
+		stop := context.AfterFunc(ctx, func() { ln.Close() })
+		c, err = ln.AcceptUnix()
+		stop()
+		ln.Close()
+		if err != nil {
+			return nil, fmt.Errorf("vhost: accept: %w", errors.Join(err, ctx.Err()))
+		}
+	} else {
+		var d net.Dialer
+		nc, err := d.DialContext(ctx, "unix", opts.Path)
+		if err != nil {
+			return nil, err
+		}
+		c = nc.(*net.UnixConn)
+	}
+	f := &Frontend{opts: opts, conn: uds.NewConn(c), ringsFd: -1}
+	if dl, ok := ctx.Deadline(); ok {
+		c.SetDeadline(dl)
+	} else {
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+	}
+	if err := f.setup(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	c.SetDeadline(time.Time{})
+	f.watchEnd = make(chan struct{})
+	go f.watch()
+	return f, nil
+}
+
+func (f *Frontend) request(req Request, payload []byte, fds ...int) ([]byte, error) {
+	fl := uint32(flagVersion)
+	replies := handlers[req] != nil && handlers[req].replies
+	ack := !replies && f.proto&ProtoReplyAck != 0
+	if ack {
+		fl |= flagNeedReply
+	}
+	b := make([]byte, hdrSize+len(payload))
+	encodeHeader(b, header{req: req, flags: fl, size: uint32(len(payload))})
+	copy(b[hdrSize:], payload)
+	if err := f.conn.Write(b, fds...); err != nil {
+		return nil, fmt.Errorf("vhost: %v: %w", req, err)
+	}
+	if !replies && !ack {
+		return nil, nil
+	}
+	var hb [hdrSize]byte
+	got, err := f.conn.ReadFull(hb[:])
+	uds.CloseAll(got)
+	if err != nil {
+		return nil, fmt.Errorf("vhost: %v reply: %w", req, err)
+	}
+	h := decodeHeader(hb[:])
+	if h.req != req || h.flags&flagReply == 0 || h.size > maxPayload {
+		return nil, protoErr(req, "bad reply header %+v", h)
+	}
+	p := make([]byte, h.size)
+	if h.size > 0 {
+		if got, err = f.conn.ReadFull(p); err != nil {
+			return nil, err
+		}
+		uds.CloseAll(got)
+	}
+	if ack {
+		if len(p) != 8 || le.Uint64(p) != 0 {
+			return nil, fmt.Errorf("%w: back-end refused %v", ErrInvalid, req)
+		}
+		return nil, nil
+	}
+	return p, nil
+}
+
+func (f *Frontend) get64(req Request) (uint64, error) {
+	p, err := f.request(req, nil)
+	if err != nil {
+		return 0, err
+	}
+	if len(p) != 8 {
+		return 0, protoErr(req, "reply of %d bytes", len(p))
+	}
+	return le.Uint64(p), nil
+}
+
+// wanted is what the front-end asks for: its datapath handles all of these.
+const frontendFeatures = FeatureVersion1 | FeatureMrgRxbuf | FeatureRingPacked | FeatureEventIdx |
+	FeatureInOrder | FeatureMQ | FeatureProtocolFeatures
+
+func (f *Frontend) setup() error {
+	o := &f.opts
+	if _, err := f.request(ReqSetOwner, nil); err != nil {
+		return err
+	}
+	offered, err := f.get64(ReqGetFeatures)
+	if err != nil {
+		return err
+	}
+	f.features = offered & frontendFeatures &^ o.DisableFeatures
+	if f.features&FeatureVersion1 == 0 {
+		return fmt.Errorf("%w: back-end lacks VERSION_1", ErrNotNegotiated)
+	}
+	if f.features&FeatureProtocolFeatures != 0 {
+		p, err := f.get64(ReqGetProtocolFeatures)
+		if err != nil {
+			return err
+		}
+		want := p & (ProtoMQ | ProtoReplyAck)
+		if _, err := f.request(ReqSetProtocolFeatures, u64(want)); err != nil {
+			return err
+		}
+		f.proto = want
+	}
+	if o.QueuePairs > 1 {
+		if f.features&FeatureMQ == 0 || f.proto&ProtoMQ == 0 {
+			return fmt.Errorf("%w: %d queue pairs need MQ", ErrNotNegotiated, o.QueuePairs)
+		}
+		n, err := f.get64(ReqGetQueueNum)
+		if err != nil {
+			return err
+		}
+		if uint64(o.QueuePairs) > n {
+			return fmt.Errorf("%w: back-end serves %d queue pairs, %d asked", ErrInvalid, n, o.QueuePairs)
+		}
+	} else {
+		f.features &^= FeatureMQ
+	}
+	packed := f.features&FeatureRingPacked != 0
+	if !packed && o.QueueSize&(o.QueueSize-1) != 0 {
+		return fmt.Errorf("%w: split queue size %d", ErrOptions, o.QueueSize)
+	}
+	if _, err := f.request(ReqSetFeatures, u64(f.features)); err != nil {
+		return err
+	}
+
+	// Ring memory: one memfd holding every queue's rings, 4 KiB aligned each.
+	nq := 2 * o.QueuePairs
+	per := ringBytes(o.QueueSize, packed)
+	size := (nq*per + 4095) &^ 4095
+	if f.ringsFd, err = uds.MemfdWithSize("dpkit-vhost-rings", int64(size)); err != nil {
+		return err
+	}
+	if f.rings, err = uds.MapShared(f.ringsFd, size); err != nil {
+		return err
+	}
+	pool := o.Pool.Region()
+	regs := []vring.Region{
+		{Addr: uint64(sysmem.Addr(pool)), Host: pool},
+		{Addr: uint64(sysmem.Addr(f.rings)), Host: f.rings},
+	}
+	mem, err := vring.NewMemory(regs...)
+	if err != nil {
+		return err
+	}
+	table := make([]byte, sizeMemTable+2*regionSize)
+	le.PutUint32(table, 2)
+	for i, r := range []memRegion{
+		{GuestAddr: regs[0].Addr, Size: uint64(len(pool)), UserAddr: regs[0].Addr},
+		{GuestAddr: regs[1].Addr, Size: uint64(size), UserAddr: regs[1].Addr},
+	} {
+		encodeRegion(table[sizeMemTable+i*regionSize:], r)
+	}
+	if _, err := f.request(ReqSetMemTable, table, o.Pool.Fd(), f.ringsFd); err != nil {
+		return err
+	}
+	vo := vring.Options{Size: o.QueueSize, Features: f.features & (vring.FeatureEventIdx | vring.FeatureInOrder | vring.FeatureVersion1 | vring.FeatureRingPacked)}
+	f.ports = make([]*FrontendPort, o.QueuePairs)
+	for qp := range f.ports {
+		p := &FrontendPort{f: f, id: o.PortID, pool: o.Pool, rxCache: o.Pool.NewCache(0), txCache: o.Pool.NewCache(0)}
+		p.hdrLen = 12
+		f.ports[qp] = p
+		for dir := 0; dir < 2; dir++ {
+			idx := 2*qp + dir
+			area := f.rings[idx*per : (idx+1)*per]
+			base := regs[1].Addr + uint64(idx*per)
+			dq, addr, err := newDriverQueue(area, base, mem, vo, packed)
+			if err != nil {
+				return err
+			}
+			dq.frames = make([]pmd.Frame, o.QueueSize)
+			kick, err := uds.Eventfd()
+			if err != nil {
+				return err
+			}
+			call, err := uds.Eventfd()
+			if err != nil {
+				uds.Close(kick)
+				return err
+			}
+			f.fds = append(f.fds, kick, call)
+			dq.kick = kick
+			dq.disableInterrupts()
+			le.PutUint32(addr, uint32(idx))
+			if _, err := f.request(ReqSetVringNum, stateB32(uint32(idx), uint32(o.QueueSize))); err != nil {
+				return err
+			}
+			baseV := uint32(0)
+			if packed {
+				baseV = 1 << 15 // avail wrap counter starts at 1
+			}
+			if _, err := f.request(ReqSetVringBase, stateB32(uint32(idx), baseV)); err != nil {
+				return err
+			}
+			if _, err := f.request(ReqSetVringAddr, addr); err != nil {
+				return err
+			}
+			if _, err := f.request(ReqSetVringKick, u64(uint64(idx)), kick); err != nil {
+				return err
+			}
+			if _, err := f.request(ReqSetVringCall, u64(uint64(idx)), call); err != nil {
+				return err
+			}
+			if dir == 0 {
+				p.rx = dq
+			} else {
+				p.tx = dq
+			}
+		}
+		p.refill()
+	}
+	if f.features&FeatureProtocolFeatures != 0 {
+		for i := 0; i < nq; i++ {
+			if _, err := f.request(ReqSetVringEnable, stateB32(uint32(i), 1)); err != nil {
+				return err
+			}
+		}
+	}
+	for _, p := range f.ports {
+		p.rx.publish()
+	}
+	return nil
+}
+
+func stateB32(i, n uint32) []byte {
+	b := make([]byte, 8)
+	le.PutUint32(b, i)
+	le.PutUint32(b[4:], n)
+	return b
+}
+
+// ringBytes is the memory one queue's rings take, each area 64-byte aligned.
+func ringBytes(n int, packed bool) int {
+	if packed {
+		d, e := vring.PackedSizes(n)
+		return (d+63)&^63 + 64 + (e+63)&^63 + 64
+	}
+	d, a, u := vring.SplitSizes(n)
+	return (d+63)&^63 + (a+63)&^63 + (u+63)&^63 + 64
+}
+
+// Close disconnects, which makes the back-end drop the device, and unmaps the rings.
+// Frames still posted to the rings return to the pool. Call it after the datapath
+// goroutines stopped.
+func (f *Frontend) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return nil
+	}
+	f.closed = true
+	f.down.Store(true)
+	err := f.conn.Close()
+	if f.watchEnd != nil {
+		<-f.watchEnd
+	}
+	for _, p := range f.ports {
+		p.release()
+	}
+	uds.CloseAll(f.fds)
+	if f.rings != nil {
+		uds.Munmap(f.rings)
+	}
+	if f.ringsFd >= 0 {
+		uds.Close(f.ringsFd)
+	}
+	return err
+}

@@ -1,0 +1,296 @@
+package vhost
+
+import (
+	"github.com/dpkit/dpkit/internal/sysmem"
+	"github.com/dpkit/dpkit/internal/uds"
+	"github.com/dpkit/dpkit/pmd"
+	"github.com/dpkit/dpkit/vring"
+)
+
+const noFrame = ^pmd.Frame(0)
+
+// driverQueue is one virtqueue on the driver side, with the frame posted under each
+// buffer id.
+type driverQueue struct {
+	split  *vring.SplitDriver
+	packed *vring.PackedDriver
+	kick   int
+	frames []pmd.Frame // by buffer id; noFrame when not posted
+	sig    [8]byte
+	used   [pmd.MaxBurst]vring.Used
+	seg    [1]vring.Seg
+}
+
+func newDriverQueue(area []byte, base uint64, mem *vring.Memory, o vring.Options, packed bool) (*driverQueue, []byte, error) {
+	addr := make([]byte, sizeAddr)
+	q := &driverQueue{}
+	off := 0
+	take := func(n int) ([]byte, uint64) {
+		b, a := area[off:off+n], base+uint64(off)
+		off += (n + 63) &^ 63
+		return b, a
+	}
+	var err error
+	if packed {
+		d, e := vring.PackedSizes(o.Size)
+		db, da := take(d)
+		eb, ea := take(e)
+		vb, va := take(e)
+		q.packed, err = vring.NewPackedDriver(vring.PackedRing{Desc: db, DriverEvent: eb, DeviceEvent: vb}, mem, o)
+		le.PutUint64(addr[8:], da)
+		le.PutUint64(addr[16:], va)
+		le.PutUint64(addr[24:], ea)
+	} else {
+		d, a, u := vring.SplitSizes(o.Size)
+		db, da := take(d)
+		ab, aa := take(a)
+		ub, ua := take(u)
+		q.split, err = vring.NewSplitDriver(vring.SplitRing{Desc: db, Avail: ab, Used: ub}, mem, o)
+		le.PutUint64(addr[8:], da)
+		le.PutUint64(addr[16:], ua)
+		le.PutUint64(addr[24:], aa)
+	}
+	return q, addr, err
+}
+
+func (q *driverQueue) add(addr uint64, n uint32, write bool) (uint16, error) {
+	q.seg[0] = vring.Seg{Addr: addr, Len: n, Write: write}
+	if q.split != nil {
+		return q.split.Add(q.seg[:])
+	}
+	return q.packed.Add(q.seg[:])
+}
+
+func (q *driverQueue) free() int {
+	if q.split != nil {
+		return q.split.Free()
+	}
+	return q.packed.Free()
+}
+
+func (q *driverQueue) publish() {
+	var kick bool
+	if q.split != nil {
+		kick = q.split.Publish()
+	} else {
+		kick = q.packed.Publish()
+	}
+	if kick && q.kick >= 0 {
+		uds.Signal(q.kick, &q.sig)
+	}
+}
+
+func (q *driverQueue) collect(n int) (int, error) {
+	if q.split != nil {
+		return q.split.Collect(q.used[:n])
+	}
+	return q.packed.Collect(q.used[:n])
+}
+
+func (q *driverQueue) disableInterrupts() {
+	for i := range q.frames {
+		q.frames[i] = noFrame
+	}
+	if q.split != nil {
+		q.split.DisableInterrupts()
+	} else {
+		q.packed.DisableInterrupts()
+	}
+}
+
+// FrontendPort is one queue pair of a Frontend: Rx takes packets from the device's
+// receive queue (even index), Tx posts packets on its transmit queue (odd index).
+// Packets stay in their pool frames: Rx hands over the frames the back-end filled, Tx
+// lends frames to the back-end and frees them when it reports them used.
+//
+// One goroutine may call Rx and one Tx; Stats is safe from any goroutine.
+type FrontendPort struct {
+	f       *Frontend
+	id      uint16
+	pool    *pmd.Pool
+	rx, tx  *driverQueue
+	rxCache *pmd.Cache
+	txCache *pmd.Cache
+	hdrLen  int
+	skip    int // mergeable continuation buffers still to discard
+	broken  bool
+	err     error // what broke the port
+	ctr     pmd.Counters
+	tmp     [64]pmd.Pkt
+	fr      [pmd.MaxBurst]pmd.Frame
+}
+
+func (p *FrontendPort) gpa(f pmd.Frame) uint64 {
+	return uint64(sysmem.Addr(p.pool.Region())) + p.pool.Addr(f)
+}
+
+// refill posts fresh frames on the receive queue (published by the caller).
+func (p *FrontendPort) refill() {
+	h := p.pool.Headroom()
+	blen := uint32(p.pool.FrameSize() - h + p.hdrLen)
+	for {
+		want := min(p.rx.free(), len(p.tmp))
+		if want == 0 {
+			return
+		}
+		got := p.rxCache.Alloc(p.tmp[:want])
+		for i := range p.tmp[:got] {
+			fr := p.tmp[i].Frame
+			id, err := p.rx.add(p.gpa(fr)+uint64(h-p.hdrLen), blen, true)
+			if err != nil {
+				p.rxCache.Free(p.tmp[i:got])
+				return
+			}
+			p.rx.frames[id] = fr
+		}
+		if got < want {
+			return
+		}
+	}
+}
+
+// Rx returns packets the back-end delivered, in their pool frames.
+func (p *FrontendPort) Rx(pkts []pmd.Pkt) int {
+	if p.broken || len(pkts) == 0 || p.f.down.Load() {
+		return 0
+	}
+	n, err := p.rx.collect(min(len(pkts), pmd.MaxBurst))
+	if err != nil {
+		p.broken, p.err = true, err
+		p.ctr.AddDrop(pmd.DropInvalid, 1)
+	}
+	h := p.pool.Headroom()
+	out, bytes, nfree := 0, 0, 0
+	var invalid, tooLong int
+	for _, u := range p.rx.used[:n] {
+		fr := p.rx.frames[u.ID]
+		p.rx.frames[u.ID] = noFrame
+		if fr == noFrame {
+			invalid++
+			continue
+		}
+		if p.skip > 0 {
+			p.skip--
+			p.fr[nfree] = fr
+			nfree++
+			continue
+		}
+		b := p.pool.Bytes(fr)
+		if int(u.Len) < p.hdrLen {
+			invalid++
+			p.fr[nfree] = fr
+			nfree++
+			continue
+		}
+		if nb := int(b[h-2]) | int(b[h-1])<<8; nb > 1 {
+			// Larger than one frame: dropped with its continuation buffers.
+			p.skip = nb - 1
+			tooLong++
+			p.fr[nfree] = fr
+			nfree++
+			continue
+		}
+		l := int(u.Len) - p.hdrLen
+		pkts[out] = pmd.Pkt{Frame: fr, Off: uint16(h), Len: uint16(l), Port: p.id}
+		out++
+		bytes += l
+	}
+	if nfree > 0 {
+		p.rxCache.Put(p.fr[:nfree])
+	}
+	if n > 0 {
+		p.refill()
+		p.rx.publish()
+	}
+	p.ctr.AddRx(out, bytes)
+	p.ctr.AddDrop(pmd.DropInvalid, invalid)
+	p.ctr.AddDrop(pmd.DropTooLong, tooLong)
+	return out
+}
+
+// reclaim frees the frames of transmitted packets.
+func (p *FrontendPort) reclaim() {
+	n, err := p.tx.collect(pmd.MaxBurst)
+	if err != nil {
+		p.broken, p.err = true, err
+	}
+	k := 0
+	for _, u := range p.tx.used[:n] {
+		if fr := p.tx.frames[u.ID]; fr != noFrame {
+			p.fr[k] = fr
+			k++
+			p.tx.frames[u.ID] = noFrame
+		}
+	}
+	p.txCache.Put(p.fr[:k])
+}
+
+// Tx posts packets for the back-end, writing the virtio-net header into each
+// packet's headroom, and returns how many it took. Packets whose headroom is too small
+// for the header are dropped (taken and counted).
+func (p *FrontendPort) Tx(pkts []pmd.Pkt) int {
+	if p.broken || p.f.down.Load() {
+		return 0
+	}
+	p.reclaim()
+	i, sent, bytes, bad := 0, 0, 0, 0
+	for ; i < len(pkts); i++ {
+		pk := &pkts[i]
+		if int(pk.Off) < p.hdrLen {
+			bad++
+			p.fr[0] = pk.Frame
+			p.txCache.Put(p.fr[:1])
+			continue
+		}
+		if p.tx.free() == 0 {
+			break
+		}
+		b := p.pool.Bytes(pk.Frame)
+		clear(b[int(pk.Off)-p.hdrLen : pk.Off])
+		id, err := p.tx.add(p.gpa(pk.Frame)+uint64(int(pk.Off)-p.hdrLen), uint32(int(pk.Len)+p.hdrLen), false)
+		if err != nil {
+			break
+		}
+		p.tx.frames[id] = pk.Frame
+		sent++
+		bytes += int(pk.Len)
+	}
+	if sent > 0 {
+		p.tx.publish()
+	}
+	p.ctr.AddTx(sent, bytes)
+	p.ctr.AddDrop(pmd.DropInvalid, bad)
+	return i
+}
+
+// Err returns the peer violation that stopped the port, or nil.
+func (p *FrontendPort) Err() error { return p.err }
+
+// Stats returns the port's counters.
+func (p *FrontendPort) Stats() pmd.PortStats { return p.ctr.Snapshot() }
+
+// Close is a no-op; close the Frontend to release the rings and frames.
+func (p *FrontendPort) Close() error { return nil }
+
+// release returns every posted frame and the caches to the pool.
+func (p *FrontendPort) release() {
+	for _, q := range []*driverQueue{p.rx, p.tx} {
+		if q == nil {
+			continue
+		}
+		for i, fr := range q.frames {
+			if fr != noFrame {
+				p.fr[0] = fr
+				p.rxCache.Put(p.fr[:1])
+				q.frames[i] = noFrame
+			}
+		}
+	}
+	p.rxCache.Flush()
+	p.txCache.Flush()
+}
+
+var (
+	_ pmd.Port = (*Port)(nil)
+	_ pmd.Port = (*FrontendPort)(nil)
+)

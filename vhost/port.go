@@ -1,0 +1,334 @@
+package vhost
+
+import (
+	"github.com/dpkit/dpkit/pmd"
+	"github.com/dpkit/dpkit/vring"
+)
+
+// Port is one queue pair of a Backend as a pmd.Port: Rx takes the packets the guest
+// transmitted (its TX virtqueue, odd index), Tx puts packets into the guest's receive
+// buffers (its RX virtqueue, even index).
+//
+// One goroutine may call Rx and one (possibly another) Tx; Stats is safe from any
+// goroutine. While no front-end is attached or the queue is being reconfigured, Rx and
+// Tx return 0 at once.
+type Port struct {
+	b       *Backend
+	id      uint16
+	qp      int
+	rxCache *pmd.Cache // Rx's goroutine
+	txCache *pmd.Cache // Tx's goroutine
+	ctr     pmd.Counters
+}
+
+func newPort(b *Backend, qp int) *Port {
+	return &Port{
+		b: b, id: b.opts.PortID, qp: qp,
+		rxCache: b.opts.Pool.NewCache(0), txCache: b.opts.Pool.NewCache(0),
+	}
+}
+
+// Stats returns the port's counters.
+func (p *Port) Stats() pmd.PortStats { return p.ctr.Snapshot() }
+
+// Close returns the port's cached frames to the pool. Call it after the datapath
+// goroutines stopped.
+func (p *Port) Close() error {
+	p.rxCache.Flush()
+	p.txCache.Flush()
+	return nil
+}
+
+// Rx copies packets the guest transmitted into fresh pool frames, without the
+// virtio-net header, and returns how many it filled. Chains that are shorter than the
+// header, do not fit a frame, or cannot be read are completed and counted as drops.
+func (p *Port) Rx(pkts []pmd.Pkt) int {
+	q := p.b.vqFor(p.qp, 1)
+	if q == nil {
+		return 0
+	}
+	r := q.acquire()
+	if r == nil {
+		return 0
+	}
+	n := p.rx(r, pkts)
+	q.release()
+	return n
+}
+
+func (p *Port) rx(r *ring, pkts []pmd.Pkt) int {
+	if r.broken {
+		return 0
+	}
+	want := min(len(pkts), len(r.chains))
+	got := p.rxCache.Alloc(pkts[:want])
+	if got == 0 {
+		if pend := r.pending(); pend {
+			p.ctr.AddDrop(pmd.DropNoBuffer, 1)
+		}
+		return 0
+	}
+	c, err := r.pop(r.chains[:got])
+	if err != nil {
+		r.broken = true
+		p.ctr.AddDrop(pmd.DropInvalid, 1)
+	}
+	pool := p.rxCache.Pool()
+	room := pool.FrameSize() - pool.Headroom()
+	out, bytes := 0, 0
+	var tooLong, invalid int
+	for i := 0; i < c; i++ {
+		ch := &r.chains[i]
+		r.used[i] = ch.Used(0)
+		plen := int(ch.ReadLen) - r.hdrLen
+		if plen < 0 || ch.ReadLen == 0 {
+			invalid++
+			continue
+		}
+		if plen > room {
+			tooLong++
+			continue
+		}
+		pk := &pkts[out]
+		buf := pool.Bytes(pk.Frame)[pk.Off:][:plen]
+		if !readChain(r.mem, ch, r.hdrLen, buf) {
+			invalid++
+			continue
+		}
+		pk.Len = uint16(plen)
+		pk.Port = p.id
+		pk.Flags = 0
+		out++
+		bytes += plen
+	}
+	if err := r.push(r.used[:c]); err != nil {
+		r.broken = true
+	}
+	if out < got {
+		p.rxCache.Free(pkts[out:got])
+	}
+	p.ctr.AddRx(out, bytes)
+	p.ctr.AddDrop(pmd.DropInvalid, invalid)
+	p.ctr.AddDrop(pmd.DropTooLong, tooLong)
+	return out
+}
+
+// readChain copies the readable bytes of ch after skip into dst (exactly len(dst)).
+func readChain(mem *vring.Memory, ch *vring.Chain, skip int, dst []byte) bool {
+	done := 0
+	for _, s := range ch.Segs {
+		if s.Write {
+			continue
+		}
+		addr, n := s.Addr, uint64(s.Len)
+		if skip > 0 {
+			k := min(uint64(skip), n)
+			addr, n, skip = addr+k, n-k, skip-int(k)
+		}
+		for n > 0 && done < len(dst) {
+			h, err := mem.Translate(addr, min(n, uint64(len(dst)-done)))
+			if err != nil || len(h) == 0 {
+				return false
+			}
+			k := copy(dst[done:], h)
+			done += k
+			addr += uint64(k)
+			n -= uint64(k)
+		}
+	}
+	return done == len(dst)
+}
+
+// writeAt copies src into the writable part of ch from byte off on; it returns the
+// bytes written.
+func writeChain(mem *vring.Memory, ch *vring.Chain, off int, src []byte) int {
+	done := 0
+	for _, s := range ch.Segs {
+		if !s.Write {
+			continue
+		}
+		addr, n := s.Addr, uint64(s.Len)
+		if off > 0 {
+			k := min(uint64(off), n)
+			addr, n, off = addr+k, n-k, off-int(k)
+		}
+		for n > 0 && done < len(src) {
+			h, err := mem.Translate(addr, min(n, uint64(len(src)-done)))
+			if err != nil || len(h) == 0 {
+				return done
+			}
+			k := copy(h, src[done:])
+			done += k
+			addr += uint64(k)
+			n -= uint64(k)
+		}
+		if done == len(src) {
+			break
+		}
+	}
+	return done
+}
+
+func (r *ring) pending() bool {
+	if r.split != nil {
+		n, _ := r.split.Pending()
+		return n > 0
+	}
+	return false
+}
+
+// Tx copies packets into the guest's receive buffers and returns how many it took.
+// With MRG_RXBUF a packet spans as many buffers as it needs (num_buffers in its
+// header); without, it must fit one. A packet that can never fit is dropped (taken and
+// counted); when the guest has no buffers left, Tx stops and the rest stay the
+// caller's.
+func (p *Port) Tx(pkts []pmd.Pkt) int {
+	q := p.b.vqFor(p.qp, 0)
+	if q == nil {
+		return 0
+	}
+	r := q.acquire()
+	if r == nil {
+		return 0
+	}
+	n := p.tx(r, pkts)
+	q.release()
+	if n > 0 {
+		p.txCache.Free(pkts[:n])
+	}
+	return n
+}
+
+// stashed returns the number of chains popped and not yet used, popping more (keeping
+// order) when fewer than want are at hand.
+func (r *ring) fill(want int) int {
+	have := r.sTail - r.sHead
+	if have >= want || r.broken {
+		return have
+	}
+	if r.sHead > 0 {
+		// Slide the stash to the front; Segs slices are swapped, not copied, so
+		// their capacity stays with a slot.
+		for i := 0; i < have; i++ {
+			r.chains[i], r.chains[r.sHead+i] = r.chains[r.sHead+i], r.chains[i]
+		}
+		r.sHead, r.sTail = 0, have
+	}
+	n, err := r.pop(r.chains[r.sTail:])
+	if err != nil {
+		r.broken = true
+	}
+	r.sTail += n
+	return r.sTail - r.sHead
+}
+
+func (p *Port) tx(r *ring, pkts []pmd.Pkt) int {
+	pool := p.txCache.Pool()
+	nu := 0 // used entries pending
+	sent, bytes, tooLong := 0, 0, 0
+	i := 0
+	for ; i < len(pkts); i++ {
+		pk := &pkts[i]
+		need := r.hdrLen + int(pk.Len)
+		if r.fill(1) == 0 {
+			break
+		}
+		data := pool.Data(pk)
+		if !r.mrg {
+			ch := &r.chains[r.sHead]
+			if int(ch.WriteLen) < need {
+				tooLong++ // the chain stays for the next packet
+				continue
+			}
+			if nu == len(r.used) {
+				r.flushUsed(nu)
+				nu = 0
+			}
+			var hdr [12]byte
+			if r.hdrLen == 12 {
+				hdr[10] = 1 // num_buffers (VERSION_1 without MRG_RXBUF)
+			}
+			w := writeChain(r.mem, ch, 0, hdr[:r.hdrLen])
+			w += writeChain(r.mem, ch, r.hdrLen, data)
+			r.used[nu] = ch.Used(uint32(w))
+			nu++
+			r.sHead++
+			sent++
+			bytes += int(pk.Len)
+			continue
+		}
+		// Mergeable: gather chains until they hold the packet.
+		total, k := 0, 0
+		for total < need {
+			if r.sHead+k == r.sTail {
+				if nu > 0 {
+					// Make room: the stash slides only when no used entry
+					// still refers to chain slots before sHead.
+					r.flushUsed(nu)
+					nu = 0
+				}
+				if r.fill(k+1) < k+1 {
+					break
+				}
+			}
+			total += int(r.chains[r.sHead+k].WriteLen)
+			k++
+		}
+		if total < need {
+			if k == len(r.chains) || r.broken {
+				tooLong++ // cannot fit even in a full burst of buffers
+				continue
+			}
+			break // the guest is out of buffers: keep the packet
+		}
+		if nu+k > len(r.used) {
+			r.flushUsed(nu)
+			nu = 0
+		}
+		var hdr [12]byte
+		hdr[10], hdr[11] = byte(k), byte(k>>8)
+		// The header and the data form one stream across the k buffers.
+		hOff, dOff := 0, 0
+		for j := 0; j < k; j++ {
+			ch := &r.chains[r.sHead+j]
+			w := 0
+			if hOff < r.hdrLen {
+				c := writeChain(r.mem, ch, 0, hdr[hOff:r.hdrLen])
+				hOff += c
+				w += c
+			}
+			if hOff == r.hdrLen {
+				c := writeChain(r.mem, ch, w, data[dOff:])
+				dOff += c
+				w += c
+			}
+			r.used[nu] = ch.Used(uint32(w))
+			nu++
+		}
+		r.sHead += k
+		sent++
+		bytes += int(pk.Len)
+	}
+	r.flushUsed(nu)
+	p.ctr.AddTx(sent, bytes)
+	p.ctr.AddDrop(pmd.DropTooLong, tooLong)
+	return i
+}
+
+func (r *ring) flushUsed(n int) {
+	if n == 0 {
+		return
+	}
+	if err := r.push(r.used[:n]); err != nil {
+		r.broken = true
+	}
+}
+
+// vqFor returns virtqueue 2*qp+dir of the attached device, or nil.
+func (b *Backend) vqFor(qp, dir int) *vq {
+	d := b.curDev.Load()
+	if d == nil {
+		return nil
+	}
+	return d.queues[2*qp+dir]
+}

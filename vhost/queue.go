@@ -1,0 +1,164 @@
+package vhost
+
+import (
+	"runtime"
+	"sync/atomic"
+
+	"github.com/dpkit/dpkit/internal/uds"
+	"github.com/dpkit/dpkit/vring"
+)
+
+// vq is one virtqueue of the device. Its configuration fields belong to the control
+// goroutine. The datapath reaches the running ring only through active, under the busy
+// handshake:
+//
+//	datapath: busy CAS 0→1 (fails: return 0); load active; work; busy = 0
+//	control:  active = nil; spin (Gosched) until busy == 0; now the ring is its own
+//
+// so the datapath never waits for the control path, and the control path waits at most
+// one burst before it may unmap memory or rewrite the ring.
+type vq struct {
+	idx     int
+	num     uint32
+	addr    vringAddr
+	addrSet bool
+	base    uint32 // SET_VRING_BASE value (packed: avail index | wrap<<15)
+	kick    int    // eventfd or -1
+	kickSet bool
+	call    int // eventfd or -1
+	errFd   int
+	enabled bool
+
+	busy   atomic.Uint32
+	active atomic.Pointer[ring]
+}
+
+func newVQ(i int) *vq { return &vq{idx: i, kick: -1, call: -1, errFd: -1} }
+
+// ring is a running queue: the vring device side plus the datapath's scratch. It is
+// built by the control goroutine and used by the datapath under the busy flag.
+type ring struct {
+	split  *vring.SplitDevice
+	packed *vring.PackedDevice
+	mem    *vring.Memory
+	call   int
+	hdrLen int
+	mrg    bool
+	broken bool
+
+	chains []vring.Chain // pop scratch; for the guest-RX queue also the stash
+	sHead  int           // stash: chains[sHead:sTail] popped, not yet used
+	sTail  int
+	used   []vring.Used
+	sig    [8]byte
+}
+
+const maxChainSegs = 64
+
+func newRing(n int) *ring {
+	r := &ring{chains: make([]vring.Chain, n), used: make([]vring.Used, n)}
+	for i := range r.chains {
+		r.chains[i].Segs = make([]vring.Seg, 0, maxChainSegs)
+	}
+	return r
+}
+
+func (r *ring) pop(c []vring.Chain) (int, error) {
+	if r.split != nil {
+		return r.split.Pop(c)
+	}
+	return r.packed.Pop(c)
+}
+
+func (r *ring) push(u []vring.Used) error {
+	if len(u) == 0 {
+		return nil
+	}
+	var err error
+	var notify bool
+	if r.split != nil {
+		err = r.split.Push(u)
+		notify = err == nil && r.split.NeedNotify()
+	} else {
+		err = r.packed.Push(u)
+		notify = err == nil && r.packed.NeedNotify()
+	}
+	if notify && r.call >= 0 {
+		uds.Signal(r.call, &r.sig)
+	}
+	return err
+}
+
+// base returns the ring's position for GET_VRING_BASE, giving back the chains popped
+// into the stash but never used (they stay available to the next owner).
+func (r *ring) base() uint32 {
+	stashed := r.sTail - r.sHead
+	if r.split != nil {
+		return uint32(r.split.Base() - uint16(stashed))
+	}
+	pos, wrap, upos, uwrap := r.packed.Base()
+	size := uint16(r.packed.Size())
+	for i := r.sHead; i < r.sTail; i++ {
+		s := r.chains[i].Slots
+		if pos >= s {
+			pos -= s
+		} else {
+			pos = pos + size - s
+			wrap = !wrap
+		}
+	}
+	// QEMU's packed encoding; DPDK reads the low half.
+	v := uint32(pos) | uint32(upos)<<16
+	if wrap {
+		v |= 1 << 15
+	}
+	if uwrap {
+		v |= 1 << 31
+	}
+	return v
+}
+
+// stop takes the ring away from the datapath and waits for the datapath to leave it.
+// It returns the ring that was running, or nil.
+func (q *vq) stop() *ring {
+	r := q.active.Swap(nil)
+	for q.busy.Load() != 0 {
+		runtime.Gosched()
+	}
+	if r != nil {
+		q.base = r.base()
+	}
+	return r
+}
+
+// acquire is the datapath side of the handshake: the running ring or nil.
+func (q *vq) acquire() *ring {
+	if !q.busy.CompareAndSwap(0, 1) {
+		return nil
+	}
+	r := q.active.Load()
+	if r == nil {
+		q.busy.Store(0)
+	}
+	return r
+}
+
+func (q *vq) release() { q.busy.Store(0) }
+
+// closeFds closes the queue's eventfds.
+func (q *vq) closeFds() {
+	for _, p := range []*int{&q.kick, &q.call, &q.errFd} {
+		if *p >= 0 {
+			uds.Close(*p)
+			*p = -1
+		}
+	}
+	q.kickSet = false
+}
+
+// reset returns the queue to its state before any SET_VRING_*.
+func (q *vq) reset() {
+	q.stop()
+	q.closeFds()
+	q.num, q.addr, q.addrSet, q.base, q.enabled = 0, vringAddr{}, false, 0, false
+}
