@@ -1,0 +1,532 @@
+package encap
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"sync/atomic"
+
+	"github.com/dpkit/dpkit/pmd"
+)
+
+// Reason says why a frame was not decapsulated (or, for the Drop*Encap reasons, not
+// encapsulated by a stage function). OK (0) means it was.
+type Reason uint8
+
+const (
+	OK               Reason = iota
+	DropTruncated           // shorter than its headers say
+	DropBadEthertype        // not IPv4 or IPv6 (after at most two VLAN tags): not tunnel traffic
+	DropBadVersion          // IP version field does not match the ethertype
+	DropBadHeader           // malformed header: IHL, lengths
+	DropBadChecksum         // outer IPv4 header, UDP or GRE checksum wrong
+	DropFragment            // outer IPv4 fragment or IPv6 fragment header (tunnels are not reassembled)
+	DropTTLExpired          // outer TTL/hop limit or an MPLS label TTL of zero
+	DropUnknownPort         // UDP to a port that is no tunnel's: not tunnel traffic
+	DropUnknownProto        // neither UDP nor GRE: not tunnel traffic
+	DropBadVXLAN            // VXLAN flags without the VNI bit (RFC 7348 §5)
+	DropBadMPLS             // no bottom of stack within MaxLabels entries
+	DropBadGRE              // GRE version, routing or reserved flags, or an unknown protocol type
+	DropNotLocal            // outer destination is not one of the local addresses: not tunnel traffic
+	DropOptions             // IPv6 extension headers before the UDP or GRE header
+	DropECN                 // outer CE over a not-ECT inner packet (RFC 6040 §4.2), with DecapOptions.ECN
+	DropNoTunnel            // EncapStage: the packet's Meta names no tunnel
+	DropNoHeadroom          // EncapStage: ErrNoHeadroom
+	DropTooLong             // EncapStage: ErrTooLong, ErrNotTaggable or ErrPartialCsum
+	DropMTU                 // EncapStage: ErrMTU
+	NumReasons
+)
+
+var reasonNames = [NumReasons]string{"ok", "truncated", "bad_ethertype", "bad_version", "bad_header",
+	"bad_checksum", "fragment", "ttl_expired", "unknown_port", "unknown_proto", "bad_vxlan", "bad_mpls",
+	"bad_gre", "not_local", "options", "ecn_not_ect", "no_tunnel", "no_headroom", "too_long", "mtu"}
+
+func (r Reason) String() string {
+	if r < NumReasons {
+		return reasonNames[r]
+	}
+	return "unknown"
+}
+
+// NotTunnel reports whether the frame was well formed but simply not tunnel traffic
+// for this node (another ethertype, protocol, UDP port or destination): ARP, ND,
+// routing protocols and the like, which a vRouter hands to its exception path rather
+// than counting as errors.
+func (r Reason) NotTunnel() bool {
+	return r == DropBadEthertype || r == DropUnknownProto || r == DropUnknownPort || r == DropNotLocal
+}
+
+// Result describes a decapsulated frame.
+type Result struct {
+	Type Type
+	// VNI of a VXLAN frame.
+	VNI uint32
+	// Labels of an MPLS frame, outermost first, NLabels of them.
+	Labels  [MaxLabels]Label
+	NLabels int
+	// Src is the outer source address (the remote tunnel endpoint).
+	Src netip.Addr
+	// OuterLen is how many bytes were stripped from the front, InnerLen how many
+	// remain: the end of the outer datagram, without link padding.
+	OuterLen, InnerLen int
+	// InnerIPVersion is 4 or 6 for an IP payload (the first nibble), 0 otherwise. For
+	// VXLAN and L2 MPLS the payload is Ethernet and this is 0.
+	InnerIPVersion int
+	// InnerVLAN is the VLAN id of a VXLAN frame's inner 802.1Q tag, 0 if untagged;
+	// with DecapOptions.StripInnerVLAN the tag has been removed.
+	InnerVLAN uint16
+	// TOS is the outer header's DSCP and ECN byte (IPv4 TOS, IPv6 traffic class),
+	// for an egress that applies RFC 6040 §4.2.
+	TOS uint8
+}
+
+// Label returns the bottom-of-stack label (the one that names the VRF or interface in
+// a single-label L3 VPN), or 0 for VXLAN.
+func (r *Result) Label() uint32 {
+	if r.NLabels == 0 {
+		return 0
+	}
+	return r.Labels[r.NLabels-1].Label
+}
+
+// Key returns the frame's Key: its type with the VNI or bottom label.
+func (r *Result) Key() uint32 {
+	if r.Type == VXLAN {
+		return Key(VXLAN, r.VNI)
+	}
+	return Key(r.Type, r.Label())
+}
+
+// Key packs a tunnel type and a VNI or label into one uint32, the form the stage
+// functions put in pmd.Pkt.Meta: the type in the top 8 bits, the id in the low 24.
+func Key(t Type, id uint32) uint32 { return uint32(t)<<24 | id&0xffffff }
+
+// KeyType and KeyID unpack a Key.
+func KeyType(k uint32) Type { return Type(k >> 24) }
+func KeyID(k uint32) uint32 { return k & 0xffffff }
+
+// DecapOptions configure a Decapper. The zero value accepts tunnel frames to any
+// destination and verifies only IPv4 header checksums.
+type DecapOptions struct {
+	// Local restricts accepted outer destinations to these addresses; empty accepts
+	// any (the XDP program or the NIC already steered the traffic).
+	Local []netip.Addr
+	// VerifyUDPChecksum checks non-zero UDP checksums (the payload is read once more);
+	// packets marked pmd.PktCsumValid skip it. IPv4 header and GRE checksums are
+	// always checked.
+	VerifyUDPChecksum bool
+	// MPLSPayloadEthernet says MPLS payloads are Ethernet frames (an L2 VPN) rather
+	// than IP packets.
+	MPLSPayloadEthernet bool
+	// StripInnerVLAN removes an 802.1Q tag from a VXLAN frame's inner Ethernet header
+	// (its id is in Result.InnerVLAN).
+	StripInnerVLAN bool
+	// InnerFlowHash makes Decap set pk.Hash to the FlowHash of the inner packet (with
+	// Hash) and mark it valid, for ECMP or spreading after decapsulation. Without it
+	// Decap clears pmd.PktHashValid: a hash a NIC computed over the outer headers does
+	// not describe the inner flow.
+	InnerFlowHash bool
+	Hash          HashOptions
+	// ECN applies RFC 6040 §4.2 to an inner IP header: congestion marked on the outer
+	// header (CE) is copied inward, ECT(1) over ECT(0) too, and a CE outer header over
+	// a not-ECT inner packet is dropped (DropECN). The inner IPv4 header checksum is
+	// updated incrementally (RFC 1624).
+	ECN bool
+}
+
+// Decapper classifies frames and strips tunnel headers, counting each outcome.
+//
+// A Decapper belongs to one goroutine. Its counts live in that goroutine's memory and
+// are published for Stats, which any goroutine may call, by Flush and at the end of
+// each batch call; Decap alone does not publish.
+type Decapper struct {
+	o       DecapOptions
+	local4  []uint32
+	local6  [][16]byte
+	anyDst  bool
+	count   [NumReasons]uint64
+	flushed [NumReasons]uint64
+	pub     [NumReasons]atomic.Uint64
+}
+
+// NewDecapper returns a Decapper.
+func NewDecapper(o DecapOptions) *Decapper {
+	d := &Decapper{o: o, anyDst: len(o.Local) == 0}
+	d.o.Local = append([]netip.Addr(nil), o.Local...)
+	for _, a := range o.Local {
+		if a.Is4() || a.Is4In6() {
+			b := a.Unmap().As4()
+			d.local4 = append(d.local4, binary.BigEndian.Uint32(b[:]))
+		} else {
+			d.local6 = append(d.local6, a.As16())
+		}
+	}
+	return d
+}
+
+// DecapStats are a Decapper's counters.
+type DecapStats struct {
+	// Decapsulated counts frames stripped (and classified, for Classify stages).
+	Decapsulated uint64
+	// Drops counts refusals by reason; Drops[OK] is unused.
+	Drops [NumReasons]uint64
+}
+
+// Stats returns the counters as of the owner's last Flush or batch call. It is safe
+// for concurrent use.
+func (d *Decapper) Stats() DecapStats {
+	var s DecapStats
+	s.Decapsulated = d.pub[OK].Load()
+	for i := 1; i < len(s.Drops); i++ {
+		s.Drops[i] = d.pub[i].Load()
+	}
+	return s
+}
+
+// Flush publishes the owner's counts for Stats: one atomic store per counter that
+// changed. The batch and stage calls flush on their way out.
+func (d *Decapper) Flush() {
+	for i := range d.count {
+		if d.count[i] != d.flushed[i] {
+			d.flushed[i] = d.count[i]
+			d.pub[i].Store(d.count[i])
+		}
+	}
+}
+
+// Decap classifies pk's frame and, if it is a tunnel frame, strips the outer headers
+// in place (and link padding after the outer datagram), fills r and returns OK.
+// Otherwise it counts and returns the reason and leaves pk and its data unchanged.
+func (d *Decapper) Decap(pool *pmd.Pool, pk *pmd.Pkt, r *Result) Reason {
+	frame := pool.Bytes(pk.Frame)
+	off, n := int(pk.Off), int(pk.Len)
+	if off+n > len(frame) {
+		d.count[DropTruncated]++
+		return DropTruncated
+	}
+	b := frame[off : off+n : off+n] // capped: a read past the packet panics rather than reading the frame
+	why := d.Classify(b, pk.Flags&pmd.PktCsumValid != 0, r)
+	if why != OK {
+		d.count[why]++
+		return why
+	}
+	if d.o.ECN && r.TOS&3 != 0 {
+		if why := d.ecn(b[r.OuterLen:r.OuterLen+r.InnerLen], r); why != OK {
+			d.count[why]++
+			return why
+		}
+	}
+	d.count[OK]++
+	off += r.OuterLen
+	if r.InnerVLAN != 0 && d.o.StripInnerVLAN {
+		copy(frame[off+4:off+16], frame[off:off+12])
+		off += 4
+		r.OuterLen += 4
+		r.InnerLen -= 4
+	}
+	pk.Off = uint16(off)
+	pk.Len = uint16(r.InnerLen)
+	if d.o.InnerFlowHash {
+		l2 := r.Type == VXLAN || (r.NLabels > 0 && d.o.MPLSPayloadEthernet)
+		pk.Hash = FlowHash(frame[off:off+r.InnerLen:off+r.InnerLen], l2, d.o.Hash)
+		pk.Flags |= pmd.PktHashValid
+	} else {
+		pk.Flags &^= pmd.PktHashValid
+	}
+	// pmd.PktCsumValid stays: a device that verified the outer UDP checksum verified
+	// the whole datagram, which holds the inner packet.
+	return OK
+}
+
+// ecn applies the outer ECN field in r.TOS to the inner packet p (RFC 6040 §4.2,
+// the normal mode's decapsulation table).
+func (d *Decapper) ecn(p []byte, r *Result) Reason {
+	l2 := r.Type == VXLAN || (r.NLabels > 0 && d.o.MPLSPayloadEthernet)
+	ver, ioff := innerIP(p, l2)
+	if ver == 0 {
+		return OK // not IP: nothing to mark
+	}
+	ip := p[ioff:]
+	var in uint8
+	if ver == 4 {
+		in = ip[1] & 3
+	} else {
+		in = ip[1] >> 4 & 3
+	}
+	out := r.TOS & 3
+	var want uint8
+	switch {
+	case out == 3 && in == 0:
+		return DropECN
+	case out == 3:
+		want = 3
+	case out == 1 && in == 2: // ECT(1) over ECT(0)
+		want = 1
+	default:
+		return OK
+	}
+	if ver == 4 {
+		old := binary.BigEndian.Uint16(ip)
+		ip[1] = ip[1]&^3 | want
+		// RFC 1624 eqn 3: HC' = ~(~HC + ~m + m').
+		hc := uint64(^binary.BigEndian.Uint16(ip[10:])) + uint64(^old) + uint64(binary.BigEndian.Uint16(ip))
+		binary.BigEndian.PutUint16(ip[10:], ^fold32(hc))
+	} else {
+		ip[1] = ip[1]&^0x30 | want<<4
+	}
+	return OK
+}
+
+// DecapBatch decapsulates pkts in place. Those that succeed move to the front, in
+// order, with their results in res[:n]; the others are handed to drop with their
+// reason (drop takes ownership of their frames). It returns n and flushes the counts.
+// len(res) must be at least len(pkts).
+func (d *Decapper) DecapBatch(pool *pmd.Pool, pkts []pmd.Pkt, res []Result, drop DropFunc) int {
+	res = res[:len(pkts)]
+	n := 0
+	var sink byte
+	for i := range pkts {
+		sink += touch(pool, pkts, i)
+		if w := d.Decap(pool, &pkts[i], &res[n]); w != OK {
+			drop(&pkts[i], w)
+			continue
+		}
+		if n != i { // copying a Pkt just written field by field stalls store forwarding
+			pkts[n] = pkts[i]
+		}
+		n++
+	}
+	keep(sink)
+	d.Flush()
+	return n
+}
+
+// Classify parses a frame without changing it or counting: r describes what Decap
+// would strip. csumValid says a device already verified the UDP checksum. It reads
+// only b.
+func (d *Decapper) Classify(b []byte, csumValid bool, r *Result) Reason {
+	r.Type, r.VNI, r.NLabels, r.InnerIPVersion, r.InnerVLAN = 0, 0, 0, 0, 0
+	if len(b) < 14 {
+		return DropTruncated
+	}
+	et := binary.BigEndian.Uint16(b[12:])
+	off := 14
+	for i := 0; i < 2 && (et == EtherVLAN || et == EtherQinQ); i++ {
+		if len(b) < off+4 {
+			return DropTruncated
+		}
+		et = binary.BigEndian.Uint16(b[off+2:])
+		off += 4
+	}
+	var proto byte
+	var l4, end int // transport header offset, end of the IP datagram
+	var ip4, ip6 []byte
+	switch et {
+	case EtherIPv4:
+		ip := b[off:]
+		if len(ip) < 20 {
+			return DropTruncated
+		}
+		if ip[0]>>4 != 4 {
+			return DropBadVersion
+		}
+		ihl := int(ip[0]&0xf) * 4
+		total := int(binary.BigEndian.Uint16(ip[2:]))
+		if ihl < 20 || total < ihl {
+			return DropBadHeader
+		}
+		if len(ip) < ihl || len(ip) < total {
+			return DropTruncated
+		}
+		// Options are allowed (RFC 791); their bytes are checksummed and skipped.
+		if ihl == 20 {
+			if !ip4HeaderOK(ip) {
+				return DropBadChecksum
+			}
+		} else if checksum(ip[:ihl]) != 0 {
+			return DropBadChecksum
+		}
+		if binary.BigEndian.Uint16(ip[6:])&0x3fff != 0 {
+			return DropFragment
+		}
+		if ip[8] == 0 {
+			return DropTTLExpired
+		}
+		if !d.anyDst && !has4(d.local4, binary.BigEndian.Uint32(ip[16:])) {
+			return DropNotLocal
+		}
+		r.Src = netip.AddrFrom4([4]byte(ip[12:16]))
+		r.TOS = ip[1]
+		proto, ip4 = ip[9], ip
+		l4, end = off+ihl, off+total
+	case EtherIPv6:
+		ip := b[off:]
+		if len(ip) < 40 {
+			return DropTruncated
+		}
+		if ip[0]>>4 != 6 {
+			return DropBadVersion
+		}
+		plen := int(binary.BigEndian.Uint16(ip[4:]))
+		if len(ip) < 40+plen {
+			return DropTruncated // a jumbogram's zero length lands here too
+		}
+		if ip[7] == 0 {
+			return DropTTLExpired
+		}
+		if !d.anyDst && !has6(d.local6, ip[24:40]) {
+			return DropNotLocal
+		}
+		r.Src = netip.AddrFrom16([16]byte(ip[8:24]))
+		r.TOS = uint8(binary.BigEndian.Uint16(ip) >> 4)
+		proto, ip6 = ip[6], ip
+		l4, end = off+40, off+40+plen
+		switch proto {
+		case 44: // RFC 8200 §4.5
+			return DropFragment
+		case 0, 43, 60, 51, 50, 135, 139, 140: // RFC 8200 §4 and the IANA list
+			return DropOptions
+		}
+	default:
+		return DropBadEthertype
+	}
+	b = b[:end] // ignore link padding
+	p := l4
+	switch proto {
+	case ProtoUDP:
+		if len(b) < p+8 {
+			return DropTruncated
+		}
+		u := b[p : p+8]
+		ulen := int(binary.BigEndian.Uint16(u[4:]))
+		if ulen < 8 || ulen > len(b)-p {
+			return DropBadHeader
+		}
+		b = b[:p+ulen]
+		var vni uint32
+		var typ Type
+		switch binary.BigEndian.Uint16(u[2:]) {
+		case PortVXLAN:
+			if len(b) < p+16 {
+				return DropTruncated
+			}
+			v := b[p+8 : p+16]
+			if v[0]&0x08 == 0 {
+				return DropBadVXLAN
+			}
+			typ, vni = VXLAN, binary.BigEndian.Uint32(v[4:])>>8
+		case PortMPLSoUDP:
+			typ = MPLSoUDP
+		default:
+			return DropUnknownPort
+		}
+		// A zero UDP checksum means none (IPv4), or over IPv6 a tunnel that chose not
+		// to compute it (RFC 6935); like Linux with udp6zerocsumrx, accept it.
+		if c := binary.BigEndian.Uint16(u[6:]); c != 0 && d.o.VerifyUDPChecksum && !csumValid {
+			var ps uint64
+			if ip4 != nil {
+				ps = sum(ProtoUDP, ip4[12:20])
+			} else {
+				ps = sum(ProtoUDP, ip6[8:40])
+			}
+			if fold(sum(ps+uint64(ulen), b[p:])) != 0xffff {
+				return DropBadChecksum
+			}
+		}
+		r.Type = typ
+		if typ == VXLAN {
+			r.VNI = vni
+			p += 16
+		} else {
+			p += 8
+			var why Reason
+			if p, why = labels(b, p, r); why != OK {
+				return why
+			}
+		}
+	case ProtoGRE:
+		if len(b) < p+4 {
+			return DropTruncated
+		}
+		g := b[p:]
+		flags := binary.BigEndian.Uint16(g)
+		// RFC 2784 §2: version 0; the checksum (C) and RFC 2890 key (K) and sequence
+		// (S) options are handled, routing (R, RFC 1701) and reserved bits refused.
+		if flags&0x4007 != 0 || flags&0x07f8 != 0 {
+			return DropBadGRE
+		}
+		hl := 4 + 4*int(flags>>15) + 4*int(flags>>13&1) + 4*int(flags>>12&1)
+		if len(g) < hl {
+			return DropTruncated
+		}
+		if flags&0x8000 != 0 && checksum(g) != 0 {
+			return DropBadChecksum
+		}
+		p += hl
+		switch binary.BigEndian.Uint16(g[2:]) {
+		case EtherMPLS:
+			r.Type = MPLSoGRE
+			var why Reason
+			if p, why = labels(b, p, r); why != OK {
+				return why
+			}
+		case EtherIPv4, EtherIPv6:
+			r.Type = GRE
+		default:
+			return DropBadGRE
+		}
+	default:
+		return DropUnknownProto
+	}
+	switch {
+	case r.Type == VXLAN:
+		if len(b) >= p+18 && binary.BigEndian.Uint16(b[p+12:]) == EtherVLAN {
+			r.InnerVLAN = binary.BigEndian.Uint16(b[p+14:]) & 0xfff
+		}
+	case r.NLabels > 0 && d.o.MPLSPayloadEthernet:
+	case len(b) > p:
+		r.InnerIPVersion = int(b[p] >> 4)
+	}
+	r.OuterLen, r.InnerLen = p, len(b)-p
+	return OK
+}
+
+// labels reads an MPLS label stack (RFC 3032) at p up to its bottom entry.
+func labels(b []byte, p int, r *Result) (int, Reason) {
+	for {
+		if len(b) < p+4 {
+			return p, DropTruncated
+		}
+		if r.NLabels == MaxLabels {
+			return p, DropBadMPLS
+		}
+		v := binary.BigEndian.Uint32(b[p:])
+		if uint8(v) == 0 {
+			return p, DropTTLExpired
+		}
+		r.Labels[r.NLabels] = Label{Label: v >> 12, TC: uint8(v>>9) & 7, TTL: uint8(v)}
+		r.NLabels++
+		p += 4
+		if v&0x100 != 0 {
+			return p, OK
+		}
+	}
+}
+
+func has4(s []uint32, a uint32) bool {
+	for _, v := range s {
+		if v == a {
+			return true
+		}
+	}
+	return false
+}
+
+func has6(s [][16]byte, a []byte) bool {
+	k := [16]byte(a)
+	for i := range s {
+		if k == s[i] {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,640 @@
+package encap
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync/atomic"
+
+	"github.com/dpkit/dpkit/pmd"
+)
+
+// Type is an overlay encapsulation.
+type Type uint8
+
+const (
+	// VXLAN carries an Ethernet frame in UDP to port 4789 with a 24-bit VNI (RFC 7348).
+	VXLAN Type = iota + 1
+	// MPLSoUDP carries an MPLS label stack and its payload in UDP to port 6635
+	// (RFC 7510).
+	MPLSoUDP
+	// MPLSoGRE carries an MPLS label stack in GRE with protocol 0x8847 (RFC 4023).
+	MPLSoGRE
+	// GRE carries an IPv4 or IPv6 packet in GRE (RFC 2784).
+	GRE
+)
+
+func (t Type) String() string {
+	switch t {
+	case VXLAN:
+		return "vxlan"
+	case MPLSoUDP:
+		return "mplsoudp"
+	case MPLSoGRE:
+		return "mplsogre"
+	case GRE:
+		return "gre"
+	}
+	return fmt.Sprintf("Type(%d)", uint8(t))
+}
+
+// Well-known numbers.
+const (
+	PortVXLAN     = 4789 // RFC 7348 §5
+	PortMPLSoUDP  = 6635 // RFC 7510 §3
+	ProtoUDP      = 17
+	ProtoGRE      = 47
+	EtherIPv4     = 0x0800
+	EtherIPv6     = 0x86dd
+	EtherVLAN     = 0x8100
+	EtherQinQ     = 0x88a8
+	EtherMPLS     = 0x8847
+	MaxLabels     = 8
+	DefaultTTL    = 64
+	SrcPortMinDef = 49152 // RFC 7510 §3: the ephemeral range by default
+	SrcPortMaxDef = 65535
+)
+
+// Label is one MPLS label stack entry (RFC 3032 §2.1). The bottom-of-stack bit is set
+// on the last entry of a stack, never by the caller.
+type Label struct {
+	Label uint32 // 20 bits
+	TC    uint8  // 3 bits of traffic class
+	// TTL of the entry; 0 copies the inner IP TTL (or hop limit) at encap time
+	// (RFC 3443's uniform model), 64 for a non-IP payload.
+	TTL uint8
+}
+
+// DFPolicy says how the outer IPv4 header's Don't Fragment bit is set.
+type DFPolicy uint8
+
+const (
+	// DFSet sets DF: the common choice for tunnels with a known path MTU.
+	DFSet DFPolicy = iota
+	// DFClear clears DF; the outer header then gets a fresh identification per packet
+	// (RFC 6864 §4.1), from a counter shared by the tunnel's users.
+	DFClear
+	// DFCopy copies DF from an inner IPv4 header; it is set for other payloads (IPv6
+	// is never fragmented on the way, RFC 8200 §5).
+	DFCopy
+)
+
+// Csum6 says how the UDP checksum under an IPv6 outer header is made. An IPv4 outer
+// header always gets a zero UDP checksum, which RFC 7348 §5 and RFC 7510 §3 allow.
+type Csum6 uint8
+
+const (
+	// Csum6Full sums the whole datagram (RFC 8200 §8.1): always right, one pass over
+	// the payload.
+	Csum6Full Csum6 = iota
+	// Csum6Inner derives the payload's sum from the inner packet's own checksums
+	// (Linux's local checksum offload): constant time, right whenever the inner IPv4
+	// header and TCP, UDP, ICMP or ICMPv6 checksum are; packets it cannot vouch for
+	// (fragments, extension headers, other protocols, UDP without a checksum) are
+	// summed in full. A packet whose inner checksum is wrong gets a wrong outer one
+	// and is dropped by the receiver one layer earlier.
+	Csum6Inner
+	// Csum6Zero sends a zero checksum, which RFC 6935 allows for tunnels whose
+	// receivers accept it (RFC 6936 §5; Linux vxlan's udp6zerocsumrx). dpkit's
+	// Decapper accepts it.
+	Csum6Zero
+)
+
+// Options describe a tunnel. The zero value of each field is usable unless noted.
+type Options struct {
+	// Type is required.
+	Type Type
+	// Outer Ethernet addresses and an optional 802.1Q tag (0: untagged).
+	SrcMAC, DstMAC [6]byte
+	OuterVLAN      uint16
+	// Outer addresses, both IPv4 or both IPv6; required.
+	Src, Dst netip.Addr
+	// VNI for VXLAN, 24 bits.
+	VNI uint32
+	// Labels for MPLSoUDP and MPLSoGRE, outermost first; 1..MaxLabels.
+	Labels []Label
+	// InnerEthernet: for MPLSoUDP and MPLSoGRE, whether the payload is an Ethernet frame
+	// (an L2 VPN) rather than an IP packet (an L3 VPN, the default). VXLAN payloads are
+	// always Ethernet, GRE payloads always IP.
+	InnerEthernet bool
+	// InnerVLAN inserts an 802.1Q tag with this VLAN id into the inner Ethernet frame
+	// (VXLAN only); 0 leaves the frame as it is.
+	InnerVLAN uint16
+	// TTL (hop limit) of the outer header; 0 copies the inner IP TTL, 64 for non-IP
+	// payloads (the uniform model of RFC 2983).
+	TTL uint8
+	// DSCP of the outer header, 0..63; -1 copies the inner one. The ECN bits are
+	// always copied from an inner IP header (RFC 6040 §4.1, normal mode).
+	DSCP int8
+	// DF policy for an IPv4 outer header; the zero value sets DF.
+	DF DFPolicy
+	// UDP6Checksum for an IPv6 outer header; the zero value computes it in full.
+	UDP6Checksum Csum6
+	// MTU is the largest outer IP datagram the uplink carries (its L3 MTU); Encap
+	// refuses longer results with ErrMTU, leaving the packet to the caller (for an
+	// ICMP "fragmentation needed" or "packet too big", RFC 1191, RFC 8201). 0 means no
+	// limit but the IP length field's.
+	MTU int
+	// UDP source port range for the flow hash; zeros mean 49152..65535.
+	SrcPortMin, SrcPortMax uint16
+	// Hash tunes the flow hash computed when a packet carries none.
+	Hash HashOptions
+}
+
+// Errors. Encap returns them unwrapped, so a comparison is as good as errors.Is.
+var (
+	ErrOptions    = errors.New("encap: invalid tunnel options")
+	ErrNoHeadroom = errors.New("encap: not enough headroom")
+	ErrTooLong    = errors.New("encap: packet too long to encapsulate")
+	// ErrMTU: the encapsulated packet would exceed Options.MTU.
+	ErrMTU = errors.New("encap: encapsulated packet exceeds the MTU")
+	// ErrNotTaggable: InnerVLAN is set and the payload is shorter than an Ethernet
+	// header.
+	ErrNotTaggable = errors.New("encap: payload too short for an inner VLAN tag")
+	// ErrPartialCsum: the packet's transport checksum is partial (pmd.PktCsumPartial)
+	// and not one Encap can finish (TCP or UDP in IPv4 or IPv6 without extension
+	// headers).
+	ErrPartialCsum = errors.New("encap: cannot finish the partial transport checksum")
+)
+
+// Validate reports the first problem with the options.
+func (o *Options) Validate() error {
+	bad := func(f string, a ...any) error { return fmt.Errorf("%w: %s", ErrOptions, fmt.Sprintf(f, a...)) }
+	switch o.Type {
+	case VXLAN:
+		if o.VNI >= 1<<24 {
+			return bad("VNI %d exceeds 24 bits", o.VNI)
+		}
+		if len(o.Labels) > 0 {
+			return bad("VXLAN takes no labels")
+		}
+	case MPLSoUDP, MPLSoGRE:
+		if len(o.Labels) == 0 || len(o.Labels) > MaxLabels {
+			return bad("%d labels, want 1..%d", len(o.Labels), MaxLabels)
+		}
+		for i, l := range o.Labels {
+			if l.Label >= 1<<20 || l.TC >= 8 {
+				return bad("label %d: %d/%d out of range", i, l.Label, l.TC)
+			}
+		}
+	case GRE:
+		if len(o.Labels) > 0 || o.InnerEthernet {
+			return bad("plain GRE carries IP packets only")
+		}
+	default:
+		return bad("unknown type %d", o.Type)
+	}
+	if o.VNI != 0 && o.Type != VXLAN {
+		return bad("a VNI needs VXLAN")
+	}
+	if o.InnerVLAN != 0 && (o.Type != VXLAN || o.InnerVLAN >= 4095) {
+		return bad("inner VLAN %d needs VXLAN and an id below 4095", o.InnerVLAN)
+	}
+	if o.OuterVLAN >= 4095 {
+		return bad("outer VLAN %d out of range", o.OuterVLAN)
+	}
+	if !o.Src.IsValid() || !o.Dst.IsValid() || o.Src.Is4() != o.Dst.Is4() || o.Src.Zone() != "" || o.Dst.Zone() != "" {
+		return bad("outer addresses %v -> %v must be valid and of one family", o.Src, o.Dst)
+	}
+	if o.Src.Is4In6() || o.Dst.Is4In6() {
+		return bad("use plain IPv4 addresses, not IPv4-mapped IPv6")
+	}
+	if o.DSCP < -1 || o.DSCP > 63 {
+		return bad("DSCP %d out of range -1..63", o.DSCP)
+	}
+	if o.DF > DFCopy {
+		return bad("unknown DF policy %d", o.DF)
+	}
+	if o.UDP6Checksum > Csum6Zero {
+		return bad("unknown UDP6Checksum %d", o.UDP6Checksum)
+	}
+	if o.MTU != 0 && (o.MTU < 68 || o.MTU > 65535) {
+		return bad("MTU %d out of range 68..65535", o.MTU)
+	}
+	lo, hi := o.portRange()
+	if lo > hi {
+		return bad("source port range %d..%d is empty", lo, hi)
+	}
+	return nil
+}
+
+func (o *Options) portRange() (uint16, uint16) {
+	if o.SrcPortMin == 0 && o.SrcPortMax == 0 {
+		return SrcPortMinDef, SrcPortMaxDef
+	}
+	return o.SrcPortMin, o.SrcPortMax
+}
+
+// maxHdr is the longest header a tunnel prepends: Ethernet with a tag, IPv6, UDP and
+// a full label stack.
+const maxHdr = 18 + 40 + 8 + 4*MaxLabels
+
+// Tunnel is a precomputed encapsulation: the outer headers as a template, and what
+// Encap patches per packet. It is immutable after NewTunnel and safe for concurrent
+// use (with DFClear, concurrent users share the identification counter).
+type Tunnel struct {
+	hdr [maxHdr]byte
+	// tmpl64 and tmpl128 hold hdr[:n] at their end (tmpl64 only if it fits).
+	tmpl64  [64]byte
+	tmpl128 [128]byte
+	n       int // header length
+	l3      int // outer IP header offset
+	l4      int // UDP or GRE header offset
+	v6      bool
+	udp     bool
+	gre     bool // plain GRE: the protocol type follows the payload
+	inner   bool // Encap must look at the inner IP header
+	// innerL2: the payload starts with an Ethernet header.
+	innerL2 bool
+	ttlCopy bool
+	dscp    int8
+	df      DFPolicy
+	csum6   Csum6
+	// labels is the offset of the first label, copyTTL the stack entries whose TTL
+	// follows the payload's, as a bit set.
+	labels  int
+	copyTTL uint8
+	nCopy   uint64
+	vlan    uint16
+	vlanLen uint8 // 4 with an inner VLAN tag
+	mtu     int   // largest outer IP datagram
+	proto   uint8 // outer IP protocol
+	dport   uint16
+	// ipBase is the ones'-complement sum of the outer IPv4 header's constant words,
+	// the words Encap rewrites taken as zero.
+	ipBase uint64
+	// udpBase is the sum of the IPv6 pseudo-header's addresses and next header plus
+	// the template from the UDP header to its end, ports, length and checksum taken as
+	// zero.
+	udpBase        uint64
+	portLo, portSp uint32
+	hash           HashOptions
+	o              Options
+	id             atomic.Uint32
+}
+
+// NewTunnel validates o and builds the header template.
+func NewTunnel(o Options) (*Tunnel, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	t := &Tunnel{o: o, v6: o.Src.Is6(), ttlCopy: o.TTL == 0, dscp: o.DSCP, df: o.DF,
+		csum6: o.UDP6Checksum, vlan: o.InnerVLAN, hash: o.Hash}
+	t.o.Labels = append([]Label(nil), o.Labels...)
+	if o.InnerVLAN != 0 {
+		t.vlanLen = 4
+	}
+	t.mtu = o.MTU
+	if t.mtu == 0 {
+		t.mtu = 1 << 20
+	}
+	lo, hi := o.portRange()
+	t.portLo, t.portSp = uint32(lo), uint32(hi)-uint32(lo)+1
+	h := t.hdr[:]
+	copy(h[0:], o.DstMAC[:])
+	copy(h[6:], o.SrcMAC[:])
+	off := 12
+	if o.OuterVLAN != 0 {
+		binary.BigEndian.PutUint16(h[12:], EtherVLAN)
+		binary.BigEndian.PutUint16(h[14:], o.OuterVLAN)
+		off = 16
+	}
+	et := uint16(EtherIPv4)
+	if t.v6 {
+		et = EtherIPv6
+	}
+	binary.BigEndian.PutUint16(h[off:], et)
+	t.l3 = off + 2
+	proto := byte(ProtoGRE)
+	t.udp = o.Type == VXLAN || o.Type == MPLSoUDP
+	if t.udp {
+		proto = ProtoUDP
+	}
+	t.proto = proto
+	ip := h[t.l3:]
+	var pseudo uint64
+	if t.v6 {
+		ip[0] = 0x60
+		ip[6] = proto
+		s, d := o.Src.As16(), o.Dst.As16()
+		copy(ip[8:], s[:])
+		copy(ip[24:], d[:])
+		pseudo = sum(sum(uint64(proto), s[:]), d[:])
+		t.l4 = t.l3 + 40
+	} else {
+		ip[0] = 0x45
+		ip[9] = proto
+		s, d := o.Src.As4(), o.Dst.As4()
+		copy(ip[12:], s[:])
+		copy(ip[16:], d[:])
+		// Constant words: version/IHL (TOS added per packet), protocol (TTL added per
+		// packet) and the addresses.
+		t.ipBase = uint64(0x45)<<8 + uint64(proto) + sum(0, ip[12:20])
+		t.l4 = t.l3 + 20
+	}
+	p := t.l4
+	switch o.Type {
+	case VXLAN:
+		t.dport = PortVXLAN
+		binary.BigEndian.PutUint16(h[p+2:], PortVXLAN)
+		h[p+8] = 0x08 // RFC 7348 §5: the I flag, the VNI is valid
+		binary.BigEndian.PutUint32(h[p+12:], o.VNI<<8)
+		p += 16
+		t.innerL2 = true
+	case MPLSoUDP:
+		t.dport = PortMPLSoUDP
+		binary.BigEndian.PutUint16(h[p+2:], PortMPLSoUDP)
+		p += 8
+	case MPLSoGRE:
+		binary.BigEndian.PutUint16(h[p+2:], EtherMPLS) // RFC 4023 §4
+		p += 4
+	case GRE:
+		p += 4 // RFC 2784 §2.4: protocol type set per packet from the IP version
+		t.gre = true
+	}
+	if len(o.Labels) > 0 {
+		t.labels = p
+		t.innerL2 = o.InnerEthernet
+		for i, l := range o.Labels {
+			v := l.Label<<12 | uint32(l.TC)<<9 | uint32(l.TTL)
+			if i == len(o.Labels)-1 {
+				v |= 1 << 8 // bottom of stack
+			}
+			if l.TTL == 0 {
+				t.copyTTL |= 1 << i
+				t.nCopy++
+			}
+			binary.BigEndian.PutUint32(h[p:], v)
+			p += 4
+		}
+	}
+	t.n = p
+	if p <= 64 {
+		copy(t.tmpl64[64-p:], h[:p])
+	}
+	copy(t.tmpl128[128-p:], h[:p])
+	t.ipBase = uint64(fold(t.ipBase))
+	if t.udp && t.v6 {
+		t.udpBase = pseudo + sum(0, h[t.l4:p])
+	}
+	t.inner = t.ttlCopy || t.dscp < 0 || t.df == DFCopy || t.gre || t.copyTTL != 0 ||
+		(t.v6 && t.udp && t.csum6 == Csum6Inner)
+	return t, nil
+}
+
+// Options returns the tunnel's options. Their Labels slice is the tunnel's own copy
+// and must not be modified.
+func (t *Tunnel) Options() Options { return t.o }
+
+// Type returns the tunnel's encapsulation.
+func (t *Tunnel) Type() Type { return t.o.Type }
+
+// HeaderLen returns how many bytes Encap prepends (plus 4 with InnerVLAN).
+func (t *Tunnel) HeaderLen() int { return t.n }
+
+// innerIP finds the IP header in payload p: its version (4 or 6, 0 if not IP) and
+// offset. IPv4 needs 20 bytes, IPv6 40.
+func innerIP(p []byte, l2 bool) (int, int) {
+	off := 0
+	if l2 {
+		if len(p) < 15 {
+			return 0, 0
+		}
+		et := binary.BigEndian.Uint16(p[12:])
+		off = 14
+		if et == EtherVLAN || et == EtherQinQ {
+			if len(p) < 19 {
+				return 0, 0
+			}
+			et = binary.BigEndian.Uint16(p[16:])
+			off = 18
+			if et == EtherVLAN {
+				if len(p) < 23 {
+					return 0, 0
+				}
+				et = binary.BigEndian.Uint16(p[20:])
+				off = 22
+			}
+		}
+		if et != EtherIPv4 && et != EtherIPv6 {
+			return 0, 0
+		}
+	} else if len(p) < 1 {
+		return 0, 0
+	}
+	switch v := p[off] >> 4; {
+	case v == 4 && len(p) >= off+20:
+		return 4, off
+	case v == 6 && len(p) >= off+40:
+		return 6, off
+	}
+	return 0, 0
+}
+
+// Encap prepends the tunnel's headers to pk in its headroom. The packet's data is the
+// payload: an Ethernet frame for VXLAN and L2 MPLS, an IP packet otherwise. Its flow
+// hash picks the UDP source port (and an IPv6 outer flow label, RFC 6438): pk.Hash
+// when pmd.PktHashValid is set, else FlowHash of the payload, stored in pk. A partial
+// transport checksum (pmd.PktCsumPartial) is finished first, as the device that would
+// have finished it cannot see past the new headers. On error pk and its data are
+// unchanged.
+func (t *Tunnel) Encap(pool *pmd.Pool, pk *pmd.Pkt) error {
+	return t.encap(pool.Bytes(pk.Frame), pk)
+}
+
+func (t *Tunnel) encap(frame []byte, pk *pmd.Pkt) error {
+	off, plen := int(pk.Off), int(pk.Len)
+	hl := t.n
+	if off < hl+int(t.vlanLen) {
+		return ErrNoHeadroom
+	}
+	if plen+hl+int(t.vlanLen) > 0xffff || off+plen > len(frame) {
+		return ErrTooLong
+	}
+	if plen+hl+int(t.vlanLen)-t.l3 > t.mtu {
+		return ErrMTU
+	}
+	if t.vlan != 0 || pk.Flags&pmd.PktCsumPartial != 0 {
+		var err error
+		if off, plen, err = t.prepare(frame, off, plen, pk); err != nil {
+			return err
+		}
+	}
+	payload := frame[off : off+plen : off+plen]
+	hash := pk.Hash
+	if pk.Flags&pmd.PktHashValid == 0 {
+		hash = FlowHash(payload, t.innerL2, t.hash)
+		pk.Hash = hash
+		pk.Flags |= pmd.PktHashValid
+	}
+	// What the outer headers take from the inner IP header, per the tunnel's TTL,
+	// DSCP and DF policies.
+	ttl, tos, df, lttl := t.o.TTL, uint8(t.dscp)<<2, t.df != DFClear, uint8(DefaultTTL)
+	ver, ioff := 0, 0
+	if t.inner {
+		// The common case inline: untagged IPv4; innerIP handles the rest.
+		if t.innerL2 {
+			if len(payload) >= 34 && payload[12] == 0x08 && payload[13] == 0 && payload[14]>>4 == 4 {
+				ver, ioff = 4, 14
+			} else {
+				ver, ioff = innerIP(payload, true)
+			}
+		} else if len(payload) >= 20 && payload[0]>>4 == 4 {
+			ver = 4
+		} else {
+			ver, ioff = innerIP(payload, false)
+		}
+		tos = 0
+		switch ver {
+		case 4:
+			ip := payload[ioff:][:20]
+			lttl, tos = ip[8], ip[1]
+			if t.df == DFCopy {
+				df = ip[6]&0x40 != 0
+			}
+		case 6:
+			ip := payload[ioff:][:8]
+			lttl, tos = ip[7], uint8(binary.BigEndian.Uint16(ip)>>4)
+		}
+		if t.ttlCopy {
+			ttl = lttl
+		}
+		if t.dscp >= 0 {
+			tos = uint8(t.dscp)<<2 | tos&3
+		}
+	}
+	start := off - hl
+	// The template is kept right-aligned in a 64- and a 128-byte block too, so that
+	// most copies are a fixed-size move ending at the payload; the bytes it writes in
+	// front of the header are headroom.
+	if hl <= 64 && off >= 64 {
+		*(*[64]byte)(frame[off-64 : off]) = t.tmpl64
+	} else if off >= 128 {
+		*(*[128]byte)(frame[off-128 : off]) = t.tmpl128
+	} else {
+		copy(frame[start:off], t.hdr[:hl])
+	}
+	h := frame[start:off]
+	total := hl + plen
+	if t.v6 {
+		ip := h[t.l3:][:40]
+		binary.BigEndian.PutUint32(ip[0:], 6<<28|uint32(tos)<<20|hash&0xfffff) // flow label, RFC 6438
+		binary.BigEndian.PutUint16(ip[4:], uint16(total-t.l3-40))
+		ip[7] = ttl
+	} else {
+		ip := h[t.l3:][:20]
+		tl := uint64(total - t.l3)
+		var frag, id uint64
+		if df {
+			frag = 0x4000
+		} else {
+			id = uint64(uint16(t.id.Add(1)))
+		}
+		// RFC 1071 over the template's constant words plus the ones patched here.
+		acc := t.ipBase + uint64(tos) + tl + id + frag + uint64(ttl)<<8
+		// Version/IHL, TOS, total length, identification, flags/fragment offset; then
+		// TTL, protocol and checksum: two stores.
+		binary.BigEndian.PutUint64(ip, 0x45<<56|uint64(tos)<<48|tl<<32|id<<16|frag)
+		binary.BigEndian.PutUint32(ip[8:], uint32(ttl)<<24|uint32(t.proto)<<16|uint32(^fold32(acc)))
+	}
+	if t.gre {
+		et := uint16(EtherIPv4)
+		if ver == 6 {
+			et = EtherIPv6
+		}
+		binary.BigEndian.PutUint16(h[t.l4+2:], et)
+	}
+	if t.copyTTL != 0 {
+		t.labelTTL(h, lttl)
+	}
+	if t.udp {
+		u := h[t.l4:][:8]
+		// RFC 7510 §3: the source port carries the flow's entropy; Lemire's
+		// multiply-shift maps the hash onto the range without a division.
+		port := uint16(t.portLo + uint32(uint64(hash)*uint64(t.portSp)>>32))
+		ulen := uint16(total - t.l4)
+		var c uint16
+		if t.v6 && t.csum6 != Csum6Zero {
+			c = t.udp6Checksum(payload, ver, ioff, lttl, port, ulen)
+		}
+		binary.BigEndian.PutUint64(u, uint64(port)<<48|uint64(t.dport)<<32|uint64(ulen)<<16|uint64(c))
+	}
+	pk.Off = uint16(start)
+	pk.Len = uint16(total)
+	return nil
+}
+
+// prepare does Encap's rarer work on the payload before the headers go on: it
+// finishes a partial transport checksum and inserts the inner VLAN tag. It returns the
+// payload's new offset and length.
+func (t *Tunnel) prepare(frame []byte, off, plen int, pk *pmd.Pkt) (int, int, error) {
+	if t.vlan != 0 && plen < 14 {
+		return 0, 0, ErrNotTaggable
+	}
+	if pk.Flags&pmd.PktCsumPartial != 0 {
+		_, ioff := innerIP(frame[off:off+plen:off+plen], t.innerL2)
+		if !finishPartial(frame[off+ioff : off+plen : off+plen]) {
+			return 0, 0, ErrPartialCsum
+		}
+		pk.Flags &^= pmd.PktCsumPartial
+	}
+	if t.vlan != 0 {
+		// An 802.1Q tag after the inner MAC addresses (IEEE 802.1Q §9.3).
+		off -= 4
+		plen += 4
+		copy(frame[off:off+12], frame[off+4:off+16])
+		binary.BigEndian.PutUint16(frame[off+12:], EtherVLAN)
+		binary.BigEndian.PutUint16(frame[off+14:], t.vlan)
+	}
+	return off, plen, nil
+}
+
+// labelTTL copies ttl into the label entries that follow the payload's TTL (RFC 3443
+// §3.5, the uniform model).
+func (t *Tunnel) labelTTL(h []byte, ttl uint8) {
+	l := h[t.labels:]
+	for i := 0; i < MaxLabels && 4*i+3 < len(l); i++ {
+		if t.copyTTL&(1<<i) != 0 {
+			l[4*i+3] = ttl
+		}
+	}
+}
+
+// udp6Checksum returns the UDP checksum under an IPv6 outer header (RFC 8200 §8.1):
+// pseudo-header, UDP header and payload, the template's share being in udpBase.
+func (t *Tunnel) udp6Checksum(payload []byte, ver, ioff int, lttl uint8, port, ulen uint16) uint16 {
+	var ps uint64
+	ok := false
+	if t.csum6 == Csum6Inner && ver != 0 {
+		ps, ok = innerSum(payload[ioff:])
+		if ok && ioff > 0 {
+			ps += sum(0, payload[:ioff])
+		}
+	}
+	if !ok {
+		ps = sum(0, payload)
+	}
+	acc := t.udpBase + 2*uint64(ulen) + uint64(port) + ps + t.nCopy*uint64(lttl)
+	c := ^fold(acc)
+	if c == 0 {
+		c = 0xffff // RFC 768: a computed zero is sent as all ones
+	}
+	return c
+}
+
+// EncapBatch encapsulates every packet of pkts in place and returns how many it did;
+// the first failure stops it, leaving pkts[n:] unchanged, and is returned. The
+// EncapStage function drops failures instead and goes on.
+func (t *Tunnel) EncapBatch(pool *pmd.Pool, pkts []pmd.Pkt) (int, error) {
+	var sink byte
+	for i := range pkts {
+		sink += touch(pool, pkts, i)
+		if err := t.encap(pool.Bytes(pkts[i].Frame), &pkts[i]); err != nil {
+			keep(sink)
+			return i, err
+		}
+	}
+	keep(sink)
+	return len(pkts), nil
+}

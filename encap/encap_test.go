@@ -1,0 +1,665 @@
+package encap
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"testing"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+
+	"github.com/dpkit/dpkit/pmd"
+)
+
+var (
+	macA = [6]byte{2, 0, 0, 0, 0, 0xa}
+	macB = [6]byte{2, 0, 0, 0, 0, 0xb}
+	v4A  = netip.MustParseAddr("192.0.2.1")
+	v4B  = netip.MustParseAddr("192.0.2.2")
+	v6A  = netip.MustParseAddr("2001:db8::1")
+	v6B  = netip.MustParseAddr("2001:db8::2")
+)
+
+func newPool(t testing.TB) *pmd.Pool {
+	t.Helper()
+	p, err := pmd.NewPool(pmd.PoolOptions{Frames: 512, Huge: pmd.HugeNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+// mkInnerIP builds an IPv4 or IPv6 UDP packet of total length n (at least 48).
+func mkInnerIP(v6 bool, n int, ttl byte, tos byte) []byte {
+	b := make([]byte, n)
+	if v6 {
+		binary.BigEndian.PutUint32(b, 6<<28|uint32(tos)<<20)
+		binary.BigEndian.PutUint16(b[4:], uint16(n-40))
+		b[6], b[7] = 17, ttl
+		copy(b[8:], netip.MustParseAddr("fd00::1:2").AsSlice())
+		copy(b[24:], netip.MustParseAddr("fd00::2:2").AsSlice())
+		binary.BigEndian.PutUint16(b[40:], 1234)
+		binary.BigEndian.PutUint16(b[42:], 5678)
+		binary.BigEndian.PutUint16(b[44:], uint16(n-40))
+		for i := 48; i < n; i++ {
+			b[i] = byte(i)
+		}
+		// UDP over IPv6 must carry a checksum (RFC 8200 §8.1).
+		c := ^fold(sum(sum(17+uint64(n-40), b[8:40]), b[40:]))
+		if c == 0 {
+			c = 0xffff
+		}
+		binary.BigEndian.PutUint16(b[46:], c)
+		return b
+	}
+	b[0], b[1] = 0x45, tos
+	binary.BigEndian.PutUint16(b[2:], uint16(n))
+	b[6] = 0x40 // DF
+	b[8], b[9] = ttl, 17
+	copy(b[12:], []byte{10, 1, 1, 2, 10, 1, 2, 2})
+	binary.BigEndian.PutUint16(b[10:], checksum(b[:20]))
+	binary.BigEndian.PutUint16(b[20:], 1234)
+	binary.BigEndian.PutUint16(b[22:], 5678)
+	binary.BigEndian.PutUint16(b[24:], uint16(n-20))
+	for i := 28; i < n; i++ {
+		b[i] = byte(i)
+	}
+	c := ^fold(sum(sum(17+uint64(n-20), b[12:20]), b[20:]))
+	if c == 0 {
+		c = 0xffff
+	}
+	binary.BigEndian.PutUint16(b[26:], c)
+	return b
+}
+
+func innerEth(v6 bool, n int, vlan uint16) []byte {
+	ip := mkInnerIP(v6, n-14, 33, 0xb8)
+	e := make([]byte, 14, n+4)
+	copy(e, []byte{2, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2})
+	et := uint16(EtherIPv4)
+	if v6 {
+		et = EtherIPv6
+	}
+	binary.BigEndian.PutUint16(e[12:], et)
+	return append(e, ip...)
+}
+
+func load(t testing.TB, pool *pmd.Pool, c *pmd.Cache, b []byte) pmd.Pkt {
+	t.Helper()
+	var pk [1]pmd.Pkt
+	if c.Alloc(pk[:]) != 1 || !pool.Append(&pk[0], len(b)) {
+		t.Fatal("alloc")
+	}
+	copy(pool.Data(&pk[0]), b)
+	return pk[0]
+}
+
+func findVariant(t testing.TB, name string) variant {
+	for _, v := range variants() {
+		if v.name == name {
+			return v
+		}
+	}
+	t.Fatalf("no variant %s", name)
+	return variant{}
+}
+
+type variant struct {
+	name  string
+	opts  Options
+	inner []byte
+}
+
+// variants lists every encapsulation × outer family × label/VLAN shape.
+func variants() []variant {
+	var vs []variant
+	for _, v6 := range []bool{false, true} {
+		src, dst, fam := v4A, v4B, "4"
+		if v6 {
+			src, dst, fam = v6A, v6B, "6"
+		}
+		base := Options{SrcMAC: macA, DstMAC: macB, Src: src, Dst: dst, DSCP: -1}
+		add := func(name string, o Options, inner []byte) {
+			vs = append(vs, variant{name + "/outer" + fam, o, inner})
+		}
+		o := base
+		o.Type, o.VNI = VXLAN, 0xabcdef
+		add("vxlan", o, innerEth(false, 200, 0))
+		o.InnerVLAN = 100
+		add("vxlan-vlan", o, innerEth(true, 300, 0))
+		o.InnerVLAN, o.OuterVLAN = 0, 7
+		add("vxlan-outervlan", o, innerEth(false, 64, 0))
+		for _, typ := range []Type{MPLSoUDP, MPLSoGRE} {
+			o := base
+			o.Type = typ
+			o.Labels = []Label{{Label: 100, TC: 5}}
+			add(typ.String()+"-1label", o, mkInnerIP(false, 100, 40, 0x28))
+			o.Labels = []Label{{Label: 16, TTL: 9}, {Label: 0xfffff, TC: 1, TTL: 0}}
+			add(typ.String()+"-2labels", o, mkInnerIP(true, 120, 41, 0x48))
+			o.Labels = []Label{{Label: 300}, {Label: 301}, {Label: 302}}
+			o.InnerEthernet = true
+			add(typ.String()+"-3labels-l2", o, innerEth(false, 90, 0))
+		}
+		o = base
+		o.Type = GRE
+		add("gre-ip4", o, mkInnerIP(false, 80, 20, 0))
+		add("gre-ip6", o, mkInnerIP(true, 80, 20, 0))
+		// Outer TTL, DSCP and DF set rather than copied.
+		o = base
+		o.Type, o.VNI, o.TTL, o.DSCP, o.DF = VXLAN, 7, 17, 46, DFClear
+		add("vxlan-policy", o, innerEth(false, 120, 0))
+		o = base
+		o.Type, o.Labels, o.DF = MPLSoUDP, []Label{{Label: 55}}, DFCopy
+		add("mplsoudp-dfcopy", o, mkInnerIP(false, 64, 9, 0x03))
+		o.SrcPortMin, o.SrcPortMax = 60000, 60000
+		add("mplsoudp-fixedport", o, mkInnerIP(false, 64, 9, 0x03))
+		if v6 {
+			// The IPv6 UDP checksum derived from the inner packet's, and left zero.
+			o = base
+			o.Type, o.VNI, o.UDP6Checksum = VXLAN, 99, Csum6Inner
+			add("vxlan-csuminner", o, innerEth(false, 333, 0))
+			add("vxlan-csuminner-ip6", o, innerEth(true, 200, 0))
+			o.InnerVLAN = 12
+			add("vxlan-csuminner-vlan", o, innerEth(false, 100, 0))
+			o = base
+			o.Type, o.Labels, o.UDP6Checksum = MPLSoUDP, []Label{{Label: 77}, {Label: 78}}, Csum6Inner
+			add("mplsoudp-csuminner", o, mkInnerIP(true, 150, 5, 0))
+			o.UDP6Checksum = Csum6Zero
+			add("mplsoudp-csumzero", o, mkInnerIP(false, 150, 5, 0))
+		}
+	}
+	return vs
+}
+
+func TestRoundTrip(t *testing.T) {
+	pool := newPool(t)
+	c := pool.NewCache(16)
+	defer c.Flush()
+	for _, v := range variants() {
+		t.Run(v.name, func(t *testing.T) {
+			tun, err := NewTunnel(v.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pk := load(t, pool, c, v.inner)
+			defer c.Free([]pmd.Pkt{pk})
+			off0 := pk.Off
+			if err := tun.Encap(pool, &pk); err != nil {
+				t.Fatal(err)
+			}
+			frame := append([]byte(nil), pool.Data(&pk)...)
+			checkGopacket(t, v, frame)
+
+			d := NewDecapper(DecapOptions{Local: []netip.Addr{v.opts.Dst}, VerifyUDPChecksum: true, MPLSPayloadEthernet: v.opts.InnerEthernet})
+			var r Result
+			if why := d.Decap(pool, &pk, &r); why != OK {
+				t.Fatalf("decap: %v", why)
+			}
+			if r.Type != v.opts.Type || r.Src != v.opts.Src {
+				t.Fatalf("result %+v", r)
+			}
+			want := v.inner
+			if v.opts.InnerVLAN != 0 {
+				want = append(append(append([]byte(nil), v.inner[:12]...), 0x81, 0, byte(v.opts.InnerVLAN>>8), byte(v.opts.InnerVLAN)), v.inner[12:]...)
+			}
+			if !bytes.Equal(pool.Data(&pk), want) {
+				t.Fatalf("inner differs after round trip")
+			}
+			if v.opts.InnerVLAN == 0 && pk.Off != off0 {
+				t.Fatalf("offset %d, was %d", pk.Off, off0)
+			}
+			switch v.opts.Type {
+			case VXLAN:
+				if r.VNI != v.opts.VNI {
+					t.Fatalf("VNI %x", r.VNI)
+				}
+			case MPLSoUDP, MPLSoGRE:
+				if r.NLabels != len(v.opts.Labels) || r.Label() != v.opts.Labels[len(v.opts.Labels)-1].Label {
+					t.Fatalf("labels %+v", r.Labels[:r.NLabels])
+				}
+				for i, l := range v.opts.Labels {
+					if r.Labels[i].Label != l.Label || r.Labels[i].TC != l.TC {
+						t.Fatalf("label %d: %+v want %+v", i, r.Labels[i], l)
+					}
+					if l.TTL != 0 && r.Labels[i].TTL != l.TTL {
+						t.Fatalf("label %d TTL %d want %d", i, r.Labels[i].TTL, l.TTL)
+					}
+				}
+			}
+			d.Flush()
+			if st := d.Stats(); st.Decapsulated != 1 {
+				t.Fatalf("stats %+v", st)
+			}
+		})
+	}
+}
+
+// checkGopacket decodes the frame with gopacket, an independent decoder, and compares
+// every field dpkit wrote.
+func checkGopacket(t *testing.T, v variant, frame []byte) {
+	t.Helper()
+	p := gopacket.NewPacket(frame, layers.LayerTypeEthernet, gopacket.Default)
+	// gopacket guesses an MPLS payload's type from its first nibble, so it cannot
+	// decode an Ethernet payload (an L2 VPN); checkLabels looks at that payload itself.
+	if el := p.ErrorLayer(); el != nil && !(v.opts.InnerEthernet && v.opts.Type != VXLAN) {
+		t.Fatalf("gopacket: %v", el.Error())
+	}
+	eth := p.Layer(layers.LayerTypeEthernet).(*layers.Ethernet)
+	if !bytes.Equal(eth.SrcMAC, v.opts.SrcMAC[:]) || !bytes.Equal(eth.DstMAC, v.opts.DstMAC[:]) {
+		t.Fatalf("MACs %v %v", eth.SrcMAC, eth.DstMAC)
+	}
+	if v.opts.OuterVLAN != 0 {
+		d := p.Layer(layers.LayerTypeDot1Q)
+		if d == nil || d.(*layers.Dot1Q).VLANIdentifier != v.opts.OuterVLAN {
+			t.Fatalf("outer VLAN: %v", d)
+		}
+	}
+	innerLen := len(v.inner)
+	if v.opts.InnerVLAN != 0 {
+		innerLen += 4
+	}
+	var ttl uint8
+	if v.opts.Src.Is4() {
+		ip := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+		if ip.SrcIP.String() != v.opts.Src.String() || ip.DstIP.String() != v.opts.Dst.String() {
+			t.Fatalf("outer IPs %v %v", ip.SrcIP, ip.DstIP)
+		}
+		if int(ip.Length) != len(ip.Contents)+len(ip.Payload) {
+			t.Fatalf("IPv4 length %d", ip.Length)
+		}
+		hdr := append([]byte(nil), ip.Contents...)
+		hdr[10], hdr[11] = 0, 0
+		if checksum(hdr) != ip.Checksum {
+			t.Fatalf("IPv4 checksum %#x, want %#x", ip.Checksum, checksum(hdr))
+		}
+		wantDF := v.opts.DF != DFClear
+		if v.opts.DF == DFCopy && innerVer(v) == 4 {
+			wantDF = v.inner[innerOff(v)+6]&0x40 != 0
+		}
+		if (ip.Flags&layers.IPv4DontFragment != 0) != wantDF || ip.FragOffset != 0 || ip.Flags&layers.IPv4MoreFragments != 0 {
+			t.Fatalf("flags %v, want DF %v", ip.Flags, wantDF)
+		}
+		ttl = ip.TTL
+		checkTOS(t, v, ip.TOS)
+	} else {
+		ip := p.Layer(layers.LayerTypeIPv6).(*layers.IPv6)
+		if ip.SrcIP.String() != v.opts.Src.String() || ip.DstIP.String() != v.opts.Dst.String() {
+			t.Fatalf("outer IPs %v %v", ip.SrcIP, ip.DstIP)
+		}
+		if int(ip.Length) != len(ip.Payload) {
+			t.Fatalf("IPv6 payload length %d vs %d", ip.Length, len(ip.Payload))
+		}
+		ttl = ip.HopLimit
+		checkTOS(t, v, ip.TrafficClass)
+	}
+	wantTTL := v.opts.TTL
+	if wantTTL == 0 {
+		wantTTL = innerTTL(v)
+	}
+	if ttl != wantTTL {
+		t.Fatalf("outer TTL %d, want %d", ttl, wantTTL)
+	}
+	switch v.opts.Type {
+	case VXLAN, MPLSoUDP:
+		u := p.Layer(layers.LayerTypeUDP).(*layers.UDP)
+		wantPort := layers.UDPPort(PortVXLAN)
+		if v.opts.Type == MPLSoUDP {
+			wantPort = PortMPLSoUDP
+		}
+		lo, hi := v.opts.portRange()
+		if u.DstPort != wantPort || u.SrcPort < layers.UDPPort(lo) || u.SrcPort > layers.UDPPort(hi) {
+			t.Fatalf("UDP ports %d -> %d", u.SrcPort, u.DstPort)
+		}
+		if int(u.Length) != 8+len(u.Payload) {
+			t.Fatalf("UDP length %d", u.Length)
+		}
+		if v.opts.Src.Is6() && v.opts.UDP6Checksum == Csum6Zero {
+			if u.Checksum != 0 {
+				t.Fatalf("IPv6 UDP checksum %#x, want zero", u.Checksum)
+			}
+		} else if v.opts.Src.Is6() {
+			if u.Checksum == 0 {
+				t.Fatal("IPv6 UDP checksum is zero")
+			}
+			ip := p.Layer(layers.LayerTypeIPv6).(*layers.IPv6)
+			u2 := *u
+			u2.SetNetworkLayerForChecksum(ip)
+			buf := gopacket.NewSerializeBuffer()
+			if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{ComputeChecksums: true}, &u2, gopacket.Payload(u.Payload)); err != nil {
+				t.Fatal(err)
+			}
+			if want := binary.BigEndian.Uint16(buf.Bytes()[6:]); want != u.Checksum {
+				t.Fatalf("UDP checksum %#x, gopacket computes %#x", u.Checksum, want)
+			}
+		} else if u.Checksum != 0 {
+			t.Fatalf("IPv4 UDP checksum %#x, want 0", u.Checksum)
+		}
+		if v.opts.Type == VXLAN {
+			vx := p.Layer(layers.LayerTypeVXLAN).(*layers.VXLAN)
+			if !vx.ValidIDFlag || vx.VNI != v.opts.VNI || len(vx.Payload) != innerLen {
+				t.Fatalf("VXLAN %+v", vx)
+			}
+			return
+		}
+		checkLabels(t, v, u.Payload, innerLen)
+	case MPLSoGRE, GRE:
+		g := p.Layer(layers.LayerTypeGRE).(*layers.GRE)
+		if g.ChecksumPresent || g.KeyPresent || g.SeqPresent || g.Version != 0 {
+			t.Fatalf("GRE flags %+v", g)
+		}
+		if v.opts.Type == GRE {
+			want := layers.EthernetTypeIPv4
+			if v.inner[0]>>4 == 6 {
+				want = layers.EthernetTypeIPv6
+			}
+			if g.Protocol != want || !bytes.Equal(g.Payload, v.inner) {
+				t.Fatalf("GRE protocol %v", g.Protocol)
+			}
+			return
+		}
+		if g.Protocol != layers.EthernetTypeMPLSUnicast {
+			t.Fatalf("GRE protocol %v", g.Protocol)
+		}
+		checkLabels(t, v, g.Payload, innerLen)
+	}
+}
+
+// innerVer and innerOff locate the inner IP header of a variant's payload (before an
+// inner VLAN tag is inserted).
+func innerVer(v variant) int {
+	ver, _ := innerIP(v.inner, v.opts.Type == VXLAN || v.opts.InnerEthernet)
+	return ver
+}
+
+func innerOff(v variant) int {
+	_, off := innerIP(v.inner, v.opts.Type == VXLAN || v.opts.InnerEthernet)
+	return off
+}
+
+func innerTTL(v variant) uint8 {
+	switch off := innerOff(v); innerVer(v) {
+	case 4:
+		return v.inner[off+8]
+	case 6:
+		return v.inner[off+7]
+	}
+	return DefaultTTL
+}
+
+// checkTOS: the outer DSCP is the tunnel's or the inner one, the ECN bits always the
+// inner ones (RFC 6040 normal mode).
+func checkTOS(t *testing.T, v variant, tos uint8) {
+	t.Helper()
+	var inner uint8
+	switch off := innerOff(v); innerVer(v) {
+	case 4:
+		inner = v.inner[off+1]
+	case 6:
+		inner = uint8(binary.BigEndian.Uint16(v.inner[off:]) >> 4)
+	}
+	want := inner
+	if v.opts.DSCP >= 0 {
+		want = uint8(v.opts.DSCP)<<2 | inner&3
+	}
+	if tos != want {
+		t.Fatalf("outer TOS %#x, want %#x (inner %#x)", tos, want, inner)
+	}
+}
+
+func checkLabels(t *testing.T, v variant, b []byte, innerLen int) {
+	t.Helper()
+	p := gopacket.NewPacket(b, layers.LayerTypeMPLS, gopacket.DecodeOptions{DecodeStreamsAsDatagrams: true})
+	var got []*layers.MPLS
+	for _, l := range p.Layers() {
+		if m, ok := l.(*layers.MPLS); ok {
+			got = append(got, m)
+		}
+	}
+	if len(got) != len(v.opts.Labels) {
+		t.Fatalf("gopacket found %d labels, want %d", len(got), len(v.opts.Labels))
+	}
+	innerTTL := v.inner[8]
+	if v.inner[0]>>4 == 6 {
+		innerTTL = v.inner[7]
+	}
+	if v.opts.InnerEthernet {
+		innerTTL = v.inner[14+8]
+	}
+	for i, m := range got {
+		l := v.opts.Labels[i]
+		wantTTL := l.TTL
+		if wantTTL == 0 {
+			wantTTL = innerTTL
+		}
+		if m.Label != l.Label || m.TrafficClass != l.TC || m.TTL != wantTTL || m.StackBottom != (i == len(got)-1) {
+			t.Fatalf("label %d: gopacket %+v, want %+v ttl %d", i, m, l, wantTTL)
+		}
+	}
+	if n := len(got[len(got)-1].Payload); n != innerLen {
+		t.Fatalf("payload after labels %d, want %d", n, innerLen)
+	}
+}
+
+func TestOptionsValidate(t *testing.T) {
+	good := Options{Type: VXLAN, Src: v4A, Dst: v4B, DSCP: -1}
+	if err := good.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for i, mut := range []func(*Options){
+		func(o *Options) { o.Type = 0 },
+		func(o *Options) { o.VNI = 1 << 24 },
+		func(o *Options) { o.Dst = v6B },
+		func(o *Options) { o.Src = netip.Addr{} },
+		func(o *Options) { o.Type = MPLSoUDP },
+		func(o *Options) { o.Type, o.Labels = MPLSoGRE, []Label{{Label: 1 << 20}} },
+		func(o *Options) { o.Type, o.Labels = MPLSoGRE, make([]Label, MaxLabels+1) },
+		func(o *Options) { o.Labels = []Label{{Label: 5}} },
+		func(o *Options) { o.Type, o.InnerEthernet = GRE, true },
+		func(o *Options) { o.InnerVLAN = 4095 },
+		func(o *Options) { o.DSCP = 64 },
+		func(o *Options) { o.SrcPortMin, o.SrcPortMax = 6000, 5000 },
+		func(o *Options) { o.Src = netip.MustParseAddr("::ffff:1.2.3.4"); o.Dst = o.Src },
+	} {
+		o := good
+		mut(&o)
+		if _, err := NewTunnel(o); !errors.Is(err, ErrOptions) {
+			t.Errorf("mutation %d accepted: %v", i, err)
+		}
+	}
+}
+
+func TestEncapErrors(t *testing.T) {
+	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 8, Headroom: 128, Huge: pmd.HugeNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	c := pool.NewCache(4)
+	defer c.Flush()
+	tun, _ := NewTunnel(Options{Type: MPLSoUDP, Src: v6A, Dst: v6B, Labels: make([]Label, 8), DSCP: -1})
+	pk := load(t, pool, c, mkInnerIP(false, 60, 1, 0))
+	pk.Adj(0)
+	pk.Off = 20 // not enough headroom for 14+40+8+32
+	before := pk
+	if err := tun.Encap(pool, &pk); !errors.Is(err, ErrNoHeadroom) || pk != before {
+		t.Fatalf("err %v, pkt %+v", err, pk)
+	}
+	c.Free([]pmd.Pkt{pk})
+}
+
+func TestSourcePortFromHash(t *testing.T) {
+	pool := newPool(t)
+	c := pool.NewCache(16)
+	defer c.Flush()
+	tun, _ := NewTunnel(Options{Type: VXLAN, Src: v4A, Dst: v4B, DSCP: -1, SrcPortMin: 50000, SrcPortMax: 50009})
+	seen := map[uint16]bool{}
+	for i := 0; i < 200; i++ {
+		inner := innerEth(false, 100, 0)
+		inner[14+12+3] = byte(i) // vary the inner source address
+		pk := load(t, pool, c, inner)
+		if err := tun.Encap(pool, &pk); err != nil {
+			t.Fatal(err)
+		}
+		sp := binary.BigEndian.Uint16(pool.Data(&pk)[14+20:])
+		if sp < 50000 || sp > 50009 {
+			t.Fatalf("source port %d outside range", sp)
+		}
+		seen[sp] = true
+		c.Free([]pmd.Pkt{pk})
+	}
+	if len(seen) < 8 {
+		t.Fatalf("only %d distinct source ports over 200 flows", len(seen))
+	}
+}
+
+func TestFlowHashSymmetric(t *testing.T) {
+	a := mkInnerIP(false, 60, 64, 0)
+	b := append([]byte(nil), a...)
+	copy(b[12:16], a[16:20])
+	copy(b[16:20], a[12:16])
+	copy(b[20:22], a[22:24])
+	copy(b[22:24], a[20:22])
+	if FlowHash(a, false, HashOptions{}) == FlowHash(b, false, HashOptions{}) {
+		t.Error("asymmetric hash equal for both directions (unlikely)")
+	}
+	if FlowHash(a, false, HashOptions{Symmetric: true}) != FlowHash(b, false, HashOptions{Symmetric: true}) {
+		t.Error("symmetric hash differs between directions")
+	}
+	a6 := mkInnerIP(true, 60, 64, 0)
+	if FlowHash(a6, false, HashOptions{}) == FlowHash(a6, false, HashOptions{Seed: 1}) {
+		t.Error("seed changes nothing")
+	}
+}
+
+func ExampleTunnel_Encap() {
+	pool, _ := pmd.NewPool(pmd.PoolOptions{Frames: 64, Huge: pmd.HugeNever})
+	defer pool.Close()
+	tun, _ := NewTunnel(Options{Type: MPLSoUDP, SrcMAC: macA, DstMAC: macB,
+		Src: v4A, Dst: v4B, Labels: []Label{{Label: 100}}, DSCP: -1})
+	c := pool.NewCache(8)
+	var pk [1]pmd.Pkt
+	c.Alloc(pk[:])
+	pool.Append(&pk[0], 60)
+	copy(pool.Data(&pk[0]), mkInnerIP(false, 60, 64, 0))
+	tun.Encap(pool, &pk[0])
+	fmt.Println(len(pool.Data(&pk[0])), "bytes on the wire")
+
+	d := NewDecapper(DecapOptions{})
+	var r Result
+	fmt.Println(d.Decap(pool, &pk[0], &r), r.Type, r.Label(), len(pool.Data(&pk[0])))
+	c.Free(pk[:])
+	c.Flush()
+	// Output:
+	// 106 bytes on the wire
+	// ok mplsoudp 100 60
+}
+
+// A packet whose transport checksum a virtio driver left partial is finished before
+// the tunnel hides it from the device.
+func TestEncapFinishesPartialChecksum(t *testing.T) {
+	pool := newPool(t)
+	c := pool.NewCache(16)
+	defer c.Flush()
+	for _, v6 := range []bool{false, true} {
+		want := mkTransport(v6, 6, []byte("partial checksum payload"), 0)
+		p := append([]byte(nil), want...)
+		hl := 20
+		var pseudo uint64
+		if v6 {
+			hl = 40
+			pseudo = sum(6+uint64(len(p)-40), p[8:40])
+		} else {
+			pseudo = sum(6+uint64(len(p)-20), p[12:20])
+		}
+		binary.BigEndian.PutUint16(p[hl+16:], fold(pseudo))
+		tun := mustTunnel(t, Options{Type: MPLSoUDP, Src: v6A, Dst: v6B, Labels: []Label{{Label: 9}}, DSCP: -1, UDP6Checksum: Csum6Inner})
+		pk := load(t, pool, c, p)
+		pk.Flags |= pmd.PktCsumPartial
+		if err := tun.Encap(pool, &pk); err != nil {
+			t.Fatal(err)
+		}
+		if pk.Flags&pmd.PktCsumPartial != 0 {
+			t.Fatal("flag still set")
+		}
+		d := NewDecapper(DecapOptions{VerifyUDPChecksum: true})
+		var r Result
+		if why := d.Decap(pool, &pk, &r); why != OK || !bytes.Equal(pool.Data(&pk), want) {
+			t.Fatalf("%v: inner differs from the finished packet", why)
+		}
+		c.Free([]pmd.Pkt{pk})
+	}
+	// One it cannot finish is refused, unchanged.
+	tun := mustTunnel(t, Options{Type: GRE, Src: v4A, Dst: v4B, DSCP: -1})
+	pk := load(t, pool, c, mkTransport(false, 1, []byte("icmp"), 0))
+	pk.Flags |= pmd.PktCsumPartial
+	before := pk
+	if err := tun.Encap(pool, &pk); err != ErrPartialCsum || pk != before {
+		t.Fatalf("err %v", err)
+	}
+	c.Free([]pmd.Pkt{pk})
+}
+
+func TestEncapInnerVLANShort(t *testing.T) {
+	pool := newPool(t)
+	c := pool.NewCache(16)
+	defer c.Flush()
+	tun := mustTunnel(t, Options{Type: VXLAN, Src: v4A, Dst: v4B, DSCP: -1, InnerVLAN: 5})
+	pk := load(t, pool, c, make([]byte, 10))
+	before := pk
+	if err := tun.Encap(pool, &pk); !errors.Is(err, ErrNotTaggable) || pk != before {
+		t.Fatalf("err %v", err)
+	}
+	c.Free([]pmd.Pkt{pk})
+}
+
+// DFClear gives each datagram its own identification (RFC 6864 §4.1).
+func TestDFClearIDs(t *testing.T) {
+	pool := newPool(t)
+	c := pool.NewCache(16)
+	defer c.Flush()
+	tun := mustTunnel(t, Options{Type: GRE, Src: v4A, Dst: v4B, DSCP: -1, DF: DFClear})
+	seen := map[uint16]bool{}
+	for i := 0; i < 10; i++ {
+		pk := load(t, pool, c, mkInnerIP(false, 60, 3, 0))
+		if err := tun.Encap(pool, &pk); err != nil {
+			t.Fatal(err)
+		}
+		ip := pool.Data(&pk)[14:]
+		if ip[6]&0x40 != 0 || checksum(ip[:20]) != 0 {
+			t.Fatal("DF set or bad checksum")
+		}
+		seen[binary.BigEndian.Uint16(ip[4:])] = true
+		c.Free([]pmd.Pkt{pk})
+	}
+	if len(seen) != 10 {
+		t.Fatalf("%d distinct ids in 10 datagrams", len(seen))
+	}
+}
+
+// Options.MTU bounds the outer IP datagram; the packet is left for a PTB reply.
+func TestEncapMTU(t *testing.T) {
+	pool := newPool(t)
+	c := pool.NewCache(16)
+	defer c.Flush()
+	tun := mustTunnel(t, Options{Type: VXLAN, Src: v4A, Dst: v4B, DSCP: -1, MTU: 1500})
+	// 1500 = 20 IP + 8 UDP + 8 VXLAN + 1464 inner frame.
+	for _, n := range []int{1464, 1465} {
+		pk := load(t, pool, c, innerEth(false, n, 0))
+		before := pk
+		err := tun.Encap(pool, &pk)
+		if n == 1464 && (err != nil || pk.Len != 14+1500) {
+			t.Fatalf("%d: %v, %d bytes", n, err, pk.Len)
+		}
+		if n == 1465 && (err != ErrMTU || pk != before) {
+			t.Fatalf("%d: %v", n, err)
+		}
+		c.Free([]pmd.Pkt{pk})
+	}
+	if _, err := NewTunnel(Options{Type: GRE, Src: v4A, Dst: v4B, MTU: 10}); !errors.Is(err, ErrOptions) {
+		t.Fatal("MTU 10 accepted")
+	}
+}

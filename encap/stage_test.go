@@ -1,0 +1,311 @@
+package encap
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"sync"
+	"testing"
+
+	"github.com/dpkit/dpkit/pmd"
+)
+
+// A frame that is not tunnel traffic: an ARP request.
+func arpFrame() []byte {
+	f := make([]byte, 60)
+	copy(f, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 9, 0x08, 0x06})
+	return f
+}
+
+// The stages strung together as a vRouter would: classify → spread → decap → lookup
+// → encap, checking what each hands on.
+func TestStages(t *testing.T) {
+	pool := newPool(t)
+	c := pool.NewCache(128)
+	defer c.Flush()
+	vx, mu := findVariant(t, "vxlan/outer4"), findVariant(t, "mplsoudp-1label/outer6")
+
+	var in pmd.Batch
+	const flows = 16
+	for i := 0; i < flows; i++ {
+		v := vx
+		if i%2 == 1 {
+			v = mu
+		}
+		inner := append([]byte(nil), v.inner...)
+		// Vary the inner source port: one flow each.
+		l4 := 14 + 20 // VXLAN: Ethernet and IPv4
+		if v.opts.Type != VXLAN {
+			l4 = 20 // MPLS L3 VPN: IPv4
+		}
+		binary.BigEndian.PutUint16(inner[l4:], uint16(1000+i))
+		in.Push(load(t, pool, c, build(t, pool, c, variant{opts: v.opts, inner: inner})))
+	}
+	in.Push(load(t, pool, c, arpFrame()))
+	bad := build(t, pool, c, vx)
+	bad[14+10] ^= 0xff // IPv4 header checksum
+	in.Push(load(t, pool, c, bad))
+
+	d := NewDecapper(DecapOptions{})
+	var other []Reason
+	toOther := func(pk *pmd.Pkt, why Reason) { other = append(other, why); c.Free([]pmd.Pkt{*pk}) }
+	d.ClassifyStage(pool, &in, HashOptions{}, toOther)
+	if in.Len() != flows || len(other) != 2 || other[0] != DropBadEthertype || !other[0].NotTunnel() ||
+		other[1] != DropBadChecksum || other[1].NotTunnel() {
+		t.Fatalf("classify kept %d, passed on %v", in.Len(), other)
+	}
+	for _, pk := range in.Pkts() {
+		if pk.Flags&pmd.PktHashValid == 0 || (KeyType(pk.Meta) != VXLAN && KeyType(pk.Meta) != MPLSoUDP) {
+			t.Fatalf("classified packet %+v", pk)
+		}
+	}
+	// The hash is the inner flow's: the same packet decapsulated hashes the same.
+	first := in.Pkts()[0]
+	var r Result
+	if d.Classify(pool.Data(&first), false, &r) != OK ||
+		FlowHash(pool.Data(&first)[r.OuterLen:], true, HashOptions{}) != first.Hash {
+		t.Fatal("classify hash is not the inner flow hash")
+	}
+
+	var w0, w1 pmd.Batch
+	Spread(&in, []*pmd.Batch{&w0, &w1})
+	if in.Len() != 0 || w0.Len()+w1.Len() != flows || w0.Len() == 0 || w1.Len() == 0 {
+		t.Fatalf("spread left %d, gave %d and %d", in.Len(), w0.Len(), w1.Len())
+	}
+	for _, w := range []*pmd.Batch{&w0, &w1} {
+		for _, pk := range w.Pkts() {
+			// The same flow always lands on the same worker.
+			var again pmd.Batch
+			var a, b pmd.Batch
+			again.Push(pk)
+			Spread(&again, []*pmd.Batch{&a, &b})
+			if (a.Len() == 1) != (w == &w0) {
+				t.Fatal("spread is not a function of the hash")
+			}
+		}
+	}
+
+	// Worker: decap, look the key up, encap towards another node.
+	tunnels := []*Tunnel{nil, mustTunnel(t, Options{Type: MPLSoGRE, Src: v4B, Dst: v4A, Labels: []Label{{Label: 500}}, DSCP: -1})}
+	var dropped []Reason
+	drop := func(pk *pmd.Pkt, why Reason) { dropped = append(dropped, why); c.Free([]pmd.Pkt{*pk}) }
+	for _, w := range []*pmd.Batch{&w0, &w1} {
+		n := w.Len()
+		d.DecapStage(pool, w, drop)
+		if w.Len() != n {
+			t.Fatalf("decap dropped %v", dropped)
+		}
+		// Lookup: VXLAN VNI 0xabcdef goes to tunnel 1, the MPLS label to nowhere.
+		w.Filter(func(pk *pmd.Pkt) bool {
+			switch pk.Meta {
+			case Key(VXLAN, 0xabcdef):
+				pk.Meta = 1
+				pk.Adj(14) // the L3 VPN carries the IP packet
+			case Key(MPLSoUDP, 100):
+				pk.Meta = 7 // no such tunnel
+			default:
+				t.Fatalf("key %#x", pk.Meta)
+			}
+			return true
+		}, nil)
+		EncapStage(pool, w, tunnels, drop)
+		for _, pk := range w.Pkts() {
+			if d.Classify(pool.Data(&pk), false, &r) != OK || r.Type != MPLSoGRE || r.Label() != 500 || r.Src != v4B {
+				t.Fatalf("re-encapsulated frame: %+v", r)
+			}
+		}
+		c.Free(w.Pkts())
+		w.Reset()
+	}
+	if len(dropped) != flows/2 {
+		t.Fatalf("dropped %v", dropped)
+	}
+	for _, why := range dropped {
+		if why != DropNoTunnel {
+			t.Fatalf("dropped %v", dropped)
+		}
+	}
+	st := d.Stats()
+	if st.Decapsulated != flows || st.Drops[DropBadEthertype] != 1 || st.Drops[DropBadChecksum] != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func mustTunnel(t testing.TB, o Options) *Tunnel {
+	t.Helper()
+	tun, err := NewTunnel(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tun
+}
+
+// EncapStage hands packets it cannot encapsulate to drop with the reason.
+func TestEncapStageDrops(t *testing.T) {
+	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 16, Headroom: 128, Huge: pmd.HugeNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	c := pool.NewCache(8)
+	defer c.Flush()
+	tun := mustTunnel(t, Options{Type: MPLSoUDP, Src: v6A, Dst: v6B, Labels: make([]Label, 8), DSCP: -1})
+	var b pmd.Batch
+	ok := load(t, pool, c, mkInnerIP(false, 60, 1, 0))
+	low := load(t, pool, c, mkInnerIP(false, 60, 1, 0))
+	low.Off = 20
+	none := load(t, pool, c, mkInnerIP(false, 60, 1, 0))
+	none.Meta = 3
+	b.Push(ok)
+	b.Push(low)
+	b.Push(none)
+	var got []Reason
+	EncapStage(pool, &b, []*Tunnel{tun}, func(pk *pmd.Pkt, why Reason) { got = append(got, why); c.Free([]pmd.Pkt{*pk}) })
+	if b.Len() != 1 || len(got) != 2 || got[0] != DropNoHeadroom || got[1] != DropNoTunnel {
+		t.Fatalf("kept %d, dropped %v", b.Len(), got)
+	}
+	c.Free(b.Pkts())
+}
+
+// Spread keeps what does not fit, in order.
+func TestSpreadFull(t *testing.T) {
+	var src, dst pmd.Batch
+	for i := 0; i < pmd.MaxBurst; i++ {
+		dst.Push(pmd.Pkt{Meta: 1})
+	}
+	src.Push(pmd.Pkt{Meta: 7, Flags: pmd.PktHashValid, Hash: 1})
+	src.Push(pmd.Pkt{Meta: 8})
+	Spread(&src, []*pmd.Batch{&dst})
+	if src.Len() != 2 || src.Pkts()[0].Meta != 7 || src.Pkts()[1].Meta != 8 {
+		t.Fatalf("src %+v", src.Pkts())
+	}
+}
+
+// Stats may be read while the owner decapsulates (run with -race).
+func TestStatsConcurrent(t *testing.T) {
+	pool := newPool(t)
+	c := pool.NewCache(64)
+	defer c.Flush()
+	frame := build(t, pool, c, findVariant(t, "vxlan/outer4"))
+	d := NewDecapper(DecapOptions{Local: []netip.Addr{v4B}})
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		var last uint64
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			s := d.Stats()
+			if s.Decapsulated < last {
+				t.Error("counter went backwards")
+				return
+			}
+			last = s.Decapsulated
+		}
+	}()
+	var b pmd.Batch
+	for round := 0; round < 200; round++ {
+		for i := 0; i < 8; i++ {
+			b.Push(load(t, pool, c, frame))
+		}
+		d.DecapStage(pool, &b, func(pk *pmd.Pkt, why Reason) { t.Errorf("drop %v", why) })
+		c.Free(b.Pkts())
+		b.Reset()
+	}
+	close(stop)
+	wg.Wait()
+	if s := d.Stats(); s.Decapsulated != 200*8 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+// A decap-lookup-encap worker: VXLAN frames from the uplink are decapsulated, their
+// VNI looked up, and their inner IP packets sent on over MPLS over UDP, one batch per
+// poll.
+func Example_pipeline() {
+	pool, _ := pmd.NewPool(pmd.PoolOptions{Frames: 256, Huge: pmd.HugeNever})
+	defer pool.Close()
+	c := pool.NewCache(64)
+	defer c.Flush()
+
+	// The uplink: the other end of a ring pair stands in for the NIC.
+	nic, uplink, _ := pmd.NewRingPair(pmd.RingPairOptions{Pool: pool})
+	defer nic.Close()
+	defer uplink.Close()
+	from := mustExampleTunnel(Options{Type: VXLAN, VNI: 42, Src: v4B, Dst: v4A, DSCP: -1})
+	var rx pmd.Batch
+	for i := 0; i < 4; i++ {
+		c.Alloc(rx.Room()[:1])
+		pk := &rx.Room()[0]
+		pool.Append(pk, 100)
+		copy(pool.Data(pk), innerEth(false, 100, 0))
+		from.Encap(pool, pk)
+		rx.Grow(1)
+	}
+	rx.Tx(nic)
+
+	// The worker's state: a Decapper, the VNI → tunnel table, a drop counter.
+	d := NewDecapper(DecapOptions{Local: []netip.Addr{v4A}})
+	tunnels := []*Tunnel{mustExampleTunnel(Options{Type: MPLSoUDP, Src: v4A, Dst: v4B,
+		Labels: []Label{{Label: 1000}}, DSCP: -1})}
+	vrfs := map[uint32]uint32{Key(VXLAN, 42): 0} // key → tunnel index
+	dropped := 0
+	drop := func(pk *pmd.Pkt, why Reason) { dropped++; c.Free([]pmd.Pkt{*pk}) }
+
+	var b pmd.Batch
+	b.Rx(uplink)
+	d.DecapStage(pool, &b, drop)
+	b.Filter(func(pk *pmd.Pkt) bool {
+		nh, ok := vrfs[pk.Meta]
+		pk.Meta = nh
+		return ok && pk.Adj(14) // an L3 VPN carries the IP packet
+	}, func(pk *pmd.Pkt) { drop(pk, DropNoTunnel) })
+	EncapStage(pool, &b, tunnels, drop)
+	fmt.Println(b.Len(), "packets out,", dropped, "dropped,", d.Stats().Decapsulated, "decapsulated")
+	b.Tx(uplink)
+
+	var out pmd.Batch
+	out.Rx(nic)
+	var r Result
+	NewDecapper(DecapOptions{}).Classify(pool.Data(&out.Pkts()[0]), false, &r)
+	fmt.Println(r.Type, r.Label(), r.InnerLen, "bytes inside")
+	c.Free(out.Pkts())
+	// Output:
+	// 4 packets out, 0 dropped, 4 decapsulated
+	// mplsoudp 1000 86 bytes inside
+}
+
+func mustExampleTunnel(o Options) *Tunnel {
+	t, err := NewTunnel(o)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
+// After decap the hash is the inner flow's, or none: never the outer one's.
+func TestDecapHash(t *testing.T) {
+	pool := newPool(t)
+	c := pool.NewCache(16)
+	defer c.Flush()
+	v := findVariant(t, "mplsoudp-1label/outer4")
+	for _, inner := range []bool{false, true} {
+		pk := load(t, pool, c, build(t, pool, c, v))
+		pk.Hash, pk.Flags = 12345, pmd.PktHashValid // as a NIC's RSS would leave it
+		d := NewDecapper(DecapOptions{InnerFlowHash: inner, Hash: HashOptions{Symmetric: true}})
+		var r Result
+		if d.Decap(pool, &pk, &r) != OK {
+			t.Fatal("decap")
+		}
+		valid := pk.Flags&pmd.PktHashValid != 0
+		if valid != inner || (inner && pk.Hash != FlowHash(v.inner, false, HashOptions{Symmetric: true})) {
+			t.Fatalf("InnerFlowHash %v: hash %#x valid %v", inner, pk.Hash, valid)
+		}
+		c.Free([]pmd.Pkt{pk})
+	}
+}
