@@ -1,0 +1,86 @@
+// Command vhostfwd is a two-port vhost-user switch in miniature: it serves two
+// vhost-user sockets and forwards every packet from one to the other, polling both
+// queue pairs from one pinned goroutine.
+//
+//	vhostfwd -a /tmp/a.sock -b /tmp/b.sock
+//
+// Attach any two front-ends, e.g. two DPDK testpmd instances:
+//
+//	dpdk-testpmd --no-huge -m 512 --no-pci -l 0,1 --file-prefix a \
+//	    --vdev net_virtio_user0,path=/tmp/a.sock -- -i
+//
+// With -client the sockets are dialled instead (the front-ends listen, server=1), and
+// re-dialled whenever a front-end restarts.
+package main
+
+import (
+	"context"
+	"flag"
+	"log"
+	"os"
+	"os/signal"
+	"time"
+
+	"github.com/dpkit/dpkit/pmd"
+	"github.com/dpkit/dpkit/vhost"
+)
+
+func main() {
+	pathA := flag.String("a", "/tmp/vhostfwd-a.sock", "first vhost-user socket")
+	pathB := flag.String("b", "/tmp/vhostfwd-b.sock", "second vhost-user socket")
+	client := flag.Bool("client", false, "connect to the sockets instead of listening")
+	mode := flag.Uint("mode", 0o660, "socket file mode when listening")
+	group := flag.String("group", "", "socket file group when listening")
+	stats := flag.Duration("stats", 5*time.Second, "statistics interval (0: off)")
+	flag.Parse()
+
+	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 16384, Name: "vhostfwd"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer pool.Close()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+
+	var be [2]*vhost.Backend
+	for i, p := range []string{*pathA, *pathB} {
+		be[i], err = vhost.NewBackend(vhost.Options{
+			Path: p, Client: *client, SocketMode: os.FileMode(*mode), SocketGroup: *group,
+			Pool: pool, PortID: uint16(i),
+		})
+		if err != nil {
+			log.Fatal(err)
+		}
+		go func(b *vhost.Backend) {
+			if err := b.Serve(ctx); err != nil && ctx.Err() == nil {
+				log.Fatal(err)
+			}
+		}(be[i])
+	}
+	a, b := be[0].Port(0), be[1].Port(0)
+	defer a.Close()
+	defer b.Close()
+	cache := pool.NewCache(0)
+	defer cache.Flush()
+	var batch pmd.Batch
+	forward := func(from, to pmd.Port) int {
+		n := batch.Rx(from)
+		if n > 0 {
+			batch.Tx(to)
+			cache.Free(batch.Pkts()) // the peer had no room: drop
+			batch.Reset()
+		}
+		return n
+	}
+	last := time.Now()
+	for ctx.Err() == nil {
+		if forward(a, b)+forward(b, a) == 0 {
+			time.Sleep(10 * time.Microsecond)
+		}
+		if *stats > 0 && time.Since(last) > *stats {
+			last = time.Now()
+			log.Printf("a: %+v attached=%v", a.Stats(), be[0].Attached())
+			log.Printf("b: %+v attached=%v", b.Stats(), be[1].Attached())
+		}
+	}
+}

@@ -1,0 +1,227 @@
+package main
+
+import (
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dpkit/dpkit/examples/vrouter/internal/topo"
+	"github.com/dpkit/dpkit/internal/testenv"
+)
+
+// binaries builds the vrouter and vhostpod once per test binary.
+func binaries(t *testing.T) (string, string) {
+	t.Helper()
+	dir := t.TempDir()
+	out, err := exec.Command("go", "build", "-o", dir+"/", "github.com/dpkit/dpkit/examples/vrouter",
+		"github.com/dpkit/dpkit/examples/vhostpod").CombinedOutput()
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	return filepath.Join(dir, "vrouter"), filepath.Join(dir, "vhostpod")
+}
+
+func needE2E(t *testing.T) {
+	testenv.NeedRoot(t)
+	testenv.NeedCommand(t, "ip", "ping", "iperf3", "curl", "ethtool")
+}
+
+func ping(t *testing.T, from *topo.Pod, to string, n int) topo.PingResult {
+	t.Helper()
+	r, err := topo.Ping(from, to, n, 50*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func mustReach(t *testing.T, from, to *topo.Pod) {
+	t.Helper()
+	if r := ping(t, from, to.Addr, 5); r.Received != r.Sent {
+		t.Errorf("%s -> %s: %d of %d pings answered", from.NS, to.Addr, r.Received, r.Sent)
+	}
+}
+
+// metric returns the value of one sample line of node i's metrics (0 if absent).
+func metric(t *testing.T, c *topo.Cluster, i int, sample string) float64 {
+	t.Helper()
+	m, err := c.Metrics(i)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(m, "\n") {
+		if strings.HasPrefix(l, sample+" ") {
+			var v float64
+			fmt.Sscan(strings.TrimPrefix(l, sample+" "), &v)
+			return v
+		}
+	}
+	return 0
+}
+
+// TestPodToPod: ping and TCP both ways between pods on different nodes, kernel and
+// DPDK-style, over each encapsulation.
+func TestPodToPod(t *testing.T) {
+	needE2E(t)
+	vr, pod := binaries(t)
+	top, err := topo.Up(topo.Options{Mode: topo.VRouter, DPDKPods: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer top.Down()
+	k1, k2, d1, d2 := top.Pod(0, "kernel"), top.Pod(1, "kernel"), top.Pod(0, "dpdk"), top.Pod(1, "dpdk")
+	for _, enc := range []string{"vxlan", "mplsoudp", "mplsogre"} {
+		t.Run(enc, func(t *testing.T) {
+			c, err := topo.StartCluster(top, t.TempDir(), vr, pod, enc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				if err := c.Stop(); err != nil {
+					t.Error(err)
+				}
+			}()
+			for _, p := range [][2]*topo.Pod{{k1, k2}, {k2, k1}, {d1, d2}, {d2, d1}, {k1, d2}} {
+				mustReach(t, p[0], p[1])
+			}
+			for _, p := range [][2]*topo.Pod{{k1, k2}, {k2, k1}, {d1, d2}} {
+				bps, err := topo.IperfTCP(p[0], p[1], time.Second)
+				if err != nil || bps < 1e6 {
+					t.Errorf("TCP %s -> %s: %.0f bit/s, %v", p[0].NS, p[1].Addr, bps, err)
+				}
+			}
+			if t.Failed() {
+				t.Log(c.Log("vrouter-n1"), c.Log("vrouter-n2"))
+			}
+		})
+	}
+}
+
+// TestNodeFeatures exercises one node's policy and operations with VXLAN: a pod on the
+// same node, ARP from a kernel pod, a spoofed source, host-bound traffic to the TAP,
+// a route change under traffic, a restarted DPDK pod, capture, and a clean shutdown.
+func TestNodeFeatures(t *testing.T) {
+	needE2E(t)
+	vr, pod := binaries(t)
+	top, err := topo.Up(topo.Options{Mode: topo.VRouter, DPDKPods: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer top.Down()
+	c, err := topo.StartCluster(top, t.TempDir(), vr, pod, "vxlan")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	k1, k2, d1 := top.Pod(0, "kernel"), top.Pod(1, "kernel"), top.Pod(0, "dpdk")
+
+	t.Run("same-node", func(t *testing.T) {
+		mustReach(t, k1, d1)
+		mustReach(t, d1, k1)
+	})
+	t.Run("arp", func(t *testing.T) {
+		mustReach(t, k1, k2)
+		out, _ := topo.Exec(k1.NS, "ip", "neigh", "show", k1.Gateway)
+		if !strings.Contains(out, "00:00:5e:00:01:00") {
+			t.Errorf("kernel pod did not resolve its gateway to the router MAC: %q", out)
+		}
+	})
+	t.Run("spoofed-source", func(t *testing.T) {
+		before := metric(t, c, 0, `vrouter_drops_total{interface="k1",reason="spoofed_ip"}`)
+		if _, err := topo.Exec(k1.NS, "ip", "addr", "add", "10.1.1.99/24", "dev", "eth0"); err != nil {
+			t.Fatal(err)
+		}
+		defer topo.Exec(k1.NS, "ip", "addr", "del", "10.1.1.99/24", "dev", "eth0")
+		out, _ := topo.Exec(k1.NS, "ping", "-c", "3", "-i", "0.05", "-W", "1", "-I", "10.1.1.99", k2.Addr)
+		if !strings.Contains(out, " 0 received") {
+			t.Errorf("spoofed pings got through: %s", out)
+		}
+		if after := metric(t, c, 0, `vrouter_drops_total{interface="k1",reason="spoofed_ip"}`); after < before+3 {
+			t.Errorf("spoofed_ip drops %v -> %v, want +3", before, after)
+		}
+	})
+	t.Run("host-bound", func(t *testing.T) {
+		before := metric(t, c, 0, `vrouter_tx_packets_total{interface="exception"}`)
+		if r := ping(t, k1, k1.Gateway, 3); r.Received != 3 {
+			t.Errorf("the host did not answer on the exception path: %+v", r)
+		}
+		if after := metric(t, c, 0, `vrouter_tx_packets_total{interface="exception"}`); after < before+3 {
+			t.Errorf("exception TAP tx %v -> %v", before, after)
+		}
+	})
+	t.Run("route-change-under-traffic", func(t *testing.T) {
+		// 300 pings at 10 ms to the remote pod while node1's routes are reloaded twice
+		// (a new discard route, then back): the unchanged prefix loses nothing.
+		done := make(chan topo.PingResult, 1)
+		go func() {
+			r, _ := topo.Ping(k1, k2.Addr, 300, 10*time.Millisecond)
+			done <- r
+		}()
+		time.Sleep(500 * time.Millisecond)
+		if err := c.Reload(0, c.Config(0, "vxlan", "{prefix: 10.9.0.0/16, action: discard}")); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Second)
+		before := metric(t, c, 0, `vrouter_drops_total{interface="k1",reason="discard"}`)
+		topo.Exec(k1.NS, "ping", "-c", "2", "-i", "0.05", "-W", "1", "10.9.1.1")
+		if after := metric(t, c, 0, `vrouter_drops_total{interface="k1",reason="discard"}`); after < before+2 {
+			t.Errorf("the reloaded discard route is not in effect: %v -> %v", before, after)
+		}
+		if err := c.Reload(0, c.Config(0, "vxlan")); err != nil {
+			t.Fatal(err)
+		}
+		r := <-done
+		if r.Received != r.Sent {
+			t.Errorf("lost %d of %d pings across two reloads", r.Sent-r.Received, r.Sent)
+		}
+		if !strings.Contains(c.Log("vrouter-n1"), "routes reloaded") {
+			t.Error("no reload logged")
+		}
+	})
+	t.Run("dpdk-pod-restart", func(t *testing.T) {
+		c.KillPod(d1)
+		if err := c.RestartPod(d1); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			if r := ping(t, d1, k2.Addr, 1); r.Received == 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("restarted DPDK pod did not reattach:\n%s", c.Log("vrouter-n1"))
+			}
+		}
+		mustReach(t, d1, k2)
+	})
+	t.Run("capture", func(t *testing.T) {
+		testenv.NeedCommand(t, "tshark")
+		path := filepath.Join(t.TempDir(), "k1.pcap")
+		go topo.Ping(k1, k2.Addr, 10, 50*time.Millisecond)
+		if _, err := topo.Exec(top.Nodes[0].NS, "curl", "-sf", "-o", path,
+			"http://127.0.0.1:9470/debug/capture?interface=k1&duration=1s"); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command("tshark", "-r", path, "-Y", "icmp.type == 8", "-T", "fields", "-e", "ip.dst").Output()
+		if err != nil || !strings.Contains(string(out), k2.Addr) {
+			t.Errorf("capture has no echo requests to %s: %v %q", k2.Addr, err, out)
+		}
+	})
+	t.Run("clean-shutdown", func(t *testing.T) {
+		if err := c.StopVRouter(0); err != nil {
+			t.Fatal(err)
+		}
+		for _, ifname := range []string{"ul", k1.HostIf} {
+			out, _ := topo.Exec(top.Nodes[0].NS, "ip", "link", "show", ifname)
+			if strings.Contains(out, "xdp") {
+				t.Errorf("XDP program left on %s after shutdown: %s", ifname, out)
+			}
+		}
+		if out, err := topo.Exec(top.Nodes[0].NS, "ip", "link", "show", "vrhost"); err == nil {
+			t.Errorf("exception TAP left behind: %s", out)
+		}
+	})
+}

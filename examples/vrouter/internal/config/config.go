@@ -1,0 +1,442 @@
+// Package config reads and validates the vRouter's configuration file (YAML), naming
+// the bad field in every error, e.g. `interfaces[1].vhost.role: "clinet" is not one of
+// server, client`.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/dpkit/dpkit/pmd"
+)
+
+// Config is one vRouter node.
+type Config struct {
+	// Node is this node's identity on the underlay.
+	Node Node `yaml:"node"`
+	// Uplink is the underlay port, an AF_XDP socket on a kernel interface.
+	Uplink Uplink `yaml:"uplink"`
+	// CPUs for the forwarding workers and the control thread, in DPDK's formats
+	// ("0xf", "1,2,4", "1-4", "0-3,8").
+	ForwardingCPUs string `yaml:"forwarding_cpus"`
+	ControlCPUs    string `yaml:"control_cpus"`
+	// Metrics is the loopback address of the Prometheus endpoint, e.g. 127.0.0.1:9470.
+	Metrics string `yaml:"metrics"`
+	// LogLevel: debug, info, warn, error.
+	LogLevel string `yaml:"log_level"`
+	// Exception sends traffic addressed to the host, or unroutable, to the kernel.
+	Exception *Exception `yaml:"exception"`
+	// VRFs, their encapsulation ids and routes.
+	VRFs []VRF `yaml:"vrfs"`
+	// Interfaces are the pods' ports.
+	Interfaces []Interface `yaml:"interfaces"`
+	// Remotes are the other vRouter nodes.
+	Remotes []Remote `yaml:"remotes"`
+
+	// Parsed forms, filled by Validate.
+	FwdCPUs, CtlCPUs pmd.CPUSet `yaml:"-"`
+}
+
+// Node is this node's underlay identity.
+type Node struct {
+	Name     string `yaml:"name"`
+	Underlay string `yaml:"underlay_ip"`
+
+	Addr netip.Addr `yaml:"-"` // parsed Underlay
+}
+
+// Uplink is the underlay port.
+type Uplink struct {
+	Interface string `yaml:"interface"`
+	// Queues to open, 0 means 1.
+	Queues int `yaml:"queues"`
+	// XDPMode: auto (native, falling back to generic), native, generic.
+	XDPMode string `yaml:"xdp_mode"`
+	// GatewayMAC, when set, is the destination MAC of every underlay frame; otherwise
+	// each remote's MAC is used.
+	GatewayMAC string `yaml:"gateway_mac"`
+
+	GwMAC net.HardwareAddr `yaml:"-"` // parsed GatewayMAC
+}
+
+// Exception is the TAP device to the host kernel.
+type Exception struct {
+	Tap string `yaml:"tap"`
+	// Unknown: what to do with packets that match no route: drop or exception.
+	Unknown string `yaml:"unknown"`
+}
+
+// VRF is one tenant network.
+type VRF struct {
+	Name string `yaml:"name"`
+	// VNI identifies the VRF in VXLAN; Label in MPLS over UDP and MPLS over GRE. Both
+	// are what this node expects on receive and sends to its remotes.
+	VNI    uint32  `yaml:"vni"`
+	Label  uint32  `yaml:"label"`
+	Routes []Route `yaml:"routes"`
+}
+
+// Route sends a prefix of a VRF to a remote node, a local interface, the exception
+// path, or nowhere.
+type Route struct {
+	Prefix string `yaml:"prefix"`
+	// Exactly one of:
+	Remote    string   `yaml:"remote"`    // one remote
+	ECMP      []string `yaml:"ecmp"`      // several remotes, by flow hash
+	Interface string   `yaml:"interface"` // a local pod interface
+	Action    string   `yaml:"action"`    // "discard" or "exception"
+
+	P netip.Prefix `yaml:"-"` // parsed Prefix
+}
+
+// Interface is one pod port.
+type Interface struct {
+	Name string `yaml:"name"`
+	// Type: veth (kernel pod, host end attached through AF_XDP) or vhost (DPDK pod).
+	Type string `yaml:"type"`
+	VRF  string `yaml:"vrf"`
+	// The pod's addresses and MAC: the source check admits only these.
+	IPs []string `yaml:"ips"`
+	MAC string   `yaml:"mac"`
+	// Gateway is the address the pod routes through; the vRouter answers ARP/ND for it.
+	Gateway []string `yaml:"gateway"`
+	Veth    *Veth    `yaml:"veth"`
+	Vhost   *Vhost   `yaml:"vhost"`
+
+	// Parsed forms.
+	Addrs    []netip.Addr     `yaml:"-"`
+	HW       net.HardwareAddr `yaml:"-"`
+	Gateways []netip.Addr     `yaml:"-"`
+}
+
+// Veth is the host end of a kernel pod's veth pair.
+type Veth struct {
+	Interface string `yaml:"interface"`
+}
+
+// Vhost is a vhost-user socket.
+type Vhost struct {
+	Socket string `yaml:"socket"`
+	// Role: server (dpkit listens) or client (the pod listens, dpkit connects and
+	// reconnects, as Contrail does).
+	Role   string `yaml:"role"`
+	Queues int    `yaml:"queues"`
+}
+
+// Remote is another vRouter node.
+type Remote struct {
+	Name     string `yaml:"name"`
+	Underlay string `yaml:"underlay_ip"`
+	MAC      string `yaml:"mac"`
+	// Encap: vxlan, mplsoudp or mplsogre.
+	Encap string `yaml:"encap"`
+
+	Addr netip.Addr       `yaml:"-"` // parsed Underlay
+	HW   net.HardwareAddr `yaml:"-"` // parsed MAC
+}
+
+func parseMAC(p *problems, field, v string) net.HardwareAddr {
+	hw, err := net.ParseMAC(v)
+	if err != nil || len(hw) != 6 {
+		p.add(field, "%q is not a MAC address", v)
+		return nil
+	}
+	return hw
+}
+
+func parseAddr(p *problems, field, v string) netip.Addr {
+	a, err := netip.ParseAddr(v)
+	if err != nil || a.Zone() != "" {
+		p.add(field, "%q is not an IP address", v)
+		return netip.Addr{}
+	}
+	return a
+}
+
+// ErrInvalid is wrapped by every validation error.
+var ErrInvalid = errors.New("invalid config")
+
+// Load reads and validates a config file.
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	c, err := Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse decodes YAML strictly (unknown fields are errors) and validates.
+func Parse(b []byte) (*Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		if err == io.EOF {
+			return nil, fmt.Errorf("%w: empty file", ErrInvalid)
+		}
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+type problems []string
+
+func (p *problems) add(field, format string, args ...any) {
+	*p = append(*p, field+": "+fmt.Sprintf(format, args...))
+}
+
+func oneOf(p *problems, field, v string, allowed ...string) {
+	for _, a := range allowed {
+		if v == a {
+			return
+		}
+	}
+	p.add(field, "%q is not one of %s", v, strings.Join(allowed, ", "))
+}
+
+// Validate checks every field and cross-reference, fills defaults and parsed forms, and
+// returns all problems at once.
+func (c *Config) Validate() error {
+	var p problems
+	if c.Node.Underlay == "" {
+		p.add("node.underlay_ip", "required")
+	} else {
+		c.Node.Addr = parseAddr(&p, "node.underlay_ip", c.Node.Underlay)
+	}
+	if c.Uplink.GatewayMAC != "" {
+		c.Uplink.GwMAC = parseMAC(&p, "uplink.gateway_mac", c.Uplink.GatewayMAC)
+	}
+	if c.Uplink.Interface == "" {
+		p.add("uplink.interface", "required")
+	}
+	if c.Uplink.Queues < 0 || c.Uplink.Queues > 64 {
+		p.add("uplink.queues", "%d out of range 0..64", c.Uplink.Queues)
+	}
+	if c.Uplink.XDPMode == "" {
+		c.Uplink.XDPMode = "auto"
+	}
+	oneOf(&p, "uplink.xdp_mode", c.Uplink.XDPMode, "auto", "native", "generic")
+	var err error
+	if c.ForwardingCPUs != "" {
+		if c.FwdCPUs, err = pmd.ParseCPUSet(c.ForwardingCPUs); err != nil {
+			p.add("forwarding_cpus", "%v", err)
+		}
+	}
+	if c.ControlCPUs != "" {
+		if c.CtlCPUs, err = pmd.ParseCPUSet(c.ControlCPUs); err != nil {
+			p.add("control_cpus", "%v", err)
+		}
+	}
+	if c.FwdCPUs.Overlaps(c.CtlCPUs) {
+		p.add("control_cpus", "overlaps forwarding_cpus (%s)", c.FwdCPUs)
+	}
+	if c.Metrics != "" {
+		host, _, err := net.SplitHostPort(c.Metrics)
+		if ip, perr := netip.ParseAddr(host); err != nil || perr != nil || !ip.IsLoopback() {
+			p.add("metrics", "%q must be a loopback host:port", c.Metrics)
+		}
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
+	}
+	oneOf(&p, "log_level", c.LogLevel, "debug", "info", "warn", "error")
+	if e := c.Exception; e != nil {
+		if e.Tap == "" || len(e.Tap) > 15 {
+			p.add("exception.tap", "%q must be an interface name of 1..15 bytes", e.Tap)
+		}
+		if e.Unknown == "" {
+			e.Unknown = "drop"
+		}
+		oneOf(&p, "exception.unknown", e.Unknown, "drop", "exception")
+	}
+
+	remotes := map[string]bool{}
+	for i := range c.Remotes {
+		r := &c.Remotes[i]
+		f := fmt.Sprintf("remotes[%d]", i)
+		if r.Name == "" {
+			p.add(f+".name", "required")
+		} else if remotes[r.Name] {
+			p.add(f+".name", "%q given twice", r.Name)
+		}
+		remotes[r.Name] = true
+		if r.Underlay == "" {
+			p.add(f+".underlay_ip", "required")
+		} else if r.Addr = parseAddr(&p, f+".underlay_ip", r.Underlay); !r.Addr.IsValid() {
+		} else if r.Addr == c.Node.Addr {
+			p.add(f+".underlay_ip", "%v is this node's own address", r.Addr)
+		} else if c.Node.Addr.IsValid() && r.Addr.Is4() != c.Node.Addr.Is4() {
+			p.add(f+".underlay_ip", "%v is not of the node's address family", r.Addr)
+		}
+		if r.MAC != "" {
+			r.HW = parseMAC(&p, f+".mac", r.MAC)
+		} else if c.Uplink.GatewayMAC == "" {
+			p.add(f+".mac", "required unless uplink.gateway_mac is set")
+		}
+		oneOf(&p, f+".encap", r.Encap, "vxlan", "mplsoudp", "mplsogre")
+	}
+
+	ifaces := map[string]Interface{}
+	for _, in := range c.Interfaces {
+		ifaces[in.Name] = in
+	}
+	vrfs := map[string]bool{}
+	vnis, labels := map[uint32]string{}, map[uint32]string{}
+	for i := range c.VRFs {
+		v := &c.VRFs[i]
+		f := fmt.Sprintf("vrfs[%d]", i)
+		if v.Name == "" {
+			p.add(f+".name", "required")
+		} else if vrfs[v.Name] {
+			p.add(f+".name", "%q given twice", v.Name)
+		}
+		vrfs[v.Name] = true
+		if v.VNI == 0 || v.VNI >= 1<<24 {
+			p.add(f+".vni", "%d out of range 1..16777215", v.VNI)
+		} else if o, dup := vnis[v.VNI]; dup {
+			p.add(f+".vni", "%d already used by VRF %q", v.VNI, o)
+		}
+		vnis[v.VNI] = v.Name
+		// Labels 0-15 are reserved (RFC 3032).
+		if v.Label < 16 || v.Label >= 1<<20 {
+			p.add(f+".label", "%d out of range 16..1048575", v.Label)
+		} else if o, dup := labels[v.Label]; dup {
+			p.add(f+".label", "%d already used by VRF %q", v.Label, o)
+		}
+		labels[v.Label] = v.Name
+		for j := range v.Routes {
+			r := &v.Routes[j]
+			rf := fmt.Sprintf("%s.routes[%d]", f, j)
+			if r.Prefix == "" {
+				p.add(rf+".prefix", "required")
+			} else if pfx, err := netip.ParsePrefix(r.Prefix); err != nil {
+				p.add(rf+".prefix", "%q is not a prefix", r.Prefix)
+			} else if pfx != pfx.Masked() {
+				p.add(rf+".prefix", "%v has host bits set (did you mean %v?)", pfx, pfx.Masked())
+			} else {
+				r.P = pfx
+			}
+			n := 0
+			if r.Remote != "" {
+				n++
+				if !remotes[r.Remote] {
+					p.add(rf+".remote", "no remote named %q", r.Remote)
+				}
+			}
+			if len(r.ECMP) > 0 {
+				n++
+				for k, m := range r.ECMP {
+					if !remotes[m] {
+						p.add(fmt.Sprintf("%s.ecmp[%d]", rf, k), "no remote named %q", m)
+					}
+				}
+			}
+			if r.Interface != "" {
+				n++
+				if in, ok := ifaces[r.Interface]; !ok {
+					p.add(rf+".interface", "no interface named %q", r.Interface)
+				} else if in.VRF != v.Name {
+					p.add(rf+".interface", "%q is in VRF %q, not %q", r.Interface, in.VRF, v.Name)
+				}
+			}
+			if r.Action != "" {
+				n++
+				oneOf(&p, rf+".action", r.Action, "discard", "exception")
+				if r.Action == "exception" && c.Exception == nil {
+					p.add(rf+".action", "exception needs the exception section")
+				}
+			}
+			if n != 1 {
+				p.add(rf, "needs exactly one of remote, ecmp, interface, action (has %d)", n)
+			}
+		}
+	}
+
+	names := map[string]bool{}
+	socks := map[string]bool{}
+	for i := range c.Interfaces {
+		in := &c.Interfaces[i]
+		f := fmt.Sprintf("interfaces[%d]", i)
+		if in.Name == "" {
+			p.add(f+".name", "required")
+		} else if names[in.Name] {
+			p.add(f+".name", "%q given twice", in.Name)
+		}
+		names[in.Name] = true
+		if !vrfs[in.VRF] {
+			p.add(f+".vrf", "no VRF named %q", in.VRF)
+		}
+		if len(in.IPs) == 0 {
+			p.add(f+".ips", "at least one pod address is required")
+		}
+		in.Addrs = in.Addrs[:0]
+		for k, s := range in.IPs {
+			if a := parseAddr(&p, fmt.Sprintf("%s.ips[%d]", f, k), s); a.IsValid() {
+				in.Addrs = append(in.Addrs, a)
+			}
+		}
+		if in.MAC == "" {
+			p.add(f+".mac", "required")
+		} else if in.HW = parseMAC(&p, f+".mac", in.MAC); in.HW != nil && in.HW[0]&1 != 0 {
+			p.add(f+".mac", "%s is a multicast address", in.HW)
+		}
+		if len(in.Gateway) == 0 {
+			p.add(f+".gateway", "at least one gateway address is required")
+		}
+		in.Gateways = in.Gateways[:0]
+		for k, s := range in.Gateway {
+			if a := parseAddr(&p, fmt.Sprintf("%s.gateway[%d]", f, k), s); a.IsValid() {
+				in.Gateways = append(in.Gateways, a)
+			}
+		}
+		switch in.Type {
+		case "veth":
+			if in.Veth == nil || in.Veth.Interface == "" {
+				p.add(f+".veth.interface", "required for type veth")
+			}
+			if in.Vhost != nil {
+				p.add(f+".vhost", "not allowed for type veth")
+			}
+		case "vhost":
+			if in.Vhost == nil || in.Vhost.Socket == "" {
+				p.add(f+".vhost.socket", "required for type vhost")
+			} else {
+				if socks[in.Vhost.Socket] {
+					p.add(f+".vhost.socket", "%q used twice", in.Vhost.Socket)
+				}
+				socks[in.Vhost.Socket] = true
+				if in.Vhost.Role == "" {
+					in.Vhost.Role = "server"
+				}
+				oneOf(&p, f+".vhost.role", in.Vhost.Role, "server", "client")
+				if in.Vhost.Queues < 0 || in.Vhost.Queues > 16 {
+					p.add(f+".vhost.queues", "%d out of range 0..16", in.Vhost.Queues)
+				}
+			}
+			if in.Veth != nil {
+				p.add(f+".veth", "not allowed for type vhost")
+			}
+		default:
+			p.add(f+".type", "%q is not one of veth, vhost", in.Type)
+		}
+	}
+	if len(p) > 0 {
+		return fmt.Errorf("%w:\n  %s", ErrInvalid, strings.Join(p, "\n  "))
+	}
+	return nil
+}

@@ -1,0 +1,94 @@
+package config
+
+import (
+	"errors"
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+)
+
+func TestLoadExample(t *testing.T) {
+	c, err := Load("../../testdata/node1.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Node.Addr != netip.MustParseAddr("192.168.50.1") || c.FwdCPUs.String() != "1" || c.CtlCPUs.String() != "0" {
+		t.Fatalf("parsed %+v", c.Node)
+	}
+	if len(c.Interfaces) != 2 || c.Interfaces[1].Vhost.Role != "client" || c.Interfaces[0].HW.String() != "02:00:00:01:01:02" {
+		t.Fatalf("interfaces %+v", c.Interfaces)
+	}
+	if c.VRFs[0].Routes[0].P != netip.MustParsePrefix("10.1.2.0/24") || c.Remotes[0].Encap != "vxlan" {
+		t.Fatalf("vrfs %+v", c.VRFs)
+	}
+}
+
+// Each mutation of the good file must fail naming the field it broke.
+func TestValidationNamesTheField(t *testing.T) {
+	good, err := os.ReadFile("../../testdata/node1.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct{ from, to, field string }{
+		{"underlay_ip: 192.168.50.1", "underlay_ip: 192.168.50.300", "node.underlay_ip"},
+		{"interface: ul1", "interface: \"\"", "uplink.interface"},
+		{"xdp_mode: auto", "xdp_mode: fast", "uplink.xdp_mode"},
+		{`forwarding_cpus: "1"`, `forwarding_cpus: "1-0"`, "forwarding_cpus"},
+		{`control_cpus: "0"`, `control_cpus: "0x2"`, "control_cpus: overlaps"},
+		{"metrics: 127.0.0.1:9470", "metrics: 0.0.0.0:9470", "metrics"},
+		{"log_level: info", "log_level: loud", "log_level"},
+		{"unknown: drop", "unknown: maybe", "exception.unknown"},
+		{"vni: 100", "vni: 16777216", "vrfs[0].vni"},
+		{"label: 100", "label: 3", "vrfs[0].label"},
+		{"remote: node2", "remote: node3", "vrfs[0].routes[0].remote"},
+		{"ecmp: [node2]", "ecmp: [node2, nodeX]", "vrfs[0].routes[1].ecmp[1]"},
+		{"prefix: 10.1.2.0/24", "prefix: 10.1.2.1/24", "vrfs[0].routes[0].prefix: 10.1.2.1/24 has host bits"},
+		{"action: exception", "action: explode", "vrfs[0].routes[2].action"},
+		{"type: veth", "type: sriov", "interfaces[0].type"},
+		{"vrf: red\n    ips: [10.1.1.2]", "vrf: blue\n    ips: [10.1.1.2]", "interfaces[0].vrf"},
+		{"mac: 02:00:00:01:01:02", "mac: 03:00:00:01:01:02", "interfaces[0].mac"},
+		{"mac: 02:00:00:01:01:03", "mac: zz", "interfaces[1].mac"},
+		{"role: client", "role: clinet", "interfaces[1].vhost.role"},
+		{"encap: vxlan", "encap: ipip", "remotes[0].encap"},
+		{"underlay_ip: 192.168.50.2", "underlay_ip: 192.168.50.1", "remotes[0].underlay_ip"},
+		{"underlay_ip: 192.168.50.2", "underlay_ip: fd00::2", "remotes[0].underlay_ip"},
+		{"name: pod1", "name: dpdk1", "interfaces[1].name"},
+		{"log_level: info", "log_level: info\nextra_field: 1", "extra_field"},
+	}
+	for _, c := range cases {
+		if !strings.Contains(string(good), c.from) {
+			t.Fatalf("fixture lacks %q", c.from)
+		}
+		bad := strings.Replace(string(good), c.from, c.to, 1)
+		_, err := Parse([]byte(bad))
+		if !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s -> %s: err %v, want ErrInvalid", c.from, c.to, err)
+			continue
+		}
+		if !strings.Contains(err.Error(), c.field) {
+			t.Errorf("%s -> %s: error does not name %q:\n%v", c.from, c.to, c.field, err)
+		}
+	}
+	if _, err := Parse(nil); !errors.Is(err, ErrInvalid) {
+		t.Errorf("empty: %v", err)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	good, _ := os.ReadFile("../../testdata/node1.yaml")
+	f.Add(good)
+	f.Add([]byte("node: {underlay_ip: 1.2.3.4}\nvrfs: [{name: a, vni: 1, label: 16, routes: [{prefix: 0.0.0.0/0, action: discard}]}]"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := Parse(b)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error does not wrap ErrInvalid: %v", err)
+			}
+			return
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("accepted config fails a second Validate: %v", err)
+		}
+	})
+}

@@ -1,0 +1,4 @@
+// Package dataplane is the vRouter's forwarding engine: it polls the uplink and the
+// pods' ports, checks pods' sources, answers ARP/ND for their gateway, looks routes up
+// per VRF, encapsulates towards remote nodes and decapsulates what they send.
+package dataplane

@@ -1,0 +1,105 @@
+package dataplane
+
+import "encoding/binary"
+
+// Ethertypes and protocols the dataplane looks at.
+const (
+	etherIPv4 = 0x0800
+	etherARP  = 0x0806
+	etherVLAN = 0x8100
+	etherIPv6 = 0x86dd
+)
+
+// hdr is what the dataplane needs of a pod's frame: where the network header starts
+// and the addresses in it. Parsing never reads outside the frame; a frame too short
+// for what its headers claim is reported as not ok.
+type hdr struct {
+	ethertype uint16
+	l3        int // offset of the network header
+	// IPv4: src4/dst4. IPv6: src6/dst6.
+	src4, dst4 uint32
+	src6, dst6 [16]byte
+	proto      uint8 // IPv4 protocol or IPv6 next header
+	l4         int   // offset of the transport header (IPv6: after the fixed header)
+}
+
+// parse reads Ethernet (untagged: pods send untagged frames) and the IPv4 or IPv6
+// header. ARP frames return ok with ethertype etherARP and nothing else filled.
+func parse(b []byte, h *hdr) bool {
+	if len(b) < 14 {
+		return false
+	}
+	h.ethertype = binary.BigEndian.Uint16(b[12:])
+	h.l3 = 14
+	switch h.ethertype {
+	case etherARP:
+		return len(b) >= 14+28
+	case etherIPv4:
+		ip := b[14:]
+		if len(ip) < 20 || ip[0]>>4 != 4 {
+			return false
+		}
+		ihl := int(ip[0]&0x0f) * 4
+		tot := int(binary.BigEndian.Uint16(ip[2:]))
+		if ihl < 20 || tot < ihl || tot > len(ip) {
+			return false
+		}
+		h.src4 = binary.BigEndian.Uint32(ip[12:])
+		h.dst4 = binary.BigEndian.Uint32(ip[16:])
+		h.proto = ip[9]
+		h.l4 = 14 + ihl
+		return true
+	case etherIPv6:
+		ip := b[14:]
+		if len(ip) < 40 || ip[0]>>4 != 6 {
+			return false
+		}
+		if 40+int(binary.BigEndian.Uint16(ip[4:])) > len(ip) {
+			return false
+		}
+		copy(h.src6[:], ip[8:24])
+		copy(h.dst6[:], ip[24:40])
+		h.proto = ip[6]
+		h.l4 = 14 + 40
+		return true
+	}
+	return false
+}
+
+// decTTL4 decrements the IPv4 TTL at ip (the network header) and patches the header
+// checksum incrementally (RFC 1624 eqn. 3). It reports false, changing nothing, when the
+// TTL would reach zero.
+func decTTL4(ip []byte) bool {
+	ttl := ip[8]
+	if ttl <= 1 {
+		return false
+	}
+	ip[8] = ttl - 1
+	// The 16-bit word holding TTL and protocol drops by 0x0100.
+	sum := uint32(binary.BigEndian.Uint16(ip[10:])) + 0x0100
+	sum = (sum & 0xffff) + sum>>16
+	binary.BigEndian.PutUint16(ip[10:], uint16(sum))
+	return true
+}
+
+// decHopLimit6 decrements the IPv6 hop limit; false when it would reach zero.
+func decHopLimit6(ip []byte) bool {
+	if ip[7] <= 1 {
+		return false
+	}
+	ip[7]--
+	return true
+}
+
+// ipv4Checksum computes the header checksum of an IPv4 header whose checksum field
+// is zero.
+func ipv4Checksum(h []byte) uint16 {
+	var s uint32
+	for i := 0; i+1 < len(h); i += 2 {
+		s += uint32(binary.BigEndian.Uint16(h[i:]))
+	}
+	for s > 0xffff {
+		s = s&0xffff + s>>16
+	}
+	return ^uint16(s)
+}

@@ -1,0 +1,69 @@
+package dataplane
+
+import (
+	"encoding/binary"
+	"testing"
+)
+
+func ipv4Frame(ttl byte) []byte {
+	f := make([]byte, 14+20+8)
+	binary.BigEndian.PutUint16(f[12:], etherIPv4)
+	ip := f[14:]
+	ip[0] = 0x45
+	binary.BigEndian.PutUint16(ip[2:], 28)
+	ip[8] = ttl
+	ip[9] = 17
+	copy(ip[12:], []byte{10, 1, 1, 2, 10, 1, 2, 2})
+	binary.BigEndian.PutUint16(ip[10:], ipv4Checksum(ip[:20]))
+	return f
+}
+
+func TestDecTTL4(t *testing.T) {
+	for ttl := 2; ttl <= 255; ttl++ {
+		f := ipv4Frame(byte(ttl))
+		ip := f[14:34]
+		if !decTTL4(ip) || ip[8] != byte(ttl-1) {
+			t.Fatalf("ttl %d", ttl)
+		}
+		got := binary.BigEndian.Uint16(ip[10:])
+		binary.BigEndian.PutUint16(ip[10:], 0)
+		if want := ipv4Checksum(ip); got != want {
+			t.Fatalf("ttl %d: incremental checksum %#04x, full %#04x", ttl, got, want)
+		}
+	}
+	f := ipv4Frame(1)
+	if decTTL4(f[14:34]) || f[14+8] != 1 {
+		t.Fatal("TTL 1 decremented")
+	}
+}
+
+func TestParse(t *testing.T) {
+	var h hdr
+	f := ipv4Frame(64)
+	if !parse(f, &h) || h.src4 != 0x0a010102 || h.dst4 != 0x0a010202 || h.proto != 17 || h.l4 != 34 {
+		t.Fatalf("%+v", h)
+	}
+	for n := 0; n < len(f); n++ {
+		if parse(f[:n], &h) {
+			t.Fatalf("truncated to %d parsed", n)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add(ipv4Frame(64))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var h hdr
+		if parse(b, &h) && h.ethertype != etherARP && h.l4 > len(b) {
+			t.Fatalf("l4 %d beyond %d bytes", h.l4, len(b))
+		}
+	})
+}
+
+func TestDecHopLimit6(t *testing.T) {
+	ip := make([]byte, 40)
+	ip[7] = 2
+	if !decHopLimit6(ip) || ip[7] != 1 || decHopLimit6(ip) || ip[7] != 1 {
+		t.Fatalf("hop limit %d", ip[7])
+	}
+}

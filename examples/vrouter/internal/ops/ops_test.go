@@ -1,0 +1,91 @@
+package ops
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/gopacket/pcapgo"
+
+	"github.com/dpkit/dpkit/examples/vrouter/internal/metrics"
+	"github.com/dpkit/dpkit/pmd"
+)
+
+func TestCaptureEndpoint(t *testing.T) {
+	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 256, Huge: pmd.HugeNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	a, b, _ := pmd.NewRingPair(pmd.RingPairOptions{Pool: pool})
+	ca := pmd.NewCapturePort(a, pool)
+	defer b.Close()
+	defer ca.Close()
+	s := &Server{Metrics: &metrics.Registry{}, Capture: func(n string) (*pmd.CapturePort, bool) { return ca, n == "pod1" }}
+	if err := s.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := (&Server{}).Start("0.0.0.0:0"); err == nil {
+		t.Fatal("non-loopback address accepted")
+	}
+
+	// Send traffic through pod1 while the capture runs.
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		cache := pool.NewCache(32)
+		defer cache.Flush()
+		var pkts [4]pmd.Pkt
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			n := cache.Alloc(pkts[:])
+			for i := range pkts[:n] {
+				pool.Append(&pkts[i], 60)
+			}
+			n = ca.Tx(pkts[:n])
+			n = b.Rx(pkts[:n])
+			cache.Free(pkts[:n])
+		}
+	}()
+	resp, err := http.Get("http://" + s.Addr() + "/debug/capture?interface=pod1&duration=200ms&snaplen=128")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	close(stop)
+	wg.Wait()
+	r, err := pcapgo.NewReader(bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("not a pcap: %v (%q)", err, body)
+	}
+	n := 0
+	for {
+		if _, _, err := r.ReadPacketData(); err != nil {
+			break
+		}
+		n++
+	}
+	if n == 0 {
+		t.Fatal("capture is empty")
+	}
+	for _, bad := range []string{"interface=nope", "interface=pod1&duration=-1s", "interface=pod1&snaplen=1", "interface=pod1&dir=up"} {
+		resp, err := http.Get("http://" + s.Addr() + "/debug/capture?" + bad)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode < 400 {
+			t.Errorf("%s: status %d", bad, resp.StatusCode)
+		}
+	}
+}

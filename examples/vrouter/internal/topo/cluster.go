@@ -1,0 +1,257 @@
+package topo
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Cluster runs the dpkit vRouter on each node of a VRouter-mode topology, and the
+// DPDK-style pods (vhostpod: a vhost-user front-end bridged to a TAP in the pod's
+// namespace) on the vhost-user side.
+type Cluster struct {
+	T       *Topology
+	Dir     string // configs, sockets, logs
+	Encap   string
+	VRouter string // binary paths
+	PodBin  string
+	// VRouterArgs are extra flags for every vRouter (e.g. -idle busy-poll).
+	VRouterArgs []string
+	vr          [2]*exec.Cmd
+	pods        map[string]*exec.Cmd
+}
+
+// ConfigPath returns node i's config file.
+func (c *Cluster) ConfigPath(i int) string { return filepath.Join(c.Dir, fmt.Sprintf("n%d.yaml", i+1)) }
+
+// Socket returns the vhost-user socket of a DPDK pod.
+func (c *Cluster) Socket(p *Pod) string { return filepath.Join(c.Dir, filepath.Base(p.NS)+".sock") }
+
+// Config renders node i's configuration; extra is appended to the VRF's routes.
+func (c *Cluster) Config(i int, encap string, extraRoutes ...string) string {
+	n, peer := c.T.Nodes[i], c.T.Nodes[1-i]
+	var b strings.Builder
+	fmt.Fprintf(&b, "node: {name: n%d, underlay_ip: %s}\n", i+1, n.Underlay)
+	fmt.Fprintf(&b, "uplink: {interface: ul, xdp_mode: auto}\n")
+	fmt.Fprintf(&b, "metrics: 127.0.0.1:9470\nlog_level: info\n")
+	fmt.Fprintf(&b, "exception: {tap: vrhost, unknown: drop}\n")
+	fmt.Fprintf(&b, "vrfs:\n  - name: red\n    vni: 100\n    label: 100\n    routes:\n")
+	fmt.Fprintf(&b, "      - {prefix: 10.1.%d.0/24, remote: peer}\n", peer.Index+1)
+	for _, r := range extraRoutes {
+		fmt.Fprintf(&b, "      - %s\n", r)
+	}
+	fmt.Fprintf(&b, "interfaces:\n")
+	for _, p := range c.T.Pods {
+		if p.Node != i {
+			continue
+		}
+		fmt.Fprintf(&b, "  - name: %s\n    vrf: red\n    ips: [%s]\n    mac: %s\n    gateway: [%s]\n",
+			filepath.Base(p.NS)[len(c.T.Prefix)+1:], p.Addr, p.MAC, p.Gateway)
+		if p.Kind == "kernel" {
+			fmt.Fprintf(&b, "    type: veth\n    veth: {interface: %s}\n", p.HostIf)
+		} else {
+			fmt.Fprintf(&b, "    type: vhost\n    vhost: {socket: %s, role: client}\n", c.Socket(p))
+		}
+	}
+	fmt.Fprintf(&b, "remotes:\n  - {name: peer, underlay_ip: %s, mac: \"%s\", encap: %s}\n", peer.Underlay, peer.UlMAC, encap)
+	return b.String()
+}
+
+// StartCluster writes the configs and starts pods and vRouters, then waits until
+// every pod has its interface and the vRouters answer their metrics endpoint.
+func StartCluster(t *Topology, dir, vrouterBin, podBin, encap string, vrouterArgs ...string) (*Cluster, error) {
+	c := &Cluster{T: t, Dir: dir, Encap: encap, VRouter: vrouterBin, PodBin: podBin, VRouterArgs: vrouterArgs,
+		pods: map[string]*exec.Cmd{}}
+	for _, p := range t.Pods {
+		if p.Kind == "dpdk" {
+			if err := c.StartPod(p); err != nil {
+				c.Stop()
+				return nil, err
+			}
+		}
+	}
+	for i := range t.Nodes {
+		if err := os.WriteFile(c.ConfigPath(i), []byte(c.Config(i, encap)), 0o644); err != nil {
+			return nil, err
+		}
+		if err := c.StartVRouter(i); err != nil {
+			c.Stop()
+			return nil, err
+		}
+	}
+	for _, p := range t.Pods {
+		if p.Kind == "dpdk" {
+			if err := c.configurePod(p); err != nil {
+				c.Stop()
+				return nil, err
+			}
+		}
+	}
+	return c, nil
+}
+
+func (c *Cluster) logFile(name string) (*os.File, error) {
+	return os.OpenFile(filepath.Join(c.Dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+}
+
+// Log returns what a process logged.
+func (c *Cluster) Log(name string) string {
+	b, _ := os.ReadFile(filepath.Join(c.Dir, name+".log"))
+	return string(b)
+}
+
+// StartVRouter starts (or restarts) node i's vRouter and configures the host side of
+// its exception TAP.
+func (c *Cluster) StartVRouter(i int) error {
+	n := c.T.Nodes[i]
+	lf, err := c.logFile(fmt.Sprintf("vrouter-n%d", i+1))
+	if err != nil {
+		return err
+	}
+	args := append([]string{"netns", "exec", n.NS, c.VRouter, "-config", c.ConfigPath(i)}, c.VRouterArgs...)
+	cmd := exec.Command("ip", args...)
+	cmd.Stdout, cmd.Stderr = lf, lf
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	c.vr[i] = cmd
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := Exec(n.NS, "curl", "-sf", "http://127.0.0.1:9470/healthz"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) || cmd.ProcessState != nil {
+			return fmt.Errorf("vrouter on %s did not come up:\n%s", n.NS, c.Log(fmt.Sprintf("vrouter-n%d", i+1)))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// The host answers its pods' gateway address on the exception TAP.
+	gw := fmt.Sprintf("10.1.%d.1", i+1)
+	Exec(n.NS, "ip", "link", "set", "vrhost", "up")
+	Exec(n.NS, "ip", "addr", "add", gw+"/32", "dev", "vrhost")
+	Exec(n.NS, "ip", "route", "add", fmt.Sprintf("10.1.%d.0/24", i+1), "dev", "vrhost", "src", gw)
+	return nil
+}
+
+// Reload rewrites node i's config and sends SIGHUP.
+func (c *Cluster) Reload(i int, config string) error {
+	if err := os.WriteFile(c.ConfigPath(i), []byte(config), 0o644); err != nil {
+		return err
+	}
+	// ip netns exec execs the vRouter in place: the process is ours.
+	return c.vr[i].Process.Signal(syscall.SIGHUP)
+}
+
+// StopVRouter stops node i's vRouter (SIGTERM) and waits for it.
+func (c *Cluster) StopVRouter(i int) error {
+	cmd := c.vr[i]
+	if cmd == nil {
+		return nil
+	}
+	c.vr[i] = nil
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		return fmt.Errorf("vrouter n%d did not stop on SIGTERM", i+1)
+	}
+}
+
+// StartPod starts a DPDK-style pod: it owns its socket (server), the vRouter connects.
+func (c *Cluster) StartPod(p *Pod) error {
+	name := filepath.Base(p.NS)
+	lf, err := c.logFile(name)
+	if err != nil {
+		return err
+	}
+	os.Remove(c.Socket(p))
+	cmd := exec.Command("ip", "netns", "exec", p.NS, c.PodBin, "-socket", c.Socket(p), "-listen", "-tap", "eth0")
+	cmd.Stdout, cmd.Stderr = lf, lf
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	c.pods[p.NS] = cmd
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(c.Socket(p)); err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("pod %s did not listen:\n%s", name, c.Log(name))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// KillPod kills a DPDK-style pod abruptly (SIGKILL), as a crashing pod would die.
+func (c *Cluster) KillPod(p *Pod) {
+	if cmd := c.pods[p.NS]; cmd != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		delete(c.pods, p.NS)
+	}
+}
+
+// RestartPod starts a killed pod again and configures its interface.
+func (c *Cluster) RestartPod(p *Pod) error {
+	if err := c.StartPod(p); err != nil {
+		return err
+	}
+	return c.configurePod(p)
+}
+
+// configurePod addresses the pod's TAP once the front-end created it.
+func (c *Cluster) configurePod(p *Pod) error {
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := Exec(p.NS, "ip", "link", "show", "eth0"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("pod %s has no eth0:\n%s", p.NS, c.Log(filepath.Base(p.NS)))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return c.T.sh(p.NS,
+		"ip link set eth0 address "+p.MAC,
+		"ip link set eth0 up",
+		fmt.Sprintf("ip addr add %s/%d dev eth0", p.Addr, p.Prefix),
+		"ip route add default via "+p.Gateway+" dev eth0")
+}
+
+// Metrics returns node i's Prometheus exposition.
+func (c *Cluster) Metrics(i int) (string, error) {
+	return Exec(c.T.Nodes[i].NS, "curl", "-sf", "http://127.0.0.1:9470/metrics")
+}
+
+// Stop stops every process the cluster started.
+func (c *Cluster) Stop() error {
+	var first error
+	for i := range c.vr {
+		if err := c.StopVRouter(i); err != nil && first == nil {
+			first = err
+		}
+	}
+	for _, cmd := range c.pods {
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	}
+	c.pods = map[string]*exec.Cmd{}
+	return first
+}

@@ -1,0 +1,82 @@
+package topo
+
+import (
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"time"
+)
+
+// PingResult is what ping reported.
+type PingResult struct {
+	Sent, Received int
+	AvgRTT         time.Duration
+}
+
+// Loss returns the lost fraction in percent.
+func (r PingResult) Loss() float64 {
+	if r.Sent == 0 {
+		return 100
+	}
+	return 100 * float64(r.Sent-r.Received) / float64(r.Sent)
+}
+
+var (
+	pingCounts = regexp.MustCompile(`(\d+) packets transmitted, (\d+) received`)
+	pingRTT    = regexp.MustCompile(`rtt min/avg/max/mdev = [\d.]+/([\d.]+)/`)
+)
+
+// Ping pings addr from pod count times at interval.
+func Ping(from *Pod, addr string, count int, interval time.Duration) (PingResult, error) {
+	out, _ := Exec(from.NS, "ping", "-c", strconv.Itoa(count), "-i", fmt.Sprintf("%.3f", interval.Seconds()), "-W", "1", addr)
+	var r PingResult
+	m := pingCounts.FindStringSubmatch(out)
+	if m == nil {
+		return r, fmt.Errorf("ping: unexpected output: %s", out)
+	}
+	r.Sent, _ = strconv.Atoi(m[1])
+	r.Received, _ = strconv.Atoi(m[2])
+	if m := pingRTT.FindStringSubmatch(out); m != nil {
+		ms, _ := strconv.ParseFloat(m[1], 64)
+		r.AvgRTT = time.Duration(ms * float64(time.Millisecond))
+	}
+	return r, nil
+}
+
+// IperfTCP runs an iperf3 TCP test from one pod to another for the given time and
+// returns the receiver's throughput in bit/s.
+func IperfTCP(from, to *Pod, d time.Duration) (float64, error) {
+	srv := exec.Command("ip", "netns", "exec", to.NS, "iperf3", "-s", "-1", "-p", "5299")
+	if err := srv.Start(); err != nil {
+		return 0, err
+	}
+	defer func() {
+		srv.Process.Kill()
+		srv.Wait()
+	}()
+	var out string
+	var err error
+	for try := 0; try < 20; try++ { // wait for the server to listen
+		time.Sleep(100 * time.Millisecond)
+		out, err = Exec(from.NS, "iperf3", "-c", to.Addr, "-p", "5299", "-J", "-t", strconv.Itoa(int(d.Seconds())))
+		if err == nil {
+			break
+		}
+	}
+	if err != nil {
+		return 0, fmt.Errorf("iperf3: %v", err)
+	}
+	var res struct {
+		End struct {
+			SumReceived struct {
+				BitsPerSecond float64 `json:"bits_per_second"`
+			} `json:"sum_received"`
+		} `json:"end"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		return 0, fmt.Errorf("iperf3 output: %v", err)
+	}
+	return res.End.SumReceived.BitsPerSecond, nil
+}

@@ -1,0 +1,124 @@
+// Package xdpfilter builds the uplink's XDP program: overlay traffic (VXLAN on UDP
+// 4789, MPLS over UDP on 6635, GRE) is redirected into the AF_XDP socket of its receive
+// queue; everything else (ARP, the host's own traffic, fragments) passes to the kernel,
+// which keeps owning the underlay interface.
+//
+// The program is assembled with cilium/ebpf's asm package; no compiler is needed at
+// build or run time.
+package xdpfilter
+
+import (
+	"fmt"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+)
+
+// UDP ports and IP protocols the filter redirects.
+const (
+	PortVXLAN    = 4789
+	PortMPLSoUDP = 6635
+	ProtoGRE     = 47
+	ProtoUDP     = 17
+)
+
+// XDP actions.
+const (
+	XDPDrop = 1
+	XDPPass = 2
+)
+
+// be16 returns the value a little-endian 16-bit load of the big-endian bytes of v
+// yields.
+func be16(v uint16) int32 { return int32(v>>8 | (v&0xff)<<8) }
+
+// Spec returns the program for the XSKMAP xsks. Overlay frames whose queue has no
+// socket in the map get fallback (XDPPass in production; tests use XDPDrop to see the
+// classification).
+func Spec(xsks *ebpf.Map, fallback int32) *ebpf.ProgramSpec {
+	const (
+		ctx  = asm.R6 // xdp_md
+		data = asm.R7 // packet start
+		end  = asm.R8 // packet end
+		l3   = asm.R9 // network header
+	)
+	insns := asm.Instructions{
+		asm.Mov.Reg(ctx, asm.R1),
+		asm.LoadMem(data, ctx, 0, asm.Word), // xdp_md.data
+		asm.LoadMem(end, ctx, 4, asm.Word),  // xdp_md.data_end
+
+		// Ethernet, with at most one 802.1Q tag.
+		asm.Mov.Reg(l3, data),
+		asm.Add.Imm(l3, 14),
+		asm.JGT.Reg(l3, end, "pass"),
+		asm.LoadMem(asm.R2, data, 12, asm.Half),
+		asm.JNE.Imm(asm.R2, be16(0x8100), "ethertype"),
+		asm.Mov.Reg(asm.R3, l3),
+		asm.Add.Imm(asm.R3, 4),
+		asm.JGT.Reg(asm.R3, end, "pass"),
+		asm.LoadMem(asm.R2, data, 16, asm.Half),
+		asm.Mov.Reg(l3, asm.R3),
+		asm.JEq.Imm(asm.R2, be16(0x0800), "ipv4").WithSymbol("ethertype"),
+		asm.JEq.Imm(asm.R2, be16(0x86dd), "ipv6"),
+		asm.Ja.Label("pass"),
+
+		// IPv4: version 4, no fragment (MF or offset), then the protocol.
+		asm.Mov.Reg(asm.R3, l3).WithSymbol("ipv4"),
+		asm.Add.Imm(asm.R3, 20),
+		asm.JGT.Reg(asm.R3, end, "pass"),
+		asm.LoadMem(asm.R2, l3, 6, asm.Half), // flags+fragment offset, big-endian
+		asm.And.Imm(asm.R2, be16(0x3fff)),
+		asm.JNE.Imm(asm.R2, 0, "pass"),
+		asm.LoadMem(asm.R4, l3, 0, asm.Byte), // version+IHL
+		asm.Mov.Reg(asm.R2, asm.R4),
+		asm.RSh.Imm(asm.R2, 4),
+		asm.JNE.Imm(asm.R2, 4, "pass"),
+		asm.And.Imm(asm.R4, 0x0f),
+		asm.JLT.Imm(asm.R4, 5, "pass"),
+		asm.LSh.Imm(asm.R4, 2), // header length, 20..60
+		asm.LoadMem(asm.R5, l3, 9, asm.Byte),
+		asm.Add.Reg(l3, asm.R4), // l3 now points at the transport header
+		asm.Ja.Label("l4"),
+
+		// IPv6: the next header directly (extension headers go to the kernel).
+		asm.Mov.Reg(asm.R3, l3).WithSymbol("ipv6"),
+		asm.Add.Imm(asm.R3, 40),
+		asm.JGT.Reg(asm.R3, end, "pass"),
+		asm.LoadMem(asm.R5, l3, 6, asm.Byte),
+		asm.Add.Imm(l3, 40),
+
+		// Transport: GRE, or UDP to one of the overlay ports.
+		asm.JEq.Imm(asm.R5, ProtoGRE, "redirect").WithSymbol("l4"),
+		asm.JNE.Imm(asm.R5, ProtoUDP, "pass"),
+		asm.Mov.Reg(asm.R3, l3),
+		asm.Add.Imm(asm.R3, 8),
+		asm.JGT.Reg(asm.R3, end, "pass"),
+		asm.LoadMem(asm.R2, l3, 2, asm.Half), // destination port
+		asm.JEq.Imm(asm.R2, be16(PortVXLAN), "redirect"),
+		asm.JEq.Imm(asm.R2, be16(PortMPLSoUDP), "redirect"),
+
+		asm.Mov.Imm(asm.R0, XDPPass).WithSymbol("pass"),
+		asm.Return(),
+
+		asm.LoadMapPtr(asm.R1, xsks.FD()).WithSymbol("redirect"),
+		asm.LoadMem(asm.R2, ctx, 16, asm.Word), // xdp_md.rx_queue_index
+		asm.Mov.Imm(asm.R3, fallback),
+		asm.FnRedirectMap.Call(),
+		asm.Return(),
+	}
+	return &ebpf.ProgramSpec{
+		Name:         "dpkit_vr_uplink",
+		Type:         ebpf.XDP,
+		License:      "Dual MIT/GPL",
+		Instructions: insns,
+	}
+}
+
+// Load creates the program for xsks.
+func Load(xsks *ebpf.Map) (*ebpf.Program, error) {
+	p, err := ebpf.NewProgram(Spec(xsks, XDPPass))
+	if err != nil {
+		return nil, fmt.Errorf("xdpfilter: load: %w", err)
+	}
+	return p, nil
+}

@@ -1,0 +1,353 @@
+// Command vrouter is a two-node-capable userspace vRouter built from dpkit: an AF_XDP
+// uplink carrying VXLAN, MPLS over UDP or MPLS over GRE to other nodes, pods attached
+// over AF_XDP (veth host ends) or vhost-user, per-VRF routing, an exception TAP to the
+// host, Prometheus metrics and pcap capture. See README.md.
+//
+//	vrouter -config node1.yaml
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/dpkit/dpkit/encap"
+	"github.com/dpkit/dpkit/examples/vrouter/internal/config"
+	"github.com/dpkit/dpkit/examples/vrouter/internal/dataplane"
+	"github.com/dpkit/dpkit/examples/vrouter/internal/metrics"
+	"github.com/dpkit/dpkit/examples/vrouter/internal/ops"
+	"github.com/dpkit/dpkit/examples/vrouter/internal/xdpfilter"
+	"github.com/dpkit/dpkit/pmd"
+	"github.com/dpkit/dpkit/vhost"
+	"github.com/dpkit/dpkit/xsk"
+)
+
+var (
+	idleFlag string
+	sleepMax time.Duration
+)
+
+// xskConfig lets one kick transmit a whole burst in copy mode (veth): the kernel's
+// default of 32 frames per sendto leaves the TX ring full under load.
+var xskConfig = xsk.Config{TxBudget: 256}
+
+// routerMAC is the vRouter's MAC as the pods see it (their gateway's), the one the
+// Contrail vRouter uses.
+var routerMAC = [6]byte{0x00, 0x00, 0x5e, 0x00, 0x01, 0x00}
+
+func main() {
+	cfgPath := flag.String("config", "", "configuration file (YAML)")
+	logJSON := flag.Bool("log-json", false, "log as JSON instead of text")
+	frames := flag.Int("frames", 16384, "packet buffers in the pool")
+	check := flag.Bool("check", false, "validate the configuration and exit")
+	flag.StringVar(&idleFlag, "idle", "adaptive", "forwarding worker's idle policy: busy-poll, yield, sleep, adaptive")
+	flag.DurationVar(&sleepMax, "sleep-max", 200*time.Microsecond, "longest idle sleep (sleep, adaptive)")
+	flag.Parse()
+	if *cfgPath == "" || flag.NArg() > 0 {
+		fmt.Fprintln(os.Stderr, "usage: vrouter -config FILE [-check] [-log-json] [-frames N]")
+		os.Exit(2)
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if *check {
+		fmt.Println("configuration is valid")
+		return
+	}
+	if *frames < 1024 || *frames > 1<<22 {
+		fmt.Fprintln(os.Stderr, "-frames must be in 1024..4194304")
+		os.Exit(2)
+	}
+	var level slog.Level
+	level.UnmarshalText([]byte(cfg.LogLevel))
+	hopts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(os.Stderr, hopts)
+	if *logJSON {
+		h = slog.NewJSONHandler(os.Stderr, hopts)
+	}
+	log := slog.New(h).With("node", cfg.Node.Name)
+	slog.SetDefault(log)
+	if err := run(cfg, *cfgPath, *frames, log); err != nil {
+		log.Error("vrouter stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+// router holds everything the process opened, for an orderly shutdown.
+type router struct {
+	log      *slog.Logger
+	pool     *pmd.Pool
+	umem     *xsk.UMEM
+	xsks     []*xsk.Port
+	filter   *xsk.Program
+	filterPg *ebpf.Program
+	filterMp *ebpf.Map
+	backends []*vhost.Backend
+	tap      *pmd.TapPort
+	captures map[string]*pmd.CapturePort
+	eng      *dataplane.Engine
+	names    map[string]int
+	ulMAC    [6]byte
+}
+
+func run(cfg *config.Config, path string, frames int, log *slog.Logger) (err error) {
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	r := &router{log: log, captures: map[string]*pmd.CapturePort{}, names: map[string]int{}}
+	defer r.close()
+	if err := r.open(ctx, cfg, frames); err != nil {
+		return err
+	}
+	tabs, err := dataplane.Build(cfg, r.names, r.ulMAC, routerMAC)
+	if err != nil {
+		return err
+	}
+	r.eng.Publish(tabs)
+
+	reg := &metrics.Registry{}
+	reg.Register(r.collect)
+	srv := &ops.Server{Metrics: reg, Capture: func(n string) (*pmd.CapturePort, bool) {
+		c, ok := r.captures[n]
+		return c, ok
+	}}
+	if cfg.Metrics != "" {
+		if err := srv.Start(cfg.Metrics); err != nil {
+			return err
+		}
+		defer srv.Close()
+		log.Info("operations endpoint", "addr", srv.Addr())
+	}
+
+	// Control work (vhost-user sockets, reloads, the ops endpoint) runs on the
+	// control CPUs; the forwarding worker pins itself.
+	if cfg.CtlCPUs.Count() > 0 {
+		log.Info("control CPUs", "cpus", cfg.CtlCPUs.String())
+	}
+	fwd := pmd.CPUSet{}
+	if cfg.FwdCPUs.Count() > 0 {
+		fwd = pmd.CPUSetOf(cfg.FwdCPUs.CPUs()[0])
+		if cfg.FwdCPUs.Count() > 1 {
+			log.Warn("one forwarding worker runs; the other forwarding CPUs stay idle", "worker_cpu", fwd.String())
+		}
+	}
+	idle, ok := map[string]pmd.IdlePolicy{"busy-poll": pmd.IdleBusyPoll, "yield": pmd.IdleYield,
+		"sleep": pmd.IdleSleep, "adaptive": pmd.IdleAdaptive}[idleFlag]
+	if !ok {
+		return fmt.Errorf("-idle %q is not one of busy-poll, yield, sleep, adaptive", idleFlag)
+	}
+	w, err := pmd.NewWorker(pmd.WorkerOptions{Name: "fwd", CPUs: fwd, Idle: idle, SleepMax: sleepMax,
+		SleepMin: min(10*time.Microsecond, sleepMax)}, r.eng.Poll)
+	if err != nil {
+		return err
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				r.reload(path, cfg)
+			}
+		}
+	}()
+	log.Info("forwarding", "interfaces", len(r.eng.Ifaces()), "cpu", fwd.String())
+	err = w.Run(ctx)
+	st := w.Stats()
+	log.Info("shutting down", "loops", st.Loops, "packets", st.Packets)
+	return err
+}
+
+// reload rereads the file and publishes new routes; interface changes need a restart.
+func (r *router) reload(path string, old *config.Config) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		r.log.Error("reload refused", "err", err)
+		return
+	}
+	if len(cfg.Interfaces) != len(old.Interfaces) || cfg.Uplink.Interface != old.Uplink.Interface || cfg.Node.Underlay != old.Node.Underlay {
+		r.log.Warn("reload: interface or uplink changes take effect on restart; routes are reloaded")
+	}
+	for _, in := range cfg.Interfaces {
+		if _, ok := r.names[in.Name]; !ok {
+			r.log.Error("reload refused: unknown interface (restart to add it)", "interface", in.Name)
+			return
+		}
+	}
+	tabs, err := dataplane.Build(cfg, r.names, r.ulMAC, routerMAC)
+	if err != nil {
+		r.log.Error("reload refused", "err", err)
+		return
+	}
+	r.eng.Publish(tabs)
+	r.log.Info("routes reloaded", "vrfs", len(cfg.VRFs))
+}
+
+func (r *router) open(ctx context.Context, cfg *config.Config, frames int) error {
+	var err error
+	r.pool, err = pmd.NewPool(pmd.PoolOptions{Frames: frames, Name: "vrouter", Logger: r.log})
+	if err != nil {
+		return err
+	}
+	r.umem, err = xsk.NewUMEM(xsk.UMEMOptions{Pool: r.pool})
+	if err != nil {
+		return err
+	}
+	var ifaces []*dataplane.Iface
+	addIface := func(in *dataplane.Iface) {
+		c := pmd.NewCapturePort(in.Port, r.pool)
+		r.captures[in.Name] = c
+		in.Port = c
+		r.names[in.Name] = len(ifaces)
+		ifaces = append(ifaces, in)
+	}
+
+	// The uplink: only overlay traffic is redirected to us; the kernel keeps the rest.
+	ul, err := net.InterfaceByName(cfg.Uplink.Interface)
+	if err != nil {
+		return fmt.Errorf("uplink: %w", err)
+	}
+	copy(r.ulMAC[:], ul.HardwareAddr)
+	queues := max(cfg.Uplink.Queues, 1)
+	r.filterMp, err = ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.XSKMap, KeySize: 4, ValueSize: 4, MaxEntries: uint32(queues)})
+	if err != nil {
+		return fmt.Errorf("uplink XSKMAP: %w", err)
+	}
+	if r.filterPg, err = xdpfilter.Load(r.filterMp); err != nil {
+		return err
+	}
+	if r.filter, err = xsk.NewProgramFrom(r.filterPg, r.filterMp); err != nil {
+		return err
+	}
+	mode := map[string]xsk.AttachMode{"auto": xsk.AttachAuto, "native": xsk.AttachNative, "generic": xsk.AttachGeneric}[cfg.Uplink.XDPMode]
+	if err := r.filter.Attach(ul.Index, mode); err != nil {
+		return fmt.Errorf("uplink: attach XDP: %w", err)
+	}
+	r.log.Info("uplink", "interface", ul.Name, "xdp", r.filter.Mode().String())
+	if queues > 1 {
+		r.log.Warn("uplink: one queue is polled", "queues", queues)
+	}
+	up, err := xsk.Open(ul.Name, 0, xsk.Options{UMEM: r.umem, Program: r.filter, Socket: xskConfig})
+	if err != nil {
+		return fmt.Errorf("uplink: %w", err)
+	}
+	r.xsks = append(r.xsks, up)
+	addIface(&dataplane.Iface{Name: "uplink", Kind: dataplane.Uplink, Port: up})
+
+	for i, in := range cfg.Interfaces {
+		di := &dataplane.Iface{Name: in.Name, Kind: dataplane.Pod, VRF: vrfID(cfg, in.VRF), MAC: [6]byte(in.HW)}
+		for _, a := range in.Addrs {
+			if a.Is4() {
+				di.IP4 = append(di.IP4, dataplane.IP4(a))
+			} else {
+				di.IP6 = append(di.IP6, a.As16())
+			}
+		}
+		for _, g := range in.Gateways {
+			if g.Is4() {
+				di.Gw4 = append(di.Gw4, dataplane.IP4(g))
+			} else {
+				di.Gw6 = append(di.Gw6, g.As16())
+			}
+		}
+		id := uint16(i + 1)
+		switch in.Type {
+		case "veth":
+			p, err := xsk.Open(in.Veth.Interface, 0, xsk.Options{UMEM: r.umem, PortID: id, Socket: xskConfig})
+			if err != nil {
+				return fmt.Errorf("interface %s: %w", in.Name, err)
+			}
+			r.xsks = append(r.xsks, p)
+			di.Port = p
+		case "vhost":
+			b, err := vhost.NewBackend(vhost.Options{Path: in.Vhost.Socket, Client: in.Vhost.Role == "client",
+				SocketMode: 0o660, QueuePairs: max(in.Vhost.Queues, 1), Pool: r.pool, PortID: id,
+				Logger: r.log.With("interface", in.Name)})
+			if err != nil {
+				return fmt.Errorf("interface %s: %w", in.Name, err)
+			}
+			r.backends = append(r.backends, b)
+			go b.Serve(ctx)
+			di.Port = b.Port(0)
+			if in.Vhost.Queues > 1 {
+				r.log.Warn("vhost: queue pair 0 is polled", "interface", in.Name)
+			}
+		}
+		addIface(di)
+	}
+
+	if e := cfg.Exception; e != nil {
+		if r.tap, err = pmd.NewTap(pmd.TapOptions{Name: e.Tap, Pool: r.pool, PortID: 0xfff0}); err != nil {
+			return fmt.Errorf("exception: %w", err)
+		}
+		ti, err := net.InterfaceByName(r.tap.Name())
+		if err != nil {
+			return fmt.Errorf("exception: %w", err)
+		}
+		addIface(&dataplane.Iface{Name: "exception", Kind: dataplane.Exception, Port: r.tap, VRF: dataplane.VRFID(0),
+			MAC: [6]byte(ti.HardwareAddr)})
+	}
+	local := []netip.Addr{cfg.Node.Addr}
+	r.eng = dataplane.New(dataplane.Config{Pool: r.pool, Ifaces: ifaces, RouterMAC: routerMAC,
+		Decapper: encap.NewDecapper(encap.DecapOptions{Local: local})})
+	return nil
+}
+
+func vrfID(cfg *config.Config, name string) uint32 {
+	for i, v := range cfg.VRFs {
+		if v.Name == name {
+			return dataplane.VRFID(i)
+		}
+	}
+	return 0
+}
+
+// close releases everything in reverse order: ports (unmapping rings, detaching XDP),
+// sockets, the TAP, then the pool.
+func (r *router) close() {
+	if r.eng != nil {
+		r.eng.Close()
+	}
+	var errs []error
+	for i := len(r.xsks) - 1; i >= 0; i-- {
+		errs = append(errs, r.xsks[i].Close())
+	}
+	for _, b := range r.backends {
+		errs = append(errs, b.Close())
+	}
+	if r.tap != nil {
+		errs = append(errs, r.tap.Close())
+	}
+	if r.filter != nil {
+		errs = append(errs, r.filter.Close())
+	}
+	if r.filterPg != nil {
+		errs = append(errs, r.filterPg.Close())
+	}
+	if r.filterMp != nil {
+		errs = append(errs, r.filterMp.Close())
+	}
+	if r.umem != nil {
+		errs = append(errs, r.umem.Close())
+	}
+	if r.pool != nil {
+		errs = append(errs, r.pool.Close())
+	}
+	if err := errors.Join(errs...); err != nil {
+		r.log.Warn("shutdown", "err", err)
+	}
+}

@@ -1,0 +1,318 @@
+// Command xdpfwd forwards frames between two interfaces through AF_XDP, like DPDK's
+// l2fwd: every frame received on one is sent out of the other, queue i to queue i,
+// without copies (both interfaces share one UMEM). With only -a it reflects frames back
+// out of the same interface, swapping MAC addresses (-macswap is then implied).
+//
+//	xdpfwd -a veth0 -b veth1            # a two-port wire
+//	xdpfwd -a eth0 -macswap             # a reflector
+//
+// It prints per-port rates every -stats interval and stops cleanly on Ctrl-C (SIGINT
+// or SIGTERM), detaching its XDP programs.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/signal"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/dpkit/dpkit/pmd"
+	"github.com/dpkit/dpkit/xsk"
+)
+
+type config struct {
+	a, b     string
+	queues   int
+	macswap  bool
+	copyMode bool
+	zeroCopy bool
+	generic  bool
+	multiBuf bool
+	frames   int
+	ring     int
+	burst    int
+	interval time.Duration
+	spin     bool
+	busyPoll time.Duration
+	duration time.Duration
+}
+
+func main() {
+	var c config
+	flag.StringVar(&c.a, "a", "", "first interface (required)")
+	flag.StringVar(&c.b, "b", "", "second interface; empty reflects out of -a")
+	flag.IntVar(&c.queues, "queues", 0, "queues to serve on each interface; 0 means all the smaller one has")
+	flag.BoolVar(&c.macswap, "macswap", false, "swap source and destination MAC (implied without -b)")
+	flag.BoolVar(&c.copyMode, "copy", false, "force copy mode")
+	flag.BoolVar(&c.zeroCopy, "zerocopy", false, "require zero-copy mode")
+	flag.BoolVar(&c.generic, "generic", false, "attach the XDP program in generic (SKB) mode")
+	flag.BoolVar(&c.multiBuf, "mb", false, "multi-buffer: forward frames larger than a UMEM frame (jumbo MTU)")
+	flag.IntVar(&c.frames, "frames", 0, "UMEM frames; 0 sizes for every ring")
+	flag.IntVar(&c.ring, "ring", xsk.DefaultRingSize, "size of each ring")
+	flag.IntVar(&c.burst, "burst", pmd.DefaultBurst, "packets per Rx/Tx call")
+	flag.DurationVar(&c.interval, "stats", time.Second, "statistics interval; 0 disables")
+	flag.BoolVar(&c.spin, "spin", false, "poll without ever sleeping (a dedicated core)")
+	flag.DurationVar(&c.busyPoll, "busy-poll", 0, "SO_BUSY_POLL time (e.g. 20us); 0 disables")
+	flag.DurationVar(&c.duration, "duration", 0, "stop after this long; 0 runs until interrupted")
+	flag.Parse()
+	if err := run(c); err != nil {
+		log.Fatalf("xdpfwd: %v", err)
+	}
+}
+
+func (c *config) validate() error {
+	switch {
+	case c.a == "":
+		return errors.New("-a is required")
+	case c.copyMode && c.zeroCopy:
+		return errors.New("-copy and -zerocopy exclude each other")
+	case c.burst < 1 || c.burst > pmd.MaxBurst:
+		return fmt.Errorf("-burst must be in 1..%d", pmd.MaxBurst)
+	case c.queues < 0 || c.frames < 0:
+		return errors.New("-queues and -frames must not be negative")
+	}
+	if c.b == "" {
+		c.macswap = true
+	}
+	return nil
+}
+
+func run(c config) error {
+	if err := c.validate(); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if c.duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.duration)
+		defer cancel()
+	}
+
+	qa, err := xsk.Queues(c.a)
+	if err != nil {
+		return err
+	}
+	qn := qa
+	if c.b != "" {
+		qb, err := xsk.Queues(c.b)
+		if err != nil {
+			return err
+		}
+		qn = min(qa, qb)
+	}
+	if c.queues > 0 {
+		qn = min(qn, c.queues)
+	}
+	ifaces := 1
+	if c.b != "" {
+		ifaces = 2
+	}
+	frames := c.frames
+	if frames == 0 {
+		frames = max(4096, ifaces*qn*2*c.ring)
+	}
+	// One pool, one UMEM for both interfaces: a frame received on a is sent on b as is.
+	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: frames, Name: "xdpfwd"})
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	umem, err := xsk.NewUMEM(xsk.UMEMOptions{Pool: pool})
+	if err != nil {
+		return err
+	}
+	defer umem.Close()
+
+	sock := xsk.Config{RxSize: c.ring, TxSize: c.ring, FillSize: c.ring, CompSize: c.ring, MultiBuffer: c.multiBuf, BusyPoll: c.busyPoll}
+	switch {
+	case c.copyMode:
+		sock.Bind = xsk.BindCopy
+	case c.zeroCopy:
+		sock.Bind = xsk.BindZeroCopy
+	}
+	attach := xsk.AttachAuto
+	if c.generic {
+		attach = xsk.AttachGeneric
+	}
+	open := func(ifname string, id uint16) ([]*xsk.Port, error) {
+		var ports []*xsk.Port
+		for q := range qn {
+			o := xsk.Options{UMEM: umem, Socket: sock, Attach: attach, PortID: id}
+			if q > 0 {
+				o.Program = ports[0].Program() // one program per interface
+			}
+			p, err := xsk.Open(ifname, q, o)
+			if err != nil {
+				xsk.CloseAll(ports)
+				return nil, err
+			}
+			ports = append(ports, p)
+		}
+		return ports, nil
+	}
+	pa, err := open(c.a, 0)
+	if err != nil {
+		return err
+	}
+	pb := pa
+	if c.b != "" {
+		if pb, err = open(c.b, 1000); err != nil {
+			xsk.CloseAll(pa)
+			return err
+		}
+	}
+	s := pa[0].Socket()
+	log.Printf("xdpfwd: %s <-> %s, %d queue(s), XDP %v, zero-copy %v, multi-buffer %v, %d frames",
+		c.a, or(c.b, c.a), qn, pa[0].Program().Mode(), s.ZeroCopy(), s.MultiBuffer(), frames)
+
+	var stopped atomic.Bool
+	var wg sync.WaitGroup
+	for q := range qn {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			forward(&c, &stopped, pool, pa[q], pb[q])
+		}()
+	}
+	if c.interval > 0 {
+		go report(ctx, c.interval, pa, pb, c.b != "")
+	}
+	<-ctx.Done()
+	stopped.Store(true)
+	wg.Wait()
+	printTotals(pa, pb, c.b != "")
+	// Close in reverse: queue 0 of each interface owns its program.
+	var errs []error
+	sets := [][]*xsk.Port{pa}
+	if c.b != "" {
+		sets = [][]*xsk.Port{pb, pa}
+	}
+	for _, ports := range sets {
+		for i := len(ports) - 1; i >= 0; i-- {
+			errs = append(errs, ports[i].Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func or(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// forward runs one queue pair: a's frames out of b and b's out of a.
+func forward(c *config, stopped *atomic.Bool, pool *pmd.Pool, a, b *xsk.Port) {
+	cache := pool.NewCache(0)
+	defer cache.Flush()
+	var ab, ba pmd.Batch
+	idle := 0
+	for !stopped.Load() {
+		n := pass(c, pool, cache, &ab, a, b)
+		if a != b {
+			n += pass(c, pool, cache, &ba, b, a)
+		}
+		if n > 0 || c.spin {
+			idle = 0
+			continue
+		}
+		if idle++; idle > 1024 {
+			time.Sleep(50 * time.Microsecond) // share the core when there is no traffic
+		}
+	}
+}
+
+// pass moves one burst from in to out and returns how many packets it received.
+func pass(c *config, pool *pmd.Pool, cache *pmd.Cache, b *pmd.Batch, in, out *xsk.Port) int {
+	room := b.Room()[:min(c.burst, len(b.Room()))]
+	n := in.Rx(room)
+	b.Grow(n)
+	if c.macswap {
+		for i := range b.Pkts()[b.Len()-n:] {
+			pk := &b.Pkts()[b.Len()-n+i]
+			if i > 0 && b.Pkts()[b.Len()-n+i-1].Flags&pmd.PktMore != 0 {
+				continue // a chain's later segments carry no Ethernet header
+			}
+			if d := pool.Data(pk); len(d) >= 12 {
+				var m [6]byte
+				copy(m[:], d[0:6])
+				copy(d[0:6], d[6:12])
+				copy(d[6:12], m[:])
+			}
+		}
+	}
+	b.Tx(out)
+	if b.Len() > 0 {
+		// The tx ring is full: drop what did not fit rather than stall the rx side.
+		cache.Free(b.Pkts())
+		b.Reset()
+	}
+	return n
+}
+
+type snap struct{ rx, tx, drops uint64 }
+
+func snapshot(ports []*xsk.Port) snap {
+	var s snap
+	for _, p := range ports {
+		st := p.Stats()
+		s.rx += st.RxPackets
+		s.tx += st.TxPackets
+		s.drops += st.TotalDrops()
+		if k, err := p.Socket().Stats(); err == nil {
+			s.drops += k.RxDropped + k.RxRingFull + k.TxInvalidDescs
+		}
+	}
+	return s
+}
+
+func report(ctx context.Context, every time.Duration, pa, pb []*xsk.Port, two bool) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	prevA, prevB := snapshot(pa), snapshot(pb)
+	last := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			a, b := snapshot(pa), snapshot(pb)
+			dt := now.Sub(last).Seconds()
+			line := fmt.Sprintf("a: rx %s tx %s drops %d", rate(a.rx-prevA.rx, dt), rate(a.tx-prevA.tx, dt), a.drops)
+			if two {
+				line += fmt.Sprintf(" | b: rx %s tx %s drops %d", rate(b.rx-prevB.rx, dt), rate(b.tx-prevB.tx, dt), b.drops)
+			}
+			log.Print(line)
+			prevA, prevB, last = a, b, now
+		}
+	}
+}
+
+func rate(n uint64, dt float64) string {
+	pps := float64(n) / dt
+	switch {
+	case pps >= 1e6:
+		return fmt.Sprintf("%.2f Mpps", pps/1e6)
+	case pps >= 1e3:
+		return fmt.Sprintf("%.1f kpps", pps/1e3)
+	}
+	return fmt.Sprintf("%.0f pps", pps)
+}
+
+func printTotals(pa, pb []*xsk.Port, two bool) {
+	a := snapshot(pa)
+	fmt.Printf("a: rx %d tx %d drops %d\n", a.rx, a.tx, a.drops)
+	if two {
+		b := snapshot(pb)
+		fmt.Printf("b: rx %d tx %d drops %d\n", b.rx, b.tx, b.drops)
+	}
+}
