@@ -13,7 +13,7 @@ import (
 )
 
 var exchangeCount = flag.Int("vring.exchange", 0,
-	"buffers exchanged by TestConcurrent per layout (0: 10M, 2M under -race, 200k with -short; in-order variants at most 1M)")
+	"buffers exchanged by TestConcurrent per layout (0: 10M, 200k with -short; in-order variants at most 1M)")
 
 // TestConcurrent runs a driver and a device on two goroutines exchanging
 // buffers through shared memory. The driver writes a sequence number into
@@ -27,10 +27,6 @@ func TestConcurrent(t *testing.T) {
 		count = *exchangeCount
 	case testing.Short():
 		count = 200_000
-	case raceEnabled:
-		// 10M under -race takes ~25 s (split) and ~60 s (packed) on an
-		// idle 2-core machine; run 10M with -vring.exchange=10000000.
-		count = 2_000_000
 	}
 	for _, l := range layouts {
 		for _, f := range []uint64{vring.FeatureEventIdx, vring.FeatureInOrder} {
