@@ -368,3 +368,45 @@ func bytes6(r *root6) int {
 	}
 	return n
 }
+
+// lookupGroup is the number of addresses a batch lookup walks level by level.
+const lookupGroup = 32
+
+// lookupBatch looks up addrs into out (same length) a group at a time, the
+// whole group going down the trie one level before the next. Below the
+// first levels every step is a cache miss; a group's misses issued back to
+// back overlap instead of queueing behind each address's chain of dependent
+// loads (what rte_fib6's bulk lookup gets from its prefetches). It measured
+// 1.6x faster than one address at a time on the 200k-route table. IPv4 has at
+// most two misses per address and the plain loop measured faster there.
+func (r *root6) lookupBatch(addrs [][16]byte, out []NextHopID) {
+	var cs [lookupGroup]*chunk
+	var es [lookupGroup]uint32
+	for len(addrs) > 0 {
+		n := min(len(addrs), lookupGroup)
+		a, o := addrs[:n], out[:n]
+		for i := range a {
+			cs[i] = r.dir[a[i][0]].Load().dir[a[i][1]].Load() // acquire; pairs with publish6
+		}
+		ext := false
+		for i := range a {
+			e := cs[i].tbl[a[i][2]]
+			es[i] = e
+			ext = ext || e&extBit != 0
+		}
+		for b := 3; ext && b < 16; b++ {
+			ext = false
+			for i := range a {
+				if e := es[i]; e&extBit != 0 {
+					e = cs[i].pool[(e&^extBit)<<8|uint32(a[i][b])]
+					es[i] = e
+					ext = ext || e&extBit != 0
+				}
+			}
+		}
+		for i := range o {
+			o[i] = NextHopID(es[i] & nhMask)
+		}
+		addrs, out = addrs[n:], out[n:]
+	}
+}

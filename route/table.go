@@ -165,9 +165,7 @@ func (t *Table) LookupBatch6(vrf uint32, addrs [][16]byte, out []NextHopID) int 
 		clear(out)
 		return n
 	}
-	for i := range addrs {
-		out[i] = r.lookup(&addrs[i])
-	}
+	r.lookupBatch(addrs, out)
 	return n
 }
 

@@ -1,6 +1,7 @@
 package route
 
 import (
+	"encoding/binary"
 	"errors"
 	"math/rand/v2"
 	"net/netip"
@@ -76,11 +77,14 @@ func randPrefix(rng *rand.Rand, v6 bool) netip.Prefix {
 
 func checkAgainst(t *testing.T, tb *Table, vrf uint32, ref refTable, rng *rand.Rand, v6 bool, n int) {
 	t.Helper()
+	var probed []netip.Addr
 	probe := func(a netip.Addr) {
 		if got, want := tb.Lookup(vrf, a), ref.lookup(a); got != want {
 			t.Fatalf("lookup %v: got %d want %d", a, got, want)
 		}
+		probed = append(probed, a)
 	}
+	defer func() { checkBatch(t, tb, vrf, ref, probed, v6) }()
 	for range n {
 		probe(randAddr(rng, v6))
 	}
@@ -94,6 +98,35 @@ func checkAgainst(t *testing.T, tb *Table, vrf uint32, ref refTable, rng *rand.R
 		}
 		if pv := p.Addr().Prev(); pv.IsValid() {
 			probe(pv)
+		}
+	}
+}
+
+// checkBatch looks addrs up with LookupBatch4/6, which walk groups of
+// addresses level by level, and compares each answer with the reference.
+func checkBatch(t *testing.T, tb *Table, vrf uint32, ref refTable, addrs []netip.Addr, v6 bool) {
+	t.Helper()
+	out := make([]NextHopID, len(addrs))
+	if v6 {
+		a6 := make([][16]byte, len(addrs))
+		for i, a := range addrs {
+			a6[i] = a.As16()
+		}
+		if n := tb.LookupBatch6(vrf, a6, out); n != len(addrs) {
+			t.Fatalf("LookupBatch6 did %d of %d", n, len(addrs))
+		}
+	} else {
+		a4 := make([]uint32, len(addrs))
+		for i, a := range addrs {
+			a4[i] = binary.BigEndian.Uint32(a.AsSlice())
+		}
+		if n := tb.LookupBatch4(vrf, a4, out); n != len(addrs) {
+			t.Fatalf("LookupBatch4 did %d of %d", n, len(addrs))
+		}
+	}
+	for i, a := range addrs {
+		if want := ref.lookup(a); out[i] != want {
+			t.Fatalf("batch lookup %v (index %d of %d): got %d want %d", a, i, len(addrs), out[i], want)
 		}
 	}
 }
