@@ -24,6 +24,7 @@ type device struct {
 	mtu       uint16
 	rarpMAC   [6]byte
 	rarpCount uint64
+	log       *dirtyLog // SET_LOG_BASE's bitmap; used while LOG_ALL is negotiated
 }
 
 func newDevice(o *Options) *device {
@@ -37,7 +38,7 @@ func newDevice(o *Options) *device {
 // offered is the feature set GET_FEATURES reports.
 func (d *device) offered() uint64 {
 	f := uint64(FeatureVersion1 | FeatureMrgRxbuf | FeatureRingPacked | FeatureEventIdx |
-		FeatureIndirectDesc | FeatureInOrder | FeatureProtocolFeatures)
+		FeatureIndirectDesc | FeatureInOrder | FeatureProtocolFeatures | FeatureLogAll)
 	if d.opts.queuePairs() > 1 {
 		f |= FeatureMQ
 	}
@@ -48,7 +49,7 @@ func (d *device) offered() uint64 {
 }
 
 func (d *device) offeredProto() uint64 {
-	p := uint64(ProtoMQ | ProtoReplyAck | ProtoConfigureMemSlots | ProtoStatus | ProtoRARP | ProtoNetMTU)
+	p := uint64(ProtoMQ | ProtoReplyAck | ProtoConfigureMemSlots | ProtoStatus | ProtoRARP | ProtoNetMTU | ProtoLogShmfd)
 	return p
 }
 
@@ -219,9 +220,17 @@ func (d *device) setFeatures(m *message) ([]byte, error) {
 		return nil, fmt.Errorf("%w: features %#x not offered", ErrInvalid, f&^d.offered())
 	}
 	for _, q := range d.queues {
-		if q.active.Load() != nil && f != d.features {
+		// Live migration turns LOG_ALL on and off under running rings (QEMU's
+		// vhost_dev_set_log); any other change needs them stopped.
+		if q.active.Load() != nil && (f^d.features)&^FeatureLogAll != 0 {
 			return nil, fmt.Errorf("%w: SET_FEATURES changes features of running queue %d", ErrBusy, q.idx)
 		}
+	}
+	if (f^d.features)&FeatureLogAll != 0 {
+		// The rings restart with or without logging.
+		running := d.stopAll()
+		d.features, d.featSet = f, true
+		d.restart(running)
 	}
 	d.features, d.featSet = f, true
 	if f&FeatureProtocolFeatures == 0 {
@@ -376,20 +385,35 @@ func (d *device) remMemReg(m *message) ([]byte, error) {
 	return nil, fmt.Errorf("%w: no region at %#x+%#x", ErrInvalid, r.GuestAddr, r.Size)
 }
 
-// setLogBase validates the dirty log area (the checks of DPDK's CVE-2020-10723 class).
-// Dirty-page logging itself is not implemented, so LOG_SHMFD is never offered and a
-// front-end that sends this anyway is refused after the checks.
+// setLogBase takes the dirty log area for live migration (vhost-user.rst
+// SET_LOG_BASE with LOG_SHMFD): size and offset are checked against overflow and
+// against the file (the checks of DPDK's CVE-2020-10723 class) before it is mapped.
+// Running rings switch to the new area; the old one is unmapped after. The reply
+// carries no payload, as QEMU and DPDK have it.
 func (d *device) setLogBase(m *message) ([]byte, error) {
-	size, off := le.Uint64(m.payload), le.Uint64(m.payload[8:])
-	if size == 0 || off+size < off || off+size > 1<<40 {
-		return nil, fmt.Errorf("%w: log area size %#x offset %#x", ErrInvalid, size, off)
+	if !d.hasProto(ProtoLogShmfd) {
+		// Validate first anyway: a hostile size is an invalid message either way.
+		size, off := le.Uint64(m.payload), le.Uint64(m.payload[8:])
+		if size == 0 || off+size < off || off+size > 1<<40 {
+			return nil, fmt.Errorf("%w: log area size %#x offset %#x", ErrInvalid, size, off)
+		}
+		return nil, fmt.Errorf("%w: LOG_SHMFD", ErrNotNegotiated)
 	}
-	return nil, fmt.Errorf("%w: LOG_SHMFD (dirty logging is not implemented)", ErrNotNegotiated)
+	l, err := newDirtyLog(m.fds[0], le.Uint64(m.payload), le.Uint64(m.payload[8:]))
+	if err != nil {
+		return nil, err
+	}
+	running := d.stopAll()
+	old := d.log
+	d.log = l
+	d.restart(running)
+	old.unmap()
+	return []byte{}, nil
 }
 
-func (d *device) setLogFd(*message) ([]byte, error) {
-	return nil, fmt.Errorf("%w: LOG_SHMFD (dirty logging is not implemented)", ErrNotNegotiated)
-}
+// setLogFd takes the (legacy) eventfd the front-end would have the back-end signal
+// after a log sync. Nothing here needs it, as with DPDK: it is closed.
+func (d *device) setLogFd(*message) ([]byte, error) { return nil, nil }
 
 // inflight handles GET/SET_INFLIGHT_FD. Inflight tracking is for devices that must not
 // lose a request across a reconnect (blk, crypto); a net device may drop packets, and
@@ -441,8 +465,8 @@ func (d *device) setVringAddr(m *message) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if a.Flags&vringAddrLog != 0 {
-		return nil, fmt.Errorf("%w: vring logging (LOG_ALL)", ErrNotNegotiated)
+	if a.Flags&^vringAddrLog != 0 {
+		return nil, fmt.Errorf("%w: vring address flags %#x", ErrInvalid, a.Flags)
 	}
 	// A ring being re-addressed stops (QEMU re-sends addresses when it turns
 	// logging on); it restarts below if still ready.
@@ -635,8 +659,47 @@ func (d *device) start(q *vq) error {
 		dev.DisableNotify()
 		r.split = dev
 	}
+	if d.has(FeatureLogAll) && d.log != nil {
+		d.logRings(q, r)
+	}
 	q.active.Store(r)
 	return nil
+}
+
+// logRings sets r up to log its writes into the dirty log: the guest memory its
+// pushes write (split: the used ring, at the address SET_VRING_ADDR gave for
+// logging when it set VHOST_VRING_F_LOG; packed: the descriptor ring and the
+// device event area, found from their front-end addresses).
+func (d *device) logRings(q *vq, r *ring) {
+	n := int(q.num)
+	a := q.addr
+	r.log = d.log
+	if r.packed != nil {
+		ds, ev := vring.PackedSizes(n)
+		r.logAt = append(r.logAt[:0], d.userRange(a.Desc, uint64(ds))...)
+		r.logAt = append(r.logAt, d.userRange(a.Used, uint64(ev))...)
+	} else {
+		_, _, us := vring.SplitSizes(n)
+		if a.Flags&vringAddrLog != 0 {
+			r.logAt = append(r.logAt[:0], logRange{a.Log, uint64(us)})
+		} else {
+			r.logAt = append(r.logAt[:0], d.userRange(a.Used, uint64(us))...)
+		}
+	}
+	r.markRings() // DisableNotify has written already
+}
+
+// userRange returns the guest physical ranges behind front-end addresses
+// [ua, ua+n), one per memory region they fall in.
+func (d *device) userRange(ua, n uint64) []logRange {
+	var out []logRange
+	for _, s := range d.mem.slots {
+		lo, hi := max(ua, s.r.UserAddr), min(ua+n, s.r.UserAddr+s.r.Size)
+		if lo < hi {
+			out = append(out, logRange{s.r.GuestAddr + (lo - s.r.UserAddr), hi - lo})
+		}
+	}
+	return out
 }
 
 // stopAll stops every running queue and returns which ran.
@@ -662,4 +725,6 @@ func (d *device) teardown() {
 		q.reset()
 	}
 	d.mem.unmapAll()
+	d.log.unmap()
+	d.log = nil
 }

@@ -54,7 +54,15 @@
 //
 // # Not implemented
 //
-// Dirty-page logging (LOG_SHMFD, LOG_ALL: live migration) and inflight tracking
-// (INFLIGHT_SHMFD: lossless reconnect for blk-style devices) are not offered; their
-// messages are range-checked and refused. Offloads (CSUM, GSO) are not offered.
+// Inflight tracking (INFLIGHT_SHMFD: lossless reconnect for blk-style devices) is not
+// offered; its messages are range-checked and refused. Offloads (CSUM, GSO) are not
+// offered.
+//
+// # Live migration
+//
+// The back-end offers VHOST_F_LOG_ALL and LOG_SHMFD. After SET_LOG_BASE maps the
+// front-end's dirty bitmap, and while LOG_ALL is negotiated (a front-end turns it on
+// and off under running rings), every write into guest memory — packet data into
+// receive buffers, used ring entries, packed descriptors written back — marks its
+// 4 KiB pages with an atomic OR, before the guest is signalled.
 package vhost

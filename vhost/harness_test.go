@@ -32,6 +32,8 @@ type fakeFront struct {
 	pk       map[int]*vring.PackedDriver
 	evfds    []int
 	ids      map[[2]int]uint64 // (queue, id) → first segment's address
+	proto    uint64            // extra protocol features negotiate asks for
+	devRing  map[int]uint64    // queue → guest address of the ring part the device writes
 }
 
 const fakeMemSize = 8 << 20
@@ -58,7 +60,7 @@ func newFakeFront(t testing.TB, path string) *fakeFront {
 		t.Fatal(err)
 	}
 	f := &fakeFront{t: t, c: uds.NewConn(c.(*net.UnixConn)), fd: fd, host: host, gpa: 0x100000, uva: 0x7f0000000000,
-		split: map[int]*vring.SplitDriver{}, pk: map[int]*vring.PackedDriver{}, ids: map[[2]int]uint64{}}
+		split: map[int]*vring.SplitDriver{}, pk: map[int]*vring.PackedDriver{}, ids: map[[2]int]uint64{}, devRing: map[int]uint64{}}
 	f.mem, err = vring.NewMemory(vring.Region{Addr: f.gpa, Host: host})
 	if err != nil {
 		t.Fatal(err)
@@ -184,7 +186,7 @@ func (f *fakeFront) negotiate(want uint64) {
 	if err := f.send(ReqSetFeatures, u64b(want&feats|FeatureProtocolFeatures), false); err != nil {
 		f.t.Fatal(err)
 	}
-	if err := f.send(ReqSetProtocolFeatures, u64b(proto&(ProtoReplyAck|ProtoMQ|ProtoConfigureMemSlots|ProtoStatus)), false); err != nil {
+	if err := f.send(ReqSetProtocolFeatures, u64b(proto&(ProtoReplyAck|ProtoMQ|ProtoConfigureMemSlots|ProtoStatus|f.proto)), false); err != nil {
 		f.t.Fatal(err)
 	}
 	f.features = want & feats
@@ -220,6 +222,7 @@ func (f *fakeFront) setupQueue(i, n int) {
 			f.t.Fatal(err)
 		}
 		f.pk[i] = d
+		f.devRing[i] = dg
 		le.PutUint64(a[8:], uva(dg))
 		le.PutUint64(a[16:], uva(vg))
 		le.PutUint64(a[24:], uva(eg))
@@ -233,6 +236,7 @@ func (f *fakeFront) setupQueue(i, n int) {
 			f.t.Fatal(err)
 		}
 		f.split[i] = d
+		f.devRing[i] = ug
 		le.PutUint64(a[8:], uva(dg))
 		le.PutUint64(a[16:], uva(ug))
 		le.PutUint64(a[24:], uva(ag))

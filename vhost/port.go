@@ -141,7 +141,8 @@ func readChain(mem *vring.Memory, ch *vring.Chain, skip int, dst []byte) bool {
 
 // writeAt copies src into the writable part of ch from byte off on; it returns the
 // bytes written.
-func writeChain(mem *vring.Memory, ch *vring.Chain, off int, src []byte) int {
+// With a dirty log, the pages written are logged.
+func writeChain(mem *vring.Memory, log *dirtyLog, ch *vring.Chain, off int, src []byte) int {
 	done := 0
 	for _, s := range ch.Segs {
 		if !s.Write {
@@ -158,6 +159,9 @@ func writeChain(mem *vring.Memory, ch *vring.Chain, off int, src []byte) int {
 				return done
 			}
 			k := copy(h, src[done:])
+			if log != nil {
+				log.mark(addr, uint64(k))
+			}
 			done += k
 			addr += uint64(k)
 			n -= uint64(k)
@@ -248,8 +252,8 @@ func (p *Port) tx(r *ring, pkts []pmd.Pkt) int {
 			if r.hdrLen == 12 {
 				hdr[10] = 1 // num_buffers (VERSION_1 without MRG_RXBUF)
 			}
-			w := writeChain(r.mem, ch, 0, hdr[:r.hdrLen])
-			w += writeChain(r.mem, ch, r.hdrLen, data)
+			w := writeChain(r.mem, r.log, ch, 0, hdr[:r.hdrLen])
+			w += writeChain(r.mem, r.log, ch, r.hdrLen, data)
 			r.used[nu] = ch.Used(uint32(w))
 			nu++
 			r.sHead++
@@ -293,12 +297,12 @@ func (p *Port) tx(r *ring, pkts []pmd.Pkt) int {
 			ch := &r.chains[r.sHead+j]
 			w := 0
 			if hOff < r.hdrLen {
-				c := writeChain(r.mem, ch, 0, hdr[hOff:r.hdrLen])
+				c := writeChain(r.mem, r.log, ch, 0, hdr[hOff:r.hdrLen])
 				hOff += c
 				w += c
 			}
 			if hOff == r.hdrLen {
-				c := writeChain(r.mem, ch, w, data[dOff:])
+				c := writeChain(r.mem, r.log, ch, w, data[dOff:])
 				dOff += c
 				w += c
 			}

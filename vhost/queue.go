@@ -51,6 +51,8 @@ type ring struct {
 	sTail  int
 	used   []vring.Used
 	sig    [8]byte
+	log    *dirtyLog  // non-nil while LOG_ALL is on
+	logAt  []logRange // what a push writes, to log
 }
 
 const maxChainSegs = 64
@@ -83,10 +85,22 @@ func (r *ring) push(u []vring.Used) error {
 		err = r.packed.Push(u)
 		notify = err == nil && r.packed.NeedNotify()
 	}
+	if r.log != nil {
+		// Logged before the call: the front-end may sync the log once the guest
+		// has seen the entries.
+		r.markRings()
+	}
 	if notify && r.call >= 0 {
 		uds.Signal(r.call, &r.sig)
 	}
 	return err
+}
+
+// markRings logs the ring memory a push writes.
+func (r *ring) markRings() {
+	for _, x := range r.logAt {
+		r.log.mark(x.gpa, x.n)
+	}
 }
 
 // base returns the ring's position for GET_VRING_BASE, giving back the chains popped
