@@ -3,6 +3,7 @@ package vhost
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/dpkit/dpkit/internal/uds"
 	"github.com/dpkit/dpkit/vring"
@@ -12,19 +13,20 @@ import (
 // memory table and the virtqueues. Its handlers run on the connection's control
 // goroutine only; the datapath sees the queues through vq.active.
 type device struct {
-	opts      *Options
-	queues    []*vq // 2 per queue pair: even = guest RX (we transmit), odd = guest TX
-	features  uint64
-	featSet   bool
-	proto     uint64
-	protoSet  bool
-	owner     bool
-	mem       guestMem
-	status    uint8
-	mtu       uint16
-	rarpMAC   [6]byte
-	rarpCount uint64
-	log       *dirtyLog // SET_LOG_BASE's bitmap; used while LOG_ALL is negotiated
+	opts         *Options
+	queues       []*vq // 2 per queue pair: even = guest RX (we transmit), odd = guest TX
+	features     uint64
+	featSet      bool
+	proto        uint64
+	protoSet     bool
+	owner        bool
+	mem          guestMem
+	status       uint8
+	mtu          uint16
+	rarpMAC      [6]byte
+	rarpCount    uint64
+	log          *dirtyLog     // SET_LOG_BASE's bitmap; used while LOG_ALL is negotiated
+	loggedStarts atomic.Uint32 // rings started with logging on (for tests and debugging)
 }
 
 func newDevice(o *Options) *device {
@@ -674,6 +676,7 @@ func (d *device) logRings(q *vq, r *ring) {
 	n := int(q.num)
 	a := q.addr
 	r.log = d.log
+	d.loggedStarts.Add(1)
 	if r.packed != nil {
 		ds, ev := vring.PackedSizes(n)
 		r.logAt = append(r.logAt[:0], d.userRange(a.Desc, uint64(ds))...)
