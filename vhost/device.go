@@ -40,7 +40,11 @@ func newDevice(o *Options) *device {
 // offered is the feature set GET_FEATURES reports.
 func (d *device) offered() uint64 {
 	f := uint64(FeatureVersion1 | FeatureMrgRxbuf | FeatureRingPacked | FeatureEventIdx |
-		FeatureIndirectDesc | FeatureInOrder | FeatureProtocolFeatures | FeatureLogAll)
+		FeatureIndirectDesc | FeatureInOrder | FeatureProtocolFeatures | FeatureLogAll |
+		// The front-end serves the control queue (QEMU's virtio-net, DPDK's
+		// virtio-user both do, as with DPDK's back-end); offering it lets the guest
+		// announce itself after a migration (GUEST_ANNOUNCE needs CTRL_VQ).
+		FeatureCtrlVQ | FeatureGuestAnnounce)
 	if d.opts.queuePairs() > 1 {
 		f |= FeatureMQ
 	}
