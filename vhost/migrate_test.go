@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -30,17 +29,7 @@ func TestQEMUMigrationLogging(t *testing.T) {
 	testenv.Short(t, "boots a QEMU guest")
 	vmlinux, base := guestImage(t)
 	b, path := testBackend(t, nil)
-	dir := shortTempDir(t)
-	script := "#!/bin/sh\nip link set eth0 up && ip addr add 10.99.0.2/24 dev eth0 && ping -c 40 -i 0.25 -W 10 10.99.0.1\n"
-	if err := os.WriteFile(filepath.Join(dir, "dpkit.test"), []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(filepath.Join(dir, "dpkit.args"), nil, 0o644)
-	cp := exec.Command("sh", "-c", "printf 'dpkit.test\\ndpkit.args\\n' | cpio -o -H newc --quiet > extra.cpio && cat "+base+" extra.cpio > initrd")
-	cp.Dir = dir
-	if out, err := cp.CombinedOutput(); err != nil {
-		t.Fatalf("initrd: %v %s", err, out)
-	}
+	initrd := pingInitrd(t, base, "-c 40 -i 0.25 -W 10")
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	answered := make(chan int, 1)
@@ -48,16 +37,10 @@ func TestQEMUMigrationLogging(t *testing.T) {
 	go func() {
 		answered <- responder(rctx, b.Port(0), b.opts.Pool, [4]byte{10, 99, 0, 1}, [6]byte{2, 0, 0, 0, 0, 1})
 	}()
-	qmpPath := filepath.Join(dir, "qmp.sock")
-	q := exec.CommandContext(ctx, "qemu-system-x86_64",
-		"-accel", "tcg", "-nodefaults", "-no-user-config", "-no-reboot", "-machine", "q35",
-		"-cpu", "max", "-m", "128", "-display", "none", "-serial", "stdio", "-monitor", "none",
-		"-qmp", "unix:"+qmpPath+",server=on,wait=off",
-		"-object", "memory-backend-memfd,id=mem,size=128M,share=on", "-numa", "node,memdev=mem",
-		"-chardev", "socket,id=c0,path="+path, "-netdev", "vhost-user,id=n0,chardev=c0",
-		"-device", "virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56,vectors=0,disable-legacy=on",
-		"-kernel", vmlinux, "-initrd", filepath.Join(dir, "initrd"),
-		"-append", "console=ttyS0 panic=-1 quiet loglevel=4 rdinit=/init")
+	qmpPath := filepath.Join(shortTempDir(t), "qmp.sock")
+	q := exec.CommandContext(ctx, "qemu-system-x86_64", guestArgs(vmlinux, initrd, path,
+		"virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56,vectors=0,disable-legacy=on",
+		"-qmp", "unix:"+qmpPath+",server=on,wait=off")...)
 	var console strings.Builder
 	q.Stdout, q.Stderr = &console, &console
 	if err := q.Start(); err != nil {

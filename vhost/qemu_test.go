@@ -115,18 +115,7 @@ func TestQEMUGuestPing(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			b, path := testBackend(t, nil)
-			dir := shortTempDir(t)
-			// The guest's "test binary" is a script: configure eth0 and ping.
-			script := "#!/bin/sh\nip link set eth0 up && ip addr add 10.99.0.2/24 dev eth0 && ping -c 5 -W 5 10.99.0.1\n"
-			if err := os.WriteFile(filepath.Join(dir, "dpkit.test"), []byte(script), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			os.WriteFile(filepath.Join(dir, "dpkit.args"), nil, 0o644)
-			cp := exec.Command("sh", "-c", "printf 'dpkit.test\\ndpkit.args\\n' | cpio -o -H newc --quiet > extra.cpio && cat "+base+" extra.cpio > initrd")
-			cp.Dir = dir
-			if out, err := cp.CombinedOutput(); err != nil {
-				t.Fatalf("initrd: %v %s", err, out)
-			}
+			initrd := pingInitrd(t, base, "-c 5 -W 5")
 			ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 			defer cancel()
 			mac := [6]byte{2, 0, 0, 0, 0, 1}
@@ -137,14 +126,7 @@ func TestQEMUGuestPing(t *testing.T) {
 			if packed {
 				dev += ",packed=on"
 			}
-			q := exec.CommandContext(ctx, "qemu-system-x86_64",
-				"-accel", "tcg", "-nodefaults", "-no-user-config", "-no-reboot", "-machine", "q35",
-				"-cpu", "max", "-m", "256", "-display", "none", "-serial", "stdio", "-monitor", "none",
-				"-object", "memory-backend-memfd,id=mem,size=256M,share=on", "-numa", "node,memdev=mem",
-				"-chardev", "socket,id=c0,path="+path, "-netdev", "vhost-user,id=n0,chardev=c0",
-				"-device", dev,
-				"-kernel", vmlinux, "-initrd", filepath.Join(dir, "initrd"),
-				"-append", "console=ttyS0 panic=-1 quiet loglevel=4 rdinit=/init")
+			q := exec.CommandContext(ctx, "qemu-system-x86_64", guestArgs(vmlinux, initrd, path, dev)...)
 			out, err := q.CombinedOutput()
 			rcancel()
 			n := <-answered
@@ -158,4 +140,36 @@ func TestQEMUGuestPing(t *testing.T) {
 			t.Logf("%d pings answered; backend stats %+v", n, b.Port(0).Stats())
 		})
 	}
+}
+
+// pingInitrd writes an initramfs (the vmtest base plus a script as the guest's "test
+// binary") whose guest configures eth0 and pings the back-end's responder with
+// pingArgs; it returns its path.
+func pingInitrd(t *testing.T, base, pingArgs string) string {
+	t.Helper()
+	dir := shortTempDir(t)
+	script := "#!/bin/sh\nip link set eth0 up && ip addr add 10.99.0.2/24 dev eth0 && ping " + pingArgs + " 10.99.0.1\n"
+	if err := os.WriteFile(filepath.Join(dir, "dpkit.test"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "dpkit.args"), nil, 0o644)
+	cp := exec.Command("sh", "-c", "printf 'dpkit.test\\ndpkit.args\\n' | cpio -o -H newc --quiet > extra.cpio && cat "+base+" extra.cpio > initrd")
+	cp.Dir = dir
+	if out, err := cp.CombinedOutput(); err != nil {
+		t.Fatalf("initrd: %v %s", err, out)
+	}
+	return filepath.Join(dir, "initrd")
+}
+
+// guestArgs is the QEMU command line of a TCG guest with 256 MiB of shared memfd memory
+// and one virtio-net device dev on the vhost-user socket path, plus extra arguments.
+func guestArgs(vmlinux, initrd, path, dev string, extra ...string) []string {
+	return append([]string{
+		"-accel", "tcg", "-nodefaults", "-no-user-config", "-no-reboot", "-machine", "q35",
+		"-cpu", "max", "-m", "256", "-display", "none", "-serial", "stdio", "-monitor", "none",
+		"-object", "memory-backend-memfd,id=mem,size=256M,share=on", "-numa", "node,memdev=mem",
+		"-chardev", "socket,id=c0,path=" + path, "-netdev", "vhost-user,id=n0,chardev=c0",
+		"-device", dev,
+		"-kernel", vmlinux, "-initrd", initrd,
+		"-append", "console=ttyS0 panic=-1 quiet loglevel=4 rdinit=/init"}, extra...)
 }
