@@ -53,7 +53,7 @@ type dir4 struct {
 // lookup returns the next hop for a.
 func (r *dir4) lookup(a uint32) NextHopID {
 	c := r.dir[a>>20].Load() // acquire; pairs with the Store in publish4
-	e := c.tbl[(a>>8)&0xfff]
+	e := tbl4Of(c)[(a>>8)&0xfff]
 	if e&extBit != 0 {
 		e = c.pool[(e&^extBit)<<8|a&0xff]
 	}
@@ -112,7 +112,8 @@ func (w *famWriter) uniform(v uint32) *chunk {
 	if w.v6 {
 		n = 256
 	}
-	c := &chunk{tbl: make([]uint32, n), shared: true}
+	c := newChunk(n)
+	c.shared = true
 	for i := range c.tbl {
 		c.tbl[i] = v
 	}
