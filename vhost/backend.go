@@ -113,7 +113,8 @@ func NewBackend(opts Options) (*Backend, error) {
 // Port returns the port of queue pair i (guest TX → Rx, Tx → guest RX).
 func (b *Backend) Port(i int) *Port { return b.ports[i] }
 
-// Attached reports whether a front-end is connected.
+// Attached reports whether a front-end is connected. It turns false only after a
+// departed front-end's memory is unmapped and its descriptors closed.
 func (b *Backend) Attached() bool { return b.attached.Load() }
 
 // Connections returns how many front-end connections were served.
@@ -231,10 +232,12 @@ func (b *Backend) serveConn(c *net.UnixConn) {
 	b.curDev.Store(dev)
 	b.attached.Store(true)
 	err := serveDevice(conn, dev)
-	b.attached.Store(false)
 	b.curDev.Store(nil)
 	dev.teardown()
 	c.Close()
+	// Detached only once the device's memory is unmapped and its descriptors are
+	// closed, so that a caller who sees Attached() false sees them gone.
+	b.attached.Store(false)
 	b.mu.Lock()
 	b.conn, b.dev = nil, nil
 	b.mu.Unlock()
