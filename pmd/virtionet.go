@@ -6,7 +6,9 @@ package pmd
 //	BindVFIO(bdf) → OpenVirtioNet: caps (common/notify/ISR/device) → BAR mmap →
 //	  pool region DMA-mapped at IOVA base B, rings in their own DMA mapping →
 //	  reset, ACK, DRIVER, features (VERSION_1, ACCESS_PLATFORM, MAC, STATUS,
-//	  MRG_RXBUF, [RING_PACKED]) → FEATURES_OK → queue 0 (RX), 1 (TX) → DRIVER_OK
+//	  MRG_RXBUF, [RING_PACKED], [MQ, CTRL_VQ]) → FEATURES_OK → queues 2i (RX),
+//	  2i+1 (TX) for each pair i, [control queue] → DRIVER_OK → RX filled →
+//	  [VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET on the control queue, §5.1.6.5.5]
 //	RX: frame f given as [B+Addr(f)+headroom-12, frame end) device-writable;
 //	    used → Pkt{f, Off: headroom} (virtio_net_hdr sits just before the data);
 //	    refill from the pool; kick only when the device asks (notification flags).
@@ -15,11 +17,15 @@ package pmd
 //	Close: device reset (stops DMA) → ring frames back to the pool → DMA unmap →
 //	    VFIO fds closed; UnbindVFIO(bdf) gives the device back to virtio-pci.
 //
+// Multiqueue: each queue pair is a Port of its own (VirtioNet.Queue), for one poll
+// loop per core, as DPDK's per-queue rx/tx bursts. The device spreads received
+// flows over the RX queues itself (automatic receive steering, §5.1.6.5.5); RSS with
+// a driver-set key and table (VIRTIO_NET_F_RSS) is not used.
+//
 // Interrupts are off (poll mode: MSI-X vectors NO_VECTOR, ring interrupts disabled).
-// Not done yet: multiqueue and the control queue (VIRTIO_NET_F_MQ / CTRL_VQ are not
-// negotiated, so the device runs one queue pair), offloads (no CSUM/TSO features), and
-// packets spread over several mergeable buffers, which are dropped as DropTooLong
-// because Pkt holds one frame (with 2 KiB frames and a 1500 MTU it never happens).
+// Not done yet: offloads (no CSUM/TSO features), RSS, and packets spread over several
+// mergeable buffers, which are dropped as DropTooLong because Pkt holds one frame
+// (with 2 KiB frames and a 1500 MTU it never happens).
 
 import (
 	"errors"
@@ -44,6 +50,8 @@ var (
 // Virtio feature bits the driver uses (VIRTIO 1.2 §5.1.3, §6).
 const (
 	virtioNetFMAC       = 1 << 5
+	virtioNetFCtrlVQ    = 1 << 17
+	virtioNetFMQ        = 1 << 22
 	virtioNetFMrgRxbuf  = 1 << 15
 	virtioNetFStatus    = 1 << 16
 	virtioFVersion1     = 1 << 32
@@ -66,7 +74,14 @@ const (
 	virtioPCICapDevice  = 4
 	defaultVirtioQueue  = 256
 	defaultVirtioWaitMs = 1000
+	ctrlQueueSize       = 64 // commands are sent one at a time
+	ctrlClassMQ         = 4  // VIRTIO_NET_CTRL_MQ (§5.1.6.5.5)
+	ctrlMQPairsSet      = 0  // VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET
+	ctrlAckOK           = 0  // VIRTIO_NET_OK
 )
+
+// MaxVirtioQueuePairs is the most queue pairs OpenVirtioNet sets up.
+const MaxVirtioQueuePairs = 64
 
 // VirtioNetOptions configure OpenVirtioNet. Zero values are documented per field.
 type VirtioNetOptions struct {
@@ -81,6 +96,10 @@ type VirtioNetOptions struct {
 	QueueSize int
 	// Packed asks for the packed ring layout; the device must offer it. Zero: split.
 	Packed bool
+	// QueuePairs is how many RX/TX queue pairs to run; 0 means 1. More than one needs
+	// a device offering VIRTIO_NET_F_MQ and CTRL_VQ with at least that many pairs
+	// (its max_virtqueue_pairs); they are switched on with a control-queue command.
+	QueuePairs int
 	// PortID is stored in Pkt.Port of received packets.
 	PortID uint16
 	// Timeout bounds each wait for the device (reset, status handshake); 0 means 1 s.
@@ -102,12 +121,15 @@ func (o *VirtioNetOptions) Validate() error {
 		return fmt.Errorf("%w: split QueueSize %d is not a power of two", ErrVirtioOptions, o.QueueSize)
 	case o.Timeout < 0:
 		return fmt.Errorf("%w: negative Timeout", ErrVirtioOptions)
+	case o.QueuePairs < 0 || o.QueuePairs > MaxVirtioQueuePairs:
+		return fmt.Errorf("%w: QueuePairs %d not in 0..%d", ErrVirtioOptions, o.QueuePairs, MaxVirtioQueuePairs)
 	}
 	return nil
 }
 
 // virtQueue is the driver's half of one virtqueue: split or packed.
 type virtQueue interface {
+	Add(segs []vring.Seg) (uint16, error)
 	AddBatch(bufs []vring.Seg, ids []uint16) (int, error)
 	Publish() (kick bool)
 	Collect(dst []vring.Used) (int, error)
@@ -131,9 +153,20 @@ type vnQueue struct {
 	ringOff   int // offset of the queue's rings in the ring mapping
 }
 
-// VirtioNet drives one virtio-net PCI device through VFIO as a Port with one queue
-// pair. Rx and Tx may run on two goroutines (one each); Stats on any; Close, Reset and
-// the control methods only when the datapath is stopped.
+// VirtioNetQueue is one RX/TX queue pair of a VirtioNet, a Port of its own. Rx and Tx
+// may run on two goroutines (one each), and each queue pair on its own.
+type VirtioNetQueue struct {
+	v        *VirtioNet
+	rx, tx   vnQueue
+	rxSkip   int // segments of an oversized mergeable packet still to drop
+	err      error
+	counters Counters
+}
+
+// VirtioNet drives one virtio-net PCI device through VFIO. It is itself the Port of
+// queue pair 0; Queue(i) gives each pair. Rx and Tx may run on two goroutines (one
+// each); Stats on any; Close, Reset and the control methods only when the datapath is
+// stopped.
 type VirtioNet struct {
 	opts      VirtioNetOptions
 	pci       *vfio.PCI
@@ -147,10 +180,11 @@ type VirtioNet struct {
 	rings     *sysmem.Mapping
 	ringIOVA  uint64
 	mem       *vring.Memory
-	rx, tx    vnQueue
-	rxSkip    int // segments of an oversized mergeable packet still to drop
-	err       error
-	counters  Counters
+	qps       []*VirtioNetQueue
+	ctrl      vnQueue // the control queue, when CTRL_VQ is negotiated
+	ctrlBuf   []byte  // command and ack bytes, in the ring mapping
+	ctrlIOVA  uint64
+	err       error // control-path failure (the control queue broke)
 	closed    bool
 }
 
@@ -166,11 +200,15 @@ func OpenVirtioNet(opts VirtioNetOptions) (*VirtioNet, error) {
 	if opts.Timeout == 0 {
 		opts.Timeout = defaultVirtioWaitMs * time.Millisecond
 	}
+	opts.QueuePairs = max(opts.QueuePairs, 1)
 	p, err := vfio.Open(opts.PCI)
 	if err != nil {
 		return nil, fmt.Errorf("pmd: virtio-net %s: %w", opts.PCI, err)
 	}
 	v := &VirtioNet{opts: opts, pci: p}
+	for range opts.QueuePairs {
+		v.qps = append(v.qps, &VirtioNetQueue{v: v})
+	}
 	if err := v.open(); err != nil {
 		v.teardown()
 		return nil, fmt.Errorf("pmd: virtio-net %s: %w", opts.PCI, err)
@@ -252,12 +290,18 @@ func (v *VirtioNet) init() error {
 	if v.opts.Packed {
 		want |= virtioFRingPacked
 	}
+	mq := v.opts.QueuePairs > 1
+	if mq {
+		want |= virtioNetFMQ | virtioNetFCtrlVQ
+	}
 	feat := offered & want
 	switch {
 	case feat&virtioFVersion1 == 0:
 		return v.fail(fmt.Errorf("%w: device does not offer VIRTIO_F_VERSION_1", ErrFeatures))
 	case v.opts.Packed && feat&virtioFRingPacked == 0:
 		return v.fail(fmt.Errorf("%w: packed ring asked for but not offered", ErrFeatures))
+	case mq && feat&(virtioNetFMQ|virtioNetFCtrlVQ) != virtioNetFMQ|virtioNetFCtrlVQ:
+		return v.fail(fmt.Errorf("%w: %d queue pairs need VIRTIO_NET_F_MQ and CTRL_VQ, offered %#x", ErrFeatures, v.opts.QueuePairs, offered))
 	}
 	// ACCESS_PLATFORM, when offered, must be accepted (§6.1): the device then uses
 	// the IOMMU, which is what VFIO programs.
@@ -281,7 +325,70 @@ func (v *VirtioNet) init() error {
 	} else if s&(statusNeedsReset|statusFailed) != 0 {
 		return fmt.Errorf("%w: status %#x after DRIVER_OK", ErrDeviceBroken, s)
 	}
-	v.refill()
+	for _, q := range v.qps {
+		q.refill()
+	}
+	if mq {
+		// §5.1.6.5.5: the queues are set up and filled; now switch them on.
+		var n [2]byte
+		n[0], n[1] = byte(v.opts.QueuePairs), byte(v.opts.QueuePairs>>8)
+		if err := v.command(ctrlClassMQ, ctrlMQPairsSet, n[:]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// maxPairs reads max_virtqueue_pairs from the device configuration (§5.1.4); it
+// exists with VIRTIO_NET_F_MQ.
+func (v *VirtioNet) maxPairs() int {
+	if v.features&virtioNetFMQ == 0 {
+		return 1
+	}
+	return int(v.device.Read16(8))
+}
+
+// command sends one control-queue command (§5.1.6.5: class, command, data readable
+// by the device, then one ack byte it writes) and waits for the device's answer.
+func (v *VirtioNet) command(class, cmd byte, data []byte) error {
+	q := &v.ctrl
+	if q.q == nil {
+		return fmt.Errorf("%w: no control queue", ErrFeatures)
+	}
+	b := v.ctrlBuf
+	b[0], b[1] = class, cmd
+	copy(b[2:], data)
+	ack := 64 // the ack byte sits apart from the command
+	b[ack] = 0xff
+	segs := []vring.Seg{{Addr: v.ctrlIOVA, Len: uint32(2 + len(data))}, {Addr: v.ctrlIOVA + uint64(ack), Len: 1, Write: true}}
+	if _, err := q.q.Add(segs); err != nil {
+		v.err = fmt.Errorf("%w: control queue: %w", ErrDeviceBroken, err)
+		return v.err
+	}
+	if q.q.Publish() {
+		v.notify.Write16(q.notifyOff, q.index)
+	}
+	deadline := time.Now().Add(v.opts.Timeout)
+	for {
+		n, err := q.q.Collect(q.used[:1])
+		if err != nil {
+			v.err = fmt.Errorf("%w: control queue: %w", ErrDeviceBroken, err)
+			return v.err
+		}
+		if n == 1 {
+			break
+		}
+		if s := v.common.Read8(0x14); s == 0xff {
+			return ErrDeviceGone
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: control command %d/%d not answered", ErrDeviceNotReady, class, cmd)
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	if b[ack] != ctrlAckOK {
+		return fmt.Errorf("%w: device refused control command %d/%d (ack %d)", ErrFeatures, class, cmd, b[ack])
+	}
 	return nil
 }
 
@@ -311,41 +418,87 @@ func (v *VirtioNet) reset() error {
 	}
 }
 
+// setupRings creates and registers every queue: RX 2i and TX 2i+1 for each pair
+// (§5.1.2), and the control queue (index 2×max_virtqueue_pairs with MQ) when
+// CTRL_VQ was negotiated. Each queue's rings get their own pages of one DMA mapping,
+// whose last page holds the control command buffer.
 func (v *VirtioNet) setupRings() error {
+	pairs := v.opts.QueuePairs
+	if mp := v.maxPairs(); pairs > mp {
+		return fmt.Errorf("%w: %d queue pairs asked for, the device has %d", ErrFeatures, pairs, mp)
+	}
+	numQueues := int(v.common.Read16(0x12))
 	size := v.opts.QueueSize
-	for _, qi := range []uint16{0, 1} {
-		v.common.Write16(0x16, qi)
+	for qi := 0; qi < 2*pairs; qi++ {
+		if qi >= numQueues {
+			return fmt.Errorf("%w: queue %d of %d not available", ErrNotVirtioNet, qi, numQueues)
+		}
+		v.common.Write16(0x16, uint16(qi))
 		max := int(v.common.Read16(0x18))
 		if max == 0 {
 			return fmt.Errorf("%w: queue %d not available", ErrNotVirtioNet, qi)
 		}
-		if size > max {
-			size = max
+		size = min(size, max)
+	}
+	ctrlIndex, ctrlSize := -1, 0
+	if v.features&virtioNetFCtrlVQ != 0 {
+		ctrlIndex = 2
+		if v.features&virtioNetFMQ != 0 {
+			ctrlIndex = 2 * v.maxPairs()
+		}
+		if ctrlIndex >= numQueues {
+			return fmt.Errorf("%w: control queue %d of %d not available", ErrNotVirtioNet, ctrlIndex, numQueues)
+		}
+		v.common.Write16(0x16, uint16(ctrlIndex))
+		ctrlSize = min(ctrlQueueSize, int(v.common.Read16(0x18)))
+		for ctrlSize&(ctrlSize-1) != 0 { // a power of two for split rings
+			ctrlSize &= ctrlSize - 1
+		}
+		if ctrlSize < 2 {
+			return fmt.Errorf("%w: control queue too small", ErrNotVirtioNet)
+		}
+	}
+	if !v.opts.Packed {
+		for size&(size-1) != 0 { // a device maximum that is not a power of two
+			size &= size - 1
 		}
 	}
 	packed := v.features&virtioFRingPacked != 0
-	d, a, u := vring.SplitSizes(size)
-	if packed {
-		d, a = vring.PackedSizes(size)
-		u = a
+	layout := func(n int) (d, a, u, per int) {
+		d, a, u = vring.SplitSizes(n)
+		if packed {
+			d, a = vring.PackedSizes(n)
+			u = a
+		}
+		return d, a, u, roundUpInt(d, 4096) + roundUpInt(a, 4096) + roundUpInt(u, 4096)
 	}
-	per := roundUpInt(d, 4096) + roundUpInt(a, 4096) + roundUpInt(u, 4096)
+	_, _, _, per := layout(size)
+	if ctrlSize > 0 {
+		_, _, _, cper := layout(ctrlSize)
+		per = max(per, cper)
+	}
+	nq := 2*pairs + min(ctrlSize, 1)
+	total := nq*per + 4096
 	if v.rings == nil {
-		m, _, err := sysmem.Map(sysmem.Options{Size: 2 * per, Huge: -1})
+		m, _, err := sysmem.Map(sysmem.Options{Size: total, Huge: -1})
 		if err != nil {
 			return err
 		}
 		v.rings = m
-		if v.ringIOVA, err = v.pci.Container.MapDMA(m.Mem[:roundUpInt(2*per, 4096)]); err != nil {
+		if v.ringIOVA, err = v.pci.Container.MapDMA(m.Mem[:roundUpInt(total, 4096)]); err != nil {
 			return err
 		}
 	}
 	clear(v.rings.Mem)
-	o := vring.Options{Size: size, Features: v.features & (vring.FeatureVersion1 | vring.FeatureAccessPlatform | vring.FeatureRingPacked)}
-	for i, q := range []*vnQueue{&v.rx, &v.tx} {
-		base := i * per
+	v.ctrlBuf = v.rings.Mem[nq*per:][:4096]
+	v.ctrlIOVA = v.ringIOVA + uint64(nq*per)
+	o := vring.Options{Features: v.features & (vring.FeatureVersion1 | vring.FeatureAccessPlatform | vring.FeatureRingPacked)}
+	setup := func(q *vnQueue, index, slot, size int) error {
+		d, a, u, _ := layout(size)
+		base := slot * per
 		dOff, aOff, uOff := base, base+roundUpInt(d, 4096), base+roundUpInt(d, 4096)+roundUpInt(a, 4096)
 		mem := v.rings.Mem
+		o.Size = size
 		var err error
 		var vq virtQueue
 		if packed {
@@ -357,11 +510,11 @@ func (v *VirtioNet) setupRings() error {
 			return err
 		}
 		vq.DisableInterrupts() // poll mode
-		*q = vnQueue{q: vq, index: uint16(i), size: size, ringOff: base,
+		*q = vnQueue{q: vq, index: uint16(index), size: size,
 			frames: make([]Frame, size), live: make([]bool, size), used: make([]vring.Used, size),
 			segs: make([]vring.Seg, size), ids: make([]uint16, size), fbuf: make([]Frame, size)}
 		c := v.common
-		c.Write16(0x16, uint16(i))
+		c.Write16(0x16, uint16(index))
 		c.Write16(0x18, uint16(size))
 		c.Write16(0x1a, virtioMSINoVector)
 		c.Write64(0x20, v.ringIOVA+uint64(dOff))
@@ -373,17 +526,32 @@ func (v *VirtioNet) setupRings() error {
 		}
 		q.notifyOff = int(off)
 		c.Write16(0x1c, 1)
+		return nil
+	}
+	for i, qp := range v.qps {
+		qp.err, qp.rxSkip = nil, 0
+		if err := setup(&qp.rx, 2*i, 2*i, size); err != nil {
+			return err
+		}
+		if err := setup(&qp.tx, 2*i+1, 2*i+1, size); err != nil {
+			return err
+		}
+	}
+	v.ctrl = vnQueue{}
+	if ctrlSize > 0 {
+		return setup(&v.ctrl, ctrlIndex, 2*pairs, ctrlSize)
 	}
 	return nil
 }
 
 // refill gives the device as many empty frames as the RX ring takes.
-func (v *VirtioNet) refill() {
-	q := &v.rx
+func (qp *VirtioNetQueue) refill() {
+	q := &qp.rx
 	free := q.size - q.q.InFlight()
 	if free <= 0 {
 		return
 	}
+	v := qp.v
 	pool := v.opts.Pool
 	n := pool.Get(q.fbuf[:free])
 	hr, fs := pool.Headroom(), pool.FrameSize()
@@ -399,30 +567,54 @@ func (v *VirtioNet) refill() {
 		pool.Put(q.fbuf[k:n])
 	}
 	if err != nil {
-		v.broken(err)
+		qp.broken(err)
 	}
 	if k > 0 && q.q.Publish() {
 		v.notify.Write16(q.notifyOff, q.index)
 	}
 }
 
-func (v *VirtioNet) broken(err error) {
-	if v.err == nil {
-		v.err = fmt.Errorf("%w: %w", ErrDeviceBroken, err)
+func (qp *VirtioNetQueue) broken(err error) {
+	if qp.err == nil {
+		qp.err = fmt.Errorf("%w: %w", ErrDeviceBroken, err)
 	}
 }
 
-// Err returns the sticky error that stopped the datapath (ErrDeviceBroken wrapping the
-// ring's error), or nil. Reset clears it.
-func (v *VirtioNet) Err() error { return v.err }
+// Err returns the sticky error that stopped this queue pair (ErrDeviceBroken
+// wrapping the ring's error), or nil. VirtioNet.Reset clears it.
+func (qp *VirtioNetQueue) Err() error { return qp.err }
+
+// Err returns the first sticky error of a queue pair or of the control queue, or nil.
+// Reset clears them.
+func (v *VirtioNet) Err() error {
+	for _, qp := range v.qps {
+		if qp.err != nil {
+			return qp.err
+		}
+	}
+	return v.err
+}
+
+// QueuePairs returns how many queue pairs run.
+func (v *VirtioNet) QueuePairs() int { return len(v.qps) }
+
+// Queue returns queue pair i (0 ≤ i < QueuePairs) as a Port.
+func (v *VirtioNet) Queue(i int) *VirtioNetQueue { return v.qps[i] }
+
+// Rx receives on queue pair 0; see VirtioNetQueue.Rx.
+func (v *VirtioNet) Rx(pkts []Pkt) int { return v.qps[0].Rx(pkts) }
+
+// Tx sends on queue pair 0; see VirtioNetQueue.Tx.
+func (v *VirtioNet) Tx(pkts []Pkt) int { return v.qps[0].Tx(pkts) }
 
 // Rx receives up to len(pkts) packets into pool frames (zero copy: the device wrote
 // them there) and refills the ring. The caller owns the returned frames.
-func (v *VirtioNet) Rx(pkts []Pkt) int {
-	if v.err != nil || v.closed {
+func (qp *VirtioNetQueue) Rx(pkts []Pkt) int {
+	v := qp.v
+	if qp.err != nil || v.closed {
 		return 0
 	}
-	q := &v.rx
+	q := &qp.rx
 	n, err := q.q.Collect(q.used[:min(len(pkts), len(q.used))])
 	hr := v.opts.Pool.Headroom()
 	out, bytes, drops, long := 0, 0, 0, 0
@@ -430,8 +622,8 @@ func (v *VirtioNet) Rx(pkts []Pkt) int {
 		u := q.used[i]
 		f := q.frames[u.ID]
 		q.live[u.ID] = false
-		if v.rxSkip > 0 { // the tail of a packet that did not fit one frame
-			v.rxSkip--
+		if qp.rxSkip > 0 { // the tail of a packet that did not fit one frame
+			qp.rxSkip--
 			q.fbuf[drops+long] = f
 			long++
 			continue
@@ -444,7 +636,7 @@ func (v *VirtioNet) Rx(pkts []Pkt) int {
 		hdr := v.opts.Pool.Bytes(f)[hr-virtioNetHdrLen:][:virtioNetHdrLen]
 		if nb := int(le16(hdr[10:])); nb > 1 {
 			// A mergeable packet spread over nb frames: Pkt holds one frame, drop it.
-			v.rxSkip = nb - 1
+			qp.rxSkip = nb - 1
 			q.fbuf[drops+long] = f
 			long++
 			continue
@@ -461,28 +653,29 @@ func (v *VirtioNet) Rx(pkts []Pkt) int {
 	}
 	if drops+long > 0 {
 		v.opts.Pool.Put(q.fbuf[:drops+long])
-		v.counters.AddDrop(DropInvalid, drops)
-		v.counters.AddDrop(DropTooLong, long)
+		qp.counters.AddDrop(DropInvalid, drops)
+		qp.counters.AddDrop(DropTooLong, long)
 	}
-	v.counters.AddRx(out, bytes)
+	qp.counters.AddRx(out, bytes)
 	if err != nil {
-		v.broken(err)
+		qp.broken(err)
 		return out
 	}
-	v.refill()
+	qp.refill()
 	return out
 }
 
 // Tx queues pkts for sending without copying: each frame gets the virtio-net header
 // in its headroom and goes to the device as one descriptor. It returns how many were
 // taken; their frames go back to the pool once the device is done with them.
-func (v *VirtioNet) Tx(pkts []Pkt) int {
-	if v.err != nil || v.closed {
+func (qp *VirtioNetQueue) Tx(pkts []Pkt) int {
+	v := qp.v
+	if qp.err != nil || v.closed {
 		return 0
 	}
-	q := &v.tx
-	v.reclaimTx()
-	if v.err != nil {
+	q := &qp.tx
+	qp.reclaimTx()
+	if qp.err != nil {
 		return 0
 	}
 	pool := v.opts.Pool
@@ -506,31 +699,51 @@ func (v *VirtioNet) Tx(pkts []Pkt) int {
 		bytes += int(pkts[i].Len)
 	}
 	if err != nil {
-		v.broken(err)
+		qp.broken(err)
 	}
 	if added > 0 && q.q.Publish() {
 		v.notify.Write16(q.notifyOff, q.index)
 	}
-	v.counters.AddTx(added, bytes)
+	qp.counters.AddTx(added, bytes)
 	return added
 }
 
 // reclaimTx frees the frames of sent packets.
-func (v *VirtioNet) reclaimTx() {
-	q := &v.tx
+func (qp *VirtioNetQueue) reclaimTx() {
+	q := &qp.tx
 	n, err := q.q.Collect(q.used)
 	for i := 0; i < n; i++ {
 		q.fbuf[i] = q.frames[q.used[i].ID]
 		q.live[q.used[i].ID] = false
 	}
-	v.opts.Pool.Put(q.fbuf[:n])
+	qp.v.opts.Pool.Put(q.fbuf[:n])
 	if err != nil {
-		v.broken(err)
+		qp.broken(err)
 	}
 }
 
-// Stats returns the port's counters. Safe from any goroutine.
-func (v *VirtioNet) Stats() PortStats { return v.counters.Snapshot() }
+// Stats returns this queue pair's counters. Safe from any goroutine.
+func (qp *VirtioNetQueue) Stats() PortStats { return qp.counters.Snapshot() }
+
+// Close does nothing: the queue pair's rings and frames belong to the device, which
+// VirtioNet.Close releases. It makes VirtioNetQueue a Port.
+func (qp *VirtioNetQueue) Close() error { return nil }
+
+// Stats returns the sum of every queue pair's counters. Safe from any goroutine.
+func (v *VirtioNet) Stats() PortStats {
+	var s PortStats
+	for _, qp := range v.qps {
+		q := qp.Stats()
+		s.RxPackets += q.RxPackets
+		s.RxBytes += q.RxBytes
+		s.TxPackets += q.TxPackets
+		s.TxBytes += q.TxBytes
+		for i := range s.Drops {
+			s.Drops[i] += q.Drops[i]
+		}
+	}
+	return s
+}
 
 // MAC returns the device's MAC address (VIRTIO_NET_F_MAC), or zero.
 func (v *VirtioNet) MAC() [6]byte {
@@ -573,7 +786,7 @@ func (v *VirtioNet) Check() error {
 	if s&(statusNeedsReset|statusFailed) != 0 {
 		return fmt.Errorf("%w: device status %#x", ErrDeviceBroken, s)
 	}
-	return v.err
+	return v.Err()
 }
 
 // Features returns the negotiated feature bits.
@@ -589,13 +802,17 @@ func (v *VirtioNet) Reset() error {
 		return err
 	}
 	v.reclaimAll()
-	v.err, v.rxSkip = nil, 0
+	v.err = nil
 	return v.init()
 }
 
 // reclaimAll returns to the pool every frame still in a ring. The device must be reset.
 func (v *VirtioNet) reclaimAll() {
-	for _, q := range []*vnQueue{&v.rx, &v.tx} {
+	var qs []*vnQueue
+	for _, qp := range v.qps {
+		qs = append(qs, &qp.rx, &qp.tx)
+	}
+	for _, q := range qs {
 		if q.q == nil {
 			continue
 		}

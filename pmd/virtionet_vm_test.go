@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dpkit/dpkit/internal/nettest"
 	"github.com/dpkit/dpkit/internal/vfio"
 	"github.com/dpkit/dpkit/internal/vmtest"
 	"golang.org/x/sys/unix"
@@ -19,7 +20,7 @@ import (
 // NIC 0 (split ring) and NIC 1 (packed ring) share a QEMU hub, so each can be driven
 // by dpkit while the guest kernel's virtio_net drives the other.
 func TestVirtioNetVM(t *testing.T) {
-	vmtest.Run(t, vmtest.Config{Run: "^TestGuestVirtioNet", NICs: []vmtest.NIC{{Hub: 0}, {Hub: 0, Packed: true}}, MemoryMB: 768, Timeout: 100 * time.Second})
+	vmtest.Run(t, vmtest.Config{Run: "^TestGuestVirtioNet(Errors)?$", NICs: []vmtest.NIC{{Hub: 0}, {Hub: 0, Packed: true}}, MemoryMB: 768, Timeout: 100 * time.Second})
 }
 
 const testEtherType = 0x88b5 // IEEE local experimental: nothing else in the guest sends it
@@ -202,7 +203,7 @@ func testVirtioNetPair(t *testing.T, ours, theirs string, packed bool) {
 			}
 		}
 		if rcv != n {
-			t.Fatalf("dpkit received %d of %d frames (err %v, stats %+v, used %+v, rx inflight %d, status %#x, kernel tx %s)", rcv, n, v.Err(), v.Stats(), v.rx.used[:4], v.rx.q.InFlight(), v.common.Read8(0x14), func() []byte {
+			t.Fatalf("dpkit received %d of %d frames (err %v, stats %+v, used %+v, rx inflight %d, status %#x, kernel tx %s)", rcv, n, v.Err(), v.Stats(), v.qps[0].rx.used[:4], v.qps[0].rx.q.InFlight(), v.common.Read8(0x14), func() []byte {
 				b, _ := os.ReadFile("/sys/class/net/" + peer.ifi.Name + "/statistics/tx_packets")
 				return b
 			}())
@@ -251,7 +252,7 @@ func testVirtioNetPair(t *testing.T, ours, theirs string, packed bool) {
 		if len(got) != n {
 			rp, _ := os.ReadFile("/sys/class/net/" + peer.ifi.Name + "/statistics/rx_packets")
 			rd, _ := os.ReadFile("/sys/class/net/" + peer.ifi.Name + "/statistics/rx_dropped")
-			t.Fatalf("kernel received %d of %d frames (iface rx %s dropped %s; our tx in flight %d)", len(got), n, bytes.TrimSpace(rp), bytes.TrimSpace(rd), v.tx.q.InFlight())
+			t.Fatalf("kernel received %d of %d frames (iface rx %s dropped %s; our tx in flight %d)", len(got), n, bytes.TrimSpace(rp), bytes.TrimSpace(rd), v.qps[0].tx.q.InFlight())
 		}
 		if extra := peer.recvAll(1); len(extra) != 0 {
 			t.Fatalf("kernel received more than %d frames", n)
@@ -333,4 +334,192 @@ func TestGuestVirtioNetErrors(t *testing.T) {
 	if _, err := OpenVirtioNet(VirtioNetOptions{PCI: "0000:00:1f.7", Pool: pool}); err == nil || errors.Is(err, os.ErrExist) {
 		t.Fatalf("missing device: %v", err)
 	}
+}
+
+// TestVirtioNetMQVM runs the multiqueue guest test: two NICs with two queue pairs
+// each, on multiqueue TAP devices joined by a bridge in a namespace made here, so
+// that QEMU spreads their traffic over both queue pairs. dpkit drives both NICs.
+func TestVirtioNetMQVM(t *testing.T) {
+	vmtest.Need(t)
+	ns := nettest.NewNS(t)
+	// Nothing but the test's frames crosses the bridge: no IPv6 autoconfiguration.
+	ns.MustExec(t, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
+	br, ta, tb := nettest.Name("br"), nettest.Name("tap"), nettest.Name("tap")
+	ns.MustExec(t, "ip", "link", "add", br, "type", "bridge")
+	for _, tap := range []string{ta, tb} {
+		ns.MustExec(t, "ip", "tuntap", "add", "dev", tap, "mode", "tap", "multi_queue")
+		ns.MustExec(t, "ip", "link", "set", tap, "master", br, "up")
+	}
+	ns.MustExec(t, "ip", "link", "set", br, "up")
+	vmtest.Run(t, vmtest.Config{Run: "^TestGuestVirtioNetMQ$", Netns: ns.Name, MemoryMB: 768, Timeout: 150 * time.Second,
+		NICs: []vmtest.NIC{{Tap: ta, Queues: 2, Packed: true}, {Tap: tb, Queues: 2, Packed: true}}})
+}
+
+// mqFrame is an Ethernet/IPv4/UDP frame of flow (the UDP source port) carrying seq,
+// so that the device's flow hash spreads frames over the queues.
+func mqFrame(dst, src net.HardwareAddr, flow, seq int) []byte {
+	b := make([]byte, 14+20+8+8+(seq%200))
+	copy(b, dst)
+	copy(b[6:], src)
+	b[12], b[13] = 0x08, 0x00
+	ip := b[14:]
+	ip[0], ip[8], ip[9] = 0x45, 64, 17
+	ip[2], ip[3] = byte((len(b)-14)>>8), byte(len(b)-14)
+	copy(ip[12:], []byte{10, 9, 0, 1})
+	copy(ip[16:], []byte{10, 9, 0, 2})
+	var sum uint32
+	for i := 0; i < 20; i += 2 {
+		sum += uint32(ip[i])<<8 | uint32(ip[i+1])
+	}
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
+	}
+	ip[10], ip[11] = byte(^sum>>8), byte(^sum)
+	u := ip[20:]
+	port := 20000 + flow
+	u[0], u[1], u[2], u[3] = byte(port>>8), byte(port), 0x1f, 0x90
+	u[4], u[5] = byte((len(b)-34)>>8), byte(len(b)-34)
+	p := u[8:]
+	copy(p, "DPKQ")
+	p[4], p[5], p[6], p[7] = byte(seq>>24), byte(seq>>16), byte(seq>>8), byte(seq)
+	for i := 8; i < len(p); i++ {
+		p[i] = byte(i + seq)
+	}
+	return b
+}
+
+func TestGuestVirtioNetMQ(t *testing.T) {
+	vmtest.NeedGuest(t)
+	devs := guestVirtioNICs(t)
+	for _, packed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("packed=%v", packed), func(t *testing.T) { testVirtioNetMQ(t, devs, packed) })
+	}
+}
+
+func testVirtioNetMQ(t *testing.T, devs []string, packed bool) {
+	pool, err := NewPool(PoolOptions{Frames: 2048, Huge: HugeNever, Name: "virtio-mq"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := pool.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	var nics [2]*VirtioNet
+	for i, bdf := range devs {
+		if err := BindVFIO(bdf); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			if drv, err := UnbindVFIO(bdf); err != nil || drv != "virtio-pci" {
+				t.Errorf("unbind %s: %q %v", bdf, drv, err)
+			}
+		}()
+		// The device has two queue pairs: asking for three is a typed error.
+		if _, err := OpenVirtioNet(VirtioNetOptions{PCI: bdf, Pool: pool, Packed: packed, QueuePairs: 3}); !errors.Is(err, ErrFeatures) {
+			t.Fatalf("3 queue pairs on a 2-pair device: %v", err)
+		}
+		v, err := OpenVirtioNet(VirtioNetOptions{PCI: bdf, Pool: pool, Packed: packed, QueueSize: 128, QueuePairs: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			if err := v.Close(); err != nil {
+				t.Error(err)
+			}
+		}()
+		if f := v.Features(); f&virtioNetFMQ == 0 || f&virtioNetFCtrlVQ == 0 || (f&virtioFRingPacked != 0) != packed || v.QueuePairs() != 2 {
+			t.Fatalf("features %#x, %d queue pairs", f, v.QueuePairs())
+		}
+		nics[i] = v
+	}
+	// exchange sends n frames on each of the sender's queue pairs and checks that the
+	// receiver gets every one exactly once, over both of its RX queues.
+	exchange := func(t *testing.T, from, to *VirtioNet, n int) {
+		src, dst := from.MAC(), to.MAC()
+		pairs := from.QueuePairs()
+		seen := make([]bool, pairs*n)
+		perQueue := make([]int, to.QueuePairs())
+		rcv, sent := 0, 0
+		pkts := make([]Pkt, 32)
+		var fr [32]Frame
+		recv := func(want int) {
+			for deadline := time.Now().Add(10 * time.Second); rcv < want && time.Now().Before(deadline); {
+				for qi := range to.QueuePairs() {
+					k := to.Queue(qi).Rx(pkts)
+					for _, p := range pkts[:k] {
+						d := pool.Data(&p)
+						if len(d) >= 50 && string(d[42:46]) == "DPKQ" {
+							seq := int(d[46])<<24 | int(d[47])<<16 | int(d[48])<<8 | int(d[49])
+							if seq < 0 || seq >= len(seen) || seen[seq] {
+								t.Fatalf("frame %d unexpected or duplicated", seq)
+							}
+							if want := mqFrame(net.HardwareAddr(dst[:]), net.HardwareAddr(src[:]), seq%64, seq); !bytes.Equal(d, want) {
+								t.Fatalf("frame %d differs", seq)
+							}
+							seen[seq] = true
+							rcv++
+							perQueue[qi]++
+						}
+						fr[0] = p.Frame
+						pool.Put(fr[:1])
+					}
+				}
+			}
+		}
+		for base := 0; base < n; base += 32 {
+			for qi := range pairs {
+				k := min(32, n-base)
+				if got := pool.Get(fr[:k]); got != k {
+					t.Fatal("pool empty")
+				}
+				for i := range k {
+					seq := qi*n + base + i
+					f := mqFrame(net.HardwareAddr(dst[:]), net.HardwareAddr(src[:]), seq%64, seq)
+					pkts[i] = Pkt{Frame: fr[i], Off: uint16(pool.Headroom()), Len: uint16(len(f))}
+					copy(pool.Data(&pkts[i]), f)
+				}
+				done := 0
+				for stuck := time.Now().Add(5 * time.Second); done < k; {
+					done += from.Queue(qi).Tx(pkts[done:k])
+					if time.Now().After(stuck) {
+						pool.Put(fr[done:k])
+						t.Fatalf("queue %d Tx stuck: %v", qi, from.Err())
+					}
+				}
+				sent += k
+				recv(sent) // TCG is slow: drain before the next round
+			}
+		}
+		recv(pairs * n)
+		if rcv != pairs*n {
+			t.Fatalf("received %d of %d frames (per RX queue %v; sender %+v, receiver %+v, errs %v %v)", rcv, pairs*n, perQueue, from.Stats(), to.Stats(), from.Err(), to.Err())
+		}
+		for qi, c := range perQueue {
+			if c == 0 {
+				t.Errorf("RX queue %d got none of %d frames of 64 flows: no spreading (%v)", qi, rcv, perQueue)
+			}
+		}
+		for qi := range pairs {
+			if st := from.Queue(qi).Stats(); st.TxPackets < uint64(n) {
+				t.Errorf("TX queue %d sent %d, want ≥ %d", qi, st.TxPackets, n)
+			}
+		}
+		t.Logf("%d frames from 2 TX queues arrived on RX queues as %v", rcv, perQueue)
+	}
+	t.Run("a-to-b", func(t *testing.T) { exchange(t, nics[0], nics[1], 300) })
+	t.Run("b-to-a", func(t *testing.T) { exchange(t, nics[1], nics[0], 300) })
+	if t.Failed() {
+		return
+	}
+	for _, v := range nics {
+		if err := v.Check(); err != nil {
+			t.Fatalf("Check: %v", err)
+		}
+		if err := v.Reset(); err != nil { // re-runs the handshake and the MQ command
+			t.Fatal(err)
+		}
+	}
+	t.Run("after-reset", func(t *testing.T) { exchange(t, nics[0], nics[1], 100) })
 }

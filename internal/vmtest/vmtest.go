@@ -52,6 +52,13 @@ type NIC struct {
 	Packed bool
 	// Addr is the PCI slot on bus 0 (e.g. 4 for 00:04.0); zero means 4 + index.
 	Addr int
+	// Tap, when set, replaces the hub: the NIC's backend is this host TAP device,
+	// which the host test creates beforehand (multi_queue when Queues > 1) in
+	// Config.Netns, and QEMU attaches to.
+	Tap string
+	// Queues is how many queue pairs the device offers (VIRTIO_NET_F_MQ); zero means
+	// one. More than one needs a Tap backend: a hub has one queue.
+	Queues int
 }
 
 // Config describes one VM test run. Zero values are documented per field.
@@ -73,6 +80,11 @@ type Config struct {
 	Timeout time.Duration
 	// KernelArgs are appended to the kernel command line.
 	KernelArgs []string
+	// Netns is the network namespace QEMU runs in (through `ip netns exec`), where
+	// the NICs' Tap devices are; empty means the caller's.
+	Netns string
+	// QEMUArgs are appended to QEMU's command line.
+	QEMUArgs []string
 }
 
 // Validate reports a configuration error.
@@ -86,6 +98,9 @@ func (c *Config) Validate() error {
 	for i, n := range c.NICs {
 		if n.Hub < 0 || n.Addr < 0 || n.Addr > 31 {
 			return fmt.Errorf("vmtest: NIC %d: bad hub or slot", i)
+		}
+		if n.Queues < 0 || n.Queues > 16 || n.Queues > 1 && n.Tap == "" {
+			return fmt.Errorf("vmtest: NIC %d: %d queues (more than one needs a Tap backend, at most 16)", i, n.Queues)
 		}
 	}
 	return nil
@@ -221,7 +236,13 @@ func run(t *testing.T, cfg Config) (Result, error) {
 	defer cancel()
 	qargs := qemuArgs(cfg, vmlinux, initrd)
 	t.Logf("qemu-system-x86_64 %s", strings.Join(qargs, " "))
-	q := exec.CommandContext(ctx, "qemu-system-x86_64", qargs...)
+	// (run inside cfg.Netns when set)
+	qemu := "qemu-system-x86_64"
+	if cfg.Netns != "" {
+		qargs = append([]string{"netns", "exec", cfg.Netns, qemu}, qargs...)
+		qemu = "ip"
+	}
+	q := exec.CommandContext(ctx, qemu, qargs...)
 	var console bytes.Buffer
 	q.Stdout = &console
 	q.Stderr = &console
@@ -300,9 +321,18 @@ func qemuArgs(cfg Config, vmlinux, initrd string) []string {
 		if n.Packed {
 			dev += ",packed=on"
 		}
-		a = append(a, "-netdev", fmt.Sprintf("hubport,id=%s,hubid=%d", id, n.Hub), "-device", dev)
+		netdev := fmt.Sprintf("hubport,id=%s,hubid=%d", id, n.Hub)
+		if n.Tap != "" {
+			netdev = fmt.Sprintf("tap,id=%s,ifname=%s,script=no,downscript=no,vhost=off", id, n.Tap)
+			if n.Queues > 1 {
+				// One MSI-X vector per queue plus config and control (QEMU's default).
+				netdev += fmt.Sprintf(",queues=%d", n.Queues)
+				dev += fmt.Sprintf(",mq=on,vectors=%d", 2*n.Queues+2)
+			}
+		}
+		a = append(a, "-netdev", netdev, "-device", dev)
 	}
-	return a
+	return append(a, cfg.QEMUArgs...)
 }
 
 // writeInitrd writes base followed by a newc cpio holding /dpkit.test and /dpkit.args.
