@@ -150,7 +150,6 @@ type vnQueue struct {
 	ids       []uint16
 	fbuf      []Frame
 	size      int
-	ringOff   int // offset of the queue's rings in the ring mapping
 }
 
 // VirtioNetQueue is one RX/TX queue pair of a VirtioNet, a Port of its own. Rx and Tx

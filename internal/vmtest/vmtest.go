@@ -168,7 +168,7 @@ func Need(t testing.TB) {
 // Run builds the test binary of cfg.Package statically, boots it in a TCG guest with
 // an Intel IOMMU, and fails t if the guest tests fail, the guest never reports, or the
 // run times out. The guest output is logged.
-func Run(t *testing.T, cfg Config) Result {
+func Run(t testing.TB, cfg Config) Result {
 	t.Helper()
 	Need(t)
 	if err := cfg.Validate(); err != nil {
@@ -194,7 +194,7 @@ func tail(s string, n int) string {
 	return s
 }
 
-func run(t *testing.T, cfg Config) (Result, error) {
+func run(t testing.TB, cfg Config) (Result, error) {
 	var res Result
 	vmlinux, base, err := Image()
 	if err != nil {
