@@ -22,7 +22,9 @@ package pmd
 // flows over the RX queues itself (automatic receive steering, §5.1.6.5.5); RSS with
 // a driver-set key and table (VIRTIO_NET_F_RSS) is not used.
 //
-// Interrupts are off (poll mode: MSI-X vectors NO_VECTOR, ring interrupts disabled).
+// Poll mode by default: MSI-X vectors NO_VECTOR, ring interrupts disabled. With
+// Interrupts, RX queue i signals MSI-X vector i, which VFIO routes to an eventfd, so an
+// idle poll loop can sleep in WaitRx until traffic comes (DPDK's RX interrupt mode).
 // Not done yet: offloads (no CSUM/TSO features), RSS, and packets spread over several
 // mergeable buffers, which are dropped as DropTooLong because Pkt holds one frame
 // (with 2 KiB frames and a 1500 MTU it never happens).
@@ -30,7 +32,10 @@ package pmd
 import (
 	"errors"
 	"fmt"
+	"os"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/dpkit/dpkit/internal/sysmem"
 	"github.com/dpkit/dpkit/internal/vfio"
@@ -100,6 +105,10 @@ type VirtioNetOptions struct {
 	// a device offering VIRTIO_NET_F_MQ and CTRL_VQ with at least that many pairs
 	// (its max_virtqueue_pairs); they are switched on with a control-queue command.
 	QueuePairs int
+	// Interrupts routes each RX queue's MSI-X vector to an eventfd, for
+	// VirtioNetQueue.WaitRx; the device must have a vector per RX queue. Zero: pure
+	// poll mode.
+	Interrupts bool
 	// PortID is stored in Pkt.Port of received packets.
 	PortID uint16
 	// Timeout bounds each wait for the device (reset, status handshake); 0 means 1 s.
@@ -133,6 +142,7 @@ type virtQueue interface {
 	AddBatch(bufs []vring.Seg, ids []uint16) (int, error)
 	Publish() (kick bool)
 	Collect(dst []vring.Used) (int, error)
+	EnableInterrupts() (pending bool)
 	DisableInterrupts()
 	InFlight() int
 	Err() error
@@ -160,6 +170,7 @@ type VirtioNetQueue struct {
 	rxSkip   int // segments of an oversized mergeable packet still to drop
 	err      error
 	counters Counters
+	irqFd    int // eventfd of the RX queue's MSI-X vector (Interrupts), else -1
 }
 
 // VirtioNet drives one virtio-net PCI device through VFIO. It is itself the Port of
@@ -206,7 +217,7 @@ func OpenVirtioNet(opts VirtioNetOptions) (*VirtioNet, error) {
 	}
 	v := &VirtioNet{opts: opts, pci: p}
 	for range opts.QueuePairs {
-		v.qps = append(v.qps, &VirtioNetQueue{v: v})
+		v.qps = append(v.qps, &VirtioNetQueue{v: v, irqFd: -1})
 	}
 	if err := v.open(); err != nil {
 		v.teardown()
@@ -260,6 +271,11 @@ func (v *VirtioNet) open() error {
 	if err := v.pci.SetBusMaster(true); err != nil {
 		return err
 	}
+	if v.opts.Interrupts {
+		if err := v.setupIRQs(); err != nil {
+			return err
+		}
+	}
 
 	// DMA: the pool region at one IOVA, the rings at another.
 	pr := v.opts.Pool.Region()
@@ -271,6 +287,27 @@ func (v *VirtioNet) open() error {
 		return err
 	}
 	return v.init()
+}
+
+// setupIRQs makes an eventfd per RX queue and routes MSI-X vectors 0..n-1 to them
+// (VFIO enables MSI-X on the device); setupRings points the RX queues at them.
+func (v *VirtioNet) setupIRQs() error {
+	n, err := v.pci.IRQCount(vfio.IRQMSIX)
+	if err != nil {
+		return err
+	}
+	if n < len(v.qps) {
+		return fmt.Errorf("%w: %d MSI-X vectors for %d RX queues", ErrFeatures, n, len(v.qps))
+	}
+	fds := make([]int, len(v.qps))
+	for i, qp := range v.qps {
+		fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+		if err != nil {
+			return os.NewSyscallError("eventfd", err)
+		}
+		qp.irqFd, fds[i] = fd, fd
+	}
+	return v.pci.SetIRQs(vfio.IRQMSIX, 0, fds)
 }
 
 // init runs the §3.1.1 sequence: reset, ACKNOWLEDGE, DRIVER, features, FEATURES_OK,
@@ -492,7 +529,7 @@ func (v *VirtioNet) setupRings() error {
 	v.ctrlBuf = v.rings.Mem[nq*per:][:4096]
 	v.ctrlIOVA = v.ringIOVA + uint64(nq*per)
 	o := vring.Options{Features: v.features & (vring.FeatureVersion1 | vring.FeatureAccessPlatform | vring.FeatureRingPacked)}
-	setup := func(q *vnQueue, index, slot, size int) error {
+	setup := func(q *vnQueue, index, slot, size int, vector uint16) error {
 		d, a, u, _ := layout(size)
 		base := slot * per
 		dOff, aOff, uOff := base, base+roundUpInt(d, 4096), base+roundUpInt(d, 4096)+roundUpInt(a, 4096)
@@ -508,14 +545,17 @@ func (v *VirtioNet) setupRings() error {
 		if err != nil {
 			return err
 		}
-		vq.DisableInterrupts() // poll mode
+		vq.DisableInterrupts() // poll mode until WaitRx
 		*q = vnQueue{q: vq, index: uint16(index), size: size,
 			frames: make([]Frame, size), live: make([]bool, size), used: make([]vring.Used, size),
 			segs: make([]vring.Seg, size), ids: make([]uint16, size), fbuf: make([]Frame, size)}
 		c := v.common
 		c.Write16(0x16, uint16(index))
 		c.Write16(0x18, uint16(size))
-		c.Write16(0x1a, virtioMSINoVector)
+		c.Write16(0x1a, vector)
+		if got := c.Read16(0x1a); got != vector { // §4.1.4.3: NO_VECTOR when it could not map it
+			return fmt.Errorf("%w: queue %d refused MSI-X vector %d", ErrFeatures, index, vector)
+		}
 		c.Write64(0x20, v.ringIOVA+uint64(dOff))
 		c.Write64(0x28, v.ringIOVA+uint64(aOff))
 		c.Write64(0x30, v.ringIOVA+uint64(uOff))
@@ -529,16 +569,20 @@ func (v *VirtioNet) setupRings() error {
 	}
 	for i, qp := range v.qps {
 		qp.err, qp.rxSkip = nil, 0
-		if err := setup(&qp.rx, 2*i, 2*i, size); err != nil {
+		vec := uint16(virtioMSINoVector)
+		if qp.irqFd >= 0 {
+			vec = uint16(i)
+		}
+		if err := setup(&qp.rx, 2*i, 2*i, size, vec); err != nil {
 			return err
 		}
-		if err := setup(&qp.tx, 2*i+1, 2*i+1, size); err != nil {
+		if err := setup(&qp.tx, 2*i+1, 2*i+1, size, virtioMSINoVector); err != nil {
 			return err
 		}
 	}
 	v.ctrl = vnQueue{}
 	if ctrlSize > 0 {
-		return setup(&v.ctrl, ctrlIndex, 2*pairs, ctrlSize)
+		return setup(&v.ctrl, ctrlIndex, 2*pairs, ctrlSize, virtioMSINoVector)
 	}
 	return nil
 }
@@ -721,6 +765,44 @@ func (qp *VirtioNetQueue) reclaimTx() {
 	}
 }
 
+// WaitRx sleeps until the RX queue has packets or timeout passes (a negative timeout
+// waits for ever) and reports whether packets are there. It needs the Interrupts
+// option; call it from the RX goroutine when Rx keeps returning 0, then go back to
+// polling. Interrupts are on only while it waits (§2.7.7, §2.8.10).
+func (qp *VirtioNetQueue) WaitRx(timeout time.Duration) (bool, error) {
+	if qp.irqFd < 0 {
+		return false, fmt.Errorf("%w: WaitRx needs the Interrupts option", ErrVirtioOptions)
+	}
+	if qp.err != nil || qp.v.closed {
+		return false, ErrClosed
+	}
+	q := qp.rx.q
+	defer q.DisableInterrupts()
+	if q.EnableInterrupts() {
+		return true, nil // used buffers arrived before interrupts were on
+	}
+	ms := -1
+	if timeout >= 0 {
+		ms = int((timeout + time.Millisecond - 1) / time.Millisecond)
+	}
+	fds := []unix.PollFd{{Fd: int32(qp.irqFd), Events: unix.POLLIN}}
+	for {
+		n, err := unix.Poll(fds, ms)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return false, os.NewSyscallError("poll", err)
+		}
+		if n == 0 {
+			return false, nil
+		}
+		var b [8]byte
+		unix.Read(qp.irqFd, b[:]) // clear the count; spurious wake-ups are harmless
+		return true, nil
+	}
+}
+
 // Stats returns this queue pair's counters. Safe from any goroutine.
 func (qp *VirtioNetQueue) Stats() PortStats { return qp.counters.Snapshot() }
 
@@ -852,6 +934,15 @@ func (v *VirtioNet) Close() error {
 
 func (v *VirtioNet) teardown() error {
 	var err error
+	if v.qps[0].irqFd >= 0 {
+		v.pci.DisableIRQs(vfio.IRQMSIX)
+	}
+	for _, qp := range v.qps {
+		if qp.irqFd >= 0 {
+			unix.Close(qp.irqFd)
+			qp.irqFd = -1
+		}
+	}
 	if v.rings != nil {
 		if v.ringIOVA != 0 {
 			v.pci.Container.UnmapDMA(v.ringIOVA)

@@ -420,7 +420,7 @@ func testVirtioNetMQ(t *testing.T, devs []string, packed bool) {
 		if _, err := OpenVirtioNet(VirtioNetOptions{PCI: bdf, Pool: pool, Packed: packed, QueuePairs: 3}); !errors.Is(err, ErrFeatures) {
 			t.Fatalf("3 queue pairs on a 2-pair device: %v", err)
 		}
-		v, err := OpenVirtioNet(VirtioNetOptions{PCI: bdf, Pool: pool, Packed: packed, QueueSize: 128, QueuePairs: 2})
+		v, err := OpenVirtioNet(VirtioNetOptions{PCI: bdf, Pool: pool, Packed: packed, QueueSize: 128, QueuePairs: 2, Interrupts: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -508,6 +508,56 @@ func testVirtioNetMQ(t *testing.T, devs []string, packed bool) {
 		}
 		t.Logf("%d frames from 2 TX queues arrived on RX queues as %v", rcv, perQueue)
 	}
+	// RX interrupt mode: an idle queue's WaitRx times out; traffic wakes both queues.
+	t.Run("interrupts", func(t *testing.T) {
+		a, b := nics[0], nics[1]
+		for qi := range b.QueuePairs() {
+			if ok, err := b.Queue(qi).WaitRx(50 * time.Millisecond); ok || err != nil {
+				t.Fatalf("idle queue %d: WaitRx %v %v", qi, ok, err)
+			}
+		}
+		var fr [64]Frame
+		if pool.Get(fr[:]) != len(fr) {
+			t.Fatal("pool empty")
+		}
+		pkts := make([]Pkt, len(fr))
+		am, bm := a.MAC(), b.MAC()
+		for i := range pkts {
+			f := mqFrame(net.HardwareAddr(bm[:]), net.HardwareAddr(am[:]), i, i) // 64 flows
+			pkts[i] = Pkt{Frame: fr[i], Off: uint16(pool.Headroom()), Len: uint16(len(f))}
+			copy(pool.Data(&pkts[i]), f)
+		}
+		for k := 0; k < len(pkts); k += a.Tx(pkts[k:]) {
+		}
+		got := 0
+		for qi := range b.QueuePairs() {
+			if ok, err := b.Queue(qi).WaitRx(5 * time.Second); !ok || err != nil {
+				t.Fatalf("queue %d not woken by traffic: %v %v", qi, ok, err)
+			}
+			for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); {
+				n := b.Queue(qi).Rx(pkts)
+				for _, p := range pkts[:n] {
+					pool.Put([]Frame{p.Frame})
+				}
+				got += n
+				if n == 0 {
+					break
+				}
+			}
+		}
+		for deadline := time.Now().Add(2 * time.Second); got < len(fr) && time.Now().Before(deadline); {
+			for qi := range b.QueuePairs() {
+				n := b.Queue(qi).Rx(pkts)
+				for _, p := range pkts[:n] {
+					pool.Put([]Frame{p.Frame})
+				}
+				got += n
+			}
+		}
+		if got != len(fr) {
+			t.Fatalf("received %d of %d", got, len(fr))
+		}
+	})
 	t.Run("a-to-b", func(t *testing.T) { exchange(t, nics[0], nics[1], 300) })
 	t.Run("b-to-a", func(t *testing.T) { exchange(t, nics[1], nics[0], 300) })
 	if t.Failed() {
