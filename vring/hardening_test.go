@@ -413,3 +413,58 @@ func collectErr(t *testing.T, p *pair, want error) {
 		t.Fatalf("driver not sticky broken: %v", err2)
 	}
 }
+
+// TestHardenUsedBatch: the same checks on one-descriptor buffers added with
+// AddBatch, which Collect takes through its batch loops: a broken entry in
+// the middle of a batch stops it there, the good ones before it are
+// collected, and the queue breaks.
+func TestHardenUsedBatch(t *testing.T) {
+	type hostile func(p *pair, ids []uint16)
+	cases := map[string]struct {
+		split, packed hostile
+		want          error
+	}{
+		"id-out-of-range": {
+			func(p *pair, ids []uint16) { p.split.PutUsed(uint32(ids[0]), 64); p.split.PutUsed(9, 0) },
+			func(p *pair, ids []uint16) { p.packed.PutUsed(ids[0], 64, 1); p.packed.PutUsed(9, 0, 1) },
+			vring.ErrUsedID},
+		"duplicate": {
+			func(p *pair, ids []uint16) { p.split.PutUsed(uint32(ids[0]), 64); p.split.PutUsed(uint32(ids[0]), 64) },
+			func(p *pair, ids []uint16) { p.packed.PutUsed(ids[0], 64, 1); p.packed.PutUsed(ids[0], 64, 1) },
+			vring.ErrUsedID},
+		"len-too-big": {
+			func(p *pair, ids []uint16) { p.split.PutUsed(uint32(ids[0]), 64); p.split.PutUsed(uint32(ids[1]), 65) },
+			func(p *pair, ids []uint16) { p.packed.PutUsed(ids[0], 64, 1); p.packed.PutUsed(ids[1], 65, 1) },
+			vring.ErrUsedLen},
+	}
+	for name, c := range cases {
+		for _, layout := range []string{"split", "packed"} {
+			t.Run(layout+"/"+name, func(t *testing.T) {
+				p := newPair(t, layout, 16, 0)
+				a := p.g.Alloc(64*4, 64)
+				bufs := make([]vring.Seg, 4)
+				for i := range bufs {
+					bufs[i] = vring.Seg{Addr: a + uint64(64*i), Len: 64, Write: true}
+				}
+				ids := make([]uint16, 4)
+				if n, err := p.drv.AddBatch(bufs, ids); n != 4 || err != nil {
+					t.Fatal(n, err)
+				}
+				p.drv.Publish()
+				if layout == "split" {
+					c.split(p, ids)
+				} else {
+					c.packed(p, ids)
+				}
+				u := make([]vring.Used, 8)
+				n, err := p.drv.Collect(u)
+				if n != 1 || u[0].ID != ids[0] || u[0].Len != 64 {
+					t.Errorf("collected %d (%+v) before the bad entry, want the first buffer", n, u[:n])
+				}
+				if !errors.Is(err, c.want) || !errors.Is(err, vring.ErrBroken) {
+					t.Fatalf("collect: %v, want %v", err, c.want)
+				}
+			})
+		}
+	}
+}

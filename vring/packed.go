@@ -37,6 +37,7 @@ type packedCommon struct {
 	eventIdx           bool
 	indirect           bool
 	inOrder            bool
+	descFast           bool // desc is 8-byte aligned: batch loops may use descAt
 	err                error
 }
 
@@ -56,6 +57,7 @@ func (q *packedCommon) init(r PackedRing, mem *Memory, o Options) error {
 	q.eventIdx = o.Features&FeatureEventIdx != 0
 	q.indirect = o.Features&FeatureIndirectDesc != 0
 	q.inOrder = o.Features&FeatureInOrder != 0
+	q.descFast = aligned8(r.Desc)
 	return nil
 }
 

@@ -1,5 +1,7 @@
 package vring
 
+import "sync/atomic"
+
 // PackedDriver is the driver side of a packed virtqueue (§2.8.13,
 // §2.8.14). Buffer ids are allocated from a private FIFO, so with in-order
 // completion they are reused in ring order. It is owned by one goroutine.
@@ -107,43 +109,93 @@ func (q *PackedDriver) AddBatch(bufs []Seg, ids []uint16) (int, error) {
 		return 0, q.err
 	}
 	n := min(len(bufs), len(ids), q.numFree)
-	desc, state, idRing, posID := q.desc, q.state, q.ids, q.posID
-	pos, wrap, idHead, size, inOrder := q.availPos, q.availWrap, q.idHead, q.size, q.inOrder
-	for k := 0; k < n; k++ {
+	if n == 0 {
+		return 0, nil
+	}
+	bufs, ids = bufs[:n], ids[:n]
+	k := 0
+	if !q.pending || !q.descFast {
+		// The first head of a batch: its id+flags word is stored by Publish.
+		k = q.addOne(&bufs[0], &ids[0])
+	}
+	if k < n {
+		q.addRun(bufs[k:], ids[k:])
+	}
+	q.numFree -= n
+	q.added += n
+	q.inflight += n
+	return n, nil
+}
+
+// addOne adds one buffer through putWord (the first of a batch, or any on a
+// table not aligned for descAt) and returns 1.
+func (q *PackedDriver) addOne(b *Seg, idOut *uint16) int {
+	pos, wrap := q.availPos, q.availWrap
+	id := q.popID()
+	f := wrapFlags(wrap, true)
+	var wcap uint32
+	if b.Write {
+		f |= DescWrite
+		wcap = b.Len
+	}
+	d := q.desc[16*int(pos):][:16]
+	le.PutUint64(d[0:], b.Addr)
+	le.PutUint32(d[8:], b.Len)
+	q.putWord(16*int(pos)+descWordOff, uint32(id)|uint32(f)<<16)
+	q.state[id] = packedBuf{slots: 1, writeCap: wcap, inflight: true}
+	if q.inOrder {
+		q.posID[pos] = id
+	}
+	*idOut = id
+	q.availPos, q.availWrap = q.advance(pos, wrap, 1)
+	return 1
+}
+
+// addRun adds the rest of a batch whose first head is already pending: every
+// descriptor is two plain 8-byte stores (descAt), published with that head.
+func (q *PackedDriver) addRun(bufs []Seg, ids []uint16) {
+	if !q.descFast {
+		for k := range bufs {
+			q.addOne(&bufs[k], &ids[k])
+		}
+		return
+	}
+	desc, state, idRing := q.desc, q.state, q.ids
+	pos, wrap, idHead, size := q.availPos, q.availWrap, q.idHead, q.size
+	start := pos
+	avail := uint64(wrapFlags(wrap, true)) << 48
+	for k := range bufs {
 		b := &bufs[k]
 		id := idRing[idHead]
 		if idHead++; idHead == size {
 			idHead = 0
 		}
-		f := wrapFlags(wrap, true)
 		var wcap uint32
+		hi := avail | uint64(id)<<32 | uint64(b.Len)
 		if b.Write {
-			f |= DescWrite
+			hi |= uint64(DescWrite) << 48
 			wcap = b.Len
 		}
-		d := desc[16*int(pos):][:16]
-		le.PutUint64(d[0:], b.Addr)
-		le.PutUint32(d[8:], b.Len)
-		word := uint32(id) | uint32(f)<<16
-		if !q.pending { // first head of the batch: stored by Publish
-			q.pending, q.pendOff, q.pendWord = true, 16*int(pos)+descWordOff, word
-		} else {
-			le.PutUint32(d[descWordOff:], word) // see putWord
-		}
+		// Driver-written; published by the release of the pending head (see putWord).
+		d := descAt(desc, pos)
+		d[0], d[1] = b.Addr, hi
 		state[id] = packedBuf{slots: 1, writeCap: wcap, inflight: true}
-		if inOrder {
-			posID[pos] = id
-		}
 		ids[k] = id
-		if pos++; pos == q.size {
+		if pos++; pos == size {
 			pos, wrap = 0, !wrap
+			avail = uint64(wrapFlags(wrap, true)) << 48
+		}
+	}
+	if q.inOrder {
+		p := start
+		for _, id := range ids {
+			q.posID[p] = id
+			if p++; p == size {
+				p = 0
+			}
 		}
 	}
 	q.availPos, q.availWrap, q.idHead = pos, wrap, idHead
-	q.numFree -= n
-	q.added += n
-	q.inflight += n
-	return n, nil
 }
 
 // putWord stores a descriptor's id+flags word, deferring the first buffer's
@@ -306,8 +358,6 @@ func (q *PackedDriver) Collect(dst []Used) (int, error) {
 	return n, nil
 }
 
-// collectRun collects used descriptors in ring order without IN_ORDER,
-// validating each; it stops at the first descriptor not yet used.
 func (q *PackedDriver) popID() uint16 {
 	id := q.ids[q.idHead]
 	if q.idHead++; q.idHead == q.size {
@@ -316,7 +366,64 @@ func (q *PackedDriver) popID() uint16 {
 	return id
 }
 
+// collectRun collects used descriptors in ring order without IN_ORDER,
+// validating each; it stops at the first descriptor not yet used. One-slot
+// buffers on an aligned table take the fast loop.
 func (q *PackedDriver) collectRun(dst []Used) (int, error) {
+	if !q.descFast {
+		return q.collectRunChecked(dst)
+	}
+	desc, state, idRing, size := q.desc, q.state, q.ids, q.size
+	pos, wrap, tail, numFree := q.usedPos, q.usedWrap, q.idTail, q.numFree
+	want := uint32(wrapFlags(wrap, false)) << 16
+	lim := min(len(dst), q.inflight)
+	dst = dst[:lim]
+	k := 0
+	for ; k < lim; k++ {
+		// id+flags: device-written. Acquire; pairs with the release in
+		// PackedDevice.Push (or a word it published). len is read after.
+		w := atomic.LoadUint32(descWord(desc, pos))
+		if w&(uint32(DescAvail|DescUsed)<<16) != want {
+			break
+		}
+		id := uint16(w)
+		if id >= size {
+			break // the checked loop fails the queue
+		}
+		s := &state[id]
+		if !s.inflight || s.slots != 1 {
+			break // a broken id or a chain: the checked loop handles it
+		}
+		ln := uint32(descAt(desc, pos)[1])
+		if s.writeCap == 0 {
+			ln = 0 // nothing writable: the length means nothing
+		} else if ln > s.writeCap {
+			break
+		}
+		s.inflight = false
+		idRing[tail] = id
+		if tail++; tail == size {
+			tail = 0
+		}
+		dst[k] = Used{ID: id, Len: ln, Slots: 1}
+		if pos++; pos == size {
+			pos, wrap = 0, !wrap
+			want = uint32(wrapFlags(wrap, false)) << 16
+		}
+	}
+	numFree += k
+	q.usedPos, q.usedWrap, q.idTail, q.numFree = pos, wrap, tail, numFree
+	q.inflight -= k
+	if k < lim {
+		// Stopped early: whatever stopped it (not used yet, a chain, a bad id or
+		// length) gets the checked loop, which collects chains and fails the queue.
+		j, err := q.collectRunChecked(dst[k:])
+		return k + j, err
+	}
+	return k, nil
+}
+
+func (q *PackedDriver) collectRunChecked(dst []Used) (int, error) {
 	desc, state, idRing, size := q.desc, q.state, q.ids, q.size
 	pos, wrap, tail, numFree := q.usedPos, q.usedWrap, q.idTail, q.numFree
 	want := wrapFlags(wrap, false)

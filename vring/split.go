@@ -46,6 +46,7 @@ type splitCommon struct {
 	eventIdx          bool
 	indirect          bool
 	inOrder           bool
+	descFast          bool  // desc and used are 8-byte aligned: batch loops may use descAt/usedAt
 	err               error // sticky: set once the peer broke the queue
 }
 
@@ -64,6 +65,7 @@ func (q *splitCommon) init(r SplitRing, mem *Memory, o Options) error {
 	q.eventIdx = o.Features&FeatureEventIdx != 0
 	q.indirect = o.Features&FeatureIndirectDesc != 0
 	q.inOrder = o.Features&FeatureInOrder != 0
+	q.descFast = aligned8(r.Desc) && aligned8(r.Used)
 	return nil
 }
 

@@ -114,7 +114,7 @@ func (q *SplitDriver) AddBatch(bufs []Seg, ids []uint16) (int, error) {
 	}
 	n := min(len(bufs), len(ids), q.numFree)
 	desc, avail, next, state := q.desc, q.avail, q.next, q.state
-	head, idx, mask, inOrder := q.freeHead, q.availIdx, q.mask, q.inOrder
+	head, idx, mask, inOrder, fast := q.freeHead, q.availIdx, q.mask, q.inOrder, q.descFast
 	for k := 0; k < n; k++ {
 		b := &bufs[k]
 		var flags uint16
@@ -124,9 +124,14 @@ func (q *SplitDriver) AddBatch(bufs []Seg, ids []uint16) (int, error) {
 		}
 		// Descriptor and ring entry: driver-written, published by the
 		// avail.idx release in Publish.
-		d := desc[16*int(head):][:16]
-		le.PutUint64(d[0:], b.Addr)
-		le.PutUint64(d[8:], uint64(b.Len)|uint64(flags)<<32) // len, flags, next 0
+		if fast {
+			d := descAt(desc, head) // head < size: it comes from the free list
+			d[0], d[1] = b.Addr, uint64(b.Len)|uint64(flags)<<32 // len, flags, next 0
+		} else {
+			d := desc[16*int(head):][:16]
+			le.PutUint64(d[0:], b.Addr)
+			le.PutUint64(d[8:], uint64(b.Len)|uint64(flags)<<32)
+		}
 		state[head] = splitBuf{descs: 1, last: head, writeCap: wcap}
 		le.PutUint16(avail[availRingOff+2*int(idx&mask):], head)
 		if inOrder {
@@ -303,7 +308,12 @@ func (q *SplitDriver) collectRun(dst []Used) (int, error) {
 	last, free, numFree := q.lastUsed, q.freeHead, q.numFree
 	for j := 0; j < k; j++ {
 		// Used entry: device-written, published by the used.idx acquire.
-		v := le.Uint64(used[usedRingOff+8*int(last&mask):])
+		var v uint64
+		if q.descFast {
+			v = *usedAt(used, last&mask)
+		} else {
+			v = le.Uint64(used[usedRingOff+8*int(last&mask):])
+		}
 		id32, ln := uint32(v), uint32(v>>32)
 		if id32 >= size || state[id32].descs == 0 {
 			q.lastUsed, q.freeHead, q.numFree = last, free, numFree
