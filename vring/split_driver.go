@@ -125,7 +125,7 @@ func (q *SplitDriver) AddBatch(bufs []Seg, ids []uint16) (int, error) {
 		// Descriptor and ring entry: driver-written, published by the
 		// avail.idx release in Publish.
 		if fast {
-			d := descAt(desc, head) // head < size: it comes from the free list
+			d := descAt(desc, head)                              // head < size: it comes from the free list
 			d[0], d[1] = b.Addr, uint64(b.Len)|uint64(flags)<<32 // len, flags, next 0
 		} else {
 			d := desc[16*int(head):][:16]
