@@ -238,6 +238,30 @@ func (p *Port) tx(r *ring, pkts []pmd.Pkt) int {
 			break
 		}
 		data := pool.Data(pk)
+		if nu == len(r.used) {
+			r.flushUsed(nu)
+			nu = 0
+		}
+		// The common case: the next buffer's first segment takes the header and
+		// the packet in one mapped stretch (num_buffers 1 either way).
+		if ch := &r.chains[r.sHead]; len(ch.Segs) > 0 && ch.Segs[0].Write && int(ch.Segs[0].Len) >= need {
+			if h, err := r.mem.Translate(ch.Segs[0].Addr, uint64(need)); err == nil && len(h) == need {
+				clear(h[:r.hdrLen])
+				if r.hdrLen == 12 {
+					h[10] = 1
+				}
+				copy(h[r.hdrLen:], data)
+				if r.log != nil {
+					r.log.mark(ch.Segs[0].Addr, uint64(need))
+				}
+				r.used[nu] = ch.Used(uint32(need))
+				nu++
+				r.sHead++
+				sent++
+				bytes += int(pk.Len)
+				continue
+			}
+		}
 		if !r.mrg {
 			ch := &r.chains[r.sHead]
 			if int(ch.WriteLen) < need {
