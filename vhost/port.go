@@ -60,18 +60,27 @@ func (p *Port) rx(r *ring, pkts []pmd.Pkt) int {
 	if r.broken {
 		return 0
 	}
-	want := min(len(pkts), len(r.chains))
-	got := p.rxCache.Alloc(pkts[:want])
-	if got == 0 {
-		if pend := r.pending(); pend {
-			p.ctr.AddDrop(pmd.DropNoBuffer, 1)
-		}
-		return 0
-	}
-	c, err := r.pop(r.chains[:got])
+	// Chains first, then exactly as many frames: an empty or nearly empty ring
+	// costs no frame allocation and freeing.
+	c, err := r.pop(r.chains[:min(len(pkts), len(r.chains))])
 	if err != nil {
 		r.broken = true
 		p.ctr.AddDrop(pmd.DropInvalid, 1)
+	}
+	if c == 0 {
+		return 0
+	}
+	got := p.rxCache.Alloc(pkts[:c])
+	if got < c {
+		// Out of frames: the chains not served go back to the ring, in order.
+		if err := r.unpop(r.chains[got:c]); err != nil {
+			r.broken = true
+		}
+		p.ctr.AddDrop(pmd.DropNoBuffer, 1)
+		c = got
+		if c == 0 {
+			return 0
+		}
 	}
 	pool := p.rxCache.Pool()
 	room := pool.FrameSize() - pool.Headroom()
@@ -104,8 +113,8 @@ func (p *Port) rx(r *ring, pkts []pmd.Pkt) int {
 	if err := r.push(r.used[:c]); err != nil {
 		r.broken = true
 	}
-	if out < got {
-		p.rxCache.Free(pkts[out:got])
+	if out < c {
+		p.rxCache.Free(pkts[out:c])
 	}
 	p.ctr.AddRx(out, bytes)
 	p.ctr.AddDrop(pmd.DropInvalid, invalid)
@@ -171,14 +180,6 @@ func writeChain(mem *vring.Memory, log *dirtyLog, ch *vring.Chain, off int, src 
 		}
 	}
 	return done
-}
-
-func (r *ring) pending() bool {
-	if r.split != nil {
-		n, _ := r.split.Pending()
-		return n > 0
-	}
-	return false
 }
 
 // Tx copies packets into the guest's receive buffers and returns how many it took.

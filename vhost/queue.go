@@ -72,6 +72,14 @@ func (r *ring) pop(c []vring.Chain) (int, error) {
 	return r.packed.Pop(c)
 }
 
+// unpop returns the last popped chains c to the ring (see vring's Unpop).
+func (r *ring) unpop(c []vring.Chain) error {
+	if r.split != nil {
+		return r.split.Unpop(c)
+	}
+	return r.packed.Unpop(c)
+}
+
 func (r *ring) push(u []vring.Used) error {
 	if len(u) == 0 {
 		return nil
