@@ -220,6 +220,11 @@ func OpenVirtioNet(opts VirtioNetOptions) (*VirtioNet, error) {
 		v.qps = append(v.qps, &VirtioNetQueue{v: v, irqFd: -1})
 	}
 	if err := v.open(); err != nil {
+		// init may have failed after DRIVER_OK and the RX fill (the MQ command):
+		// stop the device's DMA and take its frames back before unmapping.
+		if v.common != nil && v.reset() == nil {
+			v.reclaimAll()
+		}
 		v.teardown()
 		return nil, fmt.Errorf("pmd: virtio-net %s: %w", opts.PCI, err)
 	}
@@ -418,12 +423,14 @@ func (v *VirtioNet) command(class, cmd byte, data []byte) error {
 			return ErrDeviceGone
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%w: control command %d/%d not answered", ErrDeviceNotReady, class, cmd)
+			v.err = fmt.Errorf("%w: control command %d/%d not answered", ErrDeviceNotReady, class, cmd)
+			return v.err
 		}
 		time.Sleep(100 * time.Microsecond)
 	}
 	if b[ack] != ctrlAckOK {
-		return fmt.Errorf("%w: device refused control command %d/%d (ack %d)", ErrFeatures, class, cmd, b[ack])
+		v.err = fmt.Errorf("%w: device refused control command %d/%d (ack %d)", ErrFeatures, class, cmd, b[ack])
+		return v.err
 	}
 	return nil
 }
@@ -768,28 +775,47 @@ func (qp *VirtioNetQueue) reclaimTx() {
 // WaitRx sleeps until the RX queue has packets or timeout passes (a negative timeout
 // waits for ever) and reports whether packets are there. It needs the Interrupts
 // option; call it from the RX goroutine when Rx keeps returning 0, then go back to
-// polling. Interrupts are on only while it waits (§2.7.7, §2.8.10).
+// polling. It refills the ring first and returns false at once if the pool had no
+// frame to give it. Interrupts are on only while it waits (§2.7.7, §2.8.10).
 func (qp *VirtioNetQueue) WaitRx(timeout time.Duration) (bool, error) {
 	if qp.irqFd < 0 {
 		return false, fmt.Errorf("%w: WaitRx needs the Interrupts option", ErrVirtioOptions)
 	}
-	if qp.err != nil || qp.v.closed {
+	if qp.v.closed {
 		return false, ErrClosed
 	}
+	if qp.err != nil {
+		return false, qp.err
+	}
+	// Only Rx refills the ring: give the device buffers first, or it could never
+	// receive nor signal. With none to give (the pool is empty) there is nothing
+	// to wait for: return at once and let the caller poll.
+	qp.refill()
 	q := qp.rx.q
+	if q.InFlight() == 0 {
+		return false, nil
+	}
 	defer q.DisableInterrupts()
 	if q.EnableInterrupts() {
 		return true, nil // used buffers arrived before interrupts were on
 	}
-	ms := -1
+	var deadline time.Time
 	if timeout >= 0 {
-		ms = int((timeout + time.Millisecond - 1) / time.Millisecond)
+		deadline = time.Now().Add(timeout)
 	}
 	fds := []unix.PollFd{{Fd: int32(qp.irqFd), Events: unix.POLLIN}}
 	for {
+		ms := -1
+		if timeout >= 0 {
+			left := time.Until(deadline)
+			if left < 0 {
+				left = 0
+			}
+			ms = int(min((left+time.Millisecond-1)/time.Millisecond, 1<<30))
+		}
 		n, err := unix.Poll(fds, ms)
 		if err == unix.EINTR {
-			continue
+			continue // with what is left of the timeout
 		}
 		if err != nil {
 			return false, os.NewSyscallError("poll", err)

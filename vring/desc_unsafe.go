@@ -26,9 +26,9 @@ func descWord(desc []byte, i uint16) *uint32 {
 	return (*uint32)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(desc)), 16*uintptr(i)+descWordOff))
 }
 
-// usedAt returns split used-ring entry i (id, len) as one 64-bit word, without a
-// bounds check: callers pass i masked to the ring size, which init checked the
-// ring holds, 8-byte aligned (descFast).
-func usedAt(used []byte, i uint16) *uint64 {
-	return (*uint64)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(used)), usedRingOff+8*uintptr(i)))
+// usedAt returns split used-ring entry i (id, len) as two 32-bit words, without a
+// bounds check: callers pass i masked to the ring size, which init checked the ring
+// holds. Entries sit at 4 + 8i, so they are only 4-byte aligned, as the ring is.
+func usedAt(used []byte, i uint16) *[2]uint32 {
+	return (*[2]uint32)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(used)), usedRingOff+8*uintptr(i)))
 }

@@ -46,7 +46,7 @@ type splitCommon struct {
 	eventIdx          bool
 	indirect          bool
 	inOrder           bool
-	descFast          bool  // desc and used are 8-byte aligned: batch loops may use descAt/usedAt
+	descFast          bool  // desc is 8-byte aligned: batch loops may use descAt and usedAt
 	err               error // sticky: set once the peer broke the queue
 }
 
@@ -65,7 +65,7 @@ func (q *splitCommon) init(r SplitRing, mem *Memory, o Options) error {
 	q.eventIdx = o.Features&FeatureEventIdx != 0
 	q.indirect = o.Features&FeatureIndirectDesc != 0
 	q.inOrder = o.Features&FeatureInOrder != 0
-	q.descFast = aligned8(r.Desc) && aligned8(r.Used)
+	q.descFast = aligned8(r.Desc) // Used is 4-byte aligned (check), its entries too
 	return nil
 }
 

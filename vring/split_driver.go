@@ -310,7 +310,8 @@ func (q *SplitDriver) collectRun(dst []Used) (int, error) {
 		// Used entry: device-written, published by the used.idx acquire.
 		var v uint64
 		if q.descFast {
-			v = *usedAt(used, last&mask)
+			e := usedAt(used, last&mask)
+			v = uint64(e[0]) | uint64(e[1])<<32
 		} else {
 			v = le.Uint64(used[usedRingOff+8*int(last&mask):])
 		}
