@@ -167,8 +167,12 @@ func (c *Cluster) StopVRouter(i int) error {
 }
 
 // StartPod starts a DPDK-style pod: it owns its socket (server), the vRouter connects.
+// It returns once the pod listens, or has already been attached: the pod stops
+// listening (and its socket file goes) as soon as the vRouter connects, which a
+// reconnecting vRouter can do between two looks at the file.
 func (c *Cluster) StartPod(p *Pod) error {
 	name := filepath.Base(p.NS)
+	attached := strings.Count(c.Log(name), "msg=attached")
 	lf, err := c.logFile(name)
 	if err != nil {
 		return err
@@ -183,6 +187,9 @@ func (c *Cluster) StartPod(p *Pod) error {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if _, err := os.Stat(c.Socket(p)); err == nil {
+			return nil
+		}
+		if strings.Count(c.Log(name), "msg=attached") > attached {
 			return nil
 		}
 		if time.Now().After(deadline) {
