@@ -378,26 +378,29 @@ func (q *PackedDriver) collectRun(dst []Used) (int, error) {
 	want := uint32(wrapFlags(wrap, false)) << 16
 	lim := min(len(dst), q.inflight)
 	dst = dst[:lim]
-	k := 0
+	k, odd := 0, false // odd: stopped at something the checked loop must handle
 	for ; k < lim; k++ {
 		// id+flags: device-written. Acquire; pairs with the release in
 		// PackedDevice.Push (or a word it published). len is read after.
 		w := atomic.LoadUint32(descWord(desc, pos))
 		if w&(uint32(DescAvail|DescUsed)<<16) != want {
-			break
+			break // not used yet: done
 		}
 		id := uint16(w)
 		if id >= size {
-			break // the checked loop fails the queue
+			odd = true // the checked loop fails the queue
+			break
 		}
 		s := &state[id]
 		if !s.inflight || s.slots != 1 {
-			break // a broken id or a chain: the checked loop handles it
+			odd = true // a broken id or a chain: the checked loop handles it
+			break
 		}
 		ln := uint32(descAt(desc, pos)[1])
 		if s.writeCap == 0 {
 			ln = 0 // nothing writable: the length means nothing
 		} else if ln > s.writeCap {
+			odd = true
 			break
 		}
 		s.inflight = false
@@ -414,9 +417,9 @@ func (q *PackedDriver) collectRun(dst []Used) (int, error) {
 	numFree += k
 	q.usedPos, q.usedWrap, q.idTail, q.numFree = pos, wrap, tail, numFree
 	q.inflight -= k
-	if k < lim {
-		// Stopped early: whatever stopped it (not used yet, a chain, a bad id or
-		// length) gets the checked loop, which collects chains and fails the queue.
+	if odd {
+		// A chain, a bad id or a bad length: the checked loop collects chains and
+		// fails the queue, as before.
 		j, err := q.collectRunChecked(dst[k:])
 		return k + j, err
 	}
