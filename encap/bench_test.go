@@ -68,7 +68,7 @@ func perPacket(b *testing.B) {
 }
 
 // loadBurst fills a burst of packets from a pool with payload.
-func loadBurst(b *testing.B, payload []byte) (*pmd.Pool, *[burst]pmd.Pkt) {
+func loadBurst(b testing.TB, payload []byte) (*pmd.Pool, *[burst]pmd.Pkt) {
 	pool := newPool(b)
 	c := pool.NewCache(2 * burst)
 	var pkts [burst]pmd.Pkt

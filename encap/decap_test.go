@@ -290,6 +290,47 @@ func FuzzDecap(f *testing.F) {
 	})
 }
 
+// fuzzOptions turns FuzzRoundTrip's and FuzzEncapPaths's arguments into tunnel
+// options and the payload to carry; false skips the input.
+func fuzzOptions(typ uint8, v6 bool, id uint32, nl uint8, vlan uint16, knobs uint8, inner []byte) (Options, []byte, bool) {
+	o := Options{Type: Type(typ%4 + 1), SrcMAC: macA, DstMAC: macB, Src: v4A, Dst: v4B, DSCP: -1}
+	if v6 {
+		o.Src, o.Dst = v6A, v6B
+		o.UDP6Checksum = Csum6(knobs >> 4 % 3)
+	}
+	if knobs&1 != 0 {
+		o.DSCP = int8(id % 64)
+	}
+	if knobs&2 != 0 {
+		o.TTL = uint8(id>>8) | 1
+	}
+	o.DF = DFPolicy(knobs >> 2 % 3)
+	if vlan&0x8000 != 0 {
+		o.OuterVLAN = vlan & 0xfff % 4095
+	}
+	switch o.Type {
+	case VXLAN:
+		o.VNI = id & 0xffffff
+		if vlan%4095 != 0 && len(inner) >= 14 {
+			o.InnerVLAN = vlan % 4095
+		}
+	case MPLSoUDP, MPLSoGRE:
+		for i := 0; i < int(nl%MaxLabels)+1; i++ {
+			o.Labels = append(o.Labels, Label{Label: (id + uint32(i)) & 0xfffff, TC: uint8(i) & 7, TTL: uint8(i)})
+		}
+		o.InnerEthernet = nl&0x80 != 0
+	case GRE:
+		if len(inner) == 0 {
+			return o, nil, false
+		}
+		inner[0] = inner[0]&0x0f | 0x40
+	}
+	if len(inner) > 1500 {
+		inner = inner[:1500]
+	}
+	return o, inner, true
+}
+
 func FuzzRoundTrip(f *testing.F) {
 	pool, _ := pmd.NewPool(pmd.PoolOptions{Frames: 64, Huge: pmd.HugeNever})
 	c := pool.NewCache(8)
@@ -297,40 +338,9 @@ func FuzzRoundTrip(f *testing.F) {
 	f.Add(uint8(0), true, uint32(7), uint8(0), uint16(0), uint8(0x10), innerEth(false, 100, 0))
 	f.Add(uint8(1), true, uint32(7), uint8(0), uint16(0), uint8(0x10), mkInnerIP(true, 100, 9, 0))
 	f.Fuzz(func(t *testing.T, typ uint8, v6 bool, id uint32, nl uint8, vlan uint16, knobs uint8, inner []byte) {
-		o := Options{Type: Type(typ%4 + 1), SrcMAC: macA, DstMAC: macB, Src: v4A, Dst: v4B, DSCP: -1}
-		if v6 {
-			o.Src, o.Dst = v6A, v6B
-			o.UDP6Checksum = Csum6(knobs >> 4 % 3)
-		}
-		if knobs&1 != 0 {
-			o.DSCP = int8(id % 64)
-		}
-		if knobs&2 != 0 {
-			o.TTL = uint8(id>>8) | 1
-		}
-		o.DF = DFPolicy(knobs >> 2 % 3)
-		if vlan&0x8000 != 0 {
-			o.OuterVLAN = vlan & 0xfff % 4095
-		}
-		switch o.Type {
-		case VXLAN:
-			o.VNI = id & 0xffffff
-			if vlan%4095 != 0 && len(inner) >= 14 {
-				o.InnerVLAN = vlan % 4095
-			}
-		case MPLSoUDP, MPLSoGRE:
-			for i := 0; i < int(nl%MaxLabels)+1; i++ {
-				o.Labels = append(o.Labels, Label{Label: (id + uint32(i)) & 0xfffff, TC: uint8(i) & 7, TTL: uint8(i)})
-			}
-			o.InnerEthernet = nl&0x80 != 0
-		case GRE:
-			if len(inner) == 0 {
-				return
-			}
-			inner[0] = inner[0]&0x0f | 0x40
-		}
-		if len(inner) > 1500 {
-			inner = inner[:1500]
+		o, inner, ok := fuzzOptions(typ, v6, id, nl, vlan, knobs, inner)
+		if !ok {
+			return
 		}
 		tun, err := NewTunnel(o)
 		if err != nil {

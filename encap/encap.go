@@ -243,8 +243,19 @@ type Tunnel struct {
 	l4      int // UDP or GRE header offset
 	v6      bool
 	udp     bool
-	gre     bool // plain GRE: the protocol type follows the payload
-	inner   bool // Encap must look at the inner IP header
+	gre     bool  // plain GRE: the protocol type follows the payload
+	inner   bool  // Encap must look at the inner IP header
+	ioff    uint8 // 14 when the payload is L2
+	// The outer TTL and TOS are the inner ones masked with keep and or'ed with set,
+	// the outer fragment field the inner one masked with dfKeep and or'ed with dfSet
+	// (with an IPv4 payload; encap4Run uses these).
+	ttlKeep, ttlSet, tosKeep, tosSet uint8
+	dfKeep, dfSet                    uint64
+	// maxPlen is the longest payload the length field and the MTU allow.
+	maxPlen int
+	// ttlOff holds the header offsets of the nCopy label TTLs that copyTTL marks.
+	ttlOff [MaxLabels]uint8
+	fast4  bool // encap4Run applies
 	// innerL2: the payload starts with an Ethernet header.
 	innerL2 bool
 	ttlCopy bool
@@ -363,6 +374,7 @@ func NewTunnel(o Options) (*Tunnel, error) {
 			}
 			if l.TTL == 0 {
 				t.copyTTL |= 1 << i
+				t.ttlOff[t.nCopy] = uint8(p + 3)
 				t.nCopy++
 			}
 			binary.BigEndian.PutUint32(h[p:], v)
@@ -378,8 +390,33 @@ func NewTunnel(o Options) (*Tunnel, error) {
 	if t.udp && t.v6 {
 		t.udpBase = pseudo + sum(0, h[t.l4:p])
 	}
+	t.maxPlen = min(0xffff-p, t.mtu+t.l3-p)
+	t.fast4 = !t.v6 && p <= 64 && t.vlan == 0
 	t.inner = t.ttlCopy || t.dscp < 0 || t.df == DFCopy || t.gre || t.copyTTL != 0 ||
 		(t.v6 && t.udp && t.csum6 == Csum6Inner)
+	if t.innerL2 {
+		t.ioff = 14
+	}
+	switch {
+	case t.ttlCopy:
+		t.ttlKeep = 0xff
+	default:
+		t.ttlSet = o.TTL
+	}
+	switch {
+	case t.dscp < 0:
+		t.tosKeep = 0xff
+	case t.inner:
+		t.tosKeep, t.tosSet = 3, uint8(t.dscp)<<2
+	default:
+		t.tosSet = uint8(t.dscp) << 2
+	}
+	switch o.DF {
+	case DFSet:
+		t.dfSet = 0x4000
+	case DFCopy:
+		t.dfKeep = 0x4000
+	}
 	return t, nil
 }
 
@@ -435,15 +472,24 @@ func innerIP(p []byte, l2 bool) (int, int) {
 // Encap prepends the tunnel's headers to pk in its headroom. The packet's data is the
 // payload: an Ethernet frame for VXLAN and L2 MPLS, an IP packet otherwise. Its flow
 // hash picks the UDP source port (and an IPv6 outer flow label, RFC 6438): pk.Hash
-// when pmd.PktHashValid is set, else FlowHash of the payload, stored in pk. A partial
+// when pmd.PktHashValid is set, else FlowHash of the payload, stored in pk (GRE over
+// IPv4 uses no hash and computes none). A partial
 // transport checksum (pmd.PktCsumPartial) is finished first, as the device that would
 // have finished it cannot see past the new headers. On error pk and its data are
 // unchanged.
 func (t *Tunnel) Encap(pool *pmd.Pool, pk *pmd.Pkt) error {
-	return t.encap(pool.Bytes(pk.Frame), pk)
+	return t.encap(pool, pk)
 }
 
-func (t *Tunnel) encap(frame []byte, pk *pmd.Pkt) error {
+func (t *Tunnel) encap(pool *pmd.Pool, pk *pmd.Pkt) error {
+	if t.fast4 && t.encap4Run(pool, one(pk)) == 1 {
+		return nil
+	}
+	return t.encapSlow(pool.Bytes(pk.Frame), pk)
+}
+
+// encapSlow is encap for any packet.
+func (t *Tunnel) encapSlow(frame []byte, pk *pmd.Pkt) error {
 	off, plen := int(pk.Off), int(pk.Len)
 	hl := t.n
 	if off < hl+int(t.vlanLen) {
@@ -463,7 +509,7 @@ func (t *Tunnel) encap(frame []byte, pk *pmd.Pkt) error {
 	}
 	payload := frame[off : off+plen : off+plen]
 	hash := pk.Hash
-	if pk.Flags&pmd.PktHashValid == 0 {
+	if pk.Flags&pmd.PktHashValid == 0 && (t.udp || t.v6) {
 		hash = FlowHash(payload, t.innerL2, t.hash)
 		pk.Hash = hash
 		pk.Flags |= pmd.PktHashValid
@@ -565,6 +611,90 @@ func (t *Tunnel) encap(frame []byte, pk *pmd.Pkt) error {
 	return nil
 }
 
+// encap4Run is encap's common case written with fixed-size views of the frame and the
+// tunnel's policies folded into masks, so that it has few bounds checks and branches:
+// a tunnel with an IPv4 outer header of at most 64 bytes and no inner VLAN tag
+// (fast4), and a packet without a partial checksum whose payload is an option-less
+// IPv4 packet with room for its ports (behind an untagged Ethernet header when the
+// payload is L2). It gives the same result as the general path, to which it leaves
+// any other packet, unchanged: it runs over pkts, touching the frames a few packets
+// ahead, up to the first packet it does not take, and returns how many it did.
+func (t *Tunnel) encap4Run(pool *pmd.Pool, pkts []pmd.Pkt) int {
+	var sink byte
+	for i := range pkts {
+		sink += touch(pool, pkts, i)
+		frame, pk := pool.Bytes(pkts[i].Frame), &pkts[i]
+		off, plen, hl := int(pk.Off), int(pk.Len), t.n
+		ioff := int(t.ioff)
+		if off < 64 || pk.Flags&pmd.PktCsumPartial != 0 || plen < ioff+24 || plen > t.maxPlen || off+plen > len(frame) {
+			keep(sink)
+			return i
+		}
+		if t.innerL2 {
+			if e := (*[14]byte)(frame[off : off+14]); e[12] != 0x08 || e[13] != 0 {
+				keep(sink)
+				return i
+			}
+		}
+		ip := (*[24]byte)(frame[off+ioff : off+ioff+24])
+		if ip[0] != 0x45 {
+			keep(sink)
+			return i
+		}
+		hash := pk.Hash
+		if pk.Flags&pmd.PktHashValid == 0 && t.udp {
+			// FlowHash's IPv4 case: the ports of TCP, UDP and SCTP unless a fragment.
+			proto := ip[9]
+			ports := uint64(binary.BigEndian.Uint32(ip[20:])) & portMask[proto]
+			if binary.BigEndian.Uint16(ip[6:])&0x3fff != 0 {
+				ports = 0
+			}
+			if t.hash.Symmetric {
+				hash = hash4(uint64(binary.BigEndian.Uint32(ip[12:])), uint64(binary.BigEndian.Uint32(ip[16:])), proto,
+					ports>>16, ports&0xffff, t.hash)
+			} else {
+				// hash4 without the ordering: the addresses are one big-endian word.
+				h := mix(binary.BigEndian.Uint64(ip[12:])^t.hash.Seed, uint64(proto)<<32|ports)
+				hash = uint32(h ^ h>>32)
+			}
+			pk.Hash = hash
+			pk.Flags |= pmd.PktHashValid
+		}
+		lttl := ip[8]
+		ttl, tos := lttl&t.ttlKeep|t.ttlSet, ip[1]&t.tosKeep|t.tosSet
+		frag := uint64(binary.BigEndian.Uint16(ip[6:]))&t.dfKeep | t.dfSet
+		var id uint64
+		if frag == 0 { // DFClear, or DFCopy of a clear bit
+			id = uint64(uint16(t.id.Add(1)))
+		}
+		*(*[64]byte)(frame[off-64 : off]) = t.tmpl64
+		start := off - hl
+		tl := uint64(plen + hl - t.l3)
+		acc := t.ipBase + uint64(tos) + tl + id + frag + uint64(ttl)<<8
+		o := start + t.l3
+		iph := (*[12]byte)(frame[o : o+12])
+		binary.BigEndian.PutUint64(iph[:], 0x45<<56|uint64(tos)<<48|tl<<32|id<<16|frag)
+		binary.BigEndian.PutUint32(iph[8:], uint32(ttl)<<24|uint32(t.proto)<<16|uint32(^fold32(acc)))
+		o = start + t.l4
+		if t.udp {
+			port := uint16(t.portLo + uint32(uint64(hash)*uint64(t.portSp)>>32))
+			u := (*[8]byte)(frame[o : o+8])
+			binary.BigEndian.PutUint64(u[:], uint64(port)<<48|uint64(t.dport)<<32|uint64(plen+hl-t.l4)<<16)
+		} else if t.gre {
+			g := (*[4]byte)(frame[o : o+4])
+			binary.BigEndian.PutUint16(g[2:], EtherIPv4)
+		}
+		for _, o := range t.ttlOff[:t.nCopy] {
+			frame[start+int(o)] = lttl
+		}
+		pk.Off = uint16(start)
+		pk.Len = uint16(plen + hl)
+		continue
+	}
+	keep(sink)
+	return len(pkts)
+}
+
 // prepare does Encap's rarer work on the payload before the headers go on: it
 // finishes a partial transport checksum and inserts the inner VLAN tag. It returns the
 // payload's new offset and length.
@@ -627,14 +757,15 @@ func (t *Tunnel) udp6Checksum(payload []byte, ver, ioff int, lttl uint8, port, u
 // the first failure stops it, leaving pkts[n:] unchanged, and is returned. The
 // EncapStage function drops failures instead and goes on.
 func (t *Tunnel) EncapBatch(pool *pmd.Pool, pkts []pmd.Pkt) (int, error) {
-	var sink byte
-	for i := range pkts {
-		sink += touch(pool, pkts, i)
-		if err := t.encap(pool.Bytes(pkts[i].Frame), &pkts[i]); err != nil {
-			keep(sink)
+	for i := 0; i < len(pkts); i++ {
+		if t.fast4 {
+			if i += t.encap4Run(pool, pkts[i:]); i == len(pkts) {
+				break
+			}
+		}
+		if err := t.encapSlow(pool.Bytes(pkts[i].Frame), &pkts[i]); err != nil {
 			return i, err
 		}
 	}
-	keep(sink)
 	return len(pkts), nil
 }

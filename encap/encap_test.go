@@ -663,3 +663,65 @@ func TestEncapMTU(t *testing.T) {
 		t.Fatal("MTU 10 accepted")
 	}
 }
+
+// FuzzEncapPaths checks that Encap's fast path for IPv4 outer headers (encap4Run)
+// writes exactly what the general path writes, for any tunnel and payload: the same
+// error, the same packet bytes and the same Pkt fields.
+func FuzzEncapPaths(f *testing.F) {
+	pool, _ := pmd.NewPool(pmd.PoolOptions{Frames: 64, Huge: pmd.HugeNever})
+	c := pool.NewCache(8)
+	f.Add(uint8(0), uint32(100), uint8(0), uint16(0), uint8(0), uint8(0), uint64(0), innerEth(false, 100, 0))
+	f.Add(uint8(1), uint32(7), uint8(1), uint16(0), uint8(2), uint8(1), uint64(9), mkInnerIP(false, 64, 9, 0x21))
+	f.Add(uint8(2), uint32(7), uint8(0x81), uint16(0), uint8(4), uint8(2), uint64(0), innerEth(false, 80, 0))
+	f.Add(uint8(3), uint32(1), uint8(0), uint16(0x8005), uint8(9), uint8(4), uint64(3), mkInnerIP(false, 1400, 1, 0xff))
+	f.Add(uint8(0), uint32(5), uint8(0), uint16(0), uint8(0), uint8(8), uint64(0), innerEth(false, 60, 0))
+	f.Fuzz(func(t *testing.T, typ uint8, id uint32, nl uint8, vlan uint16, knobs, hk uint8, seed uint64, inner []byte) {
+		o, inner, ok := fuzzOptions(typ, false, id, nl, vlan, knobs, inner)
+		if !ok {
+			return
+		}
+		o.Hash = HashOptions{Symmetric: hk&1 != 0, Seed: seed}
+		if hk&4 != 0 {
+			o.MTU = 68 + int(id%1500)
+		}
+		fast, err1 := NewTunnel(o)
+		slow, err2 := NewTunnel(o)
+		if err1 != nil || err2 != nil {
+			t.Fatal(err1, err2)
+		}
+		pk1, pk2 := load(t, pool, c, inner), load(t, pool, c, inner)
+		defer c.Free([]pmd.Pkt{pk1, pk2})
+		for _, pk := range []*pmd.Pkt{&pk1, &pk2} {
+			if hk&2 != 0 {
+				pk.Hash, pk.Flags = id, pmd.PktHashValid
+			}
+			if hk&8 != 0 {
+				pk.Flags |= pmd.PktCsumPartial
+			}
+		}
+		e1 := fast.Encap(pool, &pk1)
+		e2 := slow.encapSlow(pool.Bytes(pk2.Frame), &pk2)
+		if e1 != e2 {
+			t.Fatalf("fast path %v, general path %v", e1, e2)
+		}
+		if pk1.Off != pk2.Off || pk1.Len != pk2.Len || pk1.Hash != pk2.Hash || pk1.Flags != pk2.Flags {
+			t.Fatalf("fast path %+v, general path %+v", pk1, pk2)
+		}
+		if a, b := pool.Data(&pk1), pool.Data(&pk2); !bytes.Equal(a, b) {
+			t.Fatalf("fast path wrote\n% x\ngeneral path\n% x", a, b)
+		}
+	})
+}
+
+// TestEncapFastPathTaken checks that the benchmarks' packets take the fast path, so
+// that FuzzEncapPaths compares something.
+func TestEncapFastPathTaken(t *testing.T) {
+	for _, bt := range benchTypes {
+		o, _ := benchOptions(bt.opts, "outer4")
+		tun := mustTunnel(t, o)
+		pool, pkts := loadBurst(t, benchPayload(o.Type, 64))
+		if !tun.fast4 || tun.encap4Run(pool, pkts[:]) != len(pkts) {
+			t.Errorf("%s: the fast path refused the burst", bt.name)
+		}
+	}
+}

@@ -59,10 +59,7 @@ func FlowHash(b []byte, eth bool, o HashOptions) uint32 {
 			l4 = ip[ihl:]
 		}
 		sp, dp := ports(ip[9], l4)
-		if o.Symmetric && (src > dst || (src == dst && sp > dp)) {
-			src, dst, sp, dp = dst, src, dp, sp
-		}
-		h = mix(src<<32|dst^o.Seed, uint64(ip[9])<<32|sp<<16|dp)
+		return hash4(src, dst, ip[9], sp, dp, o)
 	case len(ip) >= 40 && ip[0]>>4 == 6:
 		a0, a1 := binary.BigEndian.Uint64(ip[8:]), binary.BigEndian.Uint64(ip[16:])
 		b0, b1 := binary.BigEndian.Uint64(ip[24:]), binary.BigEndian.Uint64(ip[32:])
@@ -85,3 +82,17 @@ func ports(proto byte, l4 []byte) (uint64, uint64) {
 	}
 	return 0, 0
 }
+
+// hash4 is FlowHash's IPv4 case, given the fields it hashes (ports zero when it does
+// not take them).
+func hash4(src, dst uint64, proto byte, sp, dp uint64, o HashOptions) uint32 {
+	if o.Symmetric && (src > dst || (src == dst && sp > dp)) {
+		src, dst, sp, dp = dst, src, dp, sp
+	}
+	h := mix(src<<32|dst^o.Seed, uint64(proto)<<32|sp<<16|dp)
+	return uint32(h ^ h>>32)
+}
+
+// portMask selects the ports word of the transport protocols FlowHash takes ports
+// from: TCP, UDP and SCTP.
+var portMask = [256]uint64{6: 0xffffffff, 17: 0xffffffff, 132: 0xffffffff}

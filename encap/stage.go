@@ -123,7 +123,7 @@ func EncapStage(pool *pmd.Pool, b *pmd.Batch, tunnels []*Tunnel, drop DropFunc) 
 			drop(pk, DropNoTunnel)
 			continue
 		}
-		if err := tunnels[pk.Meta].encap(pool.Bytes(pk.Frame), pk); err != nil {
+		if err := tunnels[pk.Meta].encap(pool, pk); err != nil {
 			why := DropTooLong
 			switch err {
 			case ErrNoHeadroom:
