@@ -76,14 +76,18 @@ func fold32(acc uint64) uint16 {
 func checksum(b []byte) uint16 { return ^fold(sum(0, b)) }
 
 // ip4HeaderOK reports whether an option-less IPv4 header (20 bytes) has a valid
-// header checksum: its words sum to 0xffff (RFC 791, RFC 1071). A byte-swapped sum of
-// 0xffff is 0xffff too, so the little-endian words need no swap.
+// header checksum: its words sum to 0xffff (RFC 791, RFC 1071). Folding a sum keeps
+// it modulo 0xffff and never turns a non-zero sum into 0, so the folded sum is 0xffff
+// exactly when the plain sum S is a non-zero multiple of 0xffff. The sum of the
+// header's little-endian 32-bit words is congruent modulo 0xffff to 2^8·S (2^16 ≡ 1,
+// and a byte swap multiplies a word by 2^8), a multiple just when S is; the compiler
+// tests divisibility by the odd 0xffff with one multiplication.
 func ip4HeaderOK(h []byte) bool {
 	h = h[:20]
 	s := uint64(binary.LittleEndian.Uint32(h)) + uint64(binary.LittleEndian.Uint32(h[4:])) +
 		uint64(binary.LittleEndian.Uint32(h[8:])) + uint64(binary.LittleEndian.Uint32(h[12:])) +
 		uint64(binary.LittleEndian.Uint32(h[16:]))
-	return foldLE(s) == 0xffff
+	return s%0xffff == 0 && s != 0
 }
 
 // innerSum returns the ones'-complement sum of the IP packet p (an IPv4 or IPv6

@@ -3,6 +3,7 @@ package encap
 import (
 	"bytes"
 	"encoding/binary"
+	"math/rand/v2"
 	"testing"
 )
 
@@ -195,5 +196,33 @@ func TestFinishPartial(t *testing.T) {
 	}
 	if finishPartial(mkTransport(false, 1, nil, 0)) {
 		t.Error("finished an ICMP checksum")
+	}
+}
+
+// TestIP4HeaderOK holds ip4HeaderOK's divisibility test to the folded checksum, on
+// random headers, on headers given a right checksum, and on the corner cases.
+func TestIP4HeaderOK(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var h [20]byte
+	check := func() {
+		if got, want := ip4HeaderOK(h[:]), fold(sum(0, h[:])) == 0xffff; got != want {
+			t.Fatalf("% x: ip4HeaderOK %v, folded sum says %v", h, got, want)
+		}
+	}
+	for i := range 1 << 20 {
+		for j := range h {
+			h[j] = byte(rng.Uint32())
+		}
+		if i%2 == 0 {
+			h[10], h[11] = 0, 0
+			binary.BigEndian.PutUint16(h[10:], checksum(h[:]))
+		}
+		check()
+	}
+	for _, v := range []byte{0, 0xff} {
+		for j := range h {
+			h[j] = v
+		}
+		check()
 	}
 }

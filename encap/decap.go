@@ -197,6 +197,14 @@ func (d *Decapper) Flush() {
 // in place (and link padding after the outer datagram), fills r and returns OK.
 // Otherwise it counts and returns the reason and leaves pk and its data unchanged.
 func (d *Decapper) Decap(pool *pmd.Pool, pk *pmd.Pkt, r *Result) Reason {
+	if n, _ := d.decap4Run(pool, one(pk), oneResult(r), 0, 0); n == 1 {
+		return OK
+	}
+	return d.decapSlow(pool, pk, r)
+}
+
+// decapSlow is Decap for any frame.
+func (d *Decapper) decapSlow(pool *pmd.Pool, pk *pmd.Pkt, r *Result) Reason {
 	frame := pool.Bytes(pk.Frame)
 	off, n := int(pk.Off), int(pk.Len)
 	if off+n > len(frame) {
@@ -283,10 +291,11 @@ func (d *Decapper) ecn(p []byte, r *Result) Reason {
 func (d *Decapper) DecapBatch(pool *pmd.Pool, pkts []pmd.Pkt, res []Result, drop DropFunc) int {
 	res = res[:len(pkts)]
 	n := 0
-	var sink byte
-	for i := range pkts {
-		sink += touch(pool, pkts, i)
-		if w := d.Decap(pool, &pkts[i], &res[n]); w != OK {
+	for i := 0; i < len(pkts); i++ {
+		if n, i = d.decap4Run(pool, pkts, res, n, i); i == len(pkts) {
+			break
+		}
+		if w := d.decapSlow(pool, &pkts[i], &res[n]); w != OK {
 			drop(&pkts[i], w)
 			continue
 		}
@@ -295,9 +304,130 @@ func (d *Decapper) DecapBatch(pool *pmd.Pool, pkts []pmd.Pkt, res []Result, drop
 		}
 		n++
 	}
-	keep(sink)
 	d.Flush()
 	return n
+}
+
+// decap4Run is Decap's common case written with a fixed-size view of the outer
+// headers, so that it has few bounds checks and branches: an untagged Ethernet frame
+// with an option-less IPv4 header, carrying VXLAN (no inner VLAN tag), MPLS over UDP
+// or GRE without GRE options, that Decap would accept without a UDP checksum to
+// verify or an ECN mark to apply. It decapsulates pkts from i on, moving each to
+// pkts[n] with its result in res[n], until a packet it does not take, which it leaves
+// unchanged for decapSlow, and returns the new n and i. It counts what it took.
+func (d *Decapper) decap4Run(pool *pmd.Pool, pkts []pmd.Pkt, res []Result, n, i int) (int, int) {
+	var sink byte
+	n0 := n
+	for ; i < len(pkts) && n < len(res); i++ {
+		sink += touch(pool, pkts, i)
+		pk := &pkts[i]
+		frame := pool.Bytes(pk.Frame)
+		off, plen := int(pk.Off), int(pk.Len)
+		if plen < 50 || off+plen > len(frame) {
+			break
+		}
+		h := (*[50]byte)(frame[off : off+50])
+		total := int(binary.BigEndian.Uint16(h[16:]))
+		if h[12] != 0x08 || h[13] != 0 || h[14] != 0x45 || total < 28 || total > plen-14 ||
+			binary.BigEndian.Uint16(h[20:])&0x3fff != 0 || h[22] == 0 || !ip4HeaderOK(h[14:34]) ||
+			(!d.anyDst && !has4(d.local4, binary.BigEndian.Uint32(h[30:]))) ||
+			(d.o.ECN && h[15]&3 != 0) {
+			break
+		}
+		r := &res[n]
+		r.VNI, r.NLabels, r.InnerIPVersion, r.InnerVLAN = 0, 0, 0, 0
+		end := 14 + total // the outer datagram's end
+		var p int         // the inner packet's offset
+		switch h[23] {
+		case ProtoUDP:
+			ulen := int(binary.BigEndian.Uint16(h[38:]))
+			if ulen < 8 || ulen > total-20 ||
+				(binary.BigEndian.Uint16(h[40:]) != 0 && d.o.VerifyUDPChecksum && pk.Flags&pmd.PktCsumValid == 0) {
+				goto slow
+			}
+			end = 34 + ulen
+			switch binary.BigEndian.Uint16(h[36:]) {
+			case PortVXLAN:
+				p = 50
+				if ulen < 16 || h[42]&0x08 == 0 {
+					goto slow
+				}
+				if end >= p+14 {
+					if e := (*[14]byte)(frame[off+p : off+p+14]); e[12] == 0x81 && e[13] == 0 {
+						goto slow // an inner VLAN tag
+					}
+				}
+				r.Type, r.VNI = VXLAN, binary.BigEndian.Uint32(h[46:])>>8
+			case PortMPLSoUDP:
+				if p = labels4(frame, off, end, 42, r); p == 0 {
+					goto slow
+				}
+				r.Type = MPLSoUDP
+			default:
+				goto slow
+			}
+		case ProtoGRE:
+			if binary.BigEndian.Uint16(h[34:]) != 0 {
+				goto slow
+			}
+			switch binary.BigEndian.Uint16(h[36:]) {
+			case EtherMPLS:
+				if p = labels4(frame, off, end, 38, r); p == 0 {
+					goto slow
+				}
+				r.Type = MPLSoGRE
+			case EtherIPv4, EtherIPv6:
+				p, r.Type = 38, GRE
+			default:
+				goto slow
+			}
+		default:
+			goto slow
+		}
+		if r.Type != VXLAN && !(r.NLabels > 0 && d.o.MPLSPayloadEthernet) && end > p {
+			r.InnerIPVersion = int(frame[off+p] >> 4)
+		}
+		r.Src = netip.AddrFrom4([4]byte(h[26:30]))
+		r.TOS = h[15]
+		r.OuterLen, r.InnerLen = p, end-p
+		pk.Off, pk.Len = uint16(off+p), uint16(end-p)
+		if d.o.InnerFlowHash {
+			l2 := r.Type == VXLAN || (r.NLabels > 0 && d.o.MPLSPayloadEthernet)
+			pk.Hash = FlowHash(frame[off+p:off+end:off+end], l2, d.o.Hash)
+			pk.Flags |= pmd.PktHashValid
+		} else {
+			pk.Flags &^= pmd.PktHashValid
+		}
+		if n != i { // copying a Pkt just written field by field stalls store forwarding
+			pkts[n] = *pk
+		}
+		n++
+		continue
+	slow:
+		break
+	}
+	keep(sink)
+	d.count[OK] += uint64(n - n0)
+	return n, i
+}
+
+// labels4 is labels for decap4Run, the common single label inline: it reads the
+// stack at p in the datagram frame[off:off+end] and returns the inner offset, or 0
+// where labels would refuse the stack.
+func labels4(frame []byte, off, end, p int, r *Result) int {
+	if end >= p+4 {
+		l := (*[4]byte)(frame[off+p : off+p+4])
+		if v := binary.BigEndian.Uint32(l[:]); v&0x100 != 0 && uint8(v) != 0 {
+			r.Labels[0] = Label{Label: v >> 12, TC: uint8(v>>9) & 7, TTL: uint8(v)}
+			r.NLabels = 1
+			return p + 4
+		}
+	}
+	p, why := labels(frame[off:off+end], p, r)
+	if why != OK {
+		return 0
+	}
+	return p
 }
 
 // Classify parses a frame without changing it or counting: r describes what Decap

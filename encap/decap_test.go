@@ -532,3 +532,64 @@ func TestDecapECN(t *testing.T) {
 		}
 	}
 }
+
+// FuzzDecapPaths checks that Decap's fast path for IPv4 outer headers (decap4Run)
+// does exactly what the general path does, for any frame and options: the same
+// reason, result, packet fields, bytes and counts.
+func FuzzDecapPaths(f *testing.F) {
+	pool, _ := pmd.NewPool(pmd.PoolOptions{Frames: 64, Huge: pmd.HugeNever})
+	c := pool.NewCache(8)
+	for _, v := range variants() {
+		f.Add(build(f, pool, c, v), uint8(0), uint8(0))
+	}
+	f.Fuzz(func(t *testing.T, b []byte, mode, flags uint8) {
+		if len(b) > pool.FrameSize()-pool.Headroom() {
+			return
+		}
+		o := DecapOptions{VerifyUDPChecksum: mode&1 != 0, MPLSPayloadEthernet: mode&2 != 0, StripInnerVLAN: mode&4 != 0,
+			ECN: mode&32 != 0, InnerFlowHash: mode&64 != 0, Hash: HashOptions{Symmetric: mode&16 != 0}}
+		if mode&8 != 0 {
+			o.Local = []netip.Addr{v4B, v6B}
+		}
+		fast, slow := NewDecapper(o), NewDecapper(o)
+		pk1, pk2 := load(t, pool, c, b), load(t, pool, c, b)
+		defer c.Free([]pmd.Pkt{pk1, pk2})
+		pk1.Flags = pmd.PktFlags(flags) &^ pmd.PktMore
+		pk1.Hash = 77
+		pk2.Flags, pk2.Hash = pk1.Flags, pk1.Hash
+		var r1, r2 Result
+		w1, w2 := fast.Decap(pool, &pk1, &r1), slow.decapSlow(pool, &pk2, &r2)
+		if w1 != w2 || r1 != r2 {
+			t.Fatalf("fast path %v %+v, general path %v %+v", w1, r1, w2, r2)
+		}
+		if pk1.Off != pk2.Off || pk1.Len != pk2.Len || pk1.Hash != pk2.Hash || pk1.Flags != pk2.Flags {
+			t.Fatalf("fast path %+v, general path %+v", pk1, pk2)
+		}
+		if !bytes.Equal(pool.Data(&pk1), pool.Data(&pk2)) {
+			t.Fatal("fast and general paths left different bytes")
+		}
+		fast.Flush()
+		slow.Flush()
+		if fast.Stats() != slow.Stats() {
+			t.Fatalf("counts differ: %+v and %+v", fast.Stats(), slow.Stats())
+		}
+	})
+}
+
+// TestDecapFastPathTaken checks that the benchmarks' frames take the fast path, so
+// that FuzzDecapPaths compares something.
+func TestDecapFastPathTaken(t *testing.T) {
+	for _, bt := range benchTypes {
+		o, _ := benchOptions(bt.opts, "outer4")
+		tun := mustTunnel(t, o)
+		pool, pkts := loadBurst(t, benchPayload(o.Type, 64))
+		if _, err := tun.EncapBatch(pool, pkts[:]); err != nil {
+			t.Fatal(err)
+		}
+		var res [burst]Result
+		d := NewDecapper(DecapOptions{})
+		if n, i := d.decap4Run(pool, pkts[:], res[:], 0, 0); n != burst || i != burst {
+			t.Errorf("%s: the fast path took %d of %d", bt.name, n, burst)
+		}
+	}
+}
