@@ -275,3 +275,55 @@ func TestPoolHugepages(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// cachePort is a port that only uses PortCaches.
+type cachePort struct {
+	RingPort
+	c PortCaches
+}
+
+func (p *cachePort) UseCaches(rx, tx *Cache) error { return p.c.Use(rx, tx) }
+
+func TestShareCache(t *testing.T) {
+	pool, err := NewPool(PoolOptions{Frames: 256, Huge: HugeNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	other, err := NewPool(PoolOptions{Frames: 64, Huge: HugeNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	p := &cachePort{c: NewPortCaches(pool, 16)}
+	// The port's own caches hold frames; taking a shared cache returns them.
+	var fr [8]Frame
+	if p.c.Rx.Get(fr[:]) != 8 {
+		t.Fatal("get")
+	}
+	p.c.Tx.Put(fr[:])
+	if p.c.Rx.Len() == 0 || p.c.Tx.Len() == 0 {
+		t.Fatal("own caches empty")
+	}
+	if err := ShareCache(other.NewCache(0), p); err != ErrForeignCache {
+		t.Fatalf("a cache of another pool: %v", err)
+	}
+	w := pool.NewCache(0)
+	if err := ShareCache(w, p, &RingPort{}); err != nil {
+		t.Fatal(err)
+	}
+	if p.c.Rx != w || p.c.Tx != w || pool.Stats().Free != pool.Frames() {
+		t.Fatalf("after ShareCache: rx %p tx %p worker %p, %d of %d free", p.c.Rx, p.c.Tx, w, pool.Stats().Free, pool.Frames())
+	}
+	// Close leaves the worker's cache alone.
+	if w.Get(fr[:4]) != 4 {
+		t.Fatal("get")
+	}
+	w.Put(fr[:4])
+	n := w.Len()
+	p.c.Close()
+	if w.Len() != n {
+		t.Fatal("Close flushed a shared cache")
+	}
+	w.Flush()
+}

@@ -115,3 +115,83 @@ func Bytes(pkts []Pkt) int {
 	}
 	return n
 }
+
+// CacheUser is implemented by ports that take frames from a Cache to receive into and
+// free transmitted frames to one. Each such port starts with caches of its own, so
+// that it works alone; a worker that polls several ports from one goroutine should
+// give them its own cache instead (ShareCache), as DPDK ports share an lcore's
+// mempool cache. Then a frame freed after one port transmits it is the next frame
+// another port receives into, still in the CPU's cache. With separate caches, frames
+// cycle through the whole pool's shared free list, and every packet's copy touches
+// memory the CPU last saw thousands of packets ago.
+//
+// UseCaches makes the port take Rx frames from rx and free Tx frames to tx (nil keeps
+// the current cache). rx must belong to the goroutine that calls Rx, tx to the one
+// that calls Tx, and both to the port's pool. Call it before the datapath starts. The
+// port returns the frames of its own caches to the pool; Close leaves caches it was
+// given alone.
+type CacheUser interface {
+	UseCaches(rx, tx *Cache) error
+}
+
+// ErrForeignCache: a port was given a cache of another pool.
+var ErrForeignCache = errors.New("pmd: cache of another pool")
+
+// ShareCache gives c to every port of ports that is a CacheUser, for both Rx and Tx:
+// the set-up of a worker that polls all of them from one goroutine. Ports that are not
+// CacheUsers are left as they are.
+func ShareCache(c *Cache, ports ...Port) error {
+	for _, p := range ports {
+		if u, ok := p.(CacheUser); ok {
+			if err := u.UseCaches(c, c); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// PortCaches is the pair of caches a port's Rx and Tx use, for port implementations:
+// its own at first, those given by Use after. The zero value is not usable; see
+// NewPortCaches.
+type PortCaches struct {
+	Rx, Tx       *Cache
+	ownRx, ownTx bool
+}
+
+// NewPortCaches returns caches of pool p owned by the port, of size frames each (0:
+// DefaultCacheSize).
+func NewPortCaches(p *Pool, size int) PortCaches {
+	return PortCaches{Rx: p.NewCache(size), Tx: p.NewCache(size), ownRx: true, ownTx: true}
+}
+
+// Use implements CacheUser.UseCaches: it flushes the own caches it replaces.
+func (c *PortCaches) Use(rx, tx *Cache) error {
+	pool := c.Rx.Pool()
+	if (rx != nil && rx.Pool() != pool) || (tx != nil && tx.Pool() != pool) {
+		return ErrForeignCache
+	}
+	if rx != nil && rx != c.Rx {
+		if c.ownRx {
+			c.Rx.Flush()
+		}
+		c.Rx, c.ownRx = rx, false
+	}
+	if tx != nil && tx != c.Tx {
+		if c.ownTx {
+			c.Tx.Flush()
+		}
+		c.Tx, c.ownTx = tx, false
+	}
+	return nil
+}
+
+// Close flushes the caches the port owns; shared ones stay with their worker.
+func (c *PortCaches) Close() {
+	if c.ownRx {
+		c.Rx.Flush()
+	}
+	if c.ownTx {
+		c.Tx.Flush()
+	}
+}

@@ -78,8 +78,13 @@ func benchDpkit(b *testing.B, g2h bool, packed, size int) {
 	tp.run("start")
 	defer tp.run("stop")
 	port := be.Port(0)
+	// One goroutine drives the port, so it shares its cache with the port, as a
+	// pmd worker (or a DPDK lcore) does.
 	cache := be.opts.Pool.NewCache(0)
 	defer cache.Flush()
+	if err := pmd.ShareCache(cache, port); err != nil {
+		b.Fatal(err)
+	}
 	var pkts [pmd.DefaultBurst]pmd.Pkt
 	var batch pmd.Batch // h2g: packets the guest had no room for stay queued
 	defer func() { cache.Free(batch.Pkts()); batch.Reset() }()

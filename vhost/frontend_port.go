@@ -105,19 +105,18 @@ func (q *driverQueue) disableInterrupts() {
 //
 // One goroutine may call Rx and one Tx; Stats is safe from any goroutine.
 type FrontendPort struct {
-	f       *Frontend
-	id      uint16
-	pool    *pmd.Pool
-	rx, tx  *driverQueue
-	rxCache *pmd.Cache
-	txCache *pmd.Cache
-	hdrLen  int
-	skip    int // mergeable continuation buffers still to discard
-	broken  bool
-	err     error // what broke the port
-	ctr     pmd.Counters
-	tmp     [64]pmd.Pkt
-	fr      [pmd.MaxBurst]pmd.Frame
+	f      *Frontend
+	id     uint16
+	pool   *pmd.Pool
+	rx, tx *driverQueue
+	caches pmd.PortCaches
+	hdrLen int
+	skip   int // mergeable continuation buffers still to discard
+	broken bool
+	err    error // what broke the port
+	ctr    pmd.Counters
+	tmp    [64]pmd.Pkt
+	fr     [pmd.MaxBurst]pmd.Frame
 }
 
 func (p *FrontendPort) gpa(f pmd.Frame) uint64 {
@@ -133,12 +132,12 @@ func (p *FrontendPort) refill() {
 		if want == 0 {
 			return
 		}
-		got := p.rxCache.Alloc(p.tmp[:want])
+		got := p.caches.Rx.Alloc(p.tmp[:want])
 		for i := range p.tmp[:got] {
 			fr := p.tmp[i].Frame
 			id, err := p.rx.add(p.gpa(fr)+uint64(h-p.hdrLen), blen, true)
 			if err != nil {
-				p.rxCache.Free(p.tmp[i:got])
+				p.caches.Rx.Free(p.tmp[i:got])
 				return
 			}
 			p.rx.frames[id] = fr
@@ -196,7 +195,7 @@ func (p *FrontendPort) Rx(pkts []pmd.Pkt) int {
 		bytes += l
 	}
 	if nfree > 0 {
-		p.rxCache.Put(p.fr[:nfree])
+		p.caches.Rx.Put(p.fr[:nfree])
 	}
 	if n > 0 {
 		p.refill()
@@ -222,7 +221,7 @@ func (p *FrontendPort) reclaim() {
 			p.tx.frames[u.ID] = noFrame
 		}
 	}
-	p.txCache.Put(p.fr[:k])
+	p.caches.Tx.Put(p.fr[:k])
 }
 
 // Tx posts packets for the back-end, writing the virtio-net header into each
@@ -239,7 +238,7 @@ func (p *FrontendPort) Tx(pkts []pmd.Pkt) int {
 		if int(pk.Off) < p.hdrLen {
 			bad++
 			p.fr[0] = pk.Frame
-			p.txCache.Put(p.fr[:1])
+			p.caches.Tx.Put(p.fr[:1])
 			continue
 		}
 		if p.tx.free() == 0 {
@@ -272,6 +271,10 @@ func (p *FrontendPort) Stats() pmd.PortStats { return p.ctr.Snapshot() }
 // Close is a no-op; close the Frontend to release the rings and frames.
 func (p *FrontendPort) Close() error { return nil }
 
+// UseCaches implements pmd.CacheUser: Rx refills the receive queue from rx, Tx frees
+// used frames to tx.
+func (p *FrontendPort) UseCaches(rx, tx *pmd.Cache) error { return p.caches.Use(rx, tx) }
+
 // release returns every posted frame and the caches to the pool.
 func (p *FrontendPort) release() {
 	for _, q := range []*driverQueue{p.rx, p.tx} {
@@ -281,13 +284,12 @@ func (p *FrontendPort) release() {
 		for i, fr := range q.frames {
 			if fr != noFrame {
 				p.fr[0] = fr
-				p.rxCache.Put(p.fr[:1])
+				p.pool.Put(p.fr[:1]) // the caches may be a worker's
 				q.frames[i] = noFrame
 			}
 		}
 	}
-	p.rxCache.Flush()
-	p.txCache.Flush()
+	p.caches.Close()
 }
 
 var (

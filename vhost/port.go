@@ -13,31 +13,32 @@ import (
 // goroutine. While no front-end is attached or the queue is being reconfigured, Rx and
 // Tx return 0 at once.
 type Port struct {
-	b       *Backend
-	id      uint16
-	qp      int
-	rxCache *pmd.Cache // Rx's goroutine
-	txCache *pmd.Cache // Tx's goroutine
-	ctr     pmd.Counters
+	b      *Backend
+	id     uint16
+	qp     int
+	caches pmd.PortCaches // Rx's in Rx's goroutine, Tx's in Tx's
+	ctr    pmd.Counters
 }
 
 func newPort(b *Backend, qp int) *Port {
 	return &Port{
 		b: b, id: b.opts.PortID, qp: qp,
-		rxCache: b.opts.Pool.NewCache(0), txCache: b.opts.Pool.NewCache(0),
+		caches: pmd.NewPortCaches(b.opts.Pool, 0),
 	}
 }
 
 // Stats returns the port's counters.
 func (p *Port) Stats() pmd.PortStats { return p.ctr.Snapshot() }
 
-// Close returns the port's cached frames to the pool. Call it after the datapath
-// goroutines stopped.
+// Close returns the frames of the port's own caches to the pool. Call it after the
+// datapath goroutines stopped.
 func (p *Port) Close() error {
-	p.rxCache.Flush()
-	p.txCache.Flush()
+	p.caches.Close()
 	return nil
 }
+
+// UseCaches implements pmd.CacheUser: Rx takes frames from rx, Tx frees to tx.
+func (p *Port) UseCaches(rx, tx *pmd.Cache) error { return p.caches.Use(rx, tx) }
 
 // Rx copies packets the guest transmitted into fresh pool frames, without the
 // virtio-net header, and returns how many it filled. Chains that are shorter than the
@@ -70,7 +71,7 @@ func (p *Port) rx(r *ring, pkts []pmd.Pkt) int {
 	if c == 0 {
 		return 0
 	}
-	got := p.rxCache.Alloc(pkts[:c])
+	got := p.caches.Rx.Alloc(pkts[:c])
 	if got < c {
 		// Out of frames: the chains not served go back to the ring, in order.
 		if err := r.unpop(r.chains[got:c]); err != nil {
@@ -82,7 +83,7 @@ func (p *Port) rx(r *ring, pkts []pmd.Pkt) int {
 			return 0
 		}
 	}
-	pool := p.rxCache.Pool()
+	pool := p.caches.Rx.Pool()
 	room := pool.FrameSize() - pool.Headroom()
 	out, bytes := 0, 0
 	var tooLong, invalid int
@@ -100,10 +101,19 @@ func (p *Port) rx(r *ring, pkts []pmd.Pkt) int {
 		}
 		pk := &pkts[out]
 		buf := pool.Bytes(pk.Frame)[pk.Off:][:plen]
+		// The common case: header and packet in one readable segment, translated
+		// once.
+		if s := ch.Segs; len(s) == 1 && !s[0].Write {
+			if h, err := r.mem.Translate(s[0].Addr+uint64(r.hdrLen), uint64(plen)); err == nil && len(h) == plen {
+				copy(buf, h)
+				goto done
+			}
+		}
 		if !readChain(r.mem, ch, r.hdrLen, buf) {
 			invalid++
 			continue
 		}
+	done:
 		pk.Len = uint16(plen)
 		pk.Port = p.id
 		pk.Flags = 0
@@ -114,7 +124,7 @@ func (p *Port) rx(r *ring, pkts []pmd.Pkt) int {
 		r.broken = true
 	}
 	if out < c {
-		p.rxCache.Free(pkts[out:c])
+		p.caches.Rx.Free(pkts[out:c])
 	}
 	p.ctr.AddRx(out, bytes)
 	p.ctr.AddDrop(pmd.DropInvalid, invalid)
@@ -199,7 +209,7 @@ func (p *Port) Tx(pkts []pmd.Pkt) int {
 	n := p.tx(r, pkts)
 	q.release()
 	if n > 0 {
-		p.txCache.Free(pkts[:n])
+		p.caches.Tx.Free(pkts[:n])
 	}
 	return n
 }
@@ -228,7 +238,7 @@ func (r *ring) fill(want int) int {
 }
 
 func (p *Port) tx(r *ring, pkts []pmd.Pkt) int {
-	pool := p.txCache.Pool()
+	pool := p.caches.Tx.Pool()
 	nu := 0 // used entries pending
 	sent, bytes, tooLong := 0, 0, 0
 	i := 0

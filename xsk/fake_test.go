@@ -59,7 +59,7 @@ func newFakePort(t testing.TB, pool *pmd.Pool, sg bool) (*Port, *fakeKernel) {
 	u.socks = append(u.socks, s)
 	p := &Port{
 		s: s, pool: pool, u: u, nframes: uint64(pool.Frames()), fsize: uint64(pool.FrameSize()),
-		owner: make([]uint8, pool.Frames()), rxCache: pool.NewCache(portCache), txCache: pool.NewCache(portCache),
+		owner: make([]uint8, pool.Frames()), caches: pmd.NewPortCaches(pool, portCache),
 	}
 	p.refill()
 	return p, k

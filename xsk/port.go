@@ -40,11 +40,10 @@ type Port struct {
 	fsize   uint64
 	owner   []uint8
 
-	rxCache *pmd.Cache
-	txCache *pmd.Cache
-	frames  [refillBatch]pmd.Frame  // rx-side scratch
-	done    [pmd.MaxBurst]pmd.Frame // tx-side scratch
-	rxSkip  bool                    // dropping the rest of a chain too long for the caller
+	caches pmd.PortCaches
+	frames [refillBatch]pmd.Frame  // rx-side scratch
+	done   [pmd.MaxBurst]pmd.Frame // tx-side scratch
+	rxSkip bool                    // dropping the rest of a chain too long for the caller
 
 	c pmd.Counters
 
@@ -65,8 +64,8 @@ func NewPort(u *UMEM, ifindex int, cfg Config, id uint16) (*Port, error) {
 	p := &Port{
 		s: s, pool: u.pool, u: u, id: id,
 		nframes: uint64(u.pool.Frames()), fsize: uint64(u.pool.FrameSize()),
-		owner:   make([]uint8, u.pool.Frames()),
-		rxCache: u.pool.NewCache(portCache), txCache: u.pool.NewCache(portCache),
+		owner:  make([]uint8, u.pool.Frames()),
+		caches: pmd.NewPortCaches(u.pool, portCache),
 	}
 	if s.rx != nil {
 		p.refill()
@@ -86,7 +85,7 @@ func (p *Port) refill() {
 		if free < refillBatch && free < uint32(fill.Size())/2 {
 			return
 		}
-		k := p.rxCache.Get(p.frames[:min(free, refillBatch)])
+		k := p.caches.Rx.Get(p.frames[:min(free, refillBatch)])
 		if k == 0 {
 			return
 		}
@@ -148,12 +147,12 @@ func (p *Port) Rx(pkts []pmd.Pkt) int {
 		if mine && !ok {
 			// Our frame with a bad length: take it back, drop its contents.
 			p.owner[f] = ownerOut
-			p.rxCache.Put([]pmd.Frame{pmd.Frame(f)})
+			p.caches.Rx.Put([]pmd.Frame{pmd.Frame(f)})
 		}
 		if ok {
 			p.owner[f] = ownerOut
 			if dropping {
-				p.rxCache.Put([]pmd.Frame{pmd.Frame(f)})
+				p.caches.Rx.Put([]pmd.Frame{pmd.Frame(f)})
 			} else {
 				pk := &pkts[k]
 				*pk = pmd.Pkt{Frame: pmd.Frame(f), Off: uint16(off), Len: uint16(d.Len), Port: p.id}
@@ -167,7 +166,7 @@ func (p *Port) Rx(pkts []pmd.Pkt) int {
 			// A bad segment spoils its packet: give back what we took of it.
 			bad++
 			for _, pk := range pkts[start:k] {
-				p.rxCache.Put([]pmd.Frame{pk.Frame})
+				p.caches.Rx.Put([]pmd.Frame{pk.Frame})
 				bytes -= int(pk.Len)
 			}
 			k = start
@@ -210,7 +209,7 @@ func (p *Port) reap() {
 			}
 		}
 		comp.Release(n)
-		p.txCache.Put(p.done[:k])
+		p.caches.Tx.Put(p.done[:k])
 		p.c.AddDrop(pmd.DropInvalid, bad)
 		if n < uint32(len(p.done)) {
 			return
@@ -255,7 +254,7 @@ func (p *Port) Tx(pkts []pmd.Pkt) int {
 			}
 			chainDrop = more
 			if f < p.nframes && p.owner[f] == ownerOut {
-				p.txCache.Put([]pmd.Frame{pk.Frame})
+				p.caches.Tx.Put([]pmd.Frame{pk.Frame})
 			}
 			chainI, chainW = int(i)+1, w
 			continue
@@ -263,13 +262,13 @@ func (p *Port) Tx(pkts []pmd.Pkt) int {
 		if f >= p.nframes || p.owner[f] != ownerOut || uint64(pk.Off)+uint64(pk.Len) > p.fsize || pk.Len == 0 {
 			bad++
 			if f < p.nframes && p.owner[f] == ownerOut {
-				p.txCache.Put([]pmd.Frame{pk.Frame})
+				p.caches.Tx.Put([]pmd.Frame{pk.Frame})
 			}
 			// A bad segment spoils its packet: take back the segments already queued
 			// and drop the rest of the chain.
 			for j := chainI; j < int(i); j++ {
 				p.owner[pkts[j].Frame] = ownerOut
-				p.txCache.Put([]pmd.Frame{pkts[j].Frame})
+				p.caches.Tx.Put([]pmd.Frame{pkts[j].Frame})
 				bytes -= int(pkts[j].Len)
 			}
 			w, chainDrop, chainI = chainW, more, int(i)+1
@@ -298,6 +297,11 @@ func (p *Port) Tx(pkts []pmd.Pkt) int {
 	return int(n)
 }
 
+// UseCaches implements pmd.CacheUser: the fill ring is refilled from rx, completed
+// and refused Tx frames go to tx. The port's own caches are small (portCache), so a
+// worker's cache is the better home for frames that cycle between ports.
+func (p *Port) UseCaches(rx, tx *pmd.Cache) error { return p.caches.Use(rx, tx) }
+
 // Stats returns the port's counters. Kernel-side drops are in Socket().Stats().
 func (p *Port) Stats() pmd.PortStats { return p.c.Snapshot() }
 
@@ -324,8 +328,7 @@ func (p *Port) Close() error {
 		}
 	}
 	p.pool.Put(back[:k])
-	p.rxCache.Flush()
-	p.txCache.Flush()
+	p.caches.Close()
 	for i := len(p.cleanup) - 1; i >= 0; i-- {
 		errs = append(errs, p.cleanup[i]())
 	}
@@ -391,6 +394,6 @@ func (p *Port) Recycle(pkts []pmd.Pkt) {
 		fill.Submit()
 	}
 	if int(n) < len(pkts) {
-		p.rxCache.Free(pkts[n:])
+		p.caches.Rx.Free(pkts[n:])
 	}
 }

@@ -126,6 +126,10 @@ func New(cfg Config) *Engine {
 	e := &Engine{pool: cfg.Pool, cache: cfg.Pool.NewCache(512), ifaces: cfg.Ifaces, uplink: -1, exception: -1,
 		routerMAC: cfg.RouterMAC, decap: cfg.Decapper}
 	for i, in := range cfg.Ifaces {
+		// Poll drives every port from one goroutine, so they all share its cache:
+		// a frame one port transmits is the next another receives into. A port of
+		// another pool keeps its own caches.
+		_ = pmd.ShareCache(e.cache, in.Port)
 		switch in.Kind {
 		case Uplink:
 			e.uplink = i
