@@ -248,14 +248,17 @@ type Tunnel struct {
 	ioff    uint8 // 14 when the payload is L2
 	// The outer TTL and TOS are the inner ones masked with keep and or'ed with set,
 	// the outer fragment field the inner one masked with dfKeep and or'ed with dfSet
-	// (with an IPv4 payload; encap4Run uses these).
+	// (with an IPv4 payload; encapFastRun uses these).
 	ttlKeep, ttlSet, tosKeep, tosSet uint8
 	dfKeep, dfSet                    uint64
 	// maxPlen is the longest payload the length field and the MTU allow.
 	maxPlen int
 	// ttlOff holds the header offsets of the nCopy label TTLs that copyTTL marks.
 	ttlOff [MaxLabels]uint8
-	fast4  bool // encap4Run applies
+	fast   bool // encapFastRun applies
+	// fastOff is the headroom encapFastRun needs: it writes the template as a 64-
+	// or 128-byte block ending at the payload.
+	fastOff int
 	// innerL2: the payload starts with an Ethernet header.
 	innerL2 bool
 	ttlCopy bool
@@ -391,7 +394,11 @@ func NewTunnel(o Options) (*Tunnel, error) {
 		t.udpBase = pseudo + sum(0, h[t.l4:p])
 	}
 	t.maxPlen = min(0xffff-p, t.mtu+t.l3-p)
-	t.fast4 = !t.v6 && p <= 64 && t.vlan == 0
+	t.fast = t.vlan == 0 && (t.v6 || p <= 64)
+	t.fastOff = 64
+	if t.v6 {
+		t.fastOff = 128
+	}
 	t.inner = t.ttlCopy || t.dscp < 0 || t.df == DFCopy || t.gre || t.copyTTL != 0 ||
 		(t.v6 && t.udp && t.csum6 == Csum6Inner)
 	if t.innerL2 {
@@ -482,7 +489,7 @@ func (t *Tunnel) Encap(pool *pmd.Pool, pk *pmd.Pkt) error {
 }
 
 func (t *Tunnel) encap(pool *pmd.Pool, pk *pmd.Pkt) error {
-	if t.fast4 && t.encap4Run(pool, one(pk)) == 1 {
+	if t.fast && t.encapFastRun(pool, one(pk)) == 1 {
 		return nil
 	}
 	return t.encapSlow(pool.Bytes(pk.Frame), pk)
@@ -611,22 +618,23 @@ func (t *Tunnel) encapSlow(frame []byte, pk *pmd.Pkt) error {
 	return nil
 }
 
-// encap4Run is encap's common case written with fixed-size views of the frame and the
-// tunnel's policies folded into masks, so that it has few bounds checks and branches:
-// a tunnel with an IPv4 outer header of at most 64 bytes and no inner VLAN tag
-// (fast4), and a packet without a partial checksum whose payload is an option-less
-// IPv4 packet with room for its ports (behind an untagged Ethernet header when the
-// payload is L2). It gives the same result as the general path, to which it leaves
-// any other packet, unchanged: it runs over pkts, touching the frames a few packets
-// ahead, up to the first packet it does not take, and returns how many it did.
-func (t *Tunnel) encap4Run(pool *pmd.Pool, pkts []pmd.Pkt) int {
+// encapFastRun is encap's common case written with fixed-size views of the frame and
+// the tunnel's policies folded into masks, so that it has few bounds checks and
+// branches: a tunnel without an inner VLAN tag whose IPv4 header template fits 64
+// bytes or IPv6 one 128 (fast), and a packet without a partial checksum whose payload
+// is an option-less IPv4 packet with room for its ports (behind an untagged Ethernet
+// header when the payload is L2). It gives the same result as the general path, to
+// which it leaves any other packet, unchanged: it runs over pkts, touching the frames
+// a few packets ahead, up to the first packet it does not take, and returns how many
+// it did.
+func (t *Tunnel) encapFastRun(pool *pmd.Pool, pkts []pmd.Pkt) int {
 	var sink byte
 	for i := range pkts {
 		sink += touch(pool, pkts, i)
 		frame, pk := pool.Bytes(pkts[i].Frame), &pkts[i]
 		off, plen, hl := int(pk.Off), int(pk.Len), t.n
 		ioff := int(t.ioff)
-		if off < 64 || pk.Flags&pmd.PktCsumPartial != 0 || plen < ioff+24 || plen > t.maxPlen || off+plen > len(frame) {
+		if off < t.fastOff || pk.Flags&pmd.PktCsumPartial != 0 || plen < ioff+24 || plen > t.maxPlen || off+plen > len(frame) {
 			keep(sink)
 			return i
 		}
@@ -642,7 +650,7 @@ func (t *Tunnel) encap4Run(pool *pmd.Pool, pkts []pmd.Pkt) int {
 			return i
 		}
 		hash := pk.Hash
-		if pk.Flags&pmd.PktHashValid == 0 && t.udp {
+		if pk.Flags&pmd.PktHashValid == 0 && (t.udp || t.v6) {
 			// FlowHash's IPv4 case: the ports of TCP, UDP and SCTP unless a fragment.
 			proto := ip[9]
 			ports := uint64(binary.BigEndian.Uint32(ip[20:])) & portMask[proto]
@@ -662,24 +670,38 @@ func (t *Tunnel) encap4Run(pool *pmd.Pool, pkts []pmd.Pkt) int {
 		}
 		lttl := ip[8]
 		ttl, tos := lttl&t.ttlKeep|t.ttlSet, ip[1]&t.tosKeep|t.tosSet
-		frag := uint64(binary.BigEndian.Uint16(ip[6:]))&t.dfKeep | t.dfSet
-		var id uint64
-		if frag == 0 { // DFClear, or DFCopy of a clear bit
-			id = uint64(uint16(t.id.Add(1)))
-		}
-		*(*[64]byte)(frame[off-64 : off]) = t.tmpl64
 		start := off - hl
 		tl := uint64(plen + hl - t.l3)
-		acc := t.ipBase + uint64(tos) + tl + id + frag + uint64(ttl)<<8
-		o := start + t.l3
-		iph := (*[12]byte)(frame[o : o+12])
-		binary.BigEndian.PutUint64(iph[:], 0x45<<56|uint64(tos)<<48|tl<<32|id<<16|frag)
-		binary.BigEndian.PutUint32(iph[8:], uint32(ttl)<<24|uint32(t.proto)<<16|uint32(^fold32(acc)))
-		o = start + t.l4
+		if t.v6 {
+			*(*[128]byte)(frame[off-128 : off]) = t.tmpl128
+			// Version, traffic class, flow label (RFC 6438), payload length, next
+			// header (the template's), hop limit.
+			o := start + t.l3
+			binary.BigEndian.PutUint64(frame[o:o+8], 6<<60|uint64(tos)<<52|uint64(hash&0xfffff)<<32|
+				(tl-40)<<16|uint64(t.proto)<<8|uint64(ttl))
+		} else {
+			frag := uint64(binary.BigEndian.Uint16(ip[6:]))&t.dfKeep | t.dfSet
+			var id uint64
+			if frag == 0 { // DFClear, or DFCopy of a clear bit
+				id = uint64(uint16(t.id.Add(1)))
+			}
+			*(*[64]byte)(frame[off-64 : off]) = t.tmpl64
+			acc := t.ipBase + uint64(tos) + tl + id + frag + uint64(ttl)<<8
+			o := start + t.l3
+			iph := (*[12]byte)(frame[o : o+12])
+			binary.BigEndian.PutUint64(iph[:], 0x45<<56|uint64(tos)<<48|tl<<32|id<<16|frag)
+			binary.BigEndian.PutUint32(iph[8:], uint32(ttl)<<24|uint32(t.proto)<<16|uint32(^fold32(acc)))
+		}
+		o := start + t.l4
 		if t.udp {
 			port := uint16(t.portLo + uint32(uint64(hash)*uint64(t.portSp)>>32))
+			ulen := uint16(plen + hl - t.l4)
+			var c uint16
+			if t.v6 && t.csum6 != Csum6Zero {
+				c = t.udp6Checksum(frame[off:off+plen:off+plen], 4, ioff, lttl, port, ulen)
+			}
 			u := (*[8]byte)(frame[o : o+8])
-			binary.BigEndian.PutUint64(u[:], uint64(port)<<48|uint64(t.dport)<<32|uint64(plen+hl-t.l4)<<16)
+			binary.BigEndian.PutUint64(u[:], uint64(port)<<48|uint64(t.dport)<<32|uint64(ulen)<<16|uint64(c))
 		} else if t.gre {
 			g := (*[4]byte)(frame[o : o+4])
 			binary.BigEndian.PutUint16(g[2:], EtherIPv4)
@@ -758,8 +780,8 @@ func (t *Tunnel) udp6Checksum(payload []byte, ver, ioff int, lttl uint8, port, u
 // EncapStage function drops failures instead and goes on.
 func (t *Tunnel) EncapBatch(pool *pmd.Pool, pkts []pmd.Pkt) (int, error) {
 	for i := 0; i < len(pkts); i++ {
-		if t.fast4 {
-			if i += t.encap4Run(pool, pkts[i:]); i == len(pkts) {
+		if t.fast {
+			if i += t.encapFastRun(pool, pkts[i:]); i == len(pkts) {
 				break
 			}
 		}

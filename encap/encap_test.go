@@ -664,7 +664,7 @@ func TestEncapMTU(t *testing.T) {
 	}
 }
 
-// FuzzEncapPaths checks that Encap's fast path for IPv4 outer headers (encap4Run)
+// FuzzEncapPaths checks that Encap's fast path (encapFastRun)
 // writes exactly what the general path writes, for any tunnel and payload: the same
 // error, the same packet bytes and the same Pkt fields.
 func FuzzEncapPaths(f *testing.F) {
@@ -675,8 +675,13 @@ func FuzzEncapPaths(f *testing.F) {
 	f.Add(uint8(2), uint32(7), uint8(0x81), uint16(0), uint8(4), uint8(2), uint64(0), innerEth(false, 80, 0))
 	f.Add(uint8(3), uint32(1), uint8(0), uint16(0x8005), uint8(9), uint8(4), uint64(3), mkInnerIP(false, 1400, 1, 0xff))
 	f.Add(uint8(0), uint32(5), uint8(0), uint16(0), uint8(0), uint8(8), uint64(0), innerEth(false, 60, 0))
+	f.Add(uint8(0), uint32(100), uint8(0), uint16(0), uint8(0), uint8(16), uint64(0), innerEth(false, 100, 0))
+	f.Add(uint8(1), uint32(7), uint8(1), uint16(0), uint8(0x12), uint8(17), uint64(9), mkInnerIP(false, 64, 9, 0x21))
+	f.Add(uint8(1), uint32(7), uint8(1), uint16(0), uint8(0x22), uint8(16), uint64(9), mkInnerIP(false, 300, 9, 0x21))
+	f.Add(uint8(2), uint32(7), uint8(0x81), uint16(0), uint8(4), uint8(18), uint64(0), innerEth(false, 80, 0))
+	f.Add(uint8(3), uint32(1), uint8(0), uint16(0x8005), uint8(9), uint8(20), uint64(3), mkInnerIP(false, 1400, 1, 0xff))
 	f.Fuzz(func(t *testing.T, typ uint8, id uint32, nl uint8, vlan uint16, knobs, hk uint8, seed uint64, inner []byte) {
-		o, inner, ok := fuzzOptions(typ, false, id, nl, vlan, knobs, inner)
+		o, inner, ok := fuzzOptions(typ, hk&16 != 0, id, nl, vlan, knobs, inner)
 		if !ok {
 			return
 		}
@@ -717,11 +722,16 @@ func FuzzEncapPaths(f *testing.F) {
 // that FuzzEncapPaths compares something.
 func TestEncapFastPathTaken(t *testing.T) {
 	for _, bt := range benchTypes {
-		o, _ := benchOptions(bt.opts, "outer4")
-		tun := mustTunnel(t, o)
-		pool, pkts := loadBurst(t, benchPayload(o.Type, 64))
-		if !tun.fast4 || tun.encap4Run(pool, pkts[:]) != len(pkts) {
-			t.Errorf("%s: the fast path refused the burst", bt.name)
+		for _, fam := range benchFamilies {
+			o, ok := benchOptions(bt.opts, fam)
+			if !ok {
+				continue
+			}
+			tun := mustTunnel(t, o)
+			pool, pkts := loadBurst(t, benchPayload(o.Type, 64))
+			if !tun.fast || tun.encapFastRun(pool, pkts[:]) != len(pkts) {
+				t.Errorf("%s/%s: the fast path refused the burst", bt.name, fam)
+			}
 		}
 	}
 }
