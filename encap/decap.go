@@ -197,7 +197,7 @@ func (d *Decapper) Flush() {
 // in place (and link padding after the outer datagram), fills r and returns OK.
 // Otherwise it counts and returns the reason and leaves pk and its data unchanged.
 func (d *Decapper) Decap(pool *pmd.Pool, pk *pmd.Pkt, r *Result) Reason {
-	if n, _ := d.decap4Run(pool, one(pk), oneResult(r), 0, 0); n == 1 {
+	if n, _ := d.decapFastRun(pool, one(pk), oneResult(r), 0, 0); n == 1 {
 		return OK
 	}
 	return d.decapSlow(pool, pk, r)
@@ -292,7 +292,7 @@ func (d *Decapper) DecapBatch(pool *pmd.Pool, pkts []pmd.Pkt, res []Result, drop
 	res = res[:len(pkts)]
 	n := 0
 	for i := 0; i < len(pkts); i++ {
-		if n, i = d.decap4Run(pool, pkts, res, n, i); i == len(pkts) {
+		if n, i = d.decapFastRun(pool, pkts, res, n, i); i == len(pkts) {
 			break
 		}
 		if w := d.decapSlow(pool, &pkts[i], &res[n]); w != OK {
@@ -308,14 +308,15 @@ func (d *Decapper) DecapBatch(pool *pmd.Pool, pkts []pmd.Pkt, res []Result, drop
 	return n
 }
 
-// decap4Run is Decap's common case written with a fixed-size view of the outer
+// decapFastRun is Decap's common case written with fixed-size views of the outer
 // headers, so that it has few bounds checks and branches: an untagged Ethernet frame
-// with an option-less IPv4 header, carrying VXLAN (no inner VLAN tag), MPLS over UDP
-// or GRE without GRE options, that Decap would accept without a UDP checksum to
-// verify or an ECN mark to apply. It decapsulates pkts from i on, moving each to
-// pkts[n] with its result in res[n], until a packet it does not take, which it leaves
-// unchanged for decapSlow, and returns the new n and i. It counts what it took.
-func (d *Decapper) decap4Run(pool *pmd.Pool, pkts []pmd.Pkt, res []Result, n, i int) (int, int) {
+// with an option-less IPv4 header or an IPv6 header without extension headers,
+// carrying VXLAN (no inner VLAN tag), MPLS over UDP or GRE without GRE options, that
+// Decap would accept without a UDP checksum to verify or an ECN mark to apply. It
+// decapsulates pkts from i on, moving each to pkts[n] with its result in res[n],
+// until a packet it does not take, which it leaves unchanged for decapSlow, and
+// returns the new n and i. It counts what it took.
+func (d *Decapper) decapFastRun(pool *pmd.Pool, pkts []pmd.Pkt, res []Result, n, i int) (int, int) {
 	var sink byte
 	n0 := n
 	for ; i < len(pkts) && n < len(res); i++ {
@@ -326,77 +327,98 @@ func (d *Decapper) decap4Run(pool *pmd.Pool, pkts []pmd.Pkt, res []Result, n, i 
 		if plen < 50 || off+plen > len(frame) {
 			break
 		}
-		h := (*[50]byte)(frame[off : off+50])
-		total := int(binary.BigEndian.Uint16(h[16:]))
-		if h[12] != 0x08 || h[13] != 0 || h[14] != 0x45 || total < 28 || total > plen-14 ||
-			binary.BigEndian.Uint16(h[20:])&0x3fff != 0 || h[22] == 0 || !ip4HeaderOK(h[14:34]) ||
-			(!d.anyDst && !has4(d.local4, binary.BigEndian.Uint32(h[30:]))) ||
-			(d.o.ECN && h[15]&3 != 0) {
-			break
-		}
+		h := (*[34]byte)(frame[off : off+34])
 		r := &res[n]
-		r.VNI, r.NLabels, r.InnerIPVersion, r.InnerVLAN = 0, 0, 0, 0
-		end := 14 + total // the outer datagram's end
-		var p int         // the inner packet's offset
-		switch h[23] {
-		case ProtoUDP:
-			ulen := int(binary.BigEndian.Uint16(h[38:]))
-			if ulen < 8 || ulen > total-20 ||
-				(binary.BigEndian.Uint16(h[40:]) != 0 && d.o.VerifyUDPChecksum && pk.Flags&pmd.PktCsumValid == 0) {
+		var l4, end int // the transport header's offset, the outer datagram's end
+		var proto byte
+		switch {
+		case h[12] == 0x08 && h[13] == 0 && h[14] == 0x45:
+			total := int(binary.BigEndian.Uint16(h[16:]))
+			if total < 28 || total > plen-14 || binary.BigEndian.Uint16(h[20:])&0x3fff != 0 || h[22] == 0 ||
+				!ip4HeaderOK(h[14:34]) || (!d.anyDst && !has4(d.local4, binary.BigEndian.Uint32(h[30:]))) ||
+				(d.o.ECN && h[15]&3 != 0) {
 				goto slow
 			}
-			end = 34 + ulen
-			switch binary.BigEndian.Uint16(h[36:]) {
-			case PortVXLAN:
-				p = 50
-				if ulen < 16 || h[42]&0x08 == 0 {
-					goto slow
-				}
-				if end >= p+14 {
-					if e := (*[14]byte)(frame[off+p : off+p+14]); e[12] == 0x81 && e[13] == 0 {
-						goto slow // an inner VLAN tag
-					}
-				}
-				r.Type, r.VNI = VXLAN, binary.BigEndian.Uint32(h[46:])>>8
-			case PortMPLSoUDP:
-				if p = labels4(frame, off, end, 42, r); p == 0 {
-					goto slow
-				}
-				r.Type = MPLSoUDP
-			default:
+			r.Src = netip.AddrFrom4([4]byte(h[26:30]))
+			r.TOS = h[15]
+			l4, end, proto = 34, 14+total, h[23]
+		case h[12] == 0x86 && h[13] == 0xdd && h[14]>>4 == 6 && plen >= 70:
+			ip := (*[40]byte)(frame[off+14 : off+54])
+			pl := int(binary.BigEndian.Uint16(ip[4:]))
+			tos := uint8(binary.BigEndian.Uint16(ip[0:]) >> 4)
+			proto = ip[6]
+			if pl < 8 || 54+pl > plen || ip[7] == 0 || (proto != ProtoUDP && proto != ProtoGRE) ||
+				(!d.anyDst && !has6(d.local6, ip[24:40])) || (d.o.ECN && tos&3 != 0) {
 				goto slow
 			}
-		case ProtoGRE:
-			if binary.BigEndian.Uint16(h[34:]) != 0 {
-				goto slow
-			}
-			switch binary.BigEndian.Uint16(h[36:]) {
-			case EtherMPLS:
-				if p = labels4(frame, off, end, 38, r); p == 0 {
-					goto slow
-				}
-				r.Type = MPLSoGRE
-			case EtherIPv4, EtherIPv6:
-				p, r.Type = 38, GRE
-			default:
-				goto slow
-			}
+			r.Src = netip.AddrFrom16([16]byte(ip[8:24]))
+			r.TOS = tos
+			l4, end = 54, 54+pl
 		default:
 			goto slow
 		}
-		if r.Type != VXLAN && !(r.NLabels > 0 && d.o.MPLSPayloadEthernet) && end > p {
-			r.InnerIPVersion = int(frame[off+p] >> 4)
-		}
-		r.Src = netip.AddrFrom4([4]byte(h[26:30]))
-		r.TOS = h[15]
-		r.OuterLen, r.InnerLen = p, end-p
-		pk.Off, pk.Len = uint16(off+p), uint16(end-p)
-		if d.o.InnerFlowHash {
-			l2 := r.Type == VXLAN || (r.NLabels > 0 && d.o.MPLSPayloadEthernet)
-			pk.Hash = FlowHash(frame[off+p:off+end:off+end], l2, d.o.Hash)
-			pk.Flags |= pmd.PktHashValid
-		} else {
-			pk.Flags &^= pmd.PktHashValid
+		r.VNI, r.NLabels, r.InnerIPVersion, r.InnerVLAN = 0, 0, 0, 0
+		{
+			var p int // the inner packet's offset
+			u := (*[16]byte)(frame[off+l4 : off+l4+16])
+			switch proto {
+			case ProtoUDP:
+				ulen := int(binary.BigEndian.Uint16(u[4:]))
+				if ulen < 8 || ulen > end-l4 ||
+					(binary.BigEndian.Uint16(u[6:]) != 0 && d.o.VerifyUDPChecksum && pk.Flags&pmd.PktCsumValid == 0) {
+					goto slow
+				}
+				end = l4 + ulen
+				switch binary.BigEndian.Uint16(u[2:]) {
+				case PortVXLAN:
+					p = l4 + 16
+					if ulen < 16 || u[8]&0x08 == 0 {
+						goto slow
+					}
+					if end >= p+14 {
+						if e := (*[14]byte)(frame[off+p : off+p+14]); e[12] == 0x81 && e[13] == 0 {
+							goto slow // an inner VLAN tag
+						}
+					}
+					r.Type, r.VNI = VXLAN, binary.BigEndian.Uint32(u[12:])>>8
+				case PortMPLSoUDP:
+					if p = labels4(frame[off:off+end], l4+8, r); p == 0 {
+						goto slow
+					}
+					r.Type = MPLSoUDP
+				default:
+					goto slow
+				}
+			case ProtoGRE:
+				if binary.BigEndian.Uint16(u[0:]) != 0 || end < l4+4 {
+					goto slow
+				}
+				switch binary.BigEndian.Uint16(u[2:]) {
+				case EtherMPLS:
+					if p = labels4(frame[off:off+end], l4+4, r); p == 0 {
+						goto slow
+					}
+					r.Type = MPLSoGRE
+				case EtherIPv4, EtherIPv6:
+					p, r.Type = l4+4, GRE
+				default:
+					goto slow
+				}
+			default:
+				goto slow
+			}
+			if r.Type != VXLAN && !(r.NLabels > 0 && d.o.MPLSPayloadEthernet) && end > p {
+				r.InnerIPVersion = int(frame[off+p] >> 4)
+			}
+			r.OuterLen, r.InnerLen = p, end-p
+			pk.Off, pk.Len = uint16(off+p), uint16(end-p)
+			if d.o.InnerFlowHash {
+				l2 := r.Type == VXLAN || (r.NLabels > 0 && d.o.MPLSPayloadEthernet)
+				pk.Hash = FlowHash(frame[off+p:off+end:off+end], l2, d.o.Hash)
+				pk.Flags |= pmd.PktHashValid
+			} else {
+				pk.Flags &^= pmd.PktHashValid
+			}
 		}
 		if n != i { // copying a Pkt just written field by field stalls store forwarding
 			pkts[n] = *pk
@@ -411,19 +433,23 @@ func (d *Decapper) decap4Run(pool *pmd.Pool, pkts []pmd.Pkt, res []Result, n, i 
 	return n, i
 }
 
-// labels4 is labels for decap4Run, the common single label inline: it reads the
-// stack at p in the datagram frame[off:off+end] and returns the inner offset, or 0
-// where labels would refuse the stack.
-func labels4(frame []byte, off, end, p int, r *Result) int {
-	if end >= p+4 {
-		l := (*[4]byte)(frame[off+p : off+p+4])
-		if v := binary.BigEndian.Uint32(l[:]); v&0x100 != 0 && uint8(v) != 0 {
-			r.Labels[0] = Label{Label: v >> 12, TC: uint8(v>>9) & 7, TTL: uint8(v)}
+// labels4 is labels for decapFastRun: it reads the stack at p in the datagram b and
+// returns the inner offset, or 0 where labels would refuse the stack. The common
+// single label is read inline.
+func labels4(b []byte, p int, r *Result) int {
+	if len(b) >= p+4 {
+		if v := binary.BigEndian.Uint32(b[p:]); v&0x100 != 0 && uint8(v) != 0 {
+			r.Labels[0] = Label{v >> 12, uint8(v>>9) & 7, uint8(v)}
 			r.NLabels = 1
 			return p + 4
 		}
 	}
-	p, why := labels(frame[off:off+end], p, r)
+	return labelsN(b, p, r)
+}
+
+// labelsN is labels4's call of labels, kept apart so that labels4 inlines.
+func labelsN(b []byte, p int, r *Result) int {
+	p, why := labels(b, p, r)
 	if why != OK {
 		return 0
 	}

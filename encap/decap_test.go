@@ -533,7 +533,7 @@ func TestDecapECN(t *testing.T) {
 	}
 }
 
-// FuzzDecapPaths checks that Decap's fast path for IPv4 outer headers (decap4Run)
+// FuzzDecapPaths checks that Decap's fast path (decapFastRun)
 // does exactly what the general path does, for any frame and options: the same
 // reason, result, packet fields, bytes and counts.
 func FuzzDecapPaths(f *testing.F) {
@@ -580,7 +580,15 @@ func FuzzDecapPaths(f *testing.F) {
 // that FuzzDecapPaths compares something.
 func TestDecapFastPathTaken(t *testing.T) {
 	for _, bt := range benchTypes {
-		o, _ := benchOptions(bt.opts, "outer4")
+		for _, fam := range benchFamilies[:2] {
+			testDecapFastPathTaken(t, bt.name+"/"+fam, bt.opts, fam)
+		}
+	}
+}
+
+func testDecapFastPathTaken(t *testing.T, name string, base Options, fam string) {
+	{
+		o, _ := benchOptions(base, fam)
 		tun := mustTunnel(t, o)
 		pool, pkts := loadBurst(t, benchPayload(o.Type, 64))
 		if _, err := tun.EncapBatch(pool, pkts[:]); err != nil {
@@ -588,8 +596,8 @@ func TestDecapFastPathTaken(t *testing.T) {
 		}
 		var res [burst]Result
 		d := NewDecapper(DecapOptions{})
-		if n, i := d.decap4Run(pool, pkts[:], res[:], 0, 0); n != burst || i != burst {
-			t.Errorf("%s: the fast path took %d of %d", bt.name, n, burst)
+		if n, i := d.decapFastRun(pool, pkts[:], res[:], 0, 0); n != burst || i != burst {
+			t.Errorf("%s: the fast path took %d of %d", name, n, burst)
 		}
 	}
 }
