@@ -34,7 +34,9 @@
 //
 // Pool and Ring (in its configured mode) are safe for concurrent use. A Cache, a Batch
 // and each direction of a Port belong to one goroutine at a time: one queue, one
-// worker, as in DPDK. Workers lock a goroutine to an OS thread pinned to a CPU
+// worker, as in DPDK. Ports that allocate and free frames (CacheUser) take the cache
+// of the worker that polls them (ShareCache), so frames cycle through one worker's
+// cache and stay in its CPU's cache. Workers lock a goroutine to an OS thread pinned to a CPU
 // (sched_setaffinity) and poll with an idle policy (busy-poll, yield, sleep with
 // back-off, adaptive); their counters may be read from anywhere.
 //

@@ -62,6 +62,9 @@ func main() {
 	defer b.Close()
 	cache := pool.NewCache(0)
 	defer cache.Flush()
+	if err := pmd.ShareCache(cache, a, b); err != nil { // one goroutine polls both
+		log.Fatal(err)
+	}
 	var batch pmd.Batch
 	forward := func(from, to pmd.Port) int {
 		n := batch.Rx(from)

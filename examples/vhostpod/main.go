@@ -65,6 +65,9 @@ func run(ctx context.Context, log *slog.Logger, sock string, listen bool, tapNam
 	port := fe.Port(0)
 	cache := pool.NewCache(0)
 	defer cache.Flush()
+	if err := pmd.ShareCache(cache, port, tap); err != nil { // the worker polls both
+		return err
+	}
 	var b pmd.Batch
 	move := func(from, to pmd.Port) int {
 		n := b.Rx(from)

@@ -214,6 +214,11 @@ func or(a, b string) string {
 func forward(c *config, stopped *atomic.Bool, pool *pmd.Pool, a, b *xsk.Port) {
 	cache := pool.NewCache(0)
 	defer cache.Flush()
+	// This goroutine polls both ports: they share its cache, so a transmitted
+	// frame is the next one the kernel fills.
+	if err := pmd.ShareCache(cache, a, b); err != nil {
+		log.Fatal(err)
+	}
 	var ab, ba pmd.Batch
 	idle := 0
 	for !stopped.Load() {
