@@ -673,7 +673,12 @@ func (t *Tunnel) encapFastRun(pool *pmd.Pool, pkts []pmd.Pkt) int {
 		start := off - hl
 		tl := uint64(plen + hl - t.l3)
 		if t.v6 {
-			*(*[128]byte)(frame[off-128 : off]) = t.tmpl128
+			// The block encapSlow writes, so that the headroom ends up alike too.
+			if hl <= 64 {
+				*(*[64]byte)(frame[off-64 : off]) = t.tmpl64
+			} else {
+				*(*[128]byte)(frame[off-128 : off]) = t.tmpl128
+			}
 			// Version, traffic class, flow label (RFC 6438), payload length, next
 			// header (the template's), hop limit.
 			o := start + t.l3

@@ -697,6 +697,9 @@ func FuzzEncapPaths(f *testing.F) {
 		pk1, pk2 := load(t, pool, c, inner), load(t, pool, c, inner)
 		defer c.Free([]pmd.Pkt{pk1, pk2})
 		for _, pk := range []*pmd.Pkt{&pk1, &pk2} {
+			f := pool.Bytes(pk.Frame)
+			clear(f[:pk.Off])                  // the headroom is compared too
+			clear(f[int(pk.Off)+int(pk.Len):]) // and the tail
 			if hk&2 != 0 {
 				pk.Hash, pk.Flags = id, pmd.PktHashValid
 			}
@@ -714,6 +717,9 @@ func FuzzEncapPaths(f *testing.F) {
 		}
 		if a, b := pool.Data(&pk1), pool.Data(&pk2); !bytes.Equal(a, b) {
 			t.Fatalf("fast path wrote\n% x\ngeneral path\n% x", a, b)
+		}
+		if !bytes.Equal(pool.Bytes(pk1.Frame), pool.Bytes(pk2.Frame)) {
+			t.Fatal("the fast and general paths left different bytes outside the packet")
 		}
 	})
 }

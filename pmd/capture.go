@@ -50,6 +50,15 @@ func NewCapturePort(port Port, pool *Pool) *CapturePort {
 	return &CapturePort{Port: port, pool: pool}
 }
 
+// UseCaches passes the caches on to the wrapped port if it is a CacheUser (see
+// ShareCache), and does nothing otherwise.
+func (c *CapturePort) UseCaches(rx, tx *Cache) error {
+	if u, ok := c.Port.(CacheUser); ok {
+		return u.UseCaches(rx, tx)
+	}
+	return nil
+}
+
 type capture struct {
 	opts     CaptureOptions
 	slots    []byte // Slots × (16-byte record header + Snaplen)

@@ -309,7 +309,8 @@ func TestShareCache(t *testing.T) {
 		t.Fatalf("a cache of another pool: %v", err)
 	}
 	w := pool.NewCache(0)
-	if err := ShareCache(w, p, &RingPort{}); err != nil {
+	// Through a capture wrapper too, as the vRouter wraps every port.
+	if err := ShareCache(w, NewCapturePort(p, pool), NewCapturePort(&RingPort{}, pool)); err != nil {
 		t.Fatal(err)
 	}
 	if p.c.Rx != w || p.c.Tx != w || pool.Stats().Free != pool.Frames() {

@@ -128,7 +128,7 @@ func New(cfg Config) *Engine {
 	for i, in := range cfg.Ifaces {
 		// Poll drives every port from one goroutine, so they all share its cache:
 		// a frame one port transmits is the next another receives into. A port of
-		// another pool keeps its own caches.
+		// another pool (ErrForeignCache) keeps its own caches.
 		_ = pmd.ShareCache(e.cache, in.Port)
 		switch in.Kind {
 		case Uplink:
