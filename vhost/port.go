@@ -101,19 +101,10 @@ func (p *Port) rx(r *ring, pkts []pmd.Pkt) int {
 		}
 		pk := &pkts[out]
 		buf := pool.Bytes(pk.Frame)[pk.Off:][:plen]
-		// The common case: header and packet in one readable segment, translated
-		// once.
-		if s := ch.Segs; len(s) == 1 && !s[0].Write {
-			if h, err := r.mem.Translate(s[0].Addr+uint64(r.hdrLen), uint64(plen)); err == nil && len(h) == plen {
-				copy(buf, h)
-				goto done
-			}
-		}
 		if !readChain(r.mem, ch, r.hdrLen, buf) {
 			invalid++
 			continue
 		}
-	done:
 		pk.Len = uint16(plen)
 		pk.Port = p.id
 		pk.Flags = 0
@@ -134,6 +125,14 @@ func (p *Port) rx(r *ring, pkts []pmd.Pkt) int {
 
 // readChain copies the readable bytes of ch after skip into dst (exactly len(dst)).
 func readChain(mem *vring.Memory, ch *vring.Chain, skip int, dst []byte) bool {
+	// The common case: the header and the packet in one readable segment,
+	// translated once.
+	if s := ch.Segs; len(s) == 1 && !s[0].Write && uint64(skip)+uint64(len(dst)) <= uint64(s[0].Len) {
+		if h, err := mem.Translate(s[0].Addr+uint64(skip), uint64(len(dst))); err == nil && len(h) == len(dst) {
+			copy(dst, h)
+			return true
+		}
+	}
 	done := 0
 	for _, s := range ch.Segs {
 		if s.Write {
