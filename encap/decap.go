@@ -382,10 +382,7 @@ func (d *Decapper) decapFastRun(pool *pmd.Pool, pkts []pmd.Pkt, res []Result, n,
 					}
 					r.Type, r.VNI = VXLAN, binary.BigEndian.Uint32(u[12:])>>8
 				case PortMPLSoUDP:
-					if p = labels4(frame[off:off+end], l4+8, r); p == 0 {
-						goto slow
-					}
-					r.Type = MPLSoUDP
+					p, r.Type = l4+8, MPLSoUDP // the label stack, read below
 				default:
 					goto slow
 				}
@@ -395,10 +392,7 @@ func (d *Decapper) decapFastRun(pool *pmd.Pool, pkts []pmd.Pkt, res []Result, n,
 				}
 				switch binary.BigEndian.Uint16(u[2:]) {
 				case EtherMPLS:
-					if p = labels4(frame[off:off+end], l4+4, r); p == 0 {
-						goto slow
-					}
-					r.Type = MPLSoGRE
+					p, r.Type = l4+4, MPLSoGRE // the label stack, read below
 				case EtherIPv4, EtherIPv6:
 					p, r.Type = l4+4, GRE
 				default:
@@ -406,6 +400,20 @@ func (d *Decapper) decapFastRun(pool *pmd.Pool, pkts []pmd.Pkt, res []Result, n,
 				}
 			default:
 				goto slow
+			}
+			if r.Type == MPLSoUDP || r.Type == MPLSoGRE {
+				// One label, the common case, inline; a stack through labels.
+				if end < p+4 {
+					goto slow
+				}
+				l := (*[4]byte)(frame[off+p : off+p+4])
+				if v := binary.BigEndian.Uint32(l[:]); v&0x100 != 0 && uint8(v) != 0 {
+					r.Labels[0] = Label{v >> 12, uint8(v>>9) & 7, uint8(v)}
+					r.NLabels = 1
+					p += 4
+				} else if p = labelsN(frame[off:off+end], p, r); p == 0 {
+					goto slow
+				}
 			}
 			if r.Type != VXLAN && !(r.NLabels > 0 && d.o.MPLSPayloadEthernet) && end > p {
 				r.InnerIPVersion = int(frame[off+p] >> 4)
@@ -433,21 +441,8 @@ func (d *Decapper) decapFastRun(pool *pmd.Pool, pkts []pmd.Pkt, res []Result, n,
 	return n, i
 }
 
-// labels4 is labels for decapFastRun: it reads the stack at p in the datagram b and
-// returns the inner offset, or 0 where labels would refuse the stack. The common
-// single label is read inline.
-func labels4(b []byte, p int, r *Result) int {
-	if len(b) >= p+4 {
-		if v := binary.BigEndian.Uint32(b[p:]); v&0x100 != 0 && uint8(v) != 0 {
-			r.Labels[0] = Label{v >> 12, uint8(v>>9) & 7, uint8(v)}
-			r.NLabels = 1
-			return p + 4
-		}
-	}
-	return labelsN(b, p, r)
-}
-
-// labelsN is labels4's call of labels, kept apart so that labels4 inlines.
+// labelsN is labels for decapFastRun: the inner offset after the stack at p in the
+// datagram b, or 0 where labels refuses the stack.
 func labelsN(b []byte, p int, r *Result) int {
 	p, why := labels(b, p, r)
 	if why != OK {
