@@ -163,19 +163,19 @@ func (c *CapturePort) Tx(pkts []Pkt) int {
 	defer cp.users.Add(-1)
 	// Copy first: after Tx the accepted frames belong to the port.
 	var slots [MaxBurst]uint32
-	k := min(len(pkts), MaxBurst)
-	got := cp.free.Dequeue(slots[:k])
-	now := time.Now().UnixNano()
-	for i := 0; i < got; i++ {
-		cp.fill(c.pool, slots[i], &pkts[i], now)
-	}
+	got := cp.free.Dequeue(slots[:min(PacketCount(pkts), MaxBurst)])
+	cp.fillAll(c.pool, slots[:got], pkts)
 	n := c.Port.Tx(pkts)
-	keep := min(got, n)
+	sent := PacketCount(pkts[:n])
+	keep := min(got, sent)
 	cp.full.Enqueue(slots[:keep])
 	cp.free.Enqueue(slots[keep:got])
-	cp.dropped.Add(uint64(n - keep))
+	cp.dropped.Add(uint64(sent - keep))
 	return n
 }
+
+// TxChains implements ChainTxer for the wrapped port.
+func (c *CapturePort) TxChains() bool { return TxChains(c.Port) }
 
 // enter returns the running session, registered as in use, or nil.
 func (c *CapturePort) enter() *capture {
@@ -193,25 +193,42 @@ func (c *CapturePort) enter() *capture {
 
 func (cp *capture) copy(pool *Pool, pkts []Pkt) {
 	var slots [MaxBurst]uint32
-	k := min(len(pkts), MaxBurst)
-	got := cp.free.Dequeue(slots[:k])
-	now := time.Now().UnixNano()
-	for i := 0; i < got; i++ {
-		cp.fill(pool, slots[i], &pkts[i], now)
-	}
+	np := PacketCount(pkts)
+	got := cp.free.Dequeue(slots[:min(np, MaxBurst)])
+	cp.fillAll(pool, slots[:got], pkts)
 	cp.full.Enqueue(slots[:got])
-	cp.dropped.Add(uint64(len(pkts) - got))
+	cp.dropped.Add(uint64(np - got))
 }
 
-// fill writes a pcap record header and the packet's first Snaplen bytes into a slot.
-func (cp *capture) fill(pool *Pool, slot uint32, pk *Pkt, now int64) {
+// fillAll fills one slot per packet of pkts, a chain making one record, until the
+// slots run out.
+func (cp *capture) fillAll(pool *Pool, slots []uint32, pkts []Pkt) {
+	now := time.Now().UnixNano()
+	i := 0
+	for _, slot := range slots {
+		j := i
+		for j < len(pkts)-1 && pkts[j].Flags&PktMore != 0 {
+			j++
+		}
+		cp.fill(pool, slot, pkts[i:j+1], now)
+		i = j + 1
+	}
+}
+
+// fill writes a pcap record header and the first Snaplen bytes of the packet whose
+// segments are segs into a slot.
+func (cp *capture) fill(pool *Pool, slot uint32, segs []Pkt, now int64) {
 	s := cp.slots[int(slot)*cp.slotSize:][:cp.slotSize]
-	data := pool.Data(pk)
-	n := copy(s[16:], data)
+	n, orig := 0, 0
+	for i := range segs {
+		data := pool.Data(&segs[i])
+		n += copy(s[16+n:], data)
+		orig += len(data)
+	}
 	binary.LittleEndian.PutUint32(s[0:], uint32(now/1e9))
 	binary.LittleEndian.PutUint32(s[4:], uint32(now%1e9))
 	binary.LittleEndian.PutUint32(s[8:], uint32(n))
-	binary.LittleEndian.PutUint32(s[12:], uint32(len(data)))
+	binary.LittleEndian.PutUint32(s[12:], uint32(orig))
 }
 
 // write drains full slots into the file until stopped, then drains the rest.

@@ -28,6 +28,21 @@ const (
 	PktCsumValid
 )
 
+// PacketCount returns how many packets pkts holds, a chain counting once (an
+// unterminated chain at the end counts too).
+func PacketCount(pkts []Pkt) int {
+	n := 0
+	for i := range pkts {
+		if pkts[i].Flags&PktMore == 0 {
+			n++
+		}
+	}
+	if len(pkts) > 0 && pkts[len(pkts)-1].Flags&PktMore != 0 {
+		n++
+	}
+	return n
+}
+
 // Prepend moves the start of the packet n bytes into the headroom, growing it, and
 // reports whether the headroom was large enough. The new bytes are not initialised.
 func (p *Pkt) Prepend(n int) bool {

@@ -23,6 +23,20 @@ type Port interface {
 	Close() error
 }
 
+// ChainTxer is implemented by ports whose Tx sends a multi-buffer chain (Pkts flagged
+// PktMore and the one that ends them) as one packet, as DPDK ports with
+// RTE_ETH_TX_OFFLOAD_MULTI_SEGS do. Other ports take every Pkt for a packet, so a
+// chain must not be given to them.
+type ChainTxer interface {
+	TxChains() bool
+}
+
+// TxChains reports whether p transmits chains whole.
+func TxChains(p Port) bool {
+	c, ok := p.(ChainTxer)
+	return ok && c.TxChains()
+}
+
 // ErrClosed is returned by operations on a closed port or pool.
 var ErrClosed = errors.New("pmd: closed")
 

@@ -24,6 +24,9 @@ type RingPairOptions struct {
 // Each end follows the Port rules: one goroutine at a time in Rx, one in Tx.
 type RingPort struct {
 	rx, tx *Ring[Pkt]
+	// stash holds the first segments of a chain a burst cut (its end is still in
+	// the ring); the next Rx returns them first.
+	stash  []Pkt
 	id     uint16
 	closed atomic.Bool
 	ctr    Counters
@@ -52,36 +55,86 @@ func NewRingPair(opts RingPairOptions) (a, b *RingPort, err error) {
 	}
 	ba, _ := NewRing[Pkt](size, RingSPSC)
 	sh := &ringPairShared{open: 2, pool: opts.Pool, ab: ab, ba: ba}
-	a = &RingPort{tx: ab, rx: ba, id: opts.PortIDs[0], shared: sh}
-	b = &RingPort{tx: ba, rx: ab, id: opts.PortIDs[1], shared: sh}
+	a = &RingPort{tx: ab, rx: ba, id: opts.PortIDs[0], shared: sh, stash: make([]Pkt, 0, MaxBurst)}
+	b = &RingPort{tx: ba, rx: ab, id: opts.PortIDs[1], shared: sh, stash: make([]Pkt, 0, MaxBurst)}
 	return a, b, nil
 }
 
-// Rx receives what the other end transmitted.
+// Rx receives what the other end transmitted. Chains arrive whole; one longer than
+// len(pkts) and MaxBurst is dropped (DropTooLong).
 func (p *RingPort) Rx(pkts []Pkt) int {
-	if p.closed.Load() {
+	if p.closed.Load() || len(pkts) == 0 {
 		return 0
 	}
-	n := p.rx.Dequeue(pkts)
+	k := 0
+	if len(p.stash) > 0 {
+		if len(p.stash) >= len(pkts) {
+			p.dropChain(p.stash) // this burst cannot take the chain begun
+		} else {
+			k = copy(pkts, p.stash)
+		}
+		p.stash = p.stash[:0]
+	}
+	n := k + p.rx.Dequeue(pkts[k:])
+	if n > 0 && pkts[n-1].Flags&PktMore != 0 {
+		// The burst cut a chain (Tx enqueues each whole, so its end is in the ring).
+		s := n - 1
+		for s > 0 && pkts[s-1].Flags&PktMore != 0 {
+			s--
+		}
+		if s == 0 || n-s > cap(p.stash) {
+			p.dropChain(pkts[s:n]) // the chain alone fills the burst: it never fits
+		} else {
+			p.stash = append(p.stash, pkts[s:n]...) // returned first next time
+		}
+		n = s
+	}
 	bytes := 0
 	for i := range pkts[:n] {
 		pkts[i].Port = p.id
 		bytes += int(pkts[i].Len)
 	}
-	p.ctr.AddRx(n, bytes)
+	p.ctr.AddRx(PacketCount(pkts[:n]), bytes)
 	return n
 }
 
+// dropChain frees the segments of a chain too long for any burst, and those still in
+// the ring up to its end.
+func (p *RingPort) dropChain(segs []Pkt) {
+	var f [1]Frame
+	var one [1]Pkt
+	for _, pk := range segs {
+		f[0] = pk.Frame
+		p.shared.pool.Put(f[:])
+	}
+	for p.rx.Dequeue(one[:]) == 1 {
+		f[0] = one[0].Frame
+		p.shared.pool.Put(f[:])
+		if one[0].Flags&PktMore == 0 {
+			break
+		}
+	}
+	p.ctr.AddDrop(DropTooLong, 1)
+}
+
 // Tx passes packets to the other end; it accepts fewer than offered when the ring is
-// full.
+// full, never splitting a chain (nor sending an unfinished one at the end of pkts).
 func (p *RingPort) Tx(pkts []Pkt) int {
 	if p.closed.Load() {
 		return 0
 	}
-	n := p.tx.Enqueue(pkts)
-	p.ctr.AddTx(n, Bytes(pkts[:n]))
+	// Whole packets that fit: the free room only grows while we look (one producer).
+	k := min(len(pkts), p.tx.Cap()-p.tx.Len())
+	for k > 0 && pkts[k-1].Flags&PktMore != 0 {
+		k--
+	}
+	n := p.tx.Enqueue(pkts[:k])
+	p.ctr.AddTx(PacketCount(pkts[:n]), Bytes(pkts[:n]))
 	return n
 }
+
+// TxChains implements ChainTxer: a ring carries chains whole.
+func (p *RingPort) TxChains() bool { return true }
 
 // Stats returns the end's counters.
 func (p *RingPort) Stats() PortStats { return p.ctr.Snapshot() }
@@ -93,6 +146,10 @@ func (p *RingPort) Close() error {
 		return nil
 	}
 	sh := p.shared
+	for _, pk := range p.stash {
+		sh.pool.Put([]Frame{pk.Frame})
+	}
+	p.stash = p.stash[:0]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	sh.open--

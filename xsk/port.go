@@ -297,6 +297,9 @@ func (p *Port) Tx(pkts []pmd.Pkt) int {
 	return int(n)
 }
 
+// TxChains implements pmd.ChainTxer: a socket bound with MultiBuffer sends chains.
+func (p *Port) TxChains() bool { return p.s.sg }
+
 // UseCaches implements pmd.CacheUser: the fill ring is refilled from rx, completed
 // and refused Tx frames go to tx. The port's own caches are small (portCache), so a
 // worker's cache is the better home for frames that cycle between ports.
