@@ -455,7 +455,27 @@ func labelsN(b []byte, p int, r *Result) int {
 // would strip. csumValid says a device already verified the UDP checksum. It reads
 // only b.
 func (d *Decapper) Classify(b []byte, csumValid bool, r *Result) Reason {
+	return d.classify(b, len(b), csumValid, r, nil)
+}
+
+// pendingSum is a checksum over a chained datagram that classify began and its
+// caller finishes over the later segments: acc holds the sum up to the end of the
+// first segment, from is where it started (-1: no checksum to verify) and end where
+// the datagram it covers ends.
+type pendingSum struct {
+	acc       uint64
+	from, end int
+}
+
+// classify is Classify of a frame n bytes long whose first len(b) bytes are b: a
+// chain's first segment when n > len(b). Then the outer headers must lie in b, and a
+// checksum over the datagram cannot be finished here: classify leaves b's share in
+// pend, which must not be nil then.
+func (d *Decapper) classify(b []byte, n int, csumValid bool, r *Result, pend *pendingSum) Reason {
 	r.Type, r.VNI, r.NLabels, r.InnerIPVersion, r.InnerVLAN = 0, 0, 0, 0, 0
+	if pend != nil {
+		pend.from = -1
+	}
 	if len(b) < 14 {
 		return DropTruncated
 	}
@@ -485,7 +505,7 @@ func (d *Decapper) Classify(b []byte, csumValid bool, r *Result) Reason {
 		if ihl < 20 || total < ihl {
 			return DropBadHeader
 		}
-		if len(ip) < ihl || len(ip) < total {
+		if len(ip) < ihl || n-off < total {
 			return DropTruncated
 		}
 		// Options are allowed (RFC 791); their bytes are checksummed and skipped.
@@ -518,7 +538,7 @@ func (d *Decapper) Classify(b []byte, csumValid bool, r *Result) Reason {
 			return DropBadVersion
 		}
 		plen := int(binary.BigEndian.Uint16(ip[4:]))
-		if len(ip) < 40+plen {
+		if n-off < 40+plen {
 			return DropTruncated // a jumbogram's zero length lands here too
 		}
 		if ip[7] == 0 {
@@ -540,7 +560,11 @@ func (d *Decapper) Classify(b []byte, csumValid bool, r *Result) Reason {
 	default:
 		return DropBadEthertype
 	}
-	b = b[:end] // ignore link padding
+	// Ignore link padding.
+	n = end
+	if end < len(b) {
+		b = b[:end]
+	}
 	p := l4
 	switch proto {
 	case ProtoUDP:
@@ -549,10 +573,12 @@ func (d *Decapper) Classify(b []byte, csumValid bool, r *Result) Reason {
 		}
 		u := b[p : p+8]
 		ulen := int(binary.BigEndian.Uint16(u[4:]))
-		if ulen < 8 || ulen > len(b)-p {
+		if ulen < 8 || ulen > n-p {
 			return DropBadHeader
 		}
-		b = b[:p+ulen]
+		if n = p + ulen; n < len(b) {
+			b = b[:n]
+		}
 		var vni uint32
 		var typ Type
 		switch binary.BigEndian.Uint16(u[2:]) {
@@ -579,7 +605,9 @@ func (d *Decapper) Classify(b []byte, csumValid bool, r *Result) Reason {
 			} else {
 				ps = sum(ProtoUDP, ip6[8:40])
 			}
-			if fold(sum(ps+uint64(ulen), b[p:])) != 0xffff {
+			if n > len(b) {
+				pend.acc, pend.from, pend.end = sum(ps+uint64(ulen), b[p:]), p, n
+			} else if fold(sum(ps+uint64(ulen), b[p:])) != 0xffff {
 				return DropBadChecksum
 			}
 		}
@@ -609,8 +637,12 @@ func (d *Decapper) Classify(b []byte, csumValid bool, r *Result) Reason {
 		if len(g) < hl {
 			return DropTruncated
 		}
-		if flags&0x8000 != 0 && checksum(g) != 0 {
-			return DropBadChecksum
+		if flags&0x8000 != 0 {
+			if n > len(b) {
+				pend.acc, pend.from, pend.end = sum(0, g), p, n
+			} else if checksum(g) != 0 {
+				return DropBadChecksum
+			}
 		}
 		p += hl
 		switch binary.BigEndian.Uint16(g[2:]) {
@@ -637,7 +669,7 @@ func (d *Decapper) Classify(b []byte, csumValid bool, r *Result) Reason {
 	case len(b) > p:
 		r.InnerIPVersion = int(b[p] >> 4)
 	}
-	r.OuterLen, r.InnerLen = p, len(b)-p
+	r.OuterLen, r.InnerLen = p, n-p
 	return OK
 }
 

@@ -156,6 +156,9 @@ var (
 	// and not one Encap can finish (TCP or UDP in IPv4 or IPv6 without extension
 	// headers).
 	ErrPartialCsum = errors.New("encap: cannot finish the partial transport checksum")
+	// ErrChain: a chain's segment went to Encap, or EncapChain got a malformed chain
+	// (PktMore flags that do not end on its last segment, a segment outside its frame).
+	ErrChain = errors.New("encap: chained packet (use EncapChain) or malformed chain")
 )
 
 // Validate reports the first problem with the options.
@@ -492,21 +495,32 @@ func (t *Tunnel) encap(pool *pmd.Pool, pk *pmd.Pkt) error {
 	if t.fast && t.encapFastRun(pool, one(pk)) == 1 {
 		return nil
 	}
-	return t.encapSlow(pool.Bytes(pk.Frame), pk)
+	return t.encapSlow(pool.Bytes(pk.Frame), pk, nil)
 }
 
-// encapSlow is encap for any packet.
-func (t *Tunnel) encapSlow(frame []byte, pk *pmd.Pkt) error {
+// encapSlow is encap for any packet; ch, when not nil, is the rest of a chained
+// packet whose first segment is pk (see EncapChain).
+func (t *Tunnel) encapSlow(frame []byte, pk *pmd.Pkt, ch *chainTail) error {
 	off, plen := int(pk.Off), int(pk.Len)
+	extra := 0 // payload bytes in later segments
+	if ch != nil {
+		extra = ch.bytes
+	}
 	hl := t.n
 	if off < hl+int(t.vlanLen) {
 		return ErrNoHeadroom
 	}
-	if plen+hl+int(t.vlanLen) > 0xffff || off+plen > len(frame) {
+	if plen+extra+hl+int(t.vlanLen) > 0xffff || off+plen > len(frame) {
 		return ErrTooLong
 	}
-	if plen+hl+int(t.vlanLen)-t.l3 > t.mtu {
+	if plen+extra+hl+int(t.vlanLen)-t.l3 > t.mtu {
 		return ErrMTU
+	}
+	if ch == nil && pk.Flags&pmd.PktMore != 0 {
+		return ErrChain
+	}
+	if ch != nil && pk.Flags&pmd.PktCsumPartial != 0 {
+		return ErrPartialCsum // finishing it needs the segment in one piece
 	}
 	if t.vlan != 0 || pk.Flags&pmd.PktCsumPartial != 0 {
 		var err error
@@ -569,7 +583,7 @@ func (t *Tunnel) encapSlow(frame []byte, pk *pmd.Pkt) error {
 		copy(frame[start:off], t.hdr[:hl])
 	}
 	h := frame[start:off]
-	total := hl + plen
+	total := hl + plen + extra
 	if t.v6 {
 		ip := h[t.l3:][:40]
 		binary.BigEndian.PutUint32(ip[0:], 6<<28|uint32(tos)<<20|hash&0xfffff) // flow label, RFC 6438
@@ -609,12 +623,16 @@ func (t *Tunnel) encapSlow(frame []byte, pk *pmd.Pkt) error {
 		ulen := uint16(total - t.l4)
 		var c uint16
 		if t.v6 && t.csum6 != Csum6Zero {
-			c = t.udp6Checksum(payload, ver, ioff, lttl, port, ulen)
+			if ch != nil {
+				c = t.udp6ChecksumChain(payload, ch, lttl, port, ulen)
+			} else {
+				c = t.udp6Checksum(payload, ver, ioff, lttl, port, ulen)
+			}
 		}
 		binary.BigEndian.PutUint64(u, uint64(port)<<48|uint64(t.dport)<<32|uint64(ulen)<<16|uint64(c))
 	}
 	pk.Off = uint16(start)
-	pk.Len = uint16(total)
+	pk.Len = uint16(total - extra)
 	return nil
 }
 
@@ -634,7 +652,7 @@ func (t *Tunnel) encapFastRun(pool *pmd.Pool, pkts []pmd.Pkt) int {
 		frame, pk := pool.Bytes(pkts[i].Frame), &pkts[i]
 		off, plen, hl := int(pk.Off), int(pk.Len), t.n
 		ioff := int(t.ioff)
-		if off < t.fastOff || pk.Flags&pmd.PktCsumPartial != 0 || plen < ioff+24 || plen > t.maxPlen || off+plen > len(frame) {
+		if off < t.fastOff || pk.Flags&(pmd.PktCsumPartial|pmd.PktMore) != 0 || plen < ioff+24 || plen > t.maxPlen || off+plen > len(frame) {
 			keep(sink)
 			return i
 		}
@@ -826,7 +844,7 @@ func (t *Tunnel) EncapBatch(pool *pmd.Pool, pkts []pmd.Pkt) (int, error) {
 				break
 			}
 		}
-		if err := t.encapSlow(pool.Bytes(pkts[i].Frame), &pkts[i]); err != nil {
+		if err := t.encapSlow(pool.Bytes(pkts[i].Frame), &pkts[i], nil); err != nil {
 			return i, err
 		}
 	}

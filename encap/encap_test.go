@@ -708,7 +708,7 @@ func FuzzEncapPaths(f *testing.F) {
 			}
 		}
 		e1 := fast.Encap(pool, &pk1)
-		e2 := slow.encapSlow(pool.Bytes(pk2.Frame), &pk2)
+		e2 := slow.encapSlow(pool.Bytes(pk2.Frame), &pk2, nil)
 		if e1 != e2 {
 			t.Fatalf("fast path %v, general path %v", e1, e2)
 		}
