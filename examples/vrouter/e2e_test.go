@@ -100,6 +100,56 @@ func TestPodToPod(t *testing.T) {
 	}
 }
 
+// TestJumboFrames runs the kernel pods with an 8950-byte MTU over a 9000-byte
+// underlay: full-size pings (DF set) and TCP cross the vRouters both ways over each
+// encapsulation, the frames carried as AF_XDP multi-buffer chains, with nothing
+// dropped as too big.
+func TestJumboFrames(t *testing.T) {
+	needE2E(t)
+	vr, pod := binaries(t)
+	top, err := topo.Up(topo.Options{Mode: topo.VRouter, PodMTU: 8950, UnderlayMTU: 9000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer top.Down()
+	k1, k2 := top.Pod(0, "kernel"), top.Pod(1, "kernel")
+	for _, enc := range []string{"vxlan", "mplsoudp", "mplsogre"} {
+		t.Run(enc, func(t *testing.T) {
+			c, err := topo.StartCluster(top, t.TempDir(), vr, pod, enc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Stop()
+			for _, p := range [][2]*topo.Pod{{k1, k2}, {k2, k1}} {
+				// 8922 bytes of ICMP data fill the 8950-byte MTU exactly.
+				out, _ := topo.Exec(p[0].NS, "ping", "-c", "3", "-i", "0.05", "-W", "1", "-M", "do", "-s", "8922", p[1].Addr)
+				if !strings.Contains(out, " 3 received") {
+					t.Errorf("%s -> %s, 8950-byte pings: %s", p[0].NS, p[1].Addr, out)
+				}
+				bps, err := topo.IperfTCP(p[0], p[1], time.Second)
+				if err != nil || bps < 1e6 {
+					t.Errorf("TCP %s -> %s: %.0f bit/s, %v", p[0].NS, p[1].Addr, bps, err)
+				}
+			}
+			for i := range 2 {
+				// Jumbo frames really crossed: TCP data dominates the uplink's bytes.
+				rx, rxb := metric(t, c, i, `vrouter_rx_packets_total{interface="uplink"}`), metric(t, c, i, `vrouter_rx_bytes_total{interface="uplink"}`)
+				if rx == 0 || rxb/rx < 3000 {
+					t.Errorf("node %d: uplink received %v packets, %v bytes: no jumbo frames", i+1, rx, rxb)
+				}
+				for _, ifc := range []string{"k" + fmt.Sprint(i+1), "uplink"} {
+					if n := metric(t, c, i, `vrouter_drops_total{interface="`+ifc+`",reason="too_big"}`); n != 0 {
+						t.Errorf("node %d, %s: %v frames dropped as too big", i+1, ifc, n)
+					}
+				}
+			}
+			if t.Failed() {
+				t.Log(c.Log("vrouter-n1"), c.Log("vrouter-n2"))
+			}
+		})
+	}
+}
+
 // TestNodeFeatures exercises one node's policy and operations with VXLAN: a pod on the
 // same node, ARP from a kernel pod, a spoofed source, host-bound traffic to the TAP,
 // a route change under traffic, a restarted DPDK pod, capture, and a clean shutdown.

@@ -33,13 +33,16 @@ import (
 )
 
 var (
-	idleFlag string
-	sleepMax time.Duration
+	idleFlag  string
+	sleepMax  time.Duration
+	frameSize int
 )
 
 // xskConfig lets one kick transmit a whole burst in copy mode (veth): the kernel's
-// default of 32 frames per sendto leaves the TX ring full under load.
-var xskConfig = xsk.Config{TxBudget: 256}
+// default of 32 frames per sendto leaves the TX ring full under load. MultiBuffer
+// (XDP_USE_SG) carries frames larger than a pool frame, jumbo frames, as chains; open
+// turns it off on kernels without it.
+var xskConfig = xsk.Config{TxBudget: 256, MultiBuffer: true}
 
 // routerMAC is the vRouter's MAC as the pods see it (their gateway's), the one the
 // Contrail vRouter uses.
@@ -49,6 +52,7 @@ func main() {
 	cfgPath := flag.String("config", "", "configuration file (YAML)")
 	logJSON := flag.Bool("log-json", false, "log as JSON instead of text")
 	frames := flag.Int("frames", 16384, "packet buffers in the pool")
+	flag.IntVar(&frameSize, "frame-size", 4096, "packet buffer size: 2048 or 4096 (a jumbo frame takes 3 of 4096, 5 of 2048)")
 	check := flag.Bool("check", false, "validate the configuration and exit")
 	flag.StringVar(&idleFlag, "idle", "adaptive", "forwarding worker's idle policy: busy-poll, yield, sleep, adaptive")
 	flag.DurationVar(&sleepMax, "sleep-max", 200*time.Microsecond, "longest idle sleep (sleep, adaptive)")
@@ -68,6 +72,10 @@ func main() {
 	}
 	if *frames < 1024 || *frames > 1<<22 {
 		fmt.Fprintln(os.Stderr, "-frames must be in 1024..4194304")
+		os.Exit(2)
+	}
+	if frameSize != 2048 && frameSize != 4096 {
+		fmt.Fprintln(os.Stderr, "-frame-size must be 2048 or 4096")
 		os.Exit(2)
 	}
 	var level slog.Level
@@ -100,6 +108,7 @@ type router struct {
 	eng      *dataplane.Engine
 	names    map[string]int
 	ulMAC    [6]byte
+	ulMTU    int
 }
 
 func run(cfg *config.Config, path string, frames int, log *slog.Logger) (err error) {
@@ -110,7 +119,7 @@ func run(cfg *config.Config, path string, frames int, log *slog.Logger) (err err
 	if err := r.open(ctx, cfg, frames); err != nil {
 		return err
 	}
-	tabs, err := dataplane.Build(cfg, r.names, r.ulMAC, routerMAC)
+	tabs, err := dataplane.Build(cfg, r.names, r.ulMAC, routerMAC, r.ulMTU)
 	if err != nil {
 		return err
 	}
@@ -188,7 +197,7 @@ func (r *router) reload(path string, old *config.Config) {
 			return
 		}
 	}
-	tabs, err := dataplane.Build(cfg, r.names, r.ulMAC, routerMAC)
+	tabs, err := dataplane.Build(cfg, r.names, r.ulMAC, routerMAC, r.ulMTU)
 	if err != nil {
 		r.log.Error("reload refused", "err", err)
 		return
@@ -199,7 +208,7 @@ func (r *router) reload(path string, old *config.Config) {
 
 func (r *router) open(ctx context.Context, cfg *config.Config, frames int) error {
 	var err error
-	r.pool, err = pmd.NewPool(pmd.PoolOptions{Frames: frames, Name: "vrouter", Logger: r.log})
+	r.pool, err = pmd.NewPool(pmd.PoolOptions{Frames: frames, FrameSize: frameSize, Name: "vrouter", Logger: r.log})
 	if err != nil {
 		return err
 	}
@@ -222,6 +231,7 @@ func (r *router) open(ctx context.Context, cfg *config.Config, frames int) error
 		return fmt.Errorf("uplink: %w", err)
 	}
 	copy(r.ulMAC[:], ul.HardwareAddr)
+	r.ulMTU = ul.MTU
 	queues := max(cfg.Uplink.Queues, 1)
 	r.filterMp, err = ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.XSKMap, KeySize: 4, ValueSize: 4, MaxEntries: uint32(queues)})
 	if err != nil {
@@ -242,6 +252,14 @@ func (r *router) open(ctx context.Context, cfg *config.Config, frames int) error
 		r.log.Warn("uplink: one queue is polled", "queues", queues)
 	}
 	up, err := xsk.Open(ul.Name, 0, xsk.Options{UMEM: r.umem, Program: r.filter, Socket: xskConfig})
+	if err != nil && xskConfig.MultiBuffer {
+		// Kernels before 6.6 have no XDP_USE_SG: run without jumbo frames.
+		xskConfig.MultiBuffer = false
+		up, err = xsk.Open(ul.Name, 0, xsk.Options{UMEM: r.umem, Program: r.filter, Socket: xskConfig})
+		if err == nil {
+			r.log.Warn("AF_XDP multi-buffer unavailable: frames larger than a buffer are dropped", "frame_size", frameSize)
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("uplink: %w", err)
 	}

@@ -14,11 +14,12 @@ import (
 func VRFID(i int) uint32 { return uint32(i + 1) }
 
 // Build turns a validated config into forwarding tables. ifaces maps each configured
-// interface name to its engine index; uplinkMAC is the uplink's own MAC. A reload
+// interface name to its engine index; uplinkMAC is the uplink's own MAC and uplinkMTU
+// its MTU, the longest outer packet a tunnel sends (0: no limit). A reload
 // builds a new set and publishes it with one pointer swap, so a packet sees either
 // the old tables or the new, never a mix, and prefixes that did not change keep
 // forwarding throughout.
-func Build(c *config.Config, ifaces map[string]int, uplinkMAC, routerMAC [6]byte) (*Tables, error) {
+func Build(c *config.Config, ifaces map[string]int, uplinkMAC, routerMAC [6]byte, uplinkMTU int) (*Tables, error) {
 	nVRF := len(c.VRFs)
 	maxNH := 16 + nVRF*(len(c.Remotes)+len(c.Interfaces)+len(c.VRFs[0:])+8)
 	for _, v := range c.VRFs {
@@ -67,7 +68,7 @@ func Build(c *config.Config, ifaces map[string]int, uplinkMAC, routerMAC [6]byte
 		// One tunnel next hop per remote for this VRF.
 		tunnel := map[string]route.NextHopID{}
 		for _, r := range c.Remotes {
-			o := encap.Options{SrcMAC: uplinkMAC, Src: c.Node.Addr, Dst: r.Addr, DSCP: -1}
+			o := encap.Options{SrcMAC: uplinkMAC, Src: c.Node.Addr, Dst: r.Addr, DSCP: -1, MTU: uplinkMTU}
 			copy(o.DstMAC[:], r.HW)
 			if len(c.Uplink.GwMAC) == 6 {
 				copy(o.DstMAC[:], c.Uplink.GwMAC)

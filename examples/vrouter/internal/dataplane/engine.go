@@ -39,12 +39,13 @@ const (
 	DropHairpin                   // a tunnel frame routed back into a tunnel
 	DropARP                       // ARP/ND we do not answer (not for us, not a request)
 	DropEncap                     // encapsulation failed (no headroom, too long)
+	DropTooBig                    // larger than the output's MTU, or a chain for a port that takes none
 	NumReasons
 )
 
 var reasonNames = [NumReasons]string{"spoofed_mac", "spoofed_ip", "malformed", "ttl_expired", "no_route",
 	"discard", "ethertype", "unknown_vni_or_label", "decap", "tx_full", "no_exception_path", "hairpin",
-	"control_ignored", "encap_failed"}
+	"control_ignored", "encap_failed", "too_big"}
 
 func (r Reason) String() string {
 	if r < NumReasons {
@@ -68,8 +69,9 @@ type Iface struct {
 	Gw4 []uint32
 	Gw6 [][16]byte
 
-	Stats Counters
-	out   pmd.Batch
+	Stats  Counters
+	out    pmd.Batch
+	chains bool // the port transmits multi-buffer chains (pmd.TxChains)
 }
 
 // Counters are an interface's packet counts, written by the engine's goroutine and
@@ -107,10 +109,18 @@ type Engine struct {
 	decap     *encap.Decapper
 	tables    atomic.Pointer[Tables]
 
-	in  pmd.Batch
-	one [1]pmd.Frame
-	res encap.Result
-	hdr hdr
+	polls uint32 // Poll calls, for the exception path's slower polling
+	in    pmd.Batch
+	one   [1]pmd.Frame
+	res   encap.Result
+	hdr   hdr
+	// The packet being forwarded when it is a multi-buffer chain (a jumbo frame
+	// through AF_XDP): seg holds all its segments, seg[0] being the packet the
+	// functions below are given, and segBytes the length of seg[1:]. Headers live in
+	// seg[0]; the rest is payload that follows the packet wherever it goes. Both are
+	// zero for a packet in one frame.
+	seg      []pmd.Pkt
+	segBytes int
 }
 
 // Config builds an Engine.
@@ -130,6 +140,7 @@ func New(cfg Config) *Engine {
 		// a frame one port transmits is the next another receives into. A port of
 		// another pool (ErrForeignCache) keeps its own caches.
 		_ = pmd.ShareCache(e.cache, in.Port)
+		in.chains = pmd.TxChains(in.Port)
 		switch in.Kind {
 		case Uplink:
 			e.uplink = i
@@ -156,48 +167,92 @@ func (e *Engine) Close() {
 	e.cache.Flush()
 }
 
+// exceptionEvery is how often Poll looks at the exception TAP: every that many calls.
+// A TAP has no shared ring to peek at, so each look is a read system call that mostly
+// finds nothing; host-bound traffic is rare and waits at most that many loops (a few
+// microseconds under load).
+const exceptionEvery = 16
+
 // Poll receives a burst from every interface, forwards it and transmits what is
 // queued. It returns how many packets it received.
 func (e *Engine) Poll() int {
 	t := e.tables.Load()
 	total := 0
+	e.polls++
 	for i, in := range e.ifaces {
+		if in.Kind == Exception && e.polls%exceptionEvery != 1 {
+			continue
+		}
 		e.in.Reset()
 		n := e.in.Rx(in.Port)
 		if n == 0 {
 			continue
 		}
 		total += n
-		in.Stats.RxPackets.Add(uint64(n))
-		in.Stats.RxBytes.Add(uint64(pmd.Bytes(e.in.Pkts())))
 		pkts := e.in.Pkts()
-		for j := range pkts {
+		in.Stats.RxPackets.Add(uint64(pmd.PacketCount(pkts)))
+		in.Stats.RxBytes.Add(uint64(pmd.Bytes(pkts)))
+		for j := 0; j < len(pkts); j++ {
 			pk := &pkts[j]
-			if t == nil {
-				e.drop(in, pk, DropNoRoute)
-				continue
+			if pk.Flags&pmd.PktMore != 0 {
+				// A chain: a port returns whole ones, but a malformed end is dropped.
+				k := j
+				for k < len(pkts)-1 && pkts[k].Flags&pmd.PktMore != 0 {
+					k++
+				}
+				e.seg, e.segBytes = pkts[j:k+1], pmd.Bytes(pkts[j+1:k+1])
+				if pkts[k].Flags&pmd.PktMore != 0 {
+					e.drop(in, pk, DropMalformed)
+					e.seg, e.segBytes = nil, 0
+					break
+				}
+				j = k
 			}
-			switch in.Kind {
-			case Uplink:
+			switch {
+			case t == nil:
+				e.drop(in, pk, DropNoRoute)
+			case in.Kind == Uplink:
 				e.fromUplink(t, in, pk)
 			default:
 				e.fromLocal(t, i, in, pk)
 			}
+			e.seg, e.segBytes = nil, 0
 		}
 	}
 	e.flush()
 	return total
 }
 
+// drop frees pk's frame (and the rest of its chain) and counts why on in.
 func (e *Engine) drop(in *Iface, pk *pmd.Pkt, why Reason) {
 	in.Stats.Drops[why].Add(1)
+	if e.seg != nil {
+		e.cache.Free(e.seg)
+		return
+	}
 	e.one[0] = pk.Frame
 	e.cache.Put(e.one[:])
 }
 
-// queue puts pk on output interface o, flushing it first when its batch is full.
-func (e *Engine) queue(o int, pk *pmd.Pkt) {
+// queue puts pk (and the rest of its chain) on output interface o, flushing it first
+// when its batch is full. A chain for a port that cannot send one is dropped and
+// counted on in.
+func (e *Engine) queue(in *Iface, o int, pk *pmd.Pkt) {
 	out := e.ifaces[o]
+	if e.seg != nil {
+		if !out.chains {
+			e.drop(in, pk, DropTooBig)
+			return
+		}
+		if out.out.Len()+len(e.seg) > pmd.MaxBurst {
+			e.flushOne(out)
+		}
+		out.out.Push(*pk)
+		for _, s := range e.seg[1:] {
+			out.out.Push(s)
+		}
+		return
+	}
 	if out.out.Len() == pmd.MaxBurst {
 		e.flushOne(out)
 	}
@@ -214,13 +269,16 @@ func (e *Engine) flush() {
 
 func (e *Engine) flushOne(o *Iface) {
 	bytes := pmd.Bytes(o.out.Pkts())
-	sent := o.out.Tx(o.Port)
+	sent := pmd.PacketCount(o.out.Pkts())
+	o.out.Tx(o.Port)
 	// A full TX ring drains as the port kicks and reaps completions: try again a few
 	// times before dropping what is left.
 	for try := 0; try < 4 && o.out.Len() > 0; try++ {
-		sent += o.out.Tx(o.Port)
+		o.out.Tx(o.Port)
 	}
-	if left := o.out.Len(); left > 0 {
+	if o.out.Len() > 0 {
+		left := pmd.PacketCount(o.out.Pkts())
+		sent -= left
 		bytes -= pmd.Bytes(o.out.Pkts())
 		o.Stats.Drops[DropTxFull].Add(uint64(left))
 		e.cache.Free(o.out.Pkts())
@@ -242,7 +300,7 @@ func (e *Engine) fromLocal(t *Tables, idx int, in *Iface, pk *pmd.Pkt) {
 		return
 	}
 	h := &e.hdr
-	if !parse(d, h) {
+	if !parse(d, len(d)+e.segBytes, h) {
 		if len(d) >= 14 {
 			if et := binary.BigEndian.Uint16(d[12:]); et != etherIPv4 && et != etherIPv6 && et != etherARP {
 				e.drop(in, pk, DropEthertype)
@@ -307,7 +365,7 @@ func (e *Engine) toHost(in *Iface, pk *pmd.Pkt, d []byte) {
 	}
 	copy(d[0:6], e.hostMAC[:])
 	copy(d[6:12], e.routerMAC[:])
-	e.queue(e.exception, pk)
+	e.queue(in, e.exception, pk)
 }
 
 // forward sends pk (an Ethernet frame whose IP header follows at 14) where nh says.
@@ -338,7 +396,7 @@ func (e *Engine) forward(t *Tables, in *Iface, pk *pmd.Pkt, id route.NextHopID, 
 			d := e.pool.Data(pk)
 			copy(d[0:6], nh.MAC[:])
 			copy(d[6:12], e.routerMAC[:])
-			e.queue(int(nh.Port), pk)
+			e.queue(in, int(nh.Port), pk)
 			return
 		case route.KindECMP:
 			if pk.Flags&pmd.PktHashValid == 0 {
@@ -365,11 +423,21 @@ func (e *Engine) forward(t *Tables, in *Iface, pk *pmd.Pkt, id route.NextHopID, 
 			} else {
 				pk.Adj(14) // MPLS L3 VPN and GRE carry the IP packet
 			}
-			if err := tun.Encap(e.pool, pk); err != nil {
-				e.drop(in, pk, DropEncap)
+			var err error
+			if e.seg != nil {
+				err = tun.EncapChain(e.pool, e.seg)
+			} else {
+				err = tun.Encap(e.pool, pk)
+			}
+			if err != nil {
+				why := DropEncap
+				if err == encap.ErrMTU {
+					why = DropTooBig
+				}
+				e.drop(in, pk, why)
 				return
 			}
-			e.queue(e.uplink, pk)
+			e.queue(in, e.uplink, pk)
 			return
 		}
 		e.drop(in, pk, DropNoRoute)
@@ -381,7 +449,13 @@ func (e *Engine) forward(t *Tables, in *Iface, pk *pmd.Pkt, id route.NextHopID, 
 // fromUplink decapsulates a tunnel frame and forwards its inner packet.
 func (e *Engine) fromUplink(t *Tables, in *Iface, pk *pmd.Pkt) {
 	r := &e.res
-	if e.decap.Decap(e.pool, pk, r) != encap.OK {
+	var why encap.Reason
+	if e.seg != nil {
+		why = e.decap.DecapChain(e.pool, e.seg, r)
+	} else {
+		why = e.decap.Decap(e.pool, pk, r)
+	}
+	if why != encap.OK {
 		e.drop(in, pk, DropDecap)
 		return
 	}
@@ -414,7 +488,7 @@ func (e *Engine) fromUplink(t *Tables, in *Iface, pk *pmd.Pkt) {
 	}
 	d := e.pool.Data(pk)
 	h := &e.hdr
-	if !parse(d, h) || h.ethertype == etherARP {
+	if !parse(d, len(d)+e.segBytes, h) || h.ethertype == etherARP {
 		e.drop(in, pk, DropMalformed)
 		return
 	}
@@ -436,6 +510,10 @@ func (e *Engine) fromUplink(t *Tables, in *Iface, pk *pmd.Pkt) {
 // answerARP replies to ARP requests for the VRF's gateways and pods.
 func (e *Engine) answerARP(t *Tables, idx int, in *Iface, pk *pmd.Pkt, d []byte) {
 	resp := t.Responders[in.VRF]
+	if e.seg != nil {
+		e.drop(in, pk, DropMalformed) // no ARP message fills a jumbo frame
+		return
+	}
 	if in.Kind == Pod && !has4(in.IP4, binary.BigEndian.Uint32(d[14+14:])) {
 		e.drop(in, pk, DropSpoofIP) // the sender protocol address must be the pod's
 		return
@@ -444,13 +522,13 @@ func (e *Engine) answerARP(t *Tables, idx int, in *Iface, pk *pmd.Pkt, d []byte)
 		e.drop(in, pk, DropARP)
 		return
 	}
-	e.queue(idx, pk)
+	e.queue(in, idx, pk)
 }
 
 // answerNS replies to neighbour solicitations for the VRF's gateways and pods.
 func (e *Engine) answerNS(t *Tables, idx int, in *Iface, pk *pmd.Pkt) {
 	resp := t.Responders[in.VRF]
-	if resp == nil {
+	if resp == nil || e.seg != nil {
 		e.drop(in, pk, DropARP)
 		return
 	}
@@ -461,7 +539,7 @@ func (e *Engine) answerNS(t *Tables, idx int, in *Iface, pk *pmd.Pkt) {
 		return
 	}
 	pk.Len = uint16(len(reply))
-	e.queue(idx, pk)
+	e.queue(in, idx, pk)
 }
 
 func has4(s []uint32, a uint32) bool {

@@ -24,8 +24,10 @@ type hdr struct {
 }
 
 // parse reads Ethernet (untagged: pods send untagged frames) and the IPv4 or IPv6
-// header. ARP frames return ok with ethertype etherARP and nothing else filled.
-func parse(b []byte, h *hdr) bool {
+// header. ARP frames return ok with ethertype etherARP and nothing else filled. The
+// frame is n bytes long, of which b is the first part (a chain's first segment): the
+// headers must lie in b.
+func parse(b []byte, n int, h *hdr) bool {
 	if len(b) < 14 {
 		return false
 	}
@@ -41,7 +43,7 @@ func parse(b []byte, h *hdr) bool {
 		}
 		ihl := int(ip[0]&0x0f) * 4
 		tot := int(binary.BigEndian.Uint16(ip[2:]))
-		if ihl < 20 || tot < ihl || tot > len(ip) {
+		if ihl < 20 || tot < ihl || tot > n-14 || ihl > len(ip) {
 			return false
 		}
 		h.src4 = binary.BigEndian.Uint32(ip[12:])
@@ -54,7 +56,7 @@ func parse(b []byte, h *hdr) bool {
 		if len(ip) < 40 || ip[0]>>4 != 6 {
 			return false
 		}
-		if 40+int(binary.BigEndian.Uint16(ip[4:])) > len(ip) {
+		if 40+int(binary.BigEndian.Uint16(ip[4:])) > n-14 {
 			return false
 		}
 		copy(h.src6[:], ip[8:24])

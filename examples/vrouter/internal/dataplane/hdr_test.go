@@ -40,11 +40,11 @@ func TestDecTTL4(t *testing.T) {
 func TestParse(t *testing.T) {
 	var h hdr
 	f := ipv4Frame(64)
-	if !parse(f, &h) || h.src4 != 0x0a010102 || h.dst4 != 0x0a010202 || h.proto != 17 || h.l4 != 34 {
+	if !parse(f, len(f), &h) || h.src4 != 0x0a010102 || h.dst4 != 0x0a010202 || h.proto != 17 || h.l4 != 34 {
 		t.Fatalf("%+v", h)
 	}
 	for n := 0; n < len(f); n++ {
-		if parse(f[:n], &h) {
+		if parse(f[:n], n, &h) {
 			t.Fatalf("truncated to %d parsed", n)
 		}
 	}
@@ -54,7 +54,7 @@ func FuzzParse(f *testing.F) {
 	f.Add(ipv4Frame(64))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var h hdr
-		if parse(b, &h) && h.ethertype != etherARP && h.l4 > len(b) {
+		if parse(b, len(b), &h) && h.ethertype != etherARP && h.l4 > len(b) {
 			t.Fatalf("l4 %d beyond %d bytes", h.l4, len(b))
 		}
 	})

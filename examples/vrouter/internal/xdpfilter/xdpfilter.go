@@ -114,9 +114,21 @@ func Spec(xsks *ebpf.Map, fallback int32) *ebpf.ProgramSpec {
 	}
 }
 
-// Load creates the program for xsks.
+// bpfFXDPHasFrags is BPF_F_XDP_HAS_FRAGS (libbpf's "xdp.frags" section).
+const bpfFXDPHasFrags = 1 << 5
+
+// Load creates the program for xsks. It is loaded frags-aware where the kernel knows
+// the flag (5.18 and later): it reads only headers, which lie in a multi-buffer
+// frame's first buffer, so jumbo frames are classified like any other and reach a
+// multi-buffer socket whole.
 func Load(xsks *ebpf.Map) (*ebpf.Program, error) {
-	p, err := ebpf.NewProgram(Spec(xsks, XDPPass))
+	spec := Spec(xsks, XDPPass)
+	spec.Flags = bpfFXDPHasFrags
+	p, err := ebpf.NewProgram(spec)
+	if err != nil {
+		spec.Flags = 0
+		p, err = ebpf.NewProgram(spec)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("xdpfilter: load: %w", err)
 	}
