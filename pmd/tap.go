@@ -32,7 +32,14 @@ type TapPort struct {
 	id     uint16
 	ctr    Counters
 	closed atomic.Bool
+	// A frame longer than a pool frame is read into big after the first frame's
+	// room, then copied into more frames; iov holds the read's or write's buffers.
+	big []byte
+	iov [][]byte
 }
+
+// tapMaxFrame is the longest frame a TapPort reads: a 64 KiB MTU and its header.
+const tapMaxFrame = 65536 + 14
 
 // NewTap opens the TAP device. Bring it up and address it as the host needs.
 func NewTap(opts TapOptions) (*TapPort, error) {
@@ -43,18 +50,21 @@ func NewTap(opts TapOptions) (*TapPort, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pmd: tap %q: %w", opts.Name, err)
 	}
-	return &TapPort{fd: fd, name: name, pool: opts.Pool, cache: opts.Pool.NewCache(64), id: opts.PortID}, nil
+	return &TapPort{fd: fd, name: name, pool: opts.Pool, cache: opts.Pool.NewCache(64), id: opts.PortID,
+		big: make([]byte, tapMaxFrame), iov: make([][]byte, 0, MaxBurst)}, nil
 }
 
 // Name returns the device name the kernel gave.
 func (p *TapPort) Name() string { return p.name }
 
-// Rx reads the frames the host sent, up to len(pkts).
+// Rx reads the frames the host sent, up to len(pkts) Pkts. A frame longer than a
+// pool frame (a jumbo frame) is returned as a chain of frames, all but the last
+// flagged PktMore; one that the rest of pkts cannot hold is dropped (DropTooLong).
 func (p *TapPort) Rx(pkts []Pkt) int {
 	if p.closed.Load() {
 		return 0
 	}
-	n, bytes := 0, 0
+	n, npk, bytes := 0, 0, 0
 	for n < len(pkts) {
 		if p.cache.Alloc(pkts[n:][:1]) == 0 {
 			p.ctr.AddDrop(DropNoBuffer, 1)
@@ -62,18 +72,57 @@ func (p *TapPort) Rx(pkts []Pkt) int {
 		}
 		pk := &pkts[n]
 		buf := p.pool.Bytes(pk.Frame)[pk.Off:]
-		got, err := tap.Read(p.fd, buf)
+		p.iov = append(p.iov[:0], buf, p.big)
+		got, err := tap.Readv(p.fd, p.iov)
 		if got == 0 || err != nil {
 			p.cache.Free(pkts[n:][:1])
 			break
 		}
-		pk.Len = uint16(got)
-		pk.Port = p.id
-		n++
+		pk.Port, pk.Flags = p.id, 0
+		if got <= len(buf) {
+			pk.Len = uint16(got)
+			n++
+			npk++
+			bytes += got
+			continue
+		}
+		// The rest went to big: spread it over more frames.
+		pk.Len = uint16(len(buf))
+		k, ok := p.spill(pkts[n+1:], got-len(buf))
+		if !ok {
+			p.cache.Free(pkts[n:][:1+k])
+			continue
+		}
+		pk.Flags = PktMore
+		n += 1 + k
+		npk++
 		bytes += got
 	}
-	p.ctr.AddRx(n, bytes)
+	p.ctr.AddRx(npk, bytes)
 	return n
+}
+
+// spill copies the first rest bytes of big into frames for pkts, the segments after
+// a chain's first, and returns how many it filled; false (with the frames taken so
+// far, to free) when pkts or the pool runs out.
+func (p *TapPort) spill(pkts []Pkt, rest int) (int, bool) {
+	k := 0
+	for done := 0; done < rest; k++ {
+		if k == len(pkts) {
+			p.ctr.AddDrop(DropTooLong, 1)
+			return k, false
+		}
+		if p.cache.Alloc(pkts[k:][:1]) == 0 {
+			p.ctr.AddDrop(DropNoBuffer, 1)
+			return k, false
+		}
+		pk := &pkts[k]
+		c := copy(p.pool.Bytes(pk.Frame)[pk.Off:], p.big[done:rest])
+		pk.Len, pk.Port, pk.Flags = uint16(c), p.id, PktMore
+		done += c
+	}
+	pkts[k-1].Flags = 0
+	return k, true
 }
 
 // Tx writes packets to the host and frees their frames. It stops at the first packet
@@ -82,22 +131,53 @@ func (p *TapPort) Tx(pkts []Pkt) int {
 	if p.closed.Load() {
 		return 0
 	}
-	n, bytes, bad := 0, 0, 0
-	for ; n < len(pkts); n++ {
-		ok, err := tap.Write(p.fd, p.pool.Data(&pkts[n]))
+	n, sent, bytes, bad := 0, 0, 0, 0
+loop:
+	for n < len(pkts) {
+		// One frame, or a chain gathered into one write: pkts[n:k+1].
+		p.iov = p.iov[:0]
+		k := n
+		for {
+			if k == len(pkts) {
+				break loop // an unfinished chain stays the caller's
+			}
+			if len(p.iov) == cap(p.iov) {
+				// More than MaxBurst segments: dropped, if its end is here.
+				for k < len(pkts) && pkts[k].Flags&PktMore != 0 {
+					k++
+				}
+				if k == len(pkts) {
+					break loop
+				}
+				bad++
+				n = k + 1
+				continue loop
+			}
+			p.iov = append(p.iov, p.pool.Data(&pkts[k]))
+			if pkts[k].Flags&PktMore == 0 {
+				break
+			}
+			k++
+		}
+		ok, err := tap.Writev(p.fd, p.iov)
 		if err != nil {
 			bad++
 		} else if !ok {
 			break
 		} else {
-			bytes += int(pkts[n].Len)
+			sent++
+			bytes += Bytes(pkts[n : k+1])
 		}
+		n = k + 1
 	}
 	p.cache.Free(pkts[:n])
-	p.ctr.AddTx(n-bad, bytes)
+	p.ctr.AddTx(sent, bytes)
 	p.ctr.AddDrop(DropTxError, bad)
 	return n
 }
+
+// TxChains implements ChainTxer: a chain is written to the device as one frame.
+func (p *TapPort) TxChains() bool { return true }
 
 // Stats returns the port's counters.
 func (p *TapPort) Stats() PortStats { return p.ctr.Snapshot() }

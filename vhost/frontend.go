@@ -279,7 +279,8 @@ func (f *Frontend) setup() error {
 	vo := vring.Options{Size: o.QueueSize, Features: f.features & (vring.FeatureEventIdx | vring.FeatureInOrder | vring.FeatureVersion1 | vring.FeatureRingPacked)}
 	f.ports = make([]*FrontendPort, o.QueuePairs)
 	for qp := range f.ports {
-		p := &FrontendPort{f: f, id: o.PortID, pool: o.Pool, caches: pmd.NewPortCaches(o.Pool, 0)}
+		p := &FrontendPort{f: f, id: o.PortID, pool: o.Pool, caches: pmd.NewPortCaches(o.Pool, 0),
+			part: make([]pmd.Pkt, 0, pmd.MaxBurst)}
 		p.hdrLen = 12
 		f.ports[qp] = p
 		for dir := 0; dir < 2; dir++ {

@@ -18,8 +18,15 @@ type driverQueue struct {
 	frames []pmd.Frame // by buffer id; noFrame when not posted
 	sig    [8]byte
 	used   [pmd.MaxBurst]vring.Used
-	seg    [1]vring.Seg
+	seg    [maxTxSegs]vring.Seg
+	// extra[id] holds the frames after the first of a chain posted as buffer id
+	// (transmit queue only; made on the first chain for that id, then reused).
+	extra [][]pmd.Frame
 }
+
+// maxTxSegs caps the segments of a chain the front-end transmits as one buffer (a
+// 64 KiB packet in 4 KiB frames; virtio-net devices take far longer chains).
+const maxTxSegs = 32
 
 func newDriverQueue(area []byte, base uint64, mem *vring.Memory, o vring.Options, packed bool) (*driverQueue, []byte, error) {
 	addr := make([]byte, sizeAddr)
@@ -55,10 +62,15 @@ func newDriverQueue(area []byte, base uint64, mem *vring.Memory, o vring.Options
 
 func (q *driverQueue) add(addr uint64, n uint32, write bool) (uint16, error) {
 	q.seg[0] = vring.Seg{Addr: addr, Len: n, Write: write}
+	return q.addSegs(q.seg[:1])
+}
+
+// addSegs posts one buffer made of segs.
+func (q *driverQueue) addSegs(segs []vring.Seg) (uint16, error) {
 	if q.split != nil {
-		return q.split.Add(q.seg[:])
+		return q.split.Add(segs)
 	}
-	return q.packed.Add(q.seg[:])
+	return q.packed.Add(segs)
 }
 
 func (q *driverQueue) free() int {
@@ -112,6 +124,10 @@ type FrontendPort struct {
 	caches pmd.PortCaches
 	hdrLen int
 	skip   int // mergeable continuation buffers still to discard
+	// A mergeable packet whose buffers have not all been collected (need more to
+	// come), or that did not fit the last burst: Rx returns it first.
+	part   []pmd.Pkt
+	need   int
 	broken bool
 	err    error // what broke the port
 	ctr    pmd.Counters
@@ -148,30 +164,69 @@ func (p *FrontendPort) refill() {
 	}
 }
 
-// Rx returns packets the back-end delivered, in their pool frames.
+// Rx returns packets the back-end delivered, in their pool frames. A packet the
+// back-end spread over several buffers (MRG_RXBUF, num_buffers > 1) is returned as a
+// chain of their frames, all but the last flagged pmd.PktMore; one of more than
+// pmd.MaxBurst buffers, or longer than len(pkts), is dropped (DropTooLong).
 func (p *FrontendPort) Rx(pkts []pmd.Pkt) int {
 	if p.broken || len(pkts) == 0 || p.f.down.Load() {
 		return 0
 	}
-	n, err := p.rx.collect(min(len(pkts), pmd.MaxBurst))
+	h := p.pool.Headroom()
+	out, bytes, npk, nfree := 0, 0, 0, 0
+	var invalid, tooLong int
+	if len(p.part) > 0 {
+		// Carried over: an unfinished chain, or a finished one that did not fit.
+		if len(p.part) > len(pkts) || (p.need > 0 && len(p.part) == len(pkts)) {
+			p.caches.Rx.Free(p.part)
+			p.skip, p.need = p.need, 0
+			tooLong++
+		} else {
+			out = copy(pkts, p.part)
+		}
+		p.part = p.part[:0]
+	}
+	start := 0 // where the chain being assembled begins in pkts (while p.need > 0)
+	if p.need == 0 && out > 0 {
+		npk, bytes = 1, pmd.Bytes(pkts[:out])
+	}
+	n, err := p.rx.collect(min(len(pkts)-out, pmd.MaxBurst))
 	if err != nil {
 		p.broken, p.err = true, err
 		p.ctr.AddDrop(pmd.DropInvalid, 1)
 	}
-	h := p.pool.Headroom()
-	out, bytes, nfree := 0, 0, 0
-	var invalid, tooLong int
 	for _, u := range p.rx.used[:n] {
 		fr := p.rx.frames[u.ID]
 		p.rx.frames[u.ID] = noFrame
-		if fr == noFrame {
+		if fr == noFrame || (p.need > 0 && int(u.Len) > p.pool.FrameSize()-h+p.hdrLen) {
 			invalid++
+			if fr != noFrame {
+				p.fr[nfree] = fr
+				nfree++
+			}
+			if p.need > 0 {
+				// A chain with a bad buffer is dropped whole.
+				p.caches.Rx.Free(pkts[start:out])
+				out, p.skip, p.need = start, p.need-1, 0
+			}
 			continue
 		}
 		if p.skip > 0 {
 			p.skip--
 			p.fr[nfree] = fr
 			nfree++
+			continue
+		}
+		if p.need > 0 {
+			// A continuation buffer: data from its start, no header (virtio 1.2
+			// §5.1.6.4.2).
+			pkts[out-1].Flags |= pmd.PktMore
+			pkts[out] = pmd.Pkt{Frame: fr, Off: uint16(h - p.hdrLen), Len: uint16(u.Len), Port: p.id}
+			out++
+			if p.need--; p.need == 0 {
+				npk++
+				bytes += pmd.Bytes(pkts[start:out])
+			}
 			continue
 		}
 		b := p.pool.Bytes(fr)
@@ -181,18 +236,27 @@ func (p *FrontendPort) Rx(pkts []pmd.Pkt) int {
 			nfree++
 			continue
 		}
-		if nb := int(b[h-2]) | int(b[h-1])<<8; nb > 1 {
-			// Larger than one frame: dropped with its continuation buffers.
-			p.skip = nb - 1
-			tooLong++
-			p.fr[nfree] = fr
-			nfree++
-			continue
-		}
 		l := int(u.Len) - p.hdrLen
+		if nb := int(b[h-2]) | int(b[h-1])<<8; nb > 1 {
+			if nb > pmd.MaxBurst {
+				p.skip = nb - 1
+				tooLong++
+				p.fr[nfree] = fr
+				nfree++
+				continue
+			}
+			start, p.need = out, nb-1
+		} else {
+			npk++
+			bytes += l
+		}
 		pkts[out] = pmd.Pkt{Frame: fr, Off: uint16(h), Len: uint16(l), Port: p.id}
 		out++
-		bytes += l
+	}
+	if p.need > 0 {
+		// The rest of this chain is not used yet: keep what came for the next call.
+		p.part = append(p.part, pkts[start:out]...)
+		out = start
 	}
 	if nfree > 0 {
 		p.caches.Rx.Put(p.fr[:nfree])
@@ -201,7 +265,7 @@ func (p *FrontendPort) Rx(pkts []pmd.Pkt) int {
 		p.refill()
 		p.rx.publish()
 	}
-	p.ctr.AddRx(out, bytes)
+	p.ctr.AddRx(npk, bytes)
 	p.ctr.AddDrop(pmd.DropInvalid, invalid)
 	p.ctr.AddDrop(pmd.DropTooLong, tooLong)
 	return out
@@ -219,9 +283,47 @@ func (p *FrontendPort) reclaim() {
 			p.fr[k] = fr
 			k++
 			p.tx.frames[u.ID] = noFrame
+			if int(u.ID) < len(p.tx.extra) && len(p.tx.extra[u.ID]) > 0 {
+				p.caches.Tx.Put(p.tx.extra[u.ID])
+				p.tx.extra[u.ID] = p.tx.extra[u.ID][:0]
+			}
 		}
 	}
 	p.caches.Tx.Put(p.fr[:k])
+}
+
+// txChain posts the pmd chain segs (PktMore on all but the last) as one buffer of
+// as many descriptors, the virtio-net header in the first segment's headroom. It
+// reports false, posting nothing, when the ring has too few free descriptors.
+func (p *FrontendPort) txChain(segs []pmd.Pkt) (bool, error) {
+	q := p.tx
+	if q.free() < len(segs) {
+		return false, nil
+	}
+	for k := range segs {
+		pk := &segs[k]
+		off, n := int(pk.Off), int(pk.Len)
+		if k == 0 {
+			off, n = off-p.hdrLen, n+p.hdrLen
+			clear(p.pool.Bytes(pk.Frame)[off:pk.Off])
+		}
+		q.seg[k] = vring.Seg{Addr: p.gpa(pk.Frame) + uint64(off), Len: uint32(n)}
+	}
+	id, err := q.addSegs(q.seg[:len(segs)])
+	if err != nil {
+		return false, err
+	}
+	if q.extra == nil {
+		q.extra = make([][]pmd.Frame, len(q.frames))
+	}
+	if q.extra[id] == nil {
+		q.extra[id] = make([]pmd.Frame, 0, maxTxSegs-1)
+	}
+	q.frames[id] = segs[0].Frame
+	for _, pk := range segs[1:] {
+		q.extra[id] = append(q.extra[id], pk.Frame)
+	}
+	return true, nil
 }
 
 // Tx posts packets for the back-end, writing the virtio-net header into each
@@ -235,6 +337,29 @@ func (p *FrontendPort) Tx(pkts []pmd.Pkt) int {
 	i, sent, bytes, bad := 0, 0, 0, 0
 	for ; i < len(pkts); i++ {
 		pk := &pkts[i]
+		if pk.Flags&pmd.PktMore != 0 {
+			j := i + 1
+			for j < len(pkts) && pkts[j-1].Flags&pmd.PktMore != 0 {
+				j++
+			}
+			if pkts[j-1].Flags&pmd.PktMore != 0 {
+				break // an unfinished chain stays the caller's
+			}
+			if j-i > maxTxSegs || int(pk.Off) < p.hdrLen {
+				bad++
+				p.caches.Tx.Free(pkts[i:j])
+				i = j - 1
+				continue
+			}
+			ok, err := p.txChain(pkts[i:j])
+			if !ok || err != nil {
+				break
+			}
+			sent++
+			bytes += pmd.Bytes(pkts[i:j])
+			i = j - 1
+			continue
+		}
 		if int(pk.Off) < p.hdrLen {
 			bad++
 			p.fr[0] = pk.Frame
@@ -262,6 +387,10 @@ func (p *FrontendPort) Tx(pkts []pmd.Pkt) int {
 	return i
 }
 
+// TxChains implements pmd.ChainTxer: a chain goes out as one buffer of several
+// descriptors.
+func (p *FrontendPort) TxChains() bool { return true }
+
 // Err returns the peer violation that stopped the port, or nil.
 func (p *FrontendPort) Err() error { return p.err }
 
@@ -287,8 +416,17 @@ func (p *FrontendPort) release() {
 				p.pool.Put(p.fr[:1]) // the caches may be a worker's
 				q.frames[i] = noFrame
 			}
+			if i < len(q.extra) && len(q.extra[i]) > 0 {
+				p.pool.Put(q.extra[i])
+				q.extra[i] = q.extra[i][:0]
+			}
 		}
 	}
+	for _, pk := range p.part {
+		p.fr[0] = pk.Frame
+		p.pool.Put(p.fr[:1])
+	}
+	p.part = p.part[:0]
 	p.caches.Close()
 }
 

@@ -18,14 +18,20 @@ type Port struct {
 	qp     int
 	caches pmd.PortCaches // Rx's in Rx's goroutine, Tx's in Tx's
 	ctr    pmd.Counters
+	spare  []pmd.Pkt // Rx's frames not used yet when a burst turns to chains
 }
 
 func newPort(b *Backend, qp int) *Port {
 	return &Port{
 		b: b, id: b.opts.PortID, qp: qp,
 		caches: pmd.NewPortCaches(b.opts.Pool, 0),
+		spare:  make([]pmd.Pkt, 0, pmd.MaxBurst),
 	}
 }
+
+// TxChains implements pmd.ChainTxer: Tx copies a multi-buffer chain into the guest's
+// buffers as one packet.
+func (p *Port) TxChains() bool { return true }
 
 // Stats returns the port's counters.
 func (p *Port) Stats() pmd.PortStats { return p.ctr.Snapshot() }
@@ -96,8 +102,8 @@ func (p *Port) rx(r *ring, pkts []pmd.Pkt) int {
 			continue
 		}
 		if plen > room {
-			tooLong++
-			continue
+			// Longer than a frame: this burst goes on as chains of frames.
+			return p.rxChains(r, pkts, c, i, out, bytes, invalid)
 		}
 		pk := &pkts[out]
 		buf := pool.Bytes(pk.Frame)[pk.Off:][:plen]
@@ -120,6 +126,84 @@ func (p *Port) rx(r *ring, pkts []pmd.Pkt) int {
 	p.ctr.AddRx(out, bytes)
 	p.ctr.AddDrop(pmd.DropInvalid, invalid)
 	p.ctr.AddDrop(pmd.DropTooLong, tooLong)
+	return out
+}
+
+// rxChains is rx from chain i on, once a packet longer than a frame came: such a
+// packet is copied into as many frames as it needs, returned as a pmd chain (PktMore
+// on all but the last). pkts[:out] are done; the frames allocated for the chains not
+// served yet are in pkts[out:c].
+func (p *Port) rxChains(r *ring, pkts []pmd.Pkt, c, i, out, bytes, invalid int) int {
+	pool := p.caches.Rx.Pool()
+	room := pool.FrameSize() - pool.Headroom()
+	spare := append(p.spare[:0], pkts[out:c]...)
+	npk, tooLong, noBuf := out, 0, 0
+	for ; i < c; i++ {
+		ch := &r.chains[i]
+		r.used[i] = ch.Used(0)
+		plen := int(ch.ReadLen) - r.hdrLen
+		if plen < 0 || ch.ReadLen == 0 {
+			invalid++
+			continue
+		}
+		nseg := max(1, (plen+room-1)/room)
+		if nseg > len(pkts) || nseg > pmd.MaxBurst {
+			tooLong++ // no burst could carry it
+			continue
+		}
+		if out+nseg > len(pkts) {
+			// No room left in this burst: the rest go back to the ring, in order.
+			if err := r.unpop(r.chains[i:c]); err != nil {
+				r.broken = true
+			}
+			c = i
+			break
+		}
+		segs := pkts[out : out+nseg]
+		k := 0
+		for ; k < nseg && len(spare) > 0; k++ {
+			segs[k] = spare[len(spare)-1]
+			spare = spare[:len(spare)-1]
+		}
+		if k < nseg {
+			if got := p.caches.Rx.Alloc(segs[k:]); got < nseg-k {
+				spare = append(spare, segs[:k+got]...)
+				if err := r.unpop(r.chains[i:c]); err != nil {
+					r.broken = true
+				}
+				noBuf++
+				c = i
+				break
+			}
+		}
+		ok := true
+		for k := range segs {
+			n := min(room, plen-k*room)
+			pk := &segs[k]
+			if !readChain(r.mem, ch, r.hdrLen+k*room, pool.Bytes(pk.Frame)[pk.Off:][:n]) {
+				ok = false
+				break
+			}
+			pk.Len, pk.Port, pk.Flags = uint16(n), p.id, pmd.PktMore
+		}
+		if !ok {
+			invalid++
+			spare = append(spare, segs...)
+			continue
+		}
+		segs[nseg-1].Flags = 0
+		out += nseg
+		npk++
+		bytes += plen
+	}
+	if err := r.push(r.used[:c]); err != nil {
+		r.broken = true
+	}
+	p.caches.Rx.Free(spare)
+	p.ctr.AddRx(npk, bytes)
+	p.ctr.AddDrop(pmd.DropInvalid, invalid)
+	p.ctr.AddDrop(pmd.DropTooLong, tooLong)
+	p.ctr.AddDrop(pmd.DropNoBuffer, noBuf)
 	return out
 }
 
@@ -247,6 +331,26 @@ func (p *Port) tx(r *ring, pkts []pmd.Pkt) int {
 		if r.fill(1) == 0 {
 			break
 		}
+		if pk.Flags&pmd.PktMore != 0 {
+			j := i + 1
+			for j < len(pkts) && pkts[j-1].Flags&pmd.PktMore != 0 {
+				j++
+			}
+			if pkts[j-1].Flags&pmd.PktMore != 0 {
+				break // an unfinished chain stays the caller's
+			}
+			switch p.txChain(r, pool, pkts[i:j], &nu) {
+			case chainSent:
+				sent++
+				bytes += pmd.Bytes(pkts[i:j])
+			case chainTooLong:
+				tooLong++
+			case chainWait:
+				return p.txDone(r, nu, i, sent, bytes, tooLong)
+			}
+			i = j - 1
+			continue
+		}
 		data := pool.Data(pk)
 		if nu == len(r.used) {
 			r.flushUsed(nu)
@@ -296,32 +400,13 @@ func (p *Port) tx(r *ring, pkts []pmd.Pkt) int {
 			continue
 		}
 		// Mergeable: gather chains until they hold the packet.
-		total, k := 0, 0
-		for total < need {
-			if r.sHead+k == r.sTail {
-				if nu > 0 {
-					// Make room: the stash slides only when no used entry
-					// still refers to chain slots before sHead.
-					r.flushUsed(nu)
-					nu = 0
-				}
-				if r.fill(k+1) < k+1 {
-					break
-				}
-			}
-			total += int(r.chains[r.sHead+k].WriteLen)
-			k++
+		k, st := r.gather(need, &nu)
+		if st == chainTooLong {
+			tooLong++
+			continue
 		}
-		if total < need {
-			if k == len(r.chains) || r.broken {
-				tooLong++ // cannot fit even in a full burst of buffers
-				continue
-			}
+		if st == chainWait {
 			break // the guest is out of buffers: keep the packet
-		}
-		if nu+k > len(r.used) {
-			r.flushUsed(nu)
-			nu = 0
 		}
 		var hdr [12]byte
 		hdr[10], hdr[11] = byte(k), byte(k>>8)
@@ -347,10 +432,103 @@ func (p *Port) tx(r *ring, pkts []pmd.Pkt) int {
 		sent++
 		bytes += int(pk.Len)
 	}
+	return p.txDone(r, nu, i, sent, bytes, tooLong)
+}
+
+func (p *Port) txDone(r *ring, nu, i, sent, bytes, tooLong int) int {
 	r.flushUsed(nu)
 	p.ctr.AddTx(sent, bytes)
 	p.ctr.AddDrop(pmd.DropTooLong, tooLong)
 	return i
+}
+
+// Outcomes of putting one packet into the guest's buffers.
+const (
+	chainSent    = iota
+	chainTooLong // it can never fit: dropped
+	chainWait    // the guest is out of buffers: the packet stays the caller's
+)
+
+// gather finds the mergeable buffers (stashed chains from sHead on) that hold need
+// bytes and returns how many, with room for their used entries (flushing the nu
+// pending ones if it must).
+func (r *ring) gather(need int, nu *int) (int, int) {
+	total, k := 0, 0
+	for total < need {
+		if r.sHead+k == r.sTail {
+			if *nu > 0 {
+				// Make room: the stash slides only when no used entry still refers
+				// to chain slots before sHead.
+				r.flushUsed(*nu)
+				*nu = 0
+			}
+			if r.fill(k+1) < k+1 {
+				break
+			}
+		}
+		total += int(r.chains[r.sHead+k].WriteLen)
+		k++
+	}
+	if total < need {
+		if k == len(r.chains) || r.broken {
+			return k, chainTooLong // cannot fit even in a full burst of buffers
+		}
+		return k, chainWait
+	}
+	if *nu+k > len(r.used) {
+		r.flushUsed(*nu)
+		*nu = 0
+	}
+	return k, chainSent
+}
+
+// txChain puts a pmd chain (segs, PktMore on all but the last) into the guest's
+// buffers as one packet: the header, then the segments' bytes as one stream across
+// one buffer, or as many as it takes with MRG_RXBUF (virtio 1.2 §5.1.6.4).
+func (p *Port) txChain(r *ring, pool *pmd.Pool, segs []pmd.Pkt, nu *int) int {
+	need := r.hdrLen + pmd.Bytes(segs)
+	k := 1
+	if r.mrg {
+		var st int
+		if k, st = r.gather(need, nu); st != chainSent {
+			return st
+		}
+	} else {
+		if int(r.chains[r.sHead].WriteLen) < need {
+			return chainTooLong // the buffer stays for the next packet
+		}
+		if *nu == len(r.used) {
+			r.flushUsed(*nu)
+			*nu = 0
+		}
+	}
+	var hdr [12]byte
+	if r.hdrLen == 12 {
+		hdr[10], hdr[11] = byte(k), byte(k>>8) // num_buffers
+	}
+	src, si := hdr[:r.hdrLen], -1
+	for j := 0; j < k; j++ {
+		ch := &r.chains[r.sHead+j]
+		w := 0
+		for {
+			if len(src) == 0 {
+				if si++; si == len(segs) {
+					break
+				}
+				src = pool.Data(&segs[si])
+				continue
+			}
+			c := writeChain(r.mem, r.log, ch, w, src)
+			w, src = w+c, src[c:]
+			if len(src) > 0 {
+				break // this buffer is full (or unmapped): on to the next
+			}
+		}
+		r.used[*nu] = ch.Used(uint32(w))
+		*nu++
+	}
+	r.sHead += k
+	return chainSent
 }
 
 func (r *ring) flushUsed(n int) {

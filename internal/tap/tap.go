@@ -55,5 +55,31 @@ func Write(fd int, b []byte) (bool, error) {
 	return true, nil
 }
 
+// Readv reads one frame into the buffers of iov in turn, without blocking; it returns
+// 0, nil when none is waiting.
+func Readv(fd int, iov [][]byte) (int, error) {
+	n, err := unix.Readv(fd, iov)
+	if err == unix.EAGAIN || err == unix.EINTR {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, os.NewSyscallError("readv", err)
+	}
+	return n, nil
+}
+
+// Writev writes one frame gathered from the buffers of iov, without blocking; it
+// returns false, nil when the device queue is full.
+func Writev(fd int, iov [][]byte) (bool, error) {
+	_, err := unix.Writev(fd, iov)
+	if err == unix.EAGAIN || err == unix.EINTR {
+		return false, nil
+	}
+	if err != nil {
+		return false, os.NewSyscallError("writev", err)
+	}
+	return true, nil
+}
+
 // Close closes the descriptor; a non-persistent device disappears with it.
 func Close(fd int) error { return os.NewSyscallError("close", unix.Close(fd)) }

@@ -1,0 +1,199 @@
+package vhost
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/dpkit/dpkit/pmd"
+)
+
+// TestBackendChains moves jumbo frames through the back-end, whose pool has 2048-byte
+// frames: a 9000-byte packet from the guest arrives as a chain of frames, and the
+// chain sent back reaches the guest as one packet with the same bytes, for each ring
+// layout and buffer mode. The guest is the Go front-end with 16 KiB buffers.
+func TestBackendChains(t *testing.T) {
+	for _, dis := range []uint64{0, FeatureRingPacked, FeatureMrgRxbuf, FeatureRingPacked | FeatureMrgRxbuf} {
+		t.Run(fmt.Sprintf("disable=%#x", dis), func(t *testing.T) {
+			b, path := testBackend(t, nil)
+			pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 512, FrameSize: 16384, Huge: pmd.HugeNever, Shared: true, Name: "vhost-jumbo"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pool.Close()
+			f, err := Dial(context.Background(), FrontendOptions{Path: path, Pool: pool, DisableFeatures: dis})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			waitFor(t, "queues", b.ready)
+			fp, bp := f.Port(0), b.Port(0)
+			if !pmd.TxChains(bp) {
+				t.Fatal("the back-end port does not take chains")
+			}
+			fc, bc := pool.NewCache(0), b.opts.Pool.NewCache(0)
+			defer fc.Flush()
+			defer bc.Flush()
+			for round, size := range []int{9000, 2049, 4000, 60, 12000} {
+				var pk [1]pmd.Pkt
+				if fc.Alloc(pk[:]) != 1 || !pool.Append(&pk[0], size) {
+					t.Fatal("alloc")
+				}
+				want := pool.Data(&pk[0])
+				for i := range want {
+					want[i] = byte(i*3 + round)
+				}
+				want = append([]byte(nil), want...)
+				if fp.Tx(pk[:]) != 1 {
+					t.Fatal("front-end Tx")
+				}
+				// Guest to host: a chain.
+				var in [16]pmd.Pkt
+				var n int
+				deadline := time.Now().Add(5 * time.Second)
+				for n == 0 && time.Now().Before(deadline) {
+					n = bp.Rx(in[:])
+				}
+				room := b.opts.Pool.FrameSize() - b.opts.Pool.Headroom()
+				if wantSegs := (size + room - 1) / room; n != wantSegs {
+					t.Fatalf("%d bytes arrived in %d segments, want %d (stats %+v)", size, n, wantSegs, bp.Stats())
+				}
+				var got []byte
+				for i := range in[:n] {
+					if more := in[i].Flags&pmd.PktMore != 0; more != (i < n-1) {
+						t.Fatalf("segment %d: PktMore %v", i, more)
+					}
+					got = append(got, b.opts.Pool.Data(&in[i])...)
+				}
+				if !bytes.Equal(got, want) {
+					t.Fatalf("%d-byte packet differs after g2h", size)
+				}
+				// Host to guest: the chain as one packet.
+				if sent := bp.Tx(in[:n]); sent != n {
+					t.Fatalf("back-end Tx took %d of %d segments (stats %+v)", sent, n, bp.Stats())
+				}
+				var back [4]pmd.Pkt
+				var m int
+				for m == 0 && time.Now().Before(deadline) {
+					m = fp.Rx(back[:])
+				}
+				if m != 1 || !bytes.Equal(pool.Data(&back[0]), want) {
+					t.Fatalf("h2g: %d packets, stats %+v", m, fp.Stats())
+				}
+				fc.Free(back[:m])
+			}
+			if st := bp.Stats(); st.RxPackets != 5 || st.TxPackets != 5 {
+				t.Fatalf("back-end counted %d in, %d out; want 5 packets each", st.RxPackets, st.TxPackets)
+			}
+		})
+	}
+}
+
+// mkChain copies data into a chain of frames of pool (full frames, the last partial).
+func mkChain(t *testing.T, pool *pmd.Pool, c *pmd.Cache, data []byte) []pmd.Pkt {
+	t.Helper()
+	room := pool.FrameSize() - pool.Headroom()
+	var ch []pmd.Pkt
+	for off := 0; off < len(data); off += room {
+		var pk [1]pmd.Pkt
+		if c.Alloc(pk[:]) != 1 {
+			t.Fatal("alloc")
+		}
+		n := min(room, len(data)-off)
+		pool.Append(&pk[0], n)
+		copy(pool.Data(&pk[0]), data[off:off+n])
+		if off+n < len(data) {
+			pk[0].Flags = pmd.PktMore
+		}
+		ch = append(ch, pk[0])
+	}
+	return ch
+}
+
+// rxPackets reads whole packets from p with bursts of burst Pkts until it has want
+// of them, joining chains.
+func rxPackets(t *testing.T, p pmd.Port, pool *pmd.Pool, want, burst int) [][]byte {
+	t.Helper()
+	var got [][]byte
+	var cur []byte
+	pkts := make([]pmd.Pkt, burst)
+	deadline := time.Now().Add(5 * time.Second)
+	for len(got) < want && time.Now().Before(deadline) {
+		n := p.Rx(pkts)
+		if n > 0 && pkts[n-1].Flags&pmd.PktMore != 0 {
+			t.Fatal("Rx returned an unfinished chain")
+		}
+		for i := range pkts[:n] {
+			cur = append(cur, pool.Data(&pkts[i])...)
+			if pkts[i].Flags&pmd.PktMore == 0 {
+				got = append(got, cur)
+				cur = nil
+			}
+		}
+		pool.Put(frames(pkts[:n]))
+	}
+	if len(got) != want {
+		t.Fatalf("received %d of %d packets (stats %+v)", len(got), want, p.Stats())
+	}
+	return got
+}
+
+// TestFrontendChains sends jumbo chains both ways between the Go front-end and the
+// back-end, both with 2048-byte frames: the front-end posts a chain as one buffer of
+// several descriptors, the back-end spreads a chain over mergeable receive buffers,
+// and the front-end joins them again, also when a burst ends inside a packet.
+func TestFrontendChains(t *testing.T) {
+	for _, dis := range []uint64{0, FeatureRingPacked, FeatureInOrder} {
+		t.Run(fmt.Sprintf("disable=%#x", dis), func(t *testing.T) {
+			b, path := testBackend(t, nil)
+			pool := sharedPool(t)
+			f, err := Dial(context.Background(), FrontendOptions{Path: path, Pool: pool, DisableFeatures: dis})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			waitFor(t, "queues", b.ready)
+			fp, bp := f.Port(0), b.Port(0)
+			fc, bc := pool.NewCache(0), b.opts.Pool.NewCache(0)
+			defer fc.Flush()
+			defer bc.Flush()
+			var want [][]byte
+			for i, size := range []int{9000, 100, 5000, 9001, 1792, 1793, 64, 8000} {
+				d := make([]byte, size)
+				for j := range d {
+					d[j] = byte(j*7 + i)
+				}
+				want = append(want, d)
+			}
+			var out []pmd.Pkt
+			for _, d := range want {
+				out = append(out, mkChain(t, pool, fc, d)...)
+			}
+			if n := fp.Tx(out); n != len(out) {
+				t.Fatalf("front-end Tx took %d of %d", n, len(out))
+			}
+			for i, g := range rxPackets(t, bp, b.opts.Pool, len(want), 8) {
+				if !bytes.Equal(g, want[i]) {
+					t.Fatalf("g2h packet %d (%d bytes) differs", i, len(want[i]))
+				}
+			}
+			out = out[:0]
+			for _, d := range want {
+				out = append(out, mkChain(t, b.opts.Pool, bc, d)...)
+			}
+			if n := bp.Tx(out); n != len(out) {
+				t.Fatalf("back-end Tx took %d of %d", n, len(out))
+			}
+			for i, g := range rxPackets(t, fp, pool, len(want), 7) {
+				if !bytes.Equal(g, want[i]) {
+					t.Fatalf("h2g packet %d (%d bytes) differs", i, len(want[i]))
+				}
+			}
+			if st := fp.Stats(); st.RxPackets != uint64(len(want)) || st.TxPackets != uint64(len(want)) {
+				t.Fatalf("front-end counted %d in, %d out", st.RxPackets, st.TxPackets)
+			}
+		})
+	}
+}
