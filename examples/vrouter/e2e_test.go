@@ -100,19 +100,19 @@ func TestPodToPod(t *testing.T) {
 	}
 }
 
-// TestJumboFrames runs the kernel pods with an 8950-byte MTU over a 9000-byte
-// underlay: full-size pings (DF set) and TCP cross the vRouters both ways over each
-// encapsulation, the frames carried as AF_XDP multi-buffer chains, with nothing
-// dropped as too big.
+// TestJumboFrames runs every pod with an 8950-byte MTU over a 9000-byte underlay:
+// full-size pings (DF set) and TCP cross the vRouters both ways over each
+// encapsulation, between kernel pods (AF_XDP multi-buffer chains) and DPDK-style pods
+// (vhost-user with mergeable buffers), with nothing dropped as too big.
 func TestJumboFrames(t *testing.T) {
 	needE2E(t)
 	vr, pod := binaries(t)
-	top, err := topo.Up(topo.Options{Mode: topo.VRouter, PodMTU: 8950, UnderlayMTU: 9000})
+	top, err := topo.Up(topo.Options{Mode: topo.VRouter, DPDKPods: true, PodMTU: 8950, UnderlayMTU: 9000})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer top.Down()
-	k1, k2 := top.Pod(0, "kernel"), top.Pod(1, "kernel")
+	k1, k2, d1, d2 := top.Pod(0, "kernel"), top.Pod(1, "kernel"), top.Pod(0, "dpdk"), top.Pod(1, "dpdk")
 	for _, enc := range []string{"vxlan", "mplsoudp", "mplsogre"} {
 		t.Run(enc, func(t *testing.T) {
 			c, err := topo.StartCluster(top, t.TempDir(), vr, pod, enc)
@@ -120,7 +120,7 @@ func TestJumboFrames(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer c.Stop()
-			for _, p := range [][2]*topo.Pod{{k1, k2}, {k2, k1}} {
+			for _, p := range [][2]*topo.Pod{{k1, k2}, {k2, k1}, {d1, d2}, {k1, d2}, {d1, k1}} {
 				// 8922 bytes of ICMP data fill the 8950-byte MTU exactly.
 				out, _ := topo.Exec(p[0].NS, "ping", "-c", "3", "-i", "0.05", "-W", "1", "-M", "do", "-s", "8922", p[1].Addr)
 				if !strings.Contains(out, " 3 received") {
@@ -137,7 +137,7 @@ func TestJumboFrames(t *testing.T) {
 				if rx == 0 || rxb/rx < 3000 {
 					t.Errorf("node %d: uplink received %v packets, %v bytes: no jumbo frames", i+1, rx, rxb)
 				}
-				for _, ifc := range []string{"k" + fmt.Sprint(i+1), "uplink"} {
+				for _, ifc := range []string{"k" + fmt.Sprint(i+1), "d" + fmt.Sprint(i+1), "uplink"} {
 					if n := metric(t, c, i, `vrouter_drops_total{interface="`+ifc+`",reason="too_big"}`); n != 0 {
 						t.Errorf("node %d, %s: %v frames dropped as too big", i+1, ifc, n)
 					}

@@ -230,6 +230,7 @@ func (c *Cluster) configurePod(p *Pod) error {
 	}
 	return c.T.sh(p.NS,
 		"ip link set eth0 address "+p.MAC,
+		fmt.Sprintf("ip link set eth0 mtu %d", c.T.PodMTU),
 		"ip link set eth0 up",
 		fmt.Sprintf("ip addr add %s/%d dev eth0", p.Addr, p.Prefix),
 		"ip route add default via "+p.Gateway+" dev eth0")

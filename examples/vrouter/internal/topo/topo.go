@@ -57,6 +57,7 @@ type Node struct {
 // Topology is what Up built.
 type Topology struct {
 	Mode   Mode
+	PodMTU int
 	Prefix string
 	Nodes  [2]*Node
 	Pods   []*Pod
@@ -113,7 +114,7 @@ func Up(opts Options) (t *Topology, err error) {
 	}
 	var b [3]byte
 	rand.Read(b[:])
-	t = &Topology{Mode: opts.Mode, Prefix: "vr" + hex.EncodeToString(b[:])}
+	t = &Topology{Mode: opts.Mode, PodMTU: opts.PodMTU, Prefix: "vr" + hex.EncodeToString(b[:])}
 	defer func() {
 		if err != nil {
 			t.Down()
