@@ -14,6 +14,12 @@
 //	call eventfd  ◄── after a batch of used entries, when the driver asks for it
 //	                  (EVENT_IDX / NO_INTERRUPT, VIRTIO 1.2 §2.7.10, §2.8.10)
 //
+// Packets longer than a pool frame (jumbo frames) travel as pmd chains (Pkts flagged
+// pmd.PktMore): Port.Rx copies such a guest packet into as many frames as it needs,
+// Port.Tx spreads a chain over mergeable receive buffers (or one large buffer), and
+// the front-end's port posts a chain as one buffer of several descriptors and joins
+// mergeable buffers into a chain.
+//
 // Guest memory is mapped from the descriptors SET_MEM_TABLE / ADD_MEM_REG pass; rings
 // and buffers are reached through vring's device side (split and packed layouts).
 //
