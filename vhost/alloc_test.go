@@ -47,3 +47,45 @@ func TestZeroAllocs(t *testing.T) {
 		}
 	}
 }
+
+// TestZeroAllocsChains: a jumbo packet read into a chain of frames and a chain
+// spread over mergeable buffers allocate nothing either.
+func TestZeroAllocsChains(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	for _, feat := range []uint64{FeatureVersion1 | FeatureMrgRxbuf, FeatureVersion1 | FeatureRingPacked | FeatureMrgRxbuf} {
+		b, path := testBackend(t, nil)
+		f := newFakeFront(t, path)
+		f.negotiate(feat)
+		f.setupQueue(0, 256)
+		f.setupQueue(1, 256)
+		port := b.Port(0)
+		txg, txh := f.alloc(12 + 9000)
+		clear(txh)
+		var rx [5]uint64
+		for i := range rx {
+			rx[i], _ = f.alloc(2048)
+		}
+		var pkts [16]pmd.Pkt
+		var used [16]vring.Used
+		allocs := testing.AllocsPerRun(100, func() {
+			f.add(1, []vring.Seg{{Addr: txg, Len: 12 + 9000}})
+			for _, a := range rx {
+				f.add(0, []vring.Seg{{Addr: a, Len: 2048, Write: true}})
+			}
+			n := port.Rx(pkts[:])
+			if n < 2 {
+				t.Fatalf("rx %d", n)
+			}
+			if port.Tx(pkts[:n]) != n {
+				t.Fatal("tx refused")
+			}
+			f.collect(0, used[:])
+			f.collect(1, used[:])
+		})
+		if allocs > 0.5 {
+			t.Errorf("features %#x: %.1f allocations per jumbo packet", feat, allocs)
+		}
+	}
+}

@@ -387,3 +387,37 @@ func TestJumboChains(t *testing.T) {
 		}
 	})
 }
+
+// TestJumboZeroAlloc: chains through both routers allocate nothing either.
+func TestJumboZeroAlloc(t *testing.T) {
+	for _, et := range []string{"vxlan", "mplsogre"} {
+		pool, c, n1, n2 := twoNodes(t, et)
+		p1, p2 := n1.cfg.Interfaces[0], n2.cfg.Interfaces[0]
+		frame := udp4([6]byte(p1.HW), routerMAC, p1.Addrs[0], p2.Addrs[0], 64, strings.Repeat("z", 8900))
+		var pkts [64]pmd.Pkt
+		allocs := testing.AllocsPerRun(100, func() {
+			k := 0
+			for off := 0; off < len(frame); off += 1792 {
+				c.Alloc(pkts[k : k+1])
+				pkts[k].Flags = 0
+				n := min(1792, len(frame)-off)
+				pool.Append(&pkts[k], n)
+				copy(pool.Data(&pkts[k]), frame[off:off+n])
+				if off+n < len(frame) {
+					pkts[k].Flags |= pmd.PktMore
+				}
+				k++
+			}
+			n1.pod.Tx(pkts[:k])
+			n1.eng.Poll()
+			n2.eng.Poll()
+			c.Free(pkts[:n2.pod.Rx(pkts[:])])
+		})
+		if allocs != 0 {
+			t.Fatalf("%s: %v allocs per jumbo frame through two routers", et, allocs)
+		}
+		if n2.eng.ifaces[1].Stats.TxPackets.Load() == 0 {
+			t.Fatal("nothing forwarded")
+		}
+	}
+}
