@@ -36,6 +36,10 @@ type TapPort struct {
 	// room, then copied into more frames; iov holds the read's or write's buffers.
 	big []byte
 	iov [][]byte
+	// A long frame read when the burst had too little room left for it: its first
+	// frame, and how many of its bytes wait in big. The next Rx returns it first.
+	held     Pkt
+	heldRest int
 }
 
 // tapMaxFrame is the longest frame a TapPort reads: a 64 KiB MTU and its header.
@@ -61,10 +65,23 @@ func (p *TapPort) Name() string { return p.name }
 // pool frame (a jumbo frame) is returned as a chain of frames, all but the last
 // flagged PktMore; one that the rest of pkts cannot hold is dropped (DropTooLong).
 func (p *TapPort) Rx(pkts []Pkt) int {
-	if p.closed.Load() {
+	if p.closed.Load() || len(pkts) == 0 {
 		return 0
 	}
 	n, npk, bytes := 0, 0, 0
+	if p.heldRest > 0 {
+		pkts[0] = p.held
+		k, ok := p.spill(pkts[1:], p.heldRest)
+		if ok {
+			n, npk, bytes = 1+k, 1, int(p.held.Len)+p.heldRest
+		} else {
+			if k == len(pkts)-1 {
+				p.ctr.AddDrop(DropTooLong, 1) // longer than this burst can ever hold
+			}
+			p.cache.Free(pkts[:1+k])
+		}
+		p.heldRest = 0
+	}
 	for n < len(pkts) {
 		if p.cache.Alloc(pkts[n:][:1]) == 0 {
 			p.ctr.AddDrop(DropNoBuffer, 1)
@@ -90,8 +107,19 @@ func (p *TapPort) Rx(pkts []Pkt) int {
 		pk.Len = uint16(len(buf))
 		k, ok := p.spill(pkts[n+1:], got-len(buf))
 		if !ok {
+			if n > 0 && k == len(pkts)-n-1 {
+				// Out of room in this burst, not in general: keep it for the next
+				// call (big holds its rest until then) and stop reading.
+				p.cache.Free(pkts[n+1:][:k])
+				p.held, p.heldRest = *pk, got-len(buf)
+				p.held.Flags = PktMore
+				break
+			}
+			if k == len(pkts)-n-1 {
+				p.ctr.AddDrop(DropTooLong, 1)
+			}
 			p.cache.Free(pkts[n:][:1+k])
-			continue
+			break
 		}
 		pk.Flags = PktMore
 		n += 1 + k
@@ -104,12 +132,12 @@ func (p *TapPort) Rx(pkts []Pkt) int {
 
 // spill copies the first rest bytes of big into frames for pkts, the segments after
 // a chain's first, and returns how many it filled; false (with the frames taken so
-// far, to free) when pkts or the pool runs out.
+// far, to free) when pkts or the pool runs out. Running out of pkts is counted only
+// when pkts is a whole burst (the frame will never fit one).
 func (p *TapPort) spill(pkts []Pkt, rest int) (int, bool) {
 	k := 0
 	for done := 0; done < rest; k++ {
 		if k == len(pkts) {
-			p.ctr.AddDrop(DropTooLong, 1)
 			return k, false
 		}
 		if p.cache.Alloc(pkts[k:][:1]) == 0 {
@@ -186,6 +214,10 @@ func (p *TapPort) Stats() PortStats { return p.ctr.Snapshot() }
 func (p *TapPort) Close() error {
 	if !p.closed.CompareAndSwap(false, true) {
 		return nil
+	}
+	if p.heldRest > 0 {
+		p.cache.Free([]Pkt{p.held})
+		p.heldRest = 0
 	}
 	p.cache.Flush()
 	return tap.Close(p.fd)

@@ -292,6 +292,14 @@ func (f *Frontend) setup() error {
 				return err
 			}
 			dq.frames = make([]pmd.Frame, o.QueueSize)
+			if idx%2 == 1 {
+				// Transmit queue: room for the frames of chains, made here so that
+				// Tx never allocates.
+				dq.extra = make([][]pmd.Frame, o.QueueSize)
+				for i := range dq.extra {
+					dq.extra[i] = make([]pmd.Frame, 0, maxTxSegs-1)
+				}
+			}
 			kick, err := uds.Eventfd()
 			if err != nil {
 				return err

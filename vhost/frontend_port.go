@@ -125,14 +125,15 @@ type FrontendPort struct {
 	hdrLen int
 	skip   int // mergeable continuation buffers still to discard
 	// A mergeable packet whose buffers have not all been collected (need more to
-	// come), or that did not fit the last burst: Rx returns it first.
+	// come): the next Rx returns it first.
 	part   []pmd.Pkt
 	need   int
 	broken bool
 	err    error // what broke the port
 	ctr    pmd.Counters
 	tmp    [64]pmd.Pkt
-	fr     [pmd.MaxBurst]pmd.Frame
+	fr     [pmd.MaxBurst]pmd.Frame // Rx's scratch
+	frTx   [pmd.MaxBurst]pmd.Frame // Tx's (Rx and Tx may run on two goroutines)
 }
 
 func (p *FrontendPort) gpa(f pmd.Frame) uint64 {
@@ -176,8 +177,8 @@ func (p *FrontendPort) Rx(pkts []pmd.Pkt) int {
 	out, bytes, npk, nfree := 0, 0, 0, 0
 	var invalid, tooLong int
 	if len(p.part) > 0 {
-		// Carried over: an unfinished chain, or a finished one that did not fit.
-		if len(p.part) > len(pkts) || (p.need > 0 && len(p.part) == len(pkts)) {
+		// Carried over: an unfinished chain, needing at least one more slot.
+		if len(p.part) >= len(pkts) {
 			p.caches.Rx.Free(p.part)
 			p.skip, p.need = p.need, 0
 			tooLong++
@@ -187,9 +188,6 @@ func (p *FrontendPort) Rx(pkts []pmd.Pkt) int {
 		p.part = p.part[:0]
 	}
 	start := 0 // where the chain being assembled begins in pkts (while p.need > 0)
-	if p.need == 0 && out > 0 {
-		npk, bytes = 1, pmd.Bytes(pkts[:out])
-	}
 	n, err := p.rx.collect(min(len(pkts)-out, pmd.MaxBurst))
 	if err != nil {
 		p.broken, p.err = true, err
@@ -280,7 +278,7 @@ func (p *FrontendPort) reclaim() {
 	k := 0
 	for _, u := range p.tx.used[:n] {
 		if fr := p.tx.frames[u.ID]; fr != noFrame {
-			p.fr[k] = fr
+			p.frTx[k] = fr
 			k++
 			p.tx.frames[u.ID] = noFrame
 			if int(u.ID) < len(p.tx.extra) && len(p.tx.extra[u.ID]) > 0 {
@@ -289,7 +287,7 @@ func (p *FrontendPort) reclaim() {
 			}
 		}
 	}
-	p.caches.Tx.Put(p.fr[:k])
+	p.caches.Tx.Put(p.frTx[:k])
 }
 
 // txChain posts the pmd chain segs (PktMore on all but the last) as one buffer of
@@ -313,12 +311,6 @@ func (p *FrontendPort) txChain(segs []pmd.Pkt) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if q.extra == nil {
-		q.extra = make([][]pmd.Frame, len(q.frames))
-	}
-	if q.extra[id] == nil {
-		q.extra[id] = make([]pmd.Frame, 0, maxTxSegs-1)
-	}
 	q.frames[id] = segs[0].Frame
 	for _, pk := range segs[1:] {
 		q.extra[id] = append(q.extra[id], pk.Frame)
@@ -334,7 +326,7 @@ func (p *FrontendPort) Tx(pkts []pmd.Pkt) int {
 		return 0
 	}
 	p.reclaim()
-	i, sent, bytes, bad := 0, 0, 0, 0
+	i, sent, bytes, bad, tooLong := 0, 0, 0, 0, 0
 	for ; i < len(pkts); i++ {
 		pk := &pkts[i]
 		if pk.Flags&pmd.PktMore != 0 {
@@ -345,7 +337,13 @@ func (p *FrontendPort) Tx(pkts []pmd.Pkt) int {
 			if pkts[j-1].Flags&pmd.PktMore != 0 {
 				break // an unfinished chain stays the caller's
 			}
-			if j-i > maxTxSegs || int(pk.Off) < p.hdrLen {
+			if j-i > min(maxTxSegs, len(p.tx.frames)) {
+				tooLong++ // more descriptors than the ring or a buffer may have
+				p.caches.Tx.Free(pkts[i:j])
+				i = j - 1
+				continue
+			}
+			if int(pk.Off) < p.hdrLen {
 				bad++
 				p.caches.Tx.Free(pkts[i:j])
 				i = j - 1
@@ -362,8 +360,8 @@ func (p *FrontendPort) Tx(pkts []pmd.Pkt) int {
 		}
 		if int(pk.Off) < p.hdrLen {
 			bad++
-			p.fr[0] = pk.Frame
-			p.caches.Tx.Put(p.fr[:1])
+			p.frTx[0] = pk.Frame
+			p.caches.Tx.Put(p.frTx[:1])
 			continue
 		}
 		if p.tx.free() == 0 {
@@ -384,6 +382,7 @@ func (p *FrontendPort) Tx(pkts []pmd.Pkt) int {
 	}
 	p.ctr.AddTx(sent, bytes)
 	p.ctr.AddDrop(pmd.DropInvalid, bad)
+	p.ctr.AddDrop(pmd.DropTooLong, tooLong)
 	return i
 }
 

@@ -68,10 +68,14 @@ func Readv(fd int, iov [][]byte) (int, error) {
 	return n, nil
 }
 
-// Writev writes one frame gathered from the buffers of iov, without blocking; it
-// returns false, nil when the device queue is full.
+// Writev writes one frame gathered from the buffers of iov (at most MaxIov), without
+// blocking and without allocating; it returns false, nil when the device queue is
+// full.
 func Writev(fd int, iov [][]byte) (bool, error) {
-	_, err := unix.Writev(fd, iov)
+	if len(iov) > MaxIov {
+		return false, os.NewSyscallError("writev", unix.EINVAL)
+	}
+	err := writev(fd, iov)
 	if err == unix.EAGAIN || err == unix.EINTR {
 		return false, nil
 	}
@@ -80,6 +84,9 @@ func Writev(fd int, iov [][]byte) (bool, error) {
 	}
 	return true, nil
 }
+
+// MaxIov is the most buffers Writev gathers.
+const MaxIov = 256
 
 // Close closes the descriptor; a non-persistent device disappears with it.
 func Close(fd int) error { return os.NewSyscallError("close", unix.Close(fd)) }

@@ -188,9 +188,10 @@ func (e *Engine) Poll() int {
 		if n == 0 {
 			continue
 		}
-		total += n
 		pkts := e.in.Pkts()
-		in.Stats.RxPackets.Add(uint64(pmd.PacketCount(pkts)))
+		np := pmd.PacketCount(pkts)
+		total += np
+		in.Stats.RxPackets.Add(uint64(np))
 		in.Stats.RxBytes.Add(uint64(pmd.Bytes(pkts)))
 		for j := 0; j < len(pkts); j++ {
 			pk := &pkts[j]
