@@ -121,7 +121,7 @@ func TestQEMUGuestPing(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			b, path := testBackend(t, nil)
-			initrd := pingInitrd(t, base, "-c 5 -W 5 10.99.0.1 && ip link set eth0 mtu 9000 && ping -c 3 -W 5 -M do -s 8000")
+			initrd := pingInitrd(t, base, "-c 5 -W 5 10.99.0.1 && ip link set eth0 mtu 9000 && ping -c 3 -W 5 -s 8000")
 			ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 			defer cancel()
 			mac := [6]byte{2, 0, 0, 0, 0, 1}
