@@ -96,8 +96,8 @@ func (p *Port) rx(r *ring, pkts []pmd.Pkt) int {
 	for i := 0; i < c; i++ {
 		ch := &r.chains[i]
 		r.used[i] = ch.Used(0)
-		plen := int(ch.ReadLen) - r.hdrLen
-		if plen < 0 || ch.ReadLen == 0 {
+		plen := chainLen(ch) - r.hdrLen
+		if plen < 0 {
 			invalid++
 			continue
 		}
@@ -141,8 +141,8 @@ func (p *Port) rxChains(r *ring, pkts []pmd.Pkt, c, i, out, bytes, invalid int) 
 	for ; i < c; i++ {
 		ch := &r.chains[i]
 		r.used[i] = ch.Used(0)
-		plen := int(ch.ReadLen) - r.hdrLen
-		if plen < 0 || ch.ReadLen == 0 {
+		plen := chainLen(ch) - r.hdrLen
+		if plen < 0 {
 			invalid++
 			continue
 		}
@@ -207,11 +207,17 @@ func (p *Port) rxChains(r *ring, pkts []pmd.Pkt, c, i, out, bytes, invalid int) 
 	return out
 }
 
-// readChain copies the readable bytes of ch after skip into dst (exactly len(dst)).
+// chainLen is the length of a chain from the guest's transmit queue: the device only
+// reads there, so every segment counts, whatever its WRITE flag. DPDK's virtio PMD
+// leaves WRITE set on entries of its packed indirect tables (they are initialised
+// so and not all rewritten), and DPDK's vhost ignores the flag on this queue too.
+func chainLen(ch *vring.Chain) int { return int(ch.ReadLen) + int(ch.WriteLen) }
+
+// readChain copies the bytes of ch (a transmit-queue chain: every segment, see
+// chainLen) after skip into dst (exactly len(dst)).
 func readChain(mem *vring.Memory, ch *vring.Chain, skip int, dst []byte) bool {
-	// The common case: the header and the packet in one readable segment,
-	// translated once.
-	if s := ch.Segs; len(s) == 1 && !s[0].Write && uint64(skip)+uint64(len(dst)) <= uint64(s[0].Len) {
+	// The common case: the header and the packet in one segment, translated once.
+	if s := ch.Segs; len(s) == 1 && uint64(skip)+uint64(len(dst)) <= uint64(s[0].Len) {
 		if h, err := mem.Translate(s[0].Addr+uint64(skip), uint64(len(dst))); err == nil && len(h) == len(dst) {
 			copy(dst, h)
 			return true
@@ -219,9 +225,6 @@ func readChain(mem *vring.Memory, ch *vring.Chain, skip int, dst []byte) bool {
 	}
 	done := 0
 	for _, s := range ch.Segs {
-		if s.Write {
-			continue
-		}
 		addr, n := s.Addr, uint64(s.Len)
 		if skip > 0 {
 			k := min(uint64(skip), n)
