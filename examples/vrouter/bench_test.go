@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -32,7 +33,8 @@ var sentRe = regexp.MustCompile(`sent (\d+) frames in ([\d.]+\w+)`)
 // measurement of 3 s; run with -benchtime 1x. Both paths run with the pods' MTU at
 // 1500 (underlay 1600) and with jumbo frames (pods 8950, underlay 9000, as a fabric
 // with jumbo frames runs an overlay); the vRouters carry jumbo frames as AF_XDP
-// multi-buffer chains.
+// multi-buffer chains. VR_ARGS in the environment adds flags to every vRouter, to
+// compare settings (VR_ARGS="-idle busy-poll", "-frame-size 2048").
 func BenchmarkPodToPod(b *testing.B) {
 	testenv.NeedRoot(b)
 	testenv.NeedCommand(b, "ip", "iperf3", "curl", "ethtool")
@@ -58,7 +60,7 @@ func BenchmarkPodToPod(b *testing.B) {
 		}
 		var c *topo.Cluster
 		if mode == "vrouter" {
-			if c, err = topo.StartCluster(top, b.TempDir(), filepath.Join(dir, "vrouter"), filepath.Join(dir, "vhostpod"), "vxlan"); err != nil {
+			if c, err = topo.StartCluster(top, b.TempDir(), filepath.Join(dir, "vrouter"), filepath.Join(dir, "vhostpod"), "vxlan", strings.Fields(os.Getenv("VR_ARGS"))...); err != nil {
 				top.Down()
 				b.Fatal(err)
 			}
