@@ -206,3 +206,32 @@ func FuzzDecapChain(f *testing.F) {
 		}
 	})
 }
+
+// TestPayloadMTU: PayloadMTU is exactly the longest payload Encap takes.
+func TestPayloadMTU(t *testing.T) {
+	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 8, FrameSize: 16384, Huge: pmd.HugeNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	c := pool.NewCache(0)
+	defer c.Flush()
+	for _, v := range variants() {
+		o := v.opts
+		o.MTU = 1500
+		tun, err := NewTunnel(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := tun.PayloadMTU()
+		for _, n := range []int{m, m + 1} {
+			inner := bigInner(v)[:n]
+			pk := load(t, pool, c, inner)
+			err := tun.Encap(pool, &pk)
+			c.Free([]pmd.Pkt{pk})
+			if (n == m) != (err == nil) {
+				t.Fatalf("%s: PayloadMTU %d, a %d-byte payload gives %v", v.name, m, n, err)
+			}
+		}
+	}
+}

@@ -437,6 +437,13 @@ func (t *Tunnel) Options() Options { return t.o }
 // Type returns the tunnel's encapsulation.
 func (t *Tunnel) Type() Type { return t.o.Type }
 
+// PayloadMTU returns the longest payload Encap takes before it refuses with ErrMTU
+// (or ErrTooLong): Options.MTU less the tunnel's headers and an inner VLAN tag it
+// inserts. A router reports it, less the inner Ethernet header when the payload has
+// one, in ICMP "fragmentation needed" (RFC 1191 §4) or "packet too big" (RFC 4443
+// §3.2).
+func (t *Tunnel) PayloadMTU() int { return min(0xffff, t.mtu+t.l3) - t.n - int(t.vlanLen) }
+
 // HeaderLen returns how many bytes Encap prepends (plus 4 with InnerVLAN).
 func (t *Tunnel) HeaderLen() int { return t.n }
 

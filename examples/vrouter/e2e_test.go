@@ -150,6 +150,43 @@ func TestJumboFrames(t *testing.T) {
 	}
 }
 
+// TestPathMTU gives the pods an 8950-byte MTU over a 1600-byte underlay: a pod's
+// large DF packet is answered with ICMP "fragmentation needed" naming the 1550 bytes
+// VXLAN leaves, and TCP, lowering its segments on that answer, still crosses both
+// ways (without the ICMP its large segments would vanish).
+func TestPathMTU(t *testing.T) {
+	needE2E(t)
+	vr, pod := binaries(t)
+	top, err := topo.Up(topo.Options{Mode: topo.VRouter, PodMTU: 8950, UnderlayMTU: 1600})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer top.Down()
+	k1, k2 := top.Pod(0, "kernel"), top.Pod(1, "kernel")
+	c, err := topo.StartCluster(top, t.TempDir(), vr, pod, "vxlan")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	mustReach(t, k1, k2)
+	out, _ := topo.Exec(k1.NS, "ping", "-c", "2", "-i", "0.2", "-W", "1", "-M", "do", "-s", "8000", k2.Addr)
+	if !strings.Contains(out, "mtu = 1550") && !strings.Contains(out, "mtu=1550") {
+		t.Errorf("no path MTU of 1550 reported to the pod:\n%s", out)
+	}
+	for _, p := range [][2]*topo.Pod{{k1, k2}, {k2, k1}} {
+		bps, err := topo.IperfTCP(p[0], p[1], time.Second)
+		if err != nil || bps < 1e6 {
+			t.Errorf("TCP %s -> %s across the MTU step: %.0f bit/s, %v", p[0].NS, p[1].Addr, bps, err)
+		}
+	}
+	if n := metric(t, c, 0, `vrouter_icmp_errors_sent_total{interface="k1"}`); n == 0 {
+		t.Error("no ICMP error counted on k1")
+	}
+	if t.Failed() {
+		t.Log(c.Log("vrouter-n1"))
+	}
+}
+
 // TestNodeFeatures exercises one node's policy and operations with VXLAN: a pod on the
 // same node, ARP from a kernel pod, a spoofed source, host-bound traffic to the TAP,
 // a route change under traffic, a restarted DPDK pod, capture, and a clean shutdown.

@@ -3,6 +3,7 @@ package dataplane
 import (
 	"encoding/binary"
 	"sync/atomic"
+	"time"
 
 	"github.com/dpkit/dpkit/encap"
 	"github.com/dpkit/dpkit/pmd"
@@ -72,6 +73,7 @@ type Iface struct {
 	Stats  Counters
 	out    pmd.Batch
 	chains bool // the port transmits multi-buffer chains (pmd.TxChains)
+	idx    int  // the interface's index in the engine
 }
 
 // Counters are an interface's packet counts, written by the engine's goroutine and
@@ -79,6 +81,8 @@ type Iface struct {
 type Counters struct {
 	RxPackets, RxBytes, TxPackets, TxBytes atomic.Uint64
 	Drops                                  [NumReasons]atomic.Uint64
+	// ICMPSent counts the ICMP errors (too big) sent back out of the interface.
+	ICMPSent atomic.Uint64
 }
 
 // Tables are what the control plane publishes to the engine as one unit.
@@ -121,6 +125,9 @@ type Engine struct {
 	// zero for a packet in one frame.
 	seg      []pmd.Pkt
 	segBytes int
+	// ICMP error rate limit (icmp.go).
+	icmpTokens int
+	icmpRefill time.Time
 }
 
 // Config builds an Engine.
@@ -141,6 +148,7 @@ func New(cfg Config) *Engine {
 		// another pool (ErrForeignCache) keeps its own caches.
 		_ = pmd.ShareCache(e.cache, in.Port)
 		in.chains = pmd.TxChains(in.Port)
+		in.idx = i
 		switch in.Kind {
 		case Uplink:
 			e.uplink = i
@@ -430,12 +438,18 @@ func (e *Engine) forward(t *Tables, in *Iface, pk *pmd.Pkt, id route.NextHopID, 
 			} else {
 				err = tun.Encap(e.pool, pk)
 			}
-			if err != nil {
-				why := DropEncap
-				if err == encap.ErrMTU {
-					why = DropTooBig
+			if err == encap.ErrMTU {
+				// Tell the pod the path MTU: the payload's, less the inner
+				// Ethernet header VXLAN carries.
+				d, mtu := e.pool.Data(pk), tun.PayloadMTU()
+				if tun.Type() == encap.VXLAN {
+					d, mtu = d[14:], mtu-14
 				}
-				e.drop(in, pk, why)
+				e.tooBig(in, pk, d, mtu)
+				return
+			}
+			if err != nil {
+				e.drop(in, pk, DropEncap)
 				return
 			}
 			e.queue(in, e.uplink, pk)

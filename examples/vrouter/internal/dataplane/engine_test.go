@@ -421,3 +421,126 @@ func TestJumboZeroAlloc(t *testing.T) {
 		}
 	}
 }
+
+// naiveSum is RFC 1071 the slow way, for checking the ICMP messages.
+func naiveSum(b []byte) uint16 {
+	var s uint32
+	for i := 0; i < len(b); i += 2 {
+		w := uint32(b[i]) << 8
+		if i+1 < len(b) {
+			w |= uint32(b[i+1])
+		}
+		s += w
+	}
+	for s > 0xffff {
+		s = s>>16 + s&0xffff
+	}
+	return uint16(s)
+}
+
+// TestTooBigICMP: a pod's DF packet too big for the tunnel (uplink MTU 1500) is
+// dropped and answered with ICMP "fragmentation needed" from the pod's gateway,
+// naming the 1450-byte MTU VXLAN leaves and quoting the packet; without DF it is
+// only dropped.
+func TestTooBigICMP(t *testing.T) {
+	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 2048, Huge: pmd.HugeNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ul1, ul2, _ := pmd.NewRingPair(pmd.RingPairOptions{Pool: pool})
+	defer ul1.Close()
+	defer ul2.Close()
+	c := pool.NewCache(0)
+	defer c.Flush()
+	n1 := newNodeMTU(t, pool, 1, "vxlan", ul1, 1500)
+	p1 := n1.cfg.Interfaces[0]
+	frame := udp4([6]byte(p1.HW), routerMAC, p1.Addrs[0], netip.MustParseAddr("10.1.2.2"), 64, strings.Repeat("x", 3000))
+	frame[14+6] = 0x40 // DF
+	binary.BigEndian.PutUint16(frame[24:], 0)
+	binary.BigEndian.PutUint16(frame[24:], ipv4Checksum(frame[14:34]))
+	sendChain(t, pool, c, n1.pod, frame, 1500)
+	pump(n1)
+	got, _ := recvChains(pool, c, n1.pod)
+	if len(got) != 1 {
+		t.Fatalf("pod got %d frames, want the ICMP error; too_big %d encap %d icmp %d tx %d", len(got), dropped(n1, 1, DropTooBig), dropped(n1, 1, DropEncap), n1.eng.ifaces[1].Stats.ICMPSent.Load(), n1.eng.ifaces[1].Stats.TxPackets.Load())
+	}
+	r := got[0]
+	if [6]byte(r[0:6]) != [6]byte(p1.HW) || [6]byte(r[6:12]) != routerMAC || binary.BigEndian.Uint16(r[12:]) != etherIPv4 {
+		t.Fatalf("Ethernet header %x", r[:14])
+	}
+	ip := r[14:34]
+	if naiveSum(ip) != 0xffff || ip[9] != 1 || netip.AddrFrom4([4]byte(ip[12:16])) != p1.Gateways[0] ||
+		netip.AddrFrom4([4]byte(ip[16:20])) != p1.Addrs[0] || int(binary.BigEndian.Uint16(ip[2:])) != len(r)-14 {
+		t.Fatalf("IPv4 header %x", ip)
+	}
+	m := r[34:]
+	if m[0] != 3 || m[1] != 4 || binary.BigEndian.Uint16(m[6:]) != 1450 || naiveSum(m) != 0xffff {
+		t.Fatalf("ICMP type %d code %d MTU %d", m[0], m[1], binary.BigEndian.Uint16(m[6:]))
+	}
+	if !bytes.Equal(m[8+20:8+28], frame[34:42]) || !bytes.Equal(m[8+12:8+20], frame[26:34]) {
+		t.Fatal("the quote is not the packet's header and first bytes")
+	}
+	if dropped(n1, 1, DropTooBig) != 1 || n1.eng.ifaces[1].Stats.ICMPSent.Load() != 1 {
+		t.Fatal("counters")
+	}
+
+	// Without DF: dropped, no ICMP.
+	frame[14+6] = 0
+	binary.BigEndian.PutUint16(frame[24:], 0)
+	binary.BigEndian.PutUint16(frame[24:], ipv4Checksum(frame[14:34]))
+	sendChain(t, pool, c, n1.pod, frame, 1500)
+	pump(n1)
+	if got, _ := recvChains(pool, c, n1.pod); len(got) != 0 || dropped(n1, 1, DropTooBig) != 2 {
+		t.Fatalf("no-DF packet: %d frames back, %d drops", len(got), dropped(n1, 1, DropTooBig))
+	}
+}
+
+// TestTooBig6: the ICMPv6 "packet too big" message is well formed: addresses,
+// lengths, the MTU, the quote capped at the 1280-byte minimum MTU, and a checksum
+// over the pseudo-header; none is sent about an ICMPv6 error.
+func TestTooBig6(t *testing.T) {
+	pkt := make([]byte, 3000)
+	binary.BigEndian.PutUint32(pkt, 6<<28)
+	binary.BigEndian.PutUint16(pkt[4:], 3000-40)
+	pkt[6], pkt[7] = 17, 63
+	src, gw := netip.MustParseAddr("fd00:1::2"), netip.MustParseAddr("fd00:1::1")
+	copy(pkt[8:], src.AsSlice())
+	copy(pkt[24:], netip.MustParseAddr("fd00:2::2").AsSlice())
+	g := gw.As16()
+	out := make([]byte, 2048)
+	n := tooBig6(out, pkt, [6]byte{2, 1}, routerMAC, &g, 1450)
+	if n != 14+1280 {
+		t.Fatalf("message of %d bytes, want 1280 after Ethernet", n)
+	}
+	ip := out[14:54]
+	if binary.BigEndian.Uint16(ip[4:]) != 1240 || ip[6] != 58 || netip.AddrFrom16([16]byte(ip[8:24])) != gw || netip.AddrFrom16([16]byte(ip[24:40])) != src {
+		t.Fatalf("IPv6 header %x", ip)
+	}
+	m := out[54:n]
+	ps := append(append(append([]byte(nil), ip[8:40]...), 0, 0, byte(len(m)>>8), byte(len(m))), 0, 0, 0, 58)
+	if m[0] != 2 || binary.BigEndian.Uint32(m[4:]) != 1450 || naiveSum(append(ps, m...)) != 0xffff || !bytes.Equal(m[8:], pkt[:1232]) {
+		t.Fatalf("ICMPv6 type %d MTU %d", m[0], binary.BigEndian.Uint32(m[4:]))
+	}
+	pkt[6], pkt[40] = 58, 1 // an ICMPv6 error
+	if tooBig6(out, pkt, [6]byte{2, 1}, routerMAC, &g, 1450) != 0 {
+		t.Fatal("an ICMPv6 error was answered")
+	}
+}
+
+// FuzzTooBig: the ICMP builders take any bytes a pod sent without panicking, and
+// what they build has valid checksums and fits the buffer.
+func FuzzTooBig(f *testing.F) {
+	f.Add(udp4([6]byte{2}, routerMAC, netip.MustParseAddr("10.1.1.2"), netip.MustParseAddr("10.1.2.2"), 64, "hello")[14:], uint16(1450), uint16(600))
+	f.Fuzz(func(t *testing.T, ip []byte, mtu, room uint16) {
+		out := make([]byte, int(room)%2048)
+		gw := [16]byte{0xfd, 0, 15: 1}
+		if n := tooBig4(out, ip, [6]byte{2}, routerMAC, 0x0a010101, int(mtu)); n > 0 {
+			if n > len(out) || naiveSum(out[14:34]) != 0xffff || naiveSum(out[34:n]) != 0xffff {
+				t.Fatalf("ICMP message of %d bytes, bad checksum or too long", n)
+			}
+		}
+		if n := tooBig6(out, ip, [6]byte{2}, routerMAC, &gw, int(mtu)); n > len(out) {
+			t.Fatalf("ICMPv6 message of %d bytes in %d", n, len(out))
+		}
+	})
+}

@@ -1,0 +1,177 @@
+package dataplane
+
+import (
+	"encoding/binary"
+	"time"
+
+	"github.com/dpkit/dpkit/pmd"
+)
+
+// Path MTU discovery: a pod's packet too big for its tunnel is answered, from the
+// pod's gateway address, with ICMP "fragmentation needed" (IPv4 with DF, RFC 792 and
+// RFC 1191 §4) or ICMPv6 "packet too big" (RFC 4443 §3.2), so that the pod's TCP
+// lowers its segment size instead of losing every large segment. IPv4 packets
+// without DF are dropped (the vRouter does not fragment), and so is everything when
+// the rate limit is spent.
+
+// icmpRate and icmpBurst bound the ICMP errors an engine sends (RFC 1812 §4.3.2.8,
+// RFC 4443 §2.4(f)): a token bucket of icmpBurst, refilled at icmpRate a second.
+const (
+	icmpRate  = 1000
+	icmpBurst = 100
+)
+
+// icmpAllowed takes a token from the engine's bucket.
+func (e *Engine) icmpAllowed() bool {
+	if e.icmpTokens == 0 {
+		now := time.Now()
+		add := icmpBurst
+		if el := now.Sub(e.icmpRefill); el < time.Second {
+			add = min(int(el*icmpRate/time.Second), icmpBurst)
+		}
+		if add <= 0 {
+			return false
+		}
+		e.icmpTokens, e.icmpRefill = add, now
+	}
+	e.icmpTokens--
+	return true
+}
+
+// sum16 adds b to a ones'-complement accumulator as big-endian 16-bit words.
+func sum16(acc uint32, b []byte) uint32 {
+	for len(b) >= 2 {
+		acc += uint32(binary.BigEndian.Uint16(b))
+		b = b[2:]
+	}
+	if len(b) == 1 {
+		acc += uint32(b[0]) << 8
+	}
+	return acc
+}
+
+func fold16(acc uint32) uint16 {
+	for acc > 0xffff {
+		acc = acc&0xffff + acc>>16
+	}
+	return uint16(acc)
+}
+
+// tooBig4 writes into out the frame that tells the sender of ip (an IPv4 packet, as
+// much of it as the first buffer holds) that the next hop takes at most mtu bytes:
+// from gw to the packet's source, Ethernet from router to pod. It returns the frame's
+// length, or 0 when no message is due (no DF, a later fragment, an ICMP error, a
+// source that is not unicast).
+func tooBig4(out, ip []byte, podMAC, routerMAC [6]byte, gw uint32, mtu int) int {
+	if len(ip) < 20 {
+		return 0
+	}
+	ihl := int(ip[0]&0xf) * 4
+	frag := binary.BigEndian.Uint16(ip[6:])
+	if ihl < 20 || len(ip) < ihl || frag&0x4000 == 0 || frag&0x1fff != 0 {
+		return 0
+	}
+	if ip[9] == 1 && len(ip) > ihl {
+		switch ip[ihl] { // RFC 1122 §3.2.2: never about an ICMP error
+		case 3, 4, 5, 11, 12:
+			return 0
+		}
+	}
+	src := binary.BigEndian.Uint32(ip[12:])
+	if src == 0 || src>>28 == 0xe || src == 0xffffffff {
+		return 0
+	}
+	// RFC 1812 §4.3.2.3: quote as much as fits in 576 bytes.
+	q := min(len(ip), 576-20-8, int(binary.BigEndian.Uint16(ip[2:])))
+	n := 14 + 20 + 8 + q
+	if len(out) < n {
+		return 0
+	}
+	copy(out[0:6], podMAC[:])
+	copy(out[6:12], routerMAC[:])
+	binary.BigEndian.PutUint16(out[12:], etherIPv4)
+	h := out[14:34]
+	h[0], h[1] = 0x45, 0xc0 // internetwork control
+	binary.BigEndian.PutUint16(h[2:], uint16(20+8+q))
+	binary.BigEndian.PutUint32(h[4:], 0)
+	h[8], h[9] = 64, 1
+	binary.BigEndian.PutUint16(h[10:], 0)
+	binary.BigEndian.PutUint32(h[12:], gw)
+	binary.BigEndian.PutUint32(h[16:], src)
+	binary.BigEndian.PutUint16(h[10:], ipv4Checksum(h))
+	m := out[34:n]
+	m[0], m[1] = 3, 4 // destination unreachable, fragmentation needed and DF set
+	binary.BigEndian.PutUint16(m[2:], 0)
+	binary.BigEndian.PutUint16(m[4:], 0)
+	binary.BigEndian.PutUint16(m[6:], uint16(min(mtu, 0xffff)))
+	copy(m[8:], ip[:q])
+	binary.BigEndian.PutUint16(m[2:], ^fold16(sum16(0, m)))
+	return n
+}
+
+// tooBig6 is tooBig4 for IPv6: ICMPv6 "packet too big" quoting as much of the packet
+// as fits in the minimum MTU of 1280 (RFC 4443 §3.2). No message is due about an
+// ICMPv6 error (§2.4(e)) or to a source that is not unicast.
+func tooBig6(out, ip []byte, podMAC, routerMAC [6]byte, gw *[16]byte, mtu int) int {
+	if len(ip) < 40 {
+		return 0
+	}
+	if ip[6] == 58 && len(ip) > 40 && ip[40] < 128 {
+		return 0
+	}
+	if ip[8] == 0xff || [16]byte(ip[8:24]) == ([16]byte{}) {
+		return 0
+	}
+	q := min(len(ip), 1280-40-8, 40+int(binary.BigEndian.Uint16(ip[4:])))
+	n := 14 + 40 + 8 + q
+	if len(out) < n {
+		return 0
+	}
+	copy(out[0:6], podMAC[:])
+	copy(out[6:12], routerMAC[:])
+	binary.BigEndian.PutUint16(out[12:], etherIPv6)
+	h := out[14:54]
+	binary.BigEndian.PutUint32(h[0:], 6<<28)
+	binary.BigEndian.PutUint16(h[4:], uint16(8+q))
+	h[6], h[7] = 58, 64
+	copy(h[8:24], gw[:])
+	copy(h[24:40], ip[8:24])
+	m := out[54:n]
+	m[0], m[1] = 2, 0 // packet too big
+	binary.BigEndian.PutUint16(m[2:], 0)
+	binary.BigEndian.PutUint32(m[4:], uint32(max(mtu, 1280)))
+	copy(m[8:], ip[:q])
+	// Pseudo-header (RFC 8200 §8.1): addresses, length, next header.
+	acc := sum16(0, h[8:40]) + uint32(8+q) + 58
+	binary.BigEndian.PutUint16(m[2:], ^fold16(sum16(acc, m)))
+	return n
+}
+
+// tooBig drops pk, a pod's packet too big for its tunnel, and answers it with the
+// ICMP error that reports mtu when one is due. ip is the packet's IP header on.
+func (e *Engine) tooBig(in *Iface, pk *pmd.Pkt, ip []byte, mtu int) {
+	if in.Kind == Pod && len(ip) > 0 && e.icmpAllowed() {
+		var r [1]pmd.Pkt
+		if e.cache.Alloc(r[:]) == 1 {
+			out := e.pool.Bytes(r[0].Frame)[r[0].Off:]
+			n := 0
+			switch {
+			case ip[0]>>4 == 4 && len(in.Gw4) > 0:
+				n = tooBig4(out, ip, in.MAC, e.routerMAC, in.Gw4[0], mtu)
+			case ip[0]>>4 == 6 && len(in.Gw6) > 0:
+				n = tooBig6(out, ip, in.MAC, e.routerMAC, &in.Gw6[0], mtu)
+			}
+			if n > 0 {
+				r[0].Len = uint16(n)
+				seg := e.seg
+				e.seg = nil // the reply is one frame, whatever pk is
+				e.queue(in, in.idx, &r[0])
+				e.seg = seg
+				in.Stats.ICMPSent.Add(1)
+			} else {
+				e.cache.Free(r[:])
+			}
+		}
+	}
+	e.drop(in, pk, DropTooBig)
+}
