@@ -74,6 +74,9 @@ type Iface struct {
 	out    pmd.Batch
 	chains bool // the port transmits multi-buffer chains (pmd.TxChains)
 	idx    int  // the interface's index in the engine
+	// ICMP error rate limit (icmp.go).
+	icmpTokens int
+	icmpRefill time.Time
 }
 
 // Counters are an interface's packet counts, written by the engine's goroutine and
@@ -125,9 +128,6 @@ type Engine struct {
 	// zero for a packet in one frame.
 	seg      []pmd.Pkt
 	segBytes int
-	// ICMP error rate limit (icmp.go).
-	icmpTokens int
-	icmpRefill time.Time
 }
 
 // Config builds an Engine.

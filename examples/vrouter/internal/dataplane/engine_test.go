@@ -493,6 +493,21 @@ func TestTooBigICMP(t *testing.T) {
 	if got, _ := recvChains(pool, c, n1.pod); len(got) != 0 || dropped(n1, 1, DropTooBig) != 2 {
 		t.Fatalf("no-DF packet: %d frames back, %d drops", len(got), dropped(n1, 1, DropTooBig))
 	}
+
+	// More packets that get no answer than the rate limit's burst do not use it up:
+	// the next DF packet is still answered.
+	for i := 0; i < 2*icmpBurst; i++ {
+		sendChain(t, pool, c, n1.pod, frame, 1500)
+		pump(n1)
+	}
+	frame[14+6] = 0x40
+	binary.BigEndian.PutUint16(frame[24:], 0)
+	binary.BigEndian.PutUint16(frame[24:], ipv4Checksum(frame[14:34]))
+	sendChain(t, pool, c, n1.pod, frame, 1500)
+	pump(n1)
+	if got, _ := recvChains(pool, c, n1.pod); len(got) != 1 || n1.eng.ifaces[1].Stats.ICMPSent.Load() != 2 {
+		t.Fatalf("after %d unanswered packets: %d frames back", 2*icmpBurst, len(got))
+	}
 }
 
 // TestTooBig6: the ICMPv6 "packet too big" message is well formed: addresses,

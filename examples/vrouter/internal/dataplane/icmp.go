@@ -14,27 +14,32 @@ import (
 // without DF are dropped (the vRouter does not fragment), and so is everything when
 // the rate limit is spent.
 
-// icmpRate and icmpBurst bound the ICMP errors an engine sends (RFC 1812 §4.3.2.8,
-// RFC 4443 §2.4(f)): a token bucket of icmpBurst, refilled at icmpRate a second.
+// icmpRate and icmpBurst bound the ICMP errors sent out of one interface (RFC 1812
+// §4.3.2.8, RFC 4443 §2.4(f)): a token bucket of icmpBurst, refilled at icmpRate a
+// second, so that one busy pod cannot use up another's.
 const (
 	icmpRate  = 1000
 	icmpBurst = 100
 )
 
-// icmpAllowed takes a token from the engine's bucket.
-func (e *Engine) icmpAllowed() bool {
-	if e.icmpTokens == 0 {
+// icmpAllowed takes a token from in's bucket.
+func (in *Iface) icmpAllowed() bool {
+	if in.icmpTokens == 0 {
 		now := time.Now()
-		add := icmpBurst
-		if el := now.Sub(e.icmpRefill); el < time.Second {
-			add = min(int(el*icmpRate/time.Second), icmpBurst)
+		el := now.Sub(in.icmpRefill)
+		if el >= time.Second {
+			in.icmpTokens, in.icmpRefill = icmpBurst, now
+		} else {
+			add := int(el * icmpRate / time.Second)
+			if add == 0 {
+				return false
+			}
+			// Keep the fraction of a token not yet earned.
+			in.icmpTokens = min(add, icmpBurst)
+			in.icmpRefill = in.icmpRefill.Add(time.Duration(add) * time.Second / icmpRate)
 		}
-		if add <= 0 {
-			return false
-		}
-		e.icmpTokens, e.icmpRefill = add, now
 	}
-	e.icmpTokens--
+	in.icmpTokens--
 	return true
 }
 
@@ -78,7 +83,7 @@ func tooBig4(out, ip []byte, podMAC, routerMAC [6]byte, gw uint32, mtu int) int 
 		}
 	}
 	src := binary.BigEndian.Uint32(ip[12:])
-	if src == 0 || src>>28 == 0xe || src == 0xffffffff {
+	if src == 0 || src>>24 == 127 || src>>28 >= 0xe { // RFC 1812 §4.3.2.7
 		return 0
 	}
 	// RFC 1812 §4.3.2.3: quote as much as fits in 576 bytes.
@@ -116,7 +121,14 @@ func tooBig6(out, ip []byte, podMAC, routerMAC [6]byte, gw *[16]byte, mtu int) i
 	if len(ip) < 40 {
 		return 0
 	}
-	if ip[6] == 58 && len(ip) > 40 && ip[40] < 128 {
+	switch ip[6] {
+	case 58: // §2.4(e): never about an ICMPv6 error
+		if len(ip) > 40 && ip[40] < 128 {
+			return 0
+		}
+	case 0, 43, 44, 50, 51, 60, 135, 139, 140:
+		// Behind extension headers the upper layer is not checked here: send
+		// nothing rather than risk answering an error.
 		return 0
 	}
 	if ip[8] == 0xff || [16]byte(ip[8:24]) == ([16]byte{}) {
@@ -150,7 +162,7 @@ func tooBig6(out, ip []byte, podMAC, routerMAC [6]byte, gw *[16]byte, mtu int) i
 // tooBig drops pk, a pod's packet too big for its tunnel, and answers it with the
 // ICMP error that reports mtu when one is due. ip is the packet's IP header on.
 func (e *Engine) tooBig(in *Iface, pk *pmd.Pkt, ip []byte, mtu int) {
-	if in.Kind == Pod && len(ip) > 0 && e.icmpAllowed() {
+	if in.Kind == Pod && len(ip) > 0 {
 		var r [1]pmd.Pkt
 		if e.cache.Alloc(r[:]) == 1 {
 			out := e.pool.Bytes(r[0].Frame)[r[0].Off:]
@@ -161,7 +173,9 @@ func (e *Engine) tooBig(in *Iface, pk *pmd.Pkt, ip []byte, mtu int) {
 			case ip[0]>>4 == 6 && len(in.Gw6) > 0:
 				n = tooBig6(out, ip, in.MAC, e.routerMAC, &in.Gw6[0], mtu)
 			}
-			if n > 0 {
+			// The token only when a message is due: packets that get none (no DF,
+			// fragments, errors) must not use up the pod's answers.
+			if n > 0 && in.icmpAllowed() {
 				r[0].Len = uint16(n)
 				seg := e.seg
 				e.seg = nil // the reply is one frame, whatever pk is
