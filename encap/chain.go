@@ -136,21 +136,6 @@ func (d *Decapper) DecapChain(pool *pmd.Pool, chain []pmd.Pkt, r *Result) Reason
 		return why
 	}
 	d.count[OK]++
-	off += r.OuterLen
-	if r.InnerVLAN != 0 && d.o.StripInnerVLAN {
-		copy(frame[off+4:off+16], frame[off:off+12])
-		off += 4
-		r.OuterLen += 4
-		r.InnerLen -= 4
-	}
-	pk.Len -= uint16(off - int(pk.Off))
-	pk.Off = uint16(off)
-	if d.o.InnerFlowHash {
-		l2 := r.Type == VXLAN || (r.NLabels > 0 && d.o.MPLSPayloadEthernet)
-		pk.Hash = FlowHash(frame[off:off+int(pk.Len):off+int(pk.Len)], l2, d.o.Hash)
-		pk.Flags |= pmd.PktHashValid
-	} else {
-		pk.Flags &^= pmd.PktHashValid
-	}
+	d.strip(frame, pk, r, off+n)
 	return OK
 }

@@ -224,25 +224,30 @@ func (d *Decapper) decapSlow(pool *pmd.Pool, pk *pmd.Pkt, r *Result) Reason {
 		}
 	}
 	d.count[OK]++
-	off += r.OuterLen
+	d.strip(frame, pk, r, off+r.OuterLen+r.InnerLen)
+	return OK
+}
+
+// strip moves pk past the outer headers r describes (and the inner VLAN tag, with
+// StripInnerVLAN), to end in its frame, and sets or clears its flow hash.
+// pmd.PktCsumValid stays: a device that verified the outer UDP checksum verified the
+// whole datagram, which holds the inner packet.
+func (d *Decapper) strip(frame []byte, pk *pmd.Pkt, r *Result, end int) {
+	off := int(pk.Off) + r.OuterLen
 	if r.InnerVLAN != 0 && d.o.StripInnerVLAN {
 		copy(frame[off+4:off+16], frame[off:off+12])
 		off += 4
 		r.OuterLen += 4
 		r.InnerLen -= 4
 	}
-	pk.Off = uint16(off)
-	pk.Len = uint16(r.InnerLen)
+	pk.Off, pk.Len = uint16(off), uint16(end-off)
 	if d.o.InnerFlowHash {
 		l2 := r.Type == VXLAN || (r.NLabels > 0 && d.o.MPLSPayloadEthernet)
-		pk.Hash = FlowHash(frame[off:off+r.InnerLen:off+r.InnerLen], l2, d.o.Hash)
+		pk.Hash = FlowHash(frame[off:end:end], l2, d.o.Hash)
 		pk.Flags |= pmd.PktHashValid
 	} else {
 		pk.Flags &^= pmd.PktHashValid
 	}
-	// pmd.PktCsumValid stays: a device that verified the outer UDP checksum verified
-	// the whole datagram, which holds the inner packet.
-	return OK
 }
 
 // ecn applies the outer ECN field in r.TOS to the inner packet p (RFC 6040 §4.2,
