@@ -150,14 +150,50 @@ func TestJumboFrames(t *testing.T) {
 	}
 }
 
+// TestIPv6 runs the pods dual-stack: IPv6 pings between kernel and DPDK-style pods
+// on different nodes (the vRouter answering their neighbour solicitations for the
+// gateway) and TCP over IPv6, across each encapsulation of the IPv4 underlay.
+func TestIPv6(t *testing.T) {
+	needE2E(t)
+	vr, pod := binaries(t)
+	top, err := topo.Up(topo.Options{Mode: topo.VRouter, DPDKPods: true, IPv6: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer top.Down()
+	k1, k2, d1, d2 := top.Pod(0, "kernel"), top.Pod(1, "kernel"), top.Pod(0, "dpdk"), top.Pod(1, "dpdk")
+	for _, enc := range []string{"vxlan", "mplsoudp", "mplsogre"} {
+		t.Run(enc, func(t *testing.T) {
+			c, err := topo.StartCluster(top, t.TempDir(), vr, pod, enc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Stop()
+			for _, p := range [][2]*topo.Pod{{k1, k2}, {k2, k1}, {d1, d2}, {k1, d2}} {
+				if r := ping(t, p[0], p[1].Addr6, 5); r.Received != r.Sent {
+					t.Errorf("%s -> %s: %d of %d pings answered", p[0].NS, p[1].Addr6, r.Received, r.Sent)
+				}
+			}
+			bps, err := topo.IperfTCPTo(k1, k2, k2.Addr6, time.Second)
+			if err != nil || bps < 1e6 {
+				t.Errorf("TCP over IPv6 %s -> %s: %.0f bit/s, %v", k1.NS, k2.Addr6, bps, err)
+			}
+			if t.Failed() {
+				t.Log(c.Log("vrouter-n1"), c.Log("vrouter-n2"))
+			}
+		})
+	}
+}
+
 // TestPathMTU gives the pods an 8950-byte MTU over a 1600-byte underlay: a pod's
-// large DF packet is answered with ICMP "fragmentation needed" naming the 1550 bytes
-// VXLAN leaves, and TCP, lowering its segments on that answer, still crosses both
-// ways (without the ICMP its large segments would vanish).
+// large DF packet is answered with ICMP "fragmentation needed" (IPv6: "packet too
+// big") naming the 1550 bytes VXLAN leaves, and TCP over either family, lowering its
+// segments on that answer, still crosses both ways (without the ICMP its large
+// segments would vanish).
 func TestPathMTU(t *testing.T) {
 	needE2E(t)
 	vr, pod := binaries(t)
-	top, err := topo.Up(topo.Options{Mode: topo.VRouter, PodMTU: 8950, UnderlayMTU: 1600})
+	top, err := topo.Up(topo.Options{Mode: topo.VRouter, PodMTU: 8950, UnderlayMTU: 1600, IPv6: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,10 +209,17 @@ func TestPathMTU(t *testing.T) {
 	if !strings.Contains(out, "mtu = 1550") && !strings.Contains(out, "mtu=1550") {
 		t.Errorf("no path MTU of 1550 reported to the pod:\n%s", out)
 	}
+	// IPv6: ICMPv6 "packet too big" (RFC 4443 §3.2).
+	out, _ = topo.Exec(k1.NS, "ping", "-c", "2", "-i", "0.2", "-W", "1", "-M", "do", "-s", "8000", k2.Addr6)
+	if !strings.Contains(out, "mtu=1550") && !strings.Contains(out, "mtu = 1550") {
+		t.Errorf("no IPv6 path MTU of 1550 reported to the pod:\n%s", out)
+	}
 	for _, p := range [][2]*topo.Pod{{k1, k2}, {k2, k1}} {
-		bps, err := topo.IperfTCP(p[0], p[1], time.Second)
-		if err != nil || bps < 1e6 {
-			t.Errorf("TCP %s -> %s across the MTU step: %.0f bit/s, %v", p[0].NS, p[1].Addr, bps, err)
+		for _, a := range []string{p[1].Addr, p[1].Addr6} {
+			bps, err := topo.IperfTCPTo(p[0], p[1], a, time.Second)
+			if err != nil || bps < 1e6 {
+				t.Errorf("TCP %s -> %s across the MTU step: %.0f bit/s, %v", p[0].NS, a, bps, err)
+			}
 		}
 	}
 	if n := metric(t, c, 0, `vrouter_icmp_errors_sent_total{interface="k1"}`); n == 0 {

@@ -41,6 +41,9 @@ func (c *Cluster) Config(i int, encap string, extraRoutes ...string) string {
 	fmt.Fprintf(&b, "exception: {tap: vrhost, unknown: drop}\n")
 	fmt.Fprintf(&b, "vrfs:\n  - name: red\n    vni: 100\n    label: 100\n    routes:\n")
 	fmt.Fprintf(&b, "      - {prefix: 10.1.%d.0/24, remote: peer}\n", peer.Index+1)
+	if c.T.IPv6 {
+		fmt.Fprintf(&b, "      - {prefix: \"fd00:1:%d::/64\", remote: peer}\n", peer.Index+1)
+	}
 	for _, r := range extraRoutes {
 		fmt.Fprintf(&b, "      - %s\n", r)
 	}
@@ -49,8 +52,12 @@ func (c *Cluster) Config(i int, encap string, extraRoutes ...string) string {
 		if p.Node != i {
 			continue
 		}
+		ips, gws := p.Addr, p.Gateway
+		if p.Addr6 != "" {
+			ips, gws = ips+", \""+p.Addr6+"\"", gws+", \""+p.Gateway6+"\""
+		}
 		fmt.Fprintf(&b, "  - name: %s\n    vrf: red\n    ips: [%s]\n    mac: %s\n    gateway: [%s]\n",
-			filepath.Base(p.NS)[len(c.T.Prefix)+1:], p.Addr, p.MAC, p.Gateway)
+			filepath.Base(p.NS)[len(c.T.Prefix)+1:], ips, p.MAC, gws)
 		if p.Kind == "kernel" {
 			fmt.Fprintf(&b, "    type: veth\n    veth: {interface: %s}\n", p.HostIf)
 		} else {
@@ -228,12 +235,17 @@ func (c *Cluster) configurePod(p *Pod) error {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return c.T.sh(p.NS,
+	err := c.T.sh(p.NS,
 		"ip link set eth0 address "+p.MAC,
 		fmt.Sprintf("ip link set eth0 mtu %d", c.T.PodMTU),
 		"ip link set eth0 up",
 		fmt.Sprintf("ip addr add %s/%d dev eth0", p.Addr, p.Prefix),
 		"ip route add default via "+p.Gateway+" dev eth0")
+	if err != nil || p.Addr6 == "" {
+		return err
+	}
+	return c.T.sh(p.NS, "ip -6 addr add "+p.Addr6+"/64 dev eth0 nodad",
+		"ip -6 route add default via "+p.Gateway6+" dev eth0")
 }
 
 // Metrics returns node i's Prometheus exposition.

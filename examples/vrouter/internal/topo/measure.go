@@ -48,6 +48,11 @@ func Ping(from *Pod, addr string, count int, interval time.Duration) (PingResult
 // IperfTCP runs an iperf3 TCP test from one pod to another for the given time and
 // returns the receiver's throughput in bit/s.
 func IperfTCP(from, to *Pod, d time.Duration) (float64, error) {
+	return IperfTCPTo(from, to, to.Addr, d)
+}
+
+// IperfTCPTo is IperfTCP to one of to's addresses (its IPv6 one, say).
+func IperfTCPTo(from, to *Pod, addr string, d time.Duration) (float64, error) {
 	srv := exec.Command("ip", "netns", "exec", to.NS, "iperf3", "-s", "-1", "-p", "5299")
 	if err := srv.Start(); err != nil {
 		return 0, err
@@ -60,7 +65,7 @@ func IperfTCP(from, to *Pod, d time.Duration) (float64, error) {
 	var err error
 	for try := 0; try < 20; try++ { // wait for the server to listen
 		time.Sleep(100 * time.Millisecond)
-		out, err = Exec(from.NS, "iperf3", "-c", to.Addr, "-p", "5299", "-J", "-t", strconv.Itoa(int(d.Seconds())))
+		out, err = Exec(from.NS, "iperf3", "-c", addr, "-p", "5299", "-J", "-t", strconv.Itoa(int(d.Seconds())))
 		if err == nil {
 			break
 		}

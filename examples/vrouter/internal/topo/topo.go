@@ -42,8 +42,11 @@ type Pod struct {
 	Addr    string // pod address without prefix length
 	Prefix  int    // prefix length of its subnet
 	Gateway string // its default gateway ("" in Kernel mode: one L2 subnet)
-	MAC     string // the MAC of its interface eth0
-	HostIf  string // the host end of its veth in the node namespace (kernel pods)
+	// Addr6 and Gateway6 are its IPv6 address (a /64) and gateway with
+	// Options.IPv6, "" otherwise.
+	Addr6, Gateway6 string
+	MAC             string // the MAC of its interface eth0
+	HostIf          string // the host end of its veth in the node namespace (kernel pods)
 }
 
 // Node is a node namespace.
@@ -58,6 +61,7 @@ type Node struct {
 type Topology struct {
 	Mode   Mode
 	PodMTU int
+	IPv6   bool
 	Prefix string
 	Nodes  [2]*Node
 	Pods   []*Pod
@@ -75,6 +79,8 @@ type Options struct {
 	// PodOffloads keeps the kernel pods' TX checksum/segmentation offloads on. An
 	// AF_XDP host end needs them off (frames must carry full checksums).
 	PodOffloads bool
+	// IPv6 gives every pod an IPv6 address and gateway too (VRouter mode).
+	IPv6 bool
 }
 
 func run(args ...string) (string, error) {
@@ -114,7 +120,7 @@ func Up(opts Options) (t *Topology, err error) {
 	}
 	var b [3]byte
 	rand.Read(b[:])
-	t = &Topology{Mode: opts.Mode, PodMTU: opts.PodMTU, Prefix: "vr" + hex.EncodeToString(b[:])}
+	t = &Topology{Mode: opts.Mode, PodMTU: opts.PodMTU, IPv6: opts.IPv6 && opts.Mode == VRouter, Prefix: "vr" + hex.EncodeToString(b[:])}
 	defer func() {
 		if err != nil {
 			t.Down()
@@ -169,6 +175,9 @@ func Up(opts Options) (t *Topology, err error) {
 			} else {
 				p.Prefix, p.Gateway = 24, fmt.Sprintf("10.1.%d.1", i+1)
 			}
+			if t.IPv6 {
+				p.Addr6, p.Gateway6 = fmt.Sprintf("fd00:1:%d::%d", i+1, j+2), fmt.Sprintf("fd00:1:%d::1", i+1)
+			}
 			t.Pods = append(t.Pods, p)
 			if kind != "kernel" {
 				continue
@@ -183,6 +192,12 @@ func Up(opts Options) (t *Topology, err error) {
 			}
 			if p.Gateway != "" {
 				if err := t.sh(ns, "ip route add default via "+p.Gateway+" dev eth0"); err != nil {
+					return t, err
+				}
+			}
+			if p.Addr6 != "" {
+				if err := t.sh(ns, "ip -6 addr add "+p.Addr6+"/64 dev eth0 nodad",
+					"ip -6 route add default via "+p.Gateway6+" dev eth0"); err != nil {
 					return t, err
 				}
 			}
