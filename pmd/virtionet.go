@@ -25,9 +25,10 @@ package pmd
 // Poll mode by default: MSI-X vectors NO_VECTOR, ring interrupts disabled. With
 // Interrupts, RX queue i signals MSI-X vector i, which VFIO routes to an eventfd, so an
 // idle poll loop can sleep in WaitRx until traffic comes (DPDK's RX interrupt mode).
-// Not done yet: offloads (no CSUM/TSO features), RSS, and packets spread over several
-// mergeable buffers, which are dropped as DropTooLong because Pkt holds one frame
-// (with 2 KiB frames and a 1500 MTU it never happens).
+// Not done yet: offloads (no CSUM/TSO features), RSS, and jumbo frames: a packet
+// spread over several mergeable buffers is dropped as DropTooLong rather than returned
+// as a chain (PktMore), and Tx sends no chains (the port is no ChainTxer). With 2 KiB
+// frames and a 1500 MTU neither happens.
 
 import (
 	"errors"
