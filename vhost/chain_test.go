@@ -268,6 +268,29 @@ func TestTestpmdJumbo(t *testing.T) {
 	}
 }
 
+// fuzzRig is a back-end and a fake front-end with both queues of one pair running,
+// and n 4 KiB buffers of guest memory, set up once per fuzz process.
+type fuzzRig struct {
+	b    *Backend
+	ff   *fakeFront
+	bufs []uint64 // guest addresses
+	host [][]byte // the same buffers as the back-end maps them
+}
+
+func newFuzzRig(f *testing.F, feat uint64, n int) *fuzzRig {
+	b, path := testBackend(f, nil)
+	ff := newFakeFront(f, path)
+	ff.negotiate(feat)
+	ff.setupQueue(0, 256)
+	ff.setupQueue(1, 256)
+	r := &fuzzRig{b: b, ff: ff}
+	for range n {
+		g, h := ff.alloc(4096)
+		r.bufs, r.host = append(r.bufs, g), append(r.host, h)
+	}
+	return r
+}
+
 // FuzzPortRxChains posts fuzzed descriptor chains on the guest's transmit queue (up
 // to 16 chains of up to 4 segments of 0..4096 bytes, WRITE flags set at random, as a
 // sloppy or hostile driver would) and reads them with a fuzzed burst size: Rx never
@@ -275,35 +298,21 @@ func TestTestpmdJumbo(t *testing.T) {
 // chain's bytes after the 12-byte header, in order, as one frame or a chain of
 // frames); the others are dropped and every chain is completed.
 func FuzzPortRxChains(f *testing.F) {
-	type rig struct {
-		b    *Backend
-		ff   *fakeFront
-		bufs []uint64
-		host [][]byte
-	}
-	var rigs [2]rig
+	var rigs [2]*fuzzRig
 	for i, feat := range []uint64{FeatureVersion1 | FeatureMrgRxbuf, FeatureVersion1 | FeatureRingPacked | FeatureMrgRxbuf | FeatureIndirectDesc} {
-		b, path := testBackend(f, nil)
-		ff := newFakeFront(f, path)
-		ff.negotiate(feat)
-		ff.setupQueue(0, 256)
-		ff.setupQueue(1, 256)
-		r := rig{b: b, ff: ff}
-		for k := 0; k < 64; k++ {
-			g, h := ff.alloc(4096)
+		rigs[i] = newFuzzRig(f, feat, 64)
+		for k, h := range rigs[i].host {
 			for j := range h {
 				h[j] = byte(k*31 + j)
 			}
-			r.bufs, r.host = append(r.bufs, g), append(r.host, h)
 		}
-		rigs[i] = r
 	}
 	f.Add([]byte{0, 0x20, 0x00, 0x10, 0x00, 1, 0x00, 0x40}, uint8(31), false)
 	f.Add([]byte{3, 0x0f, 0xff, 0x8f, 0xff, 0x0f, 0xff, 0x01, 0x00, 0, 0, 5}, uint8(3), true)
 	f.Fuzz(func(t *testing.T, spec []byte, burst uint8, packed bool) {
-		r := &rigs[0]
+		r := rigs[0]
 		if packed {
-			r = &rigs[1]
+			r = rigs[1]
 		}
 		r.ff.t = t
 		pool := r.b.opts.Pool
@@ -377,10 +386,7 @@ func FuzzPortRxChains(f *testing.F) {
 // stay posted for the next run, as in a real ring.
 func FuzzPortTxChains(f *testing.F) {
 	type rig struct {
-		b      *Backend
-		ff     *fakeFront
-		bufs   []uint64
-		host   [][]byte
+		*fuzzRig
 		free   []int          // buffer indices not posted
 		posted map[uint64]int // first segment's address -> index
 		lens   map[uint64]int // and its length
@@ -392,15 +398,9 @@ func FuzzPortTxChains(f *testing.F) {
 		if i&1 != 0 {
 			feat |= FeatureRingPacked
 		}
-		b, path := testBackend(f, nil)
-		ff := newFakeFront(f, path)
-		ff.negotiate(feat)
-		ff.setupQueue(0, 256)
-		ff.setupQueue(1, 256)
-		r := &rig{b: b, ff: ff, posted: map[uint64]int{}, lens: map[uint64]int{}, second: map[int]int{}}
-		for k := 0; k < 128; k++ {
-			g, h := ff.alloc(4096)
-			r.bufs, r.host, r.free = append(r.bufs, g), append(r.host, h), append(r.free, k)
+		r := &rig{fuzzRig: newFuzzRig(f, feat, 128), posted: map[uint64]int{}, lens: map[uint64]int{}, second: map[int]int{}}
+		for k := range r.bufs {
+			r.free = append(r.free, k)
 		}
 		rigs[i] = r
 	}

@@ -197,12 +197,11 @@ func (e *Engine) Poll() int {
 			continue
 		}
 		pkts := e.in.Pkts()
-		np := pmd.PacketCount(pkts)
-		total += np
-		in.Stats.RxPackets.Add(uint64(np))
 		in.Stats.RxBytes.Add(uint64(pmd.Bytes(pkts)))
+		np := 0 // packets, a chain counting once
 		for j := 0; j < len(pkts); j++ {
 			pk := &pkts[j]
+			np++
 			if pk.Flags&pmd.PktMore != 0 {
 				// A chain: a port returns whole ones, but a malformed end is dropped.
 				k := j
@@ -227,6 +226,8 @@ func (e *Engine) Poll() int {
 			}
 			e.seg, e.segBytes = nil, 0
 		}
+		total += np
+		in.Stats.RxPackets.Add(uint64(np))
 	}
 	e.flush()
 	return total

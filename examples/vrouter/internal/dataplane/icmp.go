@@ -62,6 +62,13 @@ func fold16(acc uint32) uint16 {
 	return uint16(acc)
 }
 
+// ethHeader writes the Ethernet header of a frame from the router to a pod.
+func ethHeader(out []byte, podMAC, routerMAC [6]byte, et uint16) {
+	copy(out[0:6], podMAC[:])
+	copy(out[6:12], routerMAC[:])
+	binary.BigEndian.PutUint16(out[12:], et)
+}
+
 // tooBig4 writes into out the frame that tells the sender of ip (an IPv4 packet, as
 // much of it as the first buffer holds) that the next hop takes at most mtu bytes:
 // from gw to the packet's source, Ethernet from router to pod. It returns the frame's
@@ -92,9 +99,7 @@ func tooBig4(out, ip []byte, podMAC, routerMAC [6]byte, gw uint32, mtu int) int 
 	if len(out) < n {
 		return 0
 	}
-	copy(out[0:6], podMAC[:])
-	copy(out[6:12], routerMAC[:])
-	binary.BigEndian.PutUint16(out[12:], etherIPv4)
+	ethHeader(out, podMAC, routerMAC, etherIPv4)
 	h := out[14:34]
 	h[0], h[1] = 0x45, 0xc0 // internetwork control
 	binary.BigEndian.PutUint16(h[2:], uint16(20+8+q))
@@ -139,9 +144,7 @@ func tooBig6(out, ip []byte, podMAC, routerMAC [6]byte, gw *[16]byte, mtu int) i
 	if len(out) < n {
 		return 0
 	}
-	copy(out[0:6], podMAC[:])
-	copy(out[6:12], routerMAC[:])
-	binary.BigEndian.PutUint16(out[12:], etherIPv6)
+	ethHeader(out, podMAC, routerMAC, etherIPv6)
 	h := out[14:54]
 	binary.BigEndian.PutUint32(h[0:], 6<<28)
 	binary.BigEndian.PutUint16(h[4:], uint16(8+q))
