@@ -649,6 +649,10 @@ func (d *device) start(q *vq) error {
 		dev.SetBase(pos, wrap, upos, uwrap)
 		dev.DisableNotify()
 		r.packed = dev
+		// The guest's transmit queue (odd index) completes whole bursts at once:
+		// Rx pushes every chain it popped, in pop order (§2.8.9: one used
+		// descriptor, the last buffer's id, stands for all of them).
+		r.inOrder = q.idx%2 == 1 && d.has(FeatureInOrder)
 	} else {
 		ds, as, us := vring.SplitSizes(n)
 		dr, err1 := mem.TranslateUser(a.Desc, uint64(ds))

@@ -45,6 +45,9 @@ type ring struct {
 	hdrLen int
 	mrg    bool
 	broken bool
+	// inOrder: a packed transmit queue with VIRTIO_F_IN_ORDER, completed with one
+	// used descriptor per burst (its entries have no length to report).
+	inOrder bool
 
 	chains []vring.Chain // pop scratch; for the guest-RX queue also the stash
 	sHead  int           // stash: chains[sHead:sTail] popped, not yet used
@@ -89,6 +92,9 @@ func (r *ring) push(u []vring.Used) error {
 	if r.split != nil {
 		err = r.split.Push(u)
 		notify = err == nil && r.split.NeedNotify()
+	} else if r.inOrder {
+		err = r.packed.PushInOrder(u)
+		notify = err == nil && r.packed.NeedNotify()
 	} else {
 		err = r.packed.Push(u)
 		notify = err == nil && r.packed.NeedNotify()
