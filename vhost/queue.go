@@ -53,6 +53,8 @@ type ring struct {
 	sHead  int           // stash: chains[sHead:sTail] popped, not yet used
 	sTail  int
 	used   []vring.Used
+	src    [][]byte // Rx: each popped chain's packet bytes when in one segment
+	touch  byte     // Rx: sink of the loads that bring src in early
 	sig    [8]byte
 	log    *dirtyLog  // non-nil while LOG_ALL is on
 	logAt  []logRange // what a push writes, to log
@@ -61,7 +63,7 @@ type ring struct {
 const maxChainSegs = 64
 
 func newRing(n int) *ring {
-	r := &ring{chains: make([]vring.Chain, n), used: make([]vring.Used, n)}
+	r := &ring{chains: make([]vring.Chain, n), used: make([]vring.Used, n), src: make([][]byte, n)}
 	for i := range r.chains {
 		r.chains[i].Segs = make([]vring.Seg, 0, maxChainSegs)
 	}
