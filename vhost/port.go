@@ -383,9 +383,12 @@ func (p *Port) tx(r *ring, pkts []pmd.Pkt) int {
 		// the packet in one mapped stretch (num_buffers 1 either way).
 		if ch := &r.chains[r.sHead]; len(ch.Segs) > 0 && ch.Segs[0].Write && int(ch.Segs[0].Len) >= need {
 			if h, err := r.mem.Translate(ch.Segs[0].Addr, uint64(need)); err == nil && len(h) == need {
-				clear(h[:r.hdrLen])
-				if r.hdrLen == 12 {
-					h[10] = 1
+				// The header in two stores (clear would call memclr): all zero
+				// but num_buffers, 1 (bytes 10-11) when the header has it.
+				if le.PutUint64(h, 0); r.hdrLen == 12 {
+					le.PutUint32(h[8:], 1<<16)
+				} else {
+					le.PutUint16(h[8:], 0)
 				}
 				copy(h[r.hdrLen:], data)
 				if r.log != nil {
