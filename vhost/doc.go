@@ -20,6 +20,10 @@
 // the front-end's port posts a chain as one buffer of several descriptors and joins
 // mergeable buffers into a chain.
 //
+// With VIRTIO_F_IN_ORDER on a packed ring, Port.Rx completes each burst of the
+// guest's transmit queue with one used descriptor, the last buffer's id (§2.8.9), as
+// DPDK's vhost does: the guest reads one descriptor where it read 32.
+//
 // Guest memory is mapped from the descriptors SET_MEM_TABLE / ADD_MEM_REG pass; rings
 // and buffers are reached through vring's device side (split and packed layouts).
 //
