@@ -23,8 +23,8 @@ import (
 //
 //	go test -run '^$' -bench Testpmd -benchtime 10000000x ./vhost
 //
-// On a shared machine the rate of either back-end swings by 2× and more from one run
-// to the next; compare medians of interleaved runs, not one run.
+// On a shared machine the rate of either back-end drops by 2× and more for minutes at
+// a time: compare several interleaved runs (their medians and their best), never one.
 //
 // CPUs: the back-end (dpkit's Go thread or net_vhost's forwarding lcore) runs on CPU
 // 0, the virtio-user forwarding lcore on CPU 1.
