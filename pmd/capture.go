@@ -41,13 +41,31 @@ var ErrCaptureActive = errors.New("pmd: capture already running")
 type CapturePort struct {
 	Port
 	pool *Pool
-	cur  atomic.Pointer[capture]
-	mu   sync.Mutex // serialises Start and Stop
+	*tapPoint
+}
+
+// tapPoint is the capture session the CapturePorts of one interface share.
+type tapPoint struct {
+	cur atomic.Pointer[capture]
+	mu  sync.Mutex // serialises Start and Stop
 }
 
 // NewCapturePort wraps port, whose packets live in pool.
 func NewCapturePort(port Port, pool *Pool) *CapturePort {
-	return &CapturePort{Port: port, pool: pool}
+	return &CapturePort{Port: port, pool: pool, tapPoint: &tapPoint{}}
+}
+
+// NewCaptureGroup wraps the queues of one interface, whose packets live in pool, so
+// that they share one capture session: Start on any of them records every queue's
+// packets, in both directions, into one pcap stream, and Stop on any ends it. The
+// queues may be polled by different goroutines.
+func NewCaptureGroup(pool *Pool, queues ...Port) []*CapturePort {
+	tp := &tapPoint{}
+	cs := make([]*CapturePort, len(queues))
+	for i, q := range queues {
+		cs[i] = &CapturePort{Port: q, pool: pool, tapPoint: tp}
+	}
+	return cs
 }
 
 // UseCaches passes the caches on to the wrapped port if it is a CacheUser (see
@@ -173,6 +191,9 @@ func (c *CapturePort) Tx(pkts []Pkt) int {
 	cp.dropped.Add(uint64(sent - keep))
 	return n
 }
+
+// TxReady implements TxReadier for the wrapped port.
+func (c *CapturePort) TxReady() bool { return TxReady(c.Port) }
 
 // TxChains implements ChainTxer for the wrapped port.
 func (c *CapturePort) TxChains() bool { return TxChains(c.Port) }

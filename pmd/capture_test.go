@@ -141,3 +141,73 @@ func TestCaptureZeroAlloc(t *testing.T) {
 		t.Fatalf("%v allocs per burst while capturing", allocs)
 	}
 }
+
+// TestCaptureGroup: the queues of one interface, polled by two goroutines, record
+// into one capture, started on one queue and stopped on the other.
+func TestCaptureGroup(t *testing.T) {
+	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 2048, Huge: pmd.HugeNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	var near, far []pmd.Port
+	for q := 0; q < 2; q++ {
+		a, b, _ := pmd.NewRingPair(pmd.RingPairOptions{Pool: pool})
+		defer a.Close()
+		defer b.Close()
+		near, far = append(near, a), append(far, b)
+	}
+	g := pmd.NewCaptureGroup(pool, near...)
+	var file bytes.Buffer
+	if err := g[1].Start(&file, pmd.CaptureOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := g[0].Start(&file, pmd.CaptureOptions{}); !errors.Is(err, pmd.ErrCaptureActive) {
+		t.Fatalf("Start on another queue of a capturing group: %v", err)
+	}
+	const rounds = 50
+	done := make(chan int, 2)
+	for q := 0; q < 2; q++ {
+		go func() {
+			cache := pool.NewCache(32)
+			defer cache.Flush()
+			var pkts [8]pmd.Pkt
+			sent := 0
+			for r := 0; r < rounds; r++ {
+				n := cache.Alloc(pkts[:])
+				for i := range pkts[:n] {
+					pool.Append(&pkts[i], 64)
+					pool.Data(&pkts[i])[0] = byte(q)
+				}
+				k := g[q].Tx(pkts[:n]) // captured on the way out
+				cache.Free(pkts[k:n])
+				sent += k
+				cache.Free(pkts[:far[q].Rx(pkts[:])])
+			}
+			done <- sent
+		}()
+	}
+	sent := <-done + <-done
+	st, err := g[0].Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Captured != uint64(sent) || st.Dropped != 0 || sent == 0 {
+		t.Fatalf("captured %+v of %d sent", st, sent)
+	}
+	r, err := pcapgo.NewReader(bytes.NewReader(file.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var perQueue [2]int
+	for {
+		data, _, err := r.ReadPacketData()
+		if err != nil {
+			break
+		}
+		perQueue[data[0]]++
+	}
+	if perQueue[0] == 0 || perQueue[1] == 0 || perQueue[0]+perQueue[1] != sent {
+		t.Fatalf("records per queue %v, sent %d", perQueue, sent)
+	}
+}

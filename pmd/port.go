@@ -37,6 +37,20 @@ func TxChains(p Port) bool {
 	return ok && c.TxChains()
 }
 
+// TxReadier is implemented by queues that may be offered but not running, as the
+// queue pairs of a vhost-user guest that enabled fewer than it was offered. Tx on a
+// queue that is not ready takes nothing.
+type TxReadier interface {
+	TxReady() bool
+}
+
+// TxReady reports whether p's Tx can take packets now: true unless p is a TxReadier
+// that says otherwise.
+func TxReady(p Port) bool {
+	r, ok := p.(TxReadier)
+	return !ok || r.TxReady()
+}
+
 // ErrClosed is returned by operations on a closed port or pool.
 var ErrClosed = errors.New("pmd: closed")
 
