@@ -183,3 +183,23 @@ func TestFrontendNetVhost(t *testing.T) {
 		})
 	}
 }
+
+// TestTxReady: a back-end offering two queue pairs to a front-end that sets up one
+// reports only that one ready, and none once the front-end leaves.
+func TestTxReady(t *testing.T) {
+	b, path := testBackend(t, func(o *Options) { o.QueuePairs = 2 })
+	if b.Port(0).TxReady() {
+		t.Fatal("ready before a front-end attached")
+	}
+	pool := sharedPool(t)
+	f, err := Dial(context.Background(), FrontendOptions{Path: path, Pool: pool, QueuePairs: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "queue pair 0", b.Port(0).TxReady)
+	if b.Port(1).TxReady() {
+		t.Fatal("queue pair 1 ready, but the front-end set up one pair")
+	}
+	f.Close()
+	waitFor(t, "queue pair 0 to stop", func() bool { return !b.Port(0).TxReady() })
+}

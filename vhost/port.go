@@ -43,6 +43,16 @@ func (p *Port) Close() error {
 	return nil
 }
 
+// TxReady reports whether the guest's receive queue of the pair is running: set up
+// and enabled. A multi-queue guest need not enable every pair it was offered (a
+// DPDK pod configured with fewer queues, a kernel guest before ethtool -L); a
+// datapath sends to the pairs that are ready, as OVS remaps its transmit queues to
+// the enabled ones.
+func (p *Port) TxReady() bool {
+	q := p.b.vqFor(p.qp, 0)
+	return q != nil && q.active.Load() != nil
+}
+
 // UseCaches implements pmd.CacheUser: Rx takes frames from rx, Tx frees to tx.
 func (p *Port) UseCaches(rx, tx *pmd.Cache) error { return p.caches.Use(rx, tx) }
 
