@@ -1,6 +1,8 @@
 package main
 
 import (
+	"strconv"
+
 	"github.com/dpkit/dpkit/examples/vrouter/internal/dataplane"
 	"github.com/dpkit/dpkit/examples/vrouter/internal/metrics"
 	"github.com/dpkit/dpkit/pmd"
@@ -15,28 +17,50 @@ func (r *router) collect(f []metrics.Family) []metrics.Family {
 	txb := metrics.Family{Name: "vrouter_tx_bytes_total", Help: "Bytes sent per interface.", Type: "counter"}
 	drops := metrics.Family{Name: "vrouter_drops_total", Help: "Packets dropped by the forwarding engine, per interface and reason.", Type: "counter"}
 	pdrops := metrics.Family{Name: "vrouter_port_drops_total", Help: "Packets dropped by the port itself (driver level), per reason.", Type: "counter"}
+	qrx := metrics.Family{Name: "vrouter_queue_rx_packets_total", Help: "Packets received per interface queue, as the port counts them.", Type: "counter"}
+	qtx := metrics.Family{Name: "vrouter_queue_tx_packets_total", Help: "Packets sent per interface queue, as the port counts them.", Type: "counter"}
+	wp := metrics.Family{Name: "vrouter_worker_packets_total", Help: "Packets each forwarding worker received.", Type: "counter"}
+	wl := metrics.Family{Name: "vrouter_worker_loops_total", Help: "Poll loops each forwarding worker ran.", Type: "counter"}
+	wi := metrics.Family{Name: "vrouter_worker_idle_loops_total", Help: "Poll loops that found nothing, per forwarding worker.", Type: "counter"}
 	icmp := metrics.Family{Name: "vrouter_icmp_errors_sent_total", Help: "ICMP fragmentation-needed and ICMPv6 packet-too-big messages sent out of the interface.", Type: "counter"}
 	for _, in := range r.eng.Ifaces() {
 		l := []string{"interface", in.Name}
-		rxp.Samples = append(rxp.Samples, metrics.Sample{Labels: l, Value: float64(in.Stats.RxPackets.Load())})
-		rxb.Samples = append(rxb.Samples, metrics.Sample{Labels: l, Value: float64(in.Stats.RxBytes.Load())})
-		txp.Samples = append(txp.Samples, metrics.Sample{Labels: l, Value: float64(in.Stats.TxPackets.Load())})
-		txb.Samples = append(txb.Samples, metrics.Sample{Labels: l, Value: float64(in.Stats.TxBytes.Load())})
-		icmp.Samples = append(icmp.Samples, metrics.Sample{Labels: l, Value: float64(in.Stats.ICMPSent.Load())})
+		st := in.Stats()
+		rxp.Samples = append(rxp.Samples, metrics.Sample{Labels: l, Value: float64(st.RxPackets)})
+		rxb.Samples = append(rxb.Samples, metrics.Sample{Labels: l, Value: float64(st.RxBytes)})
+		txp.Samples = append(txp.Samples, metrics.Sample{Labels: l, Value: float64(st.TxPackets)})
+		txb.Samples = append(txb.Samples, metrics.Sample{Labels: l, Value: float64(st.TxBytes)})
+		icmp.Samples = append(icmp.Samples, metrics.Sample{Labels: l, Value: float64(st.ICMPSent)})
 		for why := dataplane.Reason(0); why < dataplane.NumReasons; why++ {
 			drops.Samples = append(drops.Samples, metrics.Sample{Labels: []string{"interface", in.Name, "reason", why.String()},
-				Value: float64(in.Stats.Drops[why].Load())})
+				Value: float64(st.Drops[why])})
 		}
-		ps := in.Port.Stats()
+		var pd [pmd.NumDropReasons]uint64
+		for q, p := range in.Queues {
+			ps := p.Stats()
+			for why := range pd {
+				pd[why] += ps.Drops[why]
+			}
+			ql := []string{"interface", in.Name, "queue", strconv.Itoa(q)}
+			qrx.Samples = append(qrx.Samples, metrics.Sample{Labels: ql, Value: float64(ps.RxPackets)})
+			qtx.Samples = append(qtx.Samples, metrics.Sample{Labels: ql, Value: float64(ps.TxPackets)})
+		}
 		for why := pmd.DropReason(0); why < pmd.NumDropReasons; why++ {
 			pdrops.Samples = append(pdrops.Samples, metrics.Sample{Labels: []string{"interface", in.Name, "reason", why.String()},
-				Value: float64(ps.Drops[why])})
+				Value: float64(pd[why])})
 		}
+	}
+	for i, w := range r.workers {
+		ws := w.Stats()
+		l := []string{"worker", strconv.Itoa(i)}
+		wp.Samples = append(wp.Samples, metrics.Sample{Labels: l, Value: float64(ws.Packets)})
+		wl.Samples = append(wl.Samples, metrics.Sample{Labels: l, Value: float64(ws.Loops)})
+		wi.Samples = append(wi.Samples, metrics.Sample{Labels: l, Value: float64(ws.IdleLoops)})
 	}
 	pool := r.pool.Stats()
 	poolF := metrics.Family{Name: "vrouter_pool_free_frames", Help: "Frames in the shared free list.", Type: "gauge",
 		Samples: []metrics.Sample{{Value: float64(pool.Free)}}}
 	exh := metrics.Family{Name: "vrouter_pool_exhausted_total", Help: "Frame requests the pool could not fill.", Type: "counter",
 		Samples: []metrics.Sample{{Value: float64(pool.Exhausted)}}}
-	return append(f, rxp, rxb, txp, txb, drops, pdrops, icmp, poolF, exh)
+	return append(f, rxp, rxb, txp, txb, drops, pdrops, qrx, qtx, icmp, wp, wl, wi, poolF, exh)
 }

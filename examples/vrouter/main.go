@@ -106,6 +106,7 @@ type router struct {
 	tap      *pmd.TapPort
 	captures map[string]*pmd.CapturePort
 	eng      *dataplane.Engine
+	workers  []*pmd.Worker
 	names    map[string]int
 	ulMAC    [6]byte
 	ulMTU    int
@@ -116,7 +117,9 @@ func run(cfg *config.Config, path string, frames int, log *slog.Logger) (err err
 	defer cancel()
 	r := &router{log: log, captures: map[string]*pmd.CapturePort{}, names: map[string]int{}}
 	defer r.close()
-	if err := r.open(ctx, cfg, frames); err != nil {
+	// One forwarding worker per forwarding CPU (one unpinned worker without a set).
+	fwd := cfg.FwdCPUs.CPUs()
+	if err := r.open(ctx, cfg, frames, max(len(fwd), 1)); err != nil {
 		return err
 	}
 	tabs, err := dataplane.Build(cfg, r.names, r.ulMAC, routerMAC, r.ulMTU)
@@ -140,26 +143,30 @@ func run(cfg *config.Config, path string, frames int, log *slog.Logger) (err err
 	}
 
 	// Control work (vhost-user sockets, reloads, the ops endpoint) runs on the
-	// control CPUs; the forwarding worker pins itself.
+	// control CPUs; each forwarding worker pins itself to its CPU.
 	if cfg.CtlCPUs.Count() > 0 {
 		log.Info("control CPUs", "cpus", cfg.CtlCPUs.String())
-	}
-	fwd := pmd.CPUSet{}
-	if cfg.FwdCPUs.Count() > 0 {
-		fwd = pmd.CPUSetOf(cfg.FwdCPUs.CPUs()[0])
-		if cfg.FwdCPUs.Count() > 1 {
-			log.Warn("one forwarding worker runs; the other forwarding CPUs stay idle", "worker_cpu", fwd.String())
-		}
 	}
 	idle, ok := map[string]pmd.IdlePolicy{"busy-poll": pmd.IdleBusyPoll, "yield": pmd.IdleYield,
 		"sleep": pmd.IdleSleep, "adaptive": pmd.IdleAdaptive}[idleFlag]
 	if !ok {
 		return fmt.Errorf("-idle %q is not one of busy-poll, yield, sleep, adaptive", idleFlag)
 	}
-	w, err := pmd.NewWorker(pmd.WorkerOptions{Name: "fwd", CPUs: fwd, Idle: idle, SleepMax: sleepMax,
-		SleepMin: min(10*time.Microsecond, sleepMax)}, r.eng.Poll)
-	if err != nil {
-		return err
+	for i, ew := range r.eng.Workers() {
+		cpus := pmd.CPUSet{}
+		if len(fwd) > 0 {
+			cpus = pmd.CPUSetOf(fwd[i])
+		}
+		w, err := pmd.NewWorker(pmd.WorkerOptions{Name: fmt.Sprintf("fwd%d", i), CPUs: cpus, Idle: idle,
+			SleepMax: sleepMax, SleepMin: min(10*time.Microsecond, sleepMax)}, ew.Poll)
+		if err != nil {
+			return err
+		}
+		r.workers = append(r.workers, w)
+		log.Info("forwarding worker", "worker", i, "cpu", cpus.String(), "queues", ew.Queues())
+	}
+	if len(fwd) > len(r.workers) {
+		log.Warn("more forwarding CPUs than queues: the extra CPUs stay idle", "cpus", len(fwd), "workers", len(r.workers))
 	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -174,9 +181,14 @@ func run(cfg *config.Config, path string, frames int, log *slog.Logger) (err err
 			}
 		}
 	}()
-	log.Info("forwarding", "interfaces", len(r.eng.Ifaces()), "cpu", fwd.String())
-	err = w.Run(ctx)
-	st := w.Stats()
+	log.Info("forwarding", "interfaces", len(r.eng.Ifaces()), "workers", len(r.workers))
+	err = pmd.RunWorkers(ctx, r.workers...)
+	var st pmd.WorkerStats
+	for _, w := range r.workers {
+		ws := w.Stats()
+		st.Loops += ws.Loops
+		st.Packets += ws.Packets
+	}
 	log.Info("shutting down", "loops", st.Loops, "packets", st.Packets)
 	return err
 }
@@ -206,7 +218,9 @@ func (r *router) reload(path string, old *config.Config) {
 	r.log.Info("routes reloaded", "vrfs", len(cfg.VRFs))
 }
 
-func (r *router) open(ctx context.Context, cfg *config.Config, frames int) error {
+// open opens every interface and builds an engine of at most workers workers (no more
+// than there are queues).
+func (r *router) open(ctx context.Context, cfg *config.Config, frames, workers int) error {
 	var err error
 	r.pool, err = pmd.NewPool(pmd.PoolOptions{Frames: frames, FrameSize: frameSize, Name: "vrouter", Logger: r.log})
 	if err != nil {
@@ -217,10 +231,16 @@ func (r *router) open(ctx context.Context, cfg *config.Config, frames int) error
 		return err
 	}
 	var ifaces []*dataplane.Iface
+	nq := 0
 	addIface := func(in *dataplane.Iface) {
-		c := pmd.NewCapturePort(in.Port, r.pool)
-		r.captures[in.Name] = c
-		in.Port = c
+		// One capture session per interface, over all its queues.
+		for q, c := range pmd.NewCaptureGroup(r.pool, in.Queues...) {
+			in.Queues[q] = c
+			if q == 0 {
+				r.captures[in.Name] = c
+			}
+		}
+		nq += len(in.Queues)
 		r.names[in.Name] = len(ifaces)
 		ifaces = append(ifaces, in)
 	}
@@ -248,23 +268,24 @@ func (r *router) open(ctx context.Context, cfg *config.Config, frames int) error
 		return fmt.Errorf("uplink: attach XDP: %w", err)
 	}
 	r.log.Info("uplink", "interface", ul.Name, "xdp", r.filter.Mode().String())
-	if queues > 1 {
-		r.log.Warn("uplink: one queue is polled", "queues", queues)
-	}
-	up, err := xsk.Open(ul.Name, 0, xsk.Options{UMEM: r.umem, Program: r.filter, Socket: xskConfig})
-	if err != nil && xskConfig.MultiBuffer {
-		// Kernels before 6.6 have no XDP_USE_SG: run without jumbo frames.
-		xskConfig.MultiBuffer = false
-		up, err = xsk.Open(ul.Name, 0, xsk.Options{UMEM: r.umem, Program: r.filter, Socket: xskConfig})
-		if err == nil {
-			r.log.Warn("AF_XDP multi-buffer unavailable: frames larger than a buffer are dropped", "frame_size", frameSize)
+	ulIf := &dataplane.Iface{Name: "uplink", Kind: dataplane.Uplink}
+	for q := 0; q < queues; q++ {
+		up, err := xsk.Open(ul.Name, q, xsk.Options{UMEM: r.umem, Program: r.filter, Socket: xskConfig})
+		if err != nil && xskConfig.MultiBuffer && q == 0 {
+			// Kernels before 6.6 have no XDP_USE_SG: run without jumbo frames.
+			xskConfig.MultiBuffer = false
+			up, err = xsk.Open(ul.Name, q, xsk.Options{UMEM: r.umem, Program: r.filter, Socket: xskConfig})
+			if err == nil {
+				r.log.Warn("AF_XDP multi-buffer unavailable: frames larger than a buffer are dropped", "frame_size", frameSize)
+			}
 		}
+		if err != nil {
+			return fmt.Errorf("uplink queue %d: %w", q, err)
+		}
+		r.xsks = append(r.xsks, up)
+		ulIf.Queues = append(ulIf.Queues, up)
 	}
-	if err != nil {
-		return fmt.Errorf("uplink: %w", err)
-	}
-	r.xsks = append(r.xsks, up)
-	addIface(&dataplane.Iface{Name: "uplink", Kind: dataplane.Uplink, Port: up})
+	addIface(ulIf)
 
 	for i, in := range cfg.Interfaces {
 		di := &dataplane.Iface{Name: in.Name, Kind: dataplane.Pod, VRF: vrfID(cfg, in.VRF), MAC: [6]byte(in.HW)}
@@ -290,7 +311,7 @@ func (r *router) open(ctx context.Context, cfg *config.Config, frames int) error
 				return fmt.Errorf("interface %s: %w", in.Name, err)
 			}
 			r.xsks = append(r.xsks, p)
-			di.Port = p
+			di.Queues = []pmd.Port{p}
 		case "vhost":
 			b, err := vhost.NewBackend(vhost.Options{Path: in.Vhost.Socket, Client: in.Vhost.Role == "client",
 				SocketMode: 0o660, QueuePairs: max(in.Vhost.Queues, 1), Pool: r.pool, PortID: id,
@@ -300,9 +321,10 @@ func (r *router) open(ctx context.Context, cfg *config.Config, frames int) error
 			}
 			r.backends = append(r.backends, b)
 			go b.Serve(ctx)
-			di.Port = b.Port(0)
-			if in.Vhost.Queues > 1 {
-				r.log.Warn("vhost: queue pair 0 is polled", "interface", in.Name)
+			// Every queue pair the pod may enable is polled; one it has not enabled
+			// receives nothing and drops what is sent to it (counted by the port).
+			for q := 0; q < max(in.Vhost.Queues, 1); q++ {
+				di.Queues = append(di.Queues, b.Port(q))
 			}
 		}
 		addIface(di)
@@ -316,12 +338,12 @@ func (r *router) open(ctx context.Context, cfg *config.Config, frames int) error
 		if err != nil {
 			return fmt.Errorf("exception: %w", err)
 		}
-		addIface(&dataplane.Iface{Name: "exception", Kind: dataplane.Exception, Port: r.tap, VRF: dataplane.VRFID(0),
+		addIface(&dataplane.Iface{Name: "exception", Kind: dataplane.Exception, Queues: []pmd.Port{r.tap}, VRF: dataplane.VRFID(0),
 			MAC: [6]byte(ti.HardwareAddr)})
 	}
 	local := []netip.Addr{cfg.Node.Addr}
 	r.eng = dataplane.New(dataplane.Config{Pool: r.pool, Ifaces: ifaces, RouterMAC: routerMAC,
-		Decapper: encap.NewDecapper(encap.DecapOptions{Local: local})})
+		Decap: encap.DecapOptions{Local: local}, Workers: min(workers, nq)})
 	return nil
 }
 

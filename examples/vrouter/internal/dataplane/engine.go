@@ -2,8 +2,8 @@ package dataplane
 
 import (
 	"encoding/binary"
+	"strconv"
 	"sync/atomic"
-	"time"
 
 	"github.com/dpkit/dpkit/encap"
 	"github.com/dpkit/dpkit/pmd"
@@ -41,12 +41,13 @@ const (
 	DropARP                       // ARP/ND we do not answer (not for us, not a request)
 	DropEncap                     // encapsulation failed (no headroom, too long)
 	DropTooBig                    // larger than the output's MTU, or a chain for a port that takes none
+	DropHandoffFull               // the ring to the worker owning the output queue was full
 	NumReasons
 )
 
 var reasonNames = [NumReasons]string{"spoofed_mac", "spoofed_ip", "malformed", "ttl_expired", "no_route",
 	"discard", "ethertype", "unknown_vni_or_label", "decap", "tx_full", "no_exception_path", "hairpin",
-	"control_ignored", "encap_failed", "too_big"}
+	"control_ignored", "encap_failed", "too_big", "handoff_full"}
 
 func (r Reason) String() string {
 	if r < NumReasons {
@@ -55,12 +56,15 @@ func (r Reason) String() string {
 	return "unknown"
 }
 
-// Iface is one port of the engine.
+// Iface is one interface of the engine: a pod, the uplink or the exception TAP, with
+// one port per queue (pair).
 type Iface struct {
 	Name string
 	Kind Kind
-	Port pmd.Port
-	VRF  uint32
+	// Queues are the interface's ports, one per queue (pair); at least one. Each is
+	// polled and transmitted on by one worker only (New deals them out).
+	Queues []pmd.Port
+	VRF    uint32
 	// MAC is the pod's own MAC (Pod) or the host end's (Exception).
 	MAC [6]byte
 	// The pod's addresses (source check) and, for the exception path, the host's.
@@ -70,22 +74,44 @@ type Iface struct {
 	Gw4 []uint32
 	Gw6 [][16]byte
 
-	Stats  Counters
-	out    pmd.Batch
-	chains bool // the port transmits multi-buffer chains (pmd.TxChains)
-	idx    int  // the interface's index in the engine
-	// ICMP error rate limit (icmp.go).
-	icmpTokens int
-	icmpRefill time.Time
+	stats  []Counters // one per worker
+	chains bool       // every queue transmits multi-buffer chains (pmd.TxChains)
+	idx    int        // the interface's index in the engine
 }
 
-// Counters are an interface's packet counts, written by the engine's goroutine and
-// read by the metrics endpoint.
+// Counters are one worker's counts for an interface: written by that worker only,
+// read by the metrics endpoint. Each worker's sit on their own cache lines.
 type Counters struct {
 	RxPackets, RxBytes, TxPackets, TxBytes atomic.Uint64
 	Drops                                  [NumReasons]atomic.Uint64
 	// ICMPSent counts the ICMP errors (too big) sent back out of the interface.
 	ICMPSent atomic.Uint64
+	_        [64]byte
+}
+
+// Totals are an interface's counts summed over the workers.
+type Totals struct {
+	RxPackets, RxBytes, TxPackets, TxBytes uint64
+	Drops                                  [NumReasons]uint64
+	ICMPSent                               uint64
+}
+
+// Stats returns the interface's counts, summed over the workers; any goroutine may
+// call it.
+func (in *Iface) Stats() Totals {
+	var t Totals
+	for i := range in.stats {
+		c := &in.stats[i]
+		t.RxPackets += c.RxPackets.Load()
+		t.RxBytes += c.RxBytes.Load()
+		t.TxPackets += c.TxPackets.Load()
+		t.TxBytes += c.TxBytes.Load()
+		t.ICMPSent += c.ICMPSent.Load()
+		for r := range c.Drops {
+			t.Drops[r] += c.Drops[r].Load()
+		}
+	}
+	return t
 }
 
 // Tables are what the control plane publishes to the engine as one unit.
@@ -103,18 +129,37 @@ type Tables struct {
 	UnknownToHost bool
 }
 
-// Engine forwards between its interfaces. Poll belongs to one goroutine; Publish may
-// be called from another at any time (the next burst sees the new tables).
+// Engine forwards between its interfaces on one or more workers. It deals the
+// interfaces' queues out to its workers, as DPDK applications deal NIC queues to
+// lcores: each queue is polled by one worker, which also transmits on it. A worker
+// sends to an interface on a queue it owns when it has one; otherwise it hands the
+// packets over a single-producer ring to the worker that owns one of the interface's
+// queues, which transmits them (the Contrail vRouter does the same for interfaces with
+// fewer queues than forwarding cores). Publish may be called from any goroutine at
+// any time: each worker's next burst sees the new tables.
 type Engine struct {
 	pool      *pmd.Pool
-	cache     *pmd.Cache
 	ifaces    []*Iface
+	workers   []*Worker
 	uplink    int // index of the uplink
 	exception int // index of the exception TAP, -1 if none
 	routerMAC [6]byte
 	hostMAC   [6]byte // where exception-path frames go: the TAP's host MAC
-	decap     *encap.Decapper
 	tables    atomic.Pointer[Tables]
+}
+
+// Worker is one forwarding goroutine's part of the engine: the queues it polls, its
+// frame cache, its output batches and its decapsulator. Its Poll belongs to one
+// goroutine at a time.
+type Worker struct {
+	e     *Engine
+	pool  *pmd.Pool // e.pool
+	id    int
+	cache *pmd.Cache
+	decap *encap.Decapper
+	rx    []rxQueue
+	out   []outQueue // per interface
+	icmp  []icmpBucket
 
 	polls uint32 // Poll calls, for the exception path's slower polling
 	in    pmd.Batch
@@ -130,31 +175,107 @@ type Engine struct {
 	segBytes int
 }
 
+// rxQueue is a queue a worker owns: it polls it, and transmits on it what it and the
+// other workers (through handoff) send there.
+type rxQueue struct {
+	iface   *Iface
+	queue   int
+	port    pmd.Port
+	handoff []*pmd.Ring[pmd.Pkt] // one from each worker that sends here without a queue of its own
+}
+
+// outQueue is where a worker's packets for one interface go: a batch, sent to the
+// first ready target (pmd.TxReady), or to the first target when none is.
+type outQueue struct {
+	b       pmd.Batch
+	targets []txTarget
+}
+
+// txTarget is a queue of an interface as one worker reaches it: directly (a queue the
+// worker owns, port) or through a handoff ring to the queue's owner (ring).
+type txTarget struct {
+	queue pmd.Port
+	port  pmd.Port
+	ring  *pmd.Ring[pmd.Pkt]
+}
+
+// handoffSize is the capacity of each handoff ring: four full bursts.
+const handoffSize = 4 * pmd.MaxBurst
+
 // Config builds an Engine.
 type Config struct {
 	Pool      *pmd.Pool
 	Ifaces    []*Iface
 	RouterMAC [6]byte
-	Decapper  *encap.Decapper
+	// Decap configures each worker's decapsulator.
+	Decap encap.DecapOptions
+	// Workers is how many forwarding workers share the queues; 0 means 1.
+	Workers int
 }
 
-// New returns an engine over cfg's interfaces; exactly one must be the Uplink.
+// New returns an engine over cfg's interfaces; exactly one must be the Uplink, and
+// each must have a queue. The queues are dealt to the workers round robin in the
+// order of the interfaces (the uplink's first queue to worker 0, its second to worker
+// 1, and so on, the pods' after them), so that the uplink's queues spread over the
+// workers. Each port gets the cache of the worker that polls it (pmd.ShareCache): a
+// frame one port transmits is the next another receives into.
 func New(cfg Config) *Engine {
-	e := &Engine{pool: cfg.Pool, cache: cfg.Pool.NewCache(512), ifaces: cfg.Ifaces, uplink: -1, exception: -1,
-		routerMAC: cfg.RouterMAC, decap: cfg.Decapper}
+	nw := max(cfg.Workers, 1)
+	e := &Engine{pool: cfg.Pool, ifaces: cfg.Ifaces, uplink: -1, exception: -1, routerMAC: cfg.RouterMAC}
+	for i := 0; i < nw; i++ {
+		e.workers = append(e.workers, &Worker{e: e, pool: cfg.Pool, id: i, cache: cfg.Pool.NewCache(512),
+			decap: encap.NewDecapper(cfg.Decap), out: make([]outQueue, len(cfg.Ifaces)),
+			icmp: make([]icmpBucket, len(cfg.Ifaces))})
+	}
+	next := 0
+	owner := make([][]int, len(cfg.Ifaces)) // owner[i][q]: the worker of queue q
 	for i, in := range cfg.Ifaces {
-		// Poll drives every port from one goroutine, so they all share its cache:
-		// a frame one port transmits is the next another receives into. A port of
-		// another pool (ErrForeignCache) keeps its own caches.
-		_ = pmd.ShareCache(e.cache, in.Port)
-		in.chains = pmd.TxChains(in.Port)
 		in.idx = i
+		in.stats = make([]Counters, nw)
+		in.chains = true
 		switch in.Kind {
 		case Uplink:
 			e.uplink = i
 		case Exception:
 			e.exception = i
 			e.hostMAC = in.MAC
+		}
+		for q, p := range in.Queues {
+			w := e.workers[next%nw]
+			next++
+			// A port of another pool (ErrForeignCache) keeps its own caches.
+			_ = pmd.ShareCache(w.cache, p)
+			in.chains = in.chains && pmd.TxChains(p)
+			w.rx = append(w.rx, rxQueue{iface: in, queue: q, port: p})
+			owner[i] = append(owner[i], w.id)
+		}
+	}
+	// Each worker sends to an interface on its own queues of it first; then, and
+	// when those are not ready, through a handoff ring to the owner of another,
+	// starting at queue (worker id mod queues) so that workers spread over them.
+	for i, in := range cfg.Ifaces {
+		nq := len(in.Queues)
+		for _, w := range e.workers {
+			o := &w.out[i]
+			for q, p := range in.Queues {
+				if owner[i][q] == w.id {
+					o.targets = append(o.targets, txTarget{queue: p, port: p})
+				}
+			}
+			for k := 0; k < nq; k++ {
+				q := (w.id + k) % nq
+				if owner[i][q] == w.id {
+					continue
+				}
+				r, _ := pmd.NewRing[pmd.Pkt](handoffSize, pmd.RingSPSC)
+				o.targets = append(o.targets, txTarget{queue: in.Queues[q], ring: r})
+				ow := e.workers[owner[i][q]]
+				for k := range ow.rx {
+					if ow.rx[k].iface == in && ow.rx[k].queue == q {
+						ow.rx[k].handoff = append(ow.rx[k].handoff, r)
+					}
+				}
+			}
 		}
 	}
 	return e
@@ -166,13 +287,45 @@ func (e *Engine) Publish(t *Tables) { e.tables.Store(t) }
 // Ifaces returns the engine's interfaces.
 func (e *Engine) Ifaces() []*Iface { return e.ifaces }
 
-// Close returns the engine's cached frames to the pool; call it after the last Poll.
-func (e *Engine) Close() {
-	for _, in := range e.ifaces {
-		e.cache.Free(in.out.Pkts())
-		in.out.Reset()
+// Workers returns the engine's workers; run each one's Poll on its own goroutine.
+func (e *Engine) Workers() []*Worker { return e.workers }
+
+// Poll runs every worker's Poll in turn on the calling goroutine (for a single
+// forwarding goroutine, and tests) and returns how many packets they received.
+func (e *Engine) Poll() int {
+	n := 0
+	for _, w := range e.workers {
+		n += w.Poll()
 	}
-	e.cache.Flush()
+	return n
+}
+
+// Close returns the engine's frames to the pool: what waits in batches and handoff
+// rings, and the workers' caches. Call it after the last Poll of every worker.
+func (e *Engine) Close() {
+	for _, w := range e.workers {
+		for i := range w.out {
+			o := &w.out[i]
+			w.cache.Free(o.b.Pkts())
+			o.b.Reset()
+			for _, t := range o.targets {
+				for r := t.ring; r != nil && r.Len() > 0; o.b.Reset() {
+					o.b.Grow(r.Dequeue(o.b.Room()))
+					w.cache.Free(o.b.Pkts())
+				}
+			}
+		}
+		w.cache.Flush()
+	}
+}
+
+// Queues names the queues the worker polls, as interface/queue.
+func (w *Worker) Queues() []string {
+	var s []string
+	for _, q := range w.rx {
+		s = append(s, q.iface.Name+"/"+strconv.Itoa(q.queue))
+	}
+	return s
 }
 
 // exceptionEvery is how often Poll looks at the exception TAP: every that many calls.
@@ -181,23 +334,27 @@ func (e *Engine) Close() {
 // microseconds under load).
 const exceptionEvery = 16
 
-// Poll receives a burst from every interface, forwards it and transmits what is
-// queued. It returns how many packets it received.
-func (e *Engine) Poll() int {
-	t := e.tables.Load()
+// Poll receives a burst from every queue the worker owns, forwards it, transmits
+// what is queued and what other workers handed over. It returns how many packets it
+// received.
+func (w *Worker) Poll() int {
+	t := w.e.tables.Load()
 	total := 0
-	e.polls++
-	for i, in := range e.ifaces {
-		if in.Kind == Exception && e.polls%exceptionEvery != 1 {
+	w.polls++
+	for qi := range w.rx {
+		q := &w.rx[qi]
+		in := q.iface
+		if in.Kind == Exception && w.polls%exceptionEvery != 1 {
 			continue
 		}
-		e.in.Reset()
-		n := e.in.Rx(in.Port)
+		w.in.Reset()
+		n := w.in.Rx(q.port)
 		if n == 0 {
 			continue
 		}
-		pkts := e.in.Pkts()
-		in.Stats.RxBytes.Add(uint64(pmd.Bytes(pkts)))
+		pkts := w.in.Pkts()
+		st := &in.stats[w.id]
+		st.RxBytes.Add(uint64(pmd.Bytes(pkts)))
 		np := 0 // packets, a chain counting once
 		for j := 0; j < len(pkts); j++ {
 			pk := &pkts[j]
@@ -208,271 +365,331 @@ func (e *Engine) Poll() int {
 				for k < len(pkts)-1 && pkts[k].Flags&pmd.PktMore != 0 {
 					k++
 				}
-				e.seg, e.segBytes = pkts[j:k+1], pmd.Bytes(pkts[j+1:k+1])
+				w.seg, w.segBytes = pkts[j:k+1], pmd.Bytes(pkts[j+1:k+1])
 				if pkts[k].Flags&pmd.PktMore != 0 {
-					e.drop(in, pk, DropMalformed)
-					e.seg, e.segBytes = nil, 0
+					w.drop(in, pk, DropMalformed)
+					w.seg, w.segBytes = nil, 0
 					break
 				}
 				j = k
 			}
 			switch {
 			case t == nil:
-				e.drop(in, pk, DropNoRoute)
+				w.drop(in, pk, DropNoRoute)
 			case in.Kind == Uplink:
-				e.fromUplink(t, in, pk)
+				w.fromUplink(t, in, pk)
 			default:
-				e.fromLocal(t, i, in, pk)
+				w.fromLocal(t, in, pk)
 			}
-			e.seg, e.segBytes = nil, 0
+			w.seg, w.segBytes = nil, 0
 		}
 		total += np
-		in.Stats.RxPackets.Add(uint64(np))
+		st.RxPackets.Add(uint64(np))
 	}
-	e.flush()
+	w.flush()
+	w.takeHandoffs()
 	return total
 }
 
 // drop frees pk's frame (and the rest of its chain) and counts why on in.
-func (e *Engine) drop(in *Iface, pk *pmd.Pkt, why Reason) {
-	in.Stats.Drops[why].Add(1)
-	if e.seg != nil {
-		e.cache.Free(e.seg)
+func (w *Worker) drop(in *Iface, pk *pmd.Pkt, why Reason) {
+	in.stats[w.id].Drops[why].Add(1)
+	if w.seg != nil {
+		w.cache.Free(w.seg)
 		return
 	}
-	e.one[0] = pk.Frame
-	e.cache.Put(e.one[:])
+	w.one[0] = pk.Frame
+	w.cache.Put(w.one[:])
 }
 
 // queue puts pk (and the rest of its chain) on output interface o, flushing it first
 // when its batch is full. A chain for a port that cannot send one is dropped and
 // counted on in.
-func (e *Engine) queue(in *Iface, o int, pk *pmd.Pkt) {
-	out := e.ifaces[o]
-	if e.seg != nil {
-		if !out.chains {
-			e.drop(in, pk, DropTooBig)
+func (w *Worker) queue(in *Iface, o int, pk *pmd.Pkt) {
+	out := &w.out[o]
+	if w.seg != nil {
+		if !w.e.ifaces[o].chains {
+			w.drop(in, pk, DropTooBig)
 			return
 		}
-		if out.out.Len()+len(e.seg) > pmd.MaxBurst {
-			e.flushOne(out)
+		if out.b.Len()+len(w.seg) > pmd.MaxBurst {
+			w.flushOne(o)
 		}
-		out.out.Push(*pk)
-		for _, s := range e.seg[1:] {
-			out.out.Push(s)
+		out.b.Push(*pk)
+		for _, s := range w.seg[1:] {
+			out.b.Push(s)
 		}
 		return
 	}
-	if out.out.Len() == pmd.MaxBurst {
-		e.flushOne(out)
+	if out.b.Len() == pmd.MaxBurst {
+		w.flushOne(o)
 	}
-	out.out.Push(*pk)
+	out.b.Push(*pk)
 }
 
-func (e *Engine) flush() {
-	for _, o := range e.ifaces {
-		if o.out.Len() > 0 {
-			e.flushOne(o)
+func (w *Worker) flush() {
+	for i := range w.out {
+		if w.out[i].b.Len() > 0 {
+			w.flushOne(i)
 		}
 	}
 }
 
-func (e *Engine) flushOne(o *Iface) {
-	bytes := pmd.Bytes(o.out.Pkts())
-	sent := pmd.PacketCount(o.out.Pkts())
-	o.out.Tx(o.Port)
+// flushOne sends interface o's batch on the worker's queue of it, or hands it to the
+// owner of another queue: the first of its targets that is ready.
+func (w *Worker) flushOne(o int) {
+	out := &w.out[o]
+	t := &out.targets[0]
+	for i := range out.targets {
+		if pmd.TxReady(out.targets[i].queue) {
+			t = &out.targets[i]
+			break
+		}
+	}
+	if t.port != nil {
+		w.transmit(w.e.ifaces[o], t.port, &out.b)
+		return
+	}
+	// Whole chains only: the owner must never see part of one.
+	pkts := out.b.Pkts()
+	if !t.ring.EnqueueBulk(pkts) {
+		i := 0
+		for i < len(pkts) {
+			j := i
+			for j < len(pkts)-1 && pkts[j].Flags&pmd.PktMore != 0 {
+				j++
+			}
+			if !t.ring.EnqueueBulk(pkts[i : j+1]) {
+				break
+			}
+			i = j + 1
+		}
+		if left := pkts[i:]; len(left) > 0 {
+			w.e.ifaces[o].stats[w.id].Drops[DropHandoffFull].Add(uint64(pmd.PacketCount(left)))
+			w.cache.Free(left)
+		}
+	}
+	out.b.Reset()
+}
+
+// transmit sends b on port, a queue of o that the worker owns, and empties b.
+func (w *Worker) transmit(o *Iface, port pmd.Port, b *pmd.Batch) {
+	bytes := pmd.Bytes(b.Pkts())
+	sent := pmd.PacketCount(b.Pkts())
+	b.Tx(port)
 	// A full TX ring drains as the port kicks and reaps completions: try again a few
 	// times before dropping what is left.
-	for try := 0; try < 4 && o.out.Len() > 0; try++ {
-		o.out.Tx(o.Port)
+	for try := 0; try < 4 && b.Len() > 0; try++ {
+		b.Tx(port)
 	}
-	if o.out.Len() > 0 {
-		left := pmd.PacketCount(o.out.Pkts())
+	st := &o.stats[w.id]
+	if b.Len() > 0 {
+		left := pmd.PacketCount(b.Pkts())
 		sent -= left
-		bytes -= pmd.Bytes(o.out.Pkts())
-		o.Stats.Drops[DropTxFull].Add(uint64(left))
-		e.cache.Free(o.out.Pkts())
-		o.out.Reset()
+		bytes -= pmd.Bytes(b.Pkts())
+		st.Drops[DropTxFull].Add(uint64(left))
+		w.cache.Free(b.Pkts())
+		b.Reset()
 	}
-	o.Stats.TxPackets.Add(uint64(sent))
-	o.Stats.TxBytes.Add(uint64(bytes))
+	st.TxPackets.Add(uint64(sent))
+	st.TxBytes.Add(uint64(bytes))
+}
+
+// takeHandoffs transmits what other workers handed over for the worker's queues.
+func (w *Worker) takeHandoffs() {
+	b := &w.in
+	for qi := range w.rx {
+		q := &w.rx[qi]
+		for _, r := range q.handoff {
+			for r.Len() > 0 {
+				b.Reset()
+				// Leave room to complete a chain cut by the burst's end: producers
+				// enqueue whole chains, so its rest is there.
+				b.Grow(r.Dequeue(b.Room()[:pmd.MaxBurst/2]))
+				for b.Len() < pmd.MaxBurst && b.Pkts()[b.Len()-1].Flags&pmd.PktMore != 0 {
+					b.Grow(r.Dequeue(b.Room()[:1]))
+				}
+				w.transmit(q.iface, q.port, b)
+			}
+		}
+	}
 }
 
 // fromLocal handles a frame from a pod or from the host's TAP.
-func (e *Engine) fromLocal(t *Tables, idx int, in *Iface, pk *pmd.Pkt) {
-	d := e.pool.Data(pk)
+func (w *Worker) fromLocal(t *Tables, in *Iface, pk *pmd.Pkt) {
+	d := w.pool.Data(pk)
 	if len(d) < 14 {
-		e.drop(in, pk, DropMalformed)
+		w.drop(in, pk, DropMalformed)
 		return
 	}
 	if in.Kind == Pod && [6]byte(d[6:12]) != in.MAC {
-		e.drop(in, pk, DropSpoofMAC)
+		w.drop(in, pk, DropSpoofMAC)
 		return
 	}
-	h := &e.hdr
-	if !parse(d, len(d)+e.segBytes, h) {
+	h := &w.hdr
+	if !parse(d, len(d)+w.segBytes, h) {
 		if len(d) >= 14 {
 			if et := binary.BigEndian.Uint16(d[12:]); et != etherIPv4 && et != etherIPv6 && et != etherARP {
-				e.drop(in, pk, DropEthertype)
+				w.drop(in, pk, DropEthertype)
 				return
 			}
 		}
-		e.drop(in, pk, DropMalformed)
+		w.drop(in, pk, DropMalformed)
 		return
 	}
 	switch h.ethertype {
 	case etherARP:
-		e.answerARP(t, idx, in, pk, d)
+		w.answerARP(t, in, pk, d)
 		return
 	case etherIPv4:
 		if h.dst4>>28 == 0xe || h.dst4 == 0xffffffff {
-			e.drop(in, pk, DropARP) // multicast and broadcast control traffic (IGMP, DHCP)
+			w.drop(in, pk, DropARP) // multicast and broadcast control traffic (IGMP, DHCP)
 			return
 		}
 		if in.Kind == Pod && !has4(in.IP4, h.src4) {
-			e.drop(in, pk, DropSpoofIP)
+			w.drop(in, pk, DropSpoofIP)
 			return
 		}
 		if in.Kind == Pod && has4(in.Gw4, h.dst4) {
-			e.toHost(in, pk, d)
+			w.toHost(in, pk, d)
 			return
 		}
 		if !decTTL4(d[14:]) {
-			e.drop(in, pk, DropTTLExpired)
+			w.drop(in, pk, DropTTLExpired)
 			return
 		}
-		e.forward(t, in, pk, t.Routes.Lookup4(in.VRF, h.dst4), false)
+		w.forward(t, in, pk, t.Routes.Lookup4(in.VRF, h.dst4), false)
 	case etherIPv6:
 		if h.proto == 58 && h.l4 < len(d) && d[h.l4] == 135 { // neighbour solicitation
-			e.answerNS(t, idx, in, pk)
+			w.answerNS(t, in, pk)
 			return
 		}
 		if h.dst6[0] == 0xff {
-			e.drop(in, pk, DropARP) // multicast control traffic (MLD, router solicitations)
+			w.drop(in, pk, DropARP) // multicast control traffic (MLD, router solicitations)
 			return
 		}
 		if in.Kind == Pod && !has6(in.IP6, &h.src6) {
-			e.drop(in, pk, DropSpoofIP)
+			w.drop(in, pk, DropSpoofIP)
 			return
 		}
 		if in.Kind == Pod && has6(in.Gw6, &h.dst6) {
-			e.toHost(in, pk, d)
+			w.toHost(in, pk, d)
 			return
 		}
 		if !decHopLimit6(d[14:]) {
-			e.drop(in, pk, DropTTLExpired)
+			w.drop(in, pk, DropTTLExpired)
 			return
 		}
-		e.forward(t, in, pk, t.Routes.Lookup6(in.VRF, &h.dst6), false)
+		w.forward(t, in, pk, t.Routes.Lookup6(in.VRF, &h.dst6), false)
 	}
 }
 
 // toHost sends a pod's frame addressed to its gateway to the host's TAP.
-func (e *Engine) toHost(in *Iface, pk *pmd.Pkt, d []byte) {
-	if e.exception < 0 {
-		e.drop(in, pk, DropNoException)
+func (w *Worker) toHost(in *Iface, pk *pmd.Pkt, d []byte) {
+	if w.e.exception < 0 {
+		w.drop(in, pk, DropNoException)
 		return
 	}
-	copy(d[0:6], e.hostMAC[:])
-	copy(d[6:12], e.routerMAC[:])
-	e.queue(in, e.exception, pk)
+	copy(d[0:6], w.e.hostMAC[:])
+	copy(d[6:12], w.e.routerMAC[:])
+	w.queue(in, w.e.exception, pk)
 }
 
 // forward sends pk (an Ethernet frame whose IP header follows at 14) where nh says.
 // fromTunnel marks frames that arrived through a tunnel: they never go back into one.
-func (e *Engine) forward(t *Tables, in *Iface, pk *pmd.Pkt, id route.NextHopID, fromTunnel bool) {
+func (w *Worker) forward(t *Tables, in *Iface, pk *pmd.Pkt, id route.NextHopID, fromTunnel bool) {
 	for hops := 0; hops < 2; hops++ { // an ECMP group resolves to a member once
 		if id == route.NoRoute {
-			if t.UnknownToHost && e.exception >= 0 {
-				e.toHost(in, pk, e.pool.Data(pk))
+			if t.UnknownToHost && w.e.exception >= 0 {
+				w.toHost(in, pk, w.pool.Data(pk))
 				return
 			}
-			e.drop(in, pk, DropNoRoute)
+			w.drop(in, pk, DropNoRoute)
 			return
 		}
 		nh := t.Routes.NextHop(id)
 		if nh == nil {
-			e.drop(in, pk, DropNoRoute)
+			w.drop(in, pk, DropNoRoute)
 			return
 		}
 		switch nh.Kind {
 		case route.KindDiscard:
-			e.drop(in, pk, DropDiscard)
+			w.drop(in, pk, DropDiscard)
 			return
 		case route.KindReceive:
-			e.toHost(in, pk, e.pool.Data(pk))
+			w.toHost(in, pk, w.pool.Data(pk))
 			return
 		case route.KindLocal:
-			d := e.pool.Data(pk)
+			d := w.pool.Data(pk)
 			copy(d[0:6], nh.MAC[:])
-			copy(d[6:12], e.routerMAC[:])
-			e.queue(in, int(nh.Port), pk)
+			copy(d[6:12], w.e.routerMAC[:])
+			w.queue(in, int(nh.Port), pk)
 			return
 		case route.KindECMP:
 			if pk.Flags&pmd.PktHashValid == 0 {
-				pk.Hash = encap.FlowHash(e.pool.Data(pk), true, encap.HashOptions{})
+				pk.Hash = encap.FlowHash(w.pool.Data(pk), true, encap.HashOptions{})
 				pk.Flags |= pmd.PktHashValid
 			}
 			id = nh.Select(pk.Hash)
 			continue
 		case route.KindTunnel:
 			if fromTunnel {
-				e.drop(in, pk, DropHairpin)
+				w.drop(in, pk, DropHairpin)
 				return
 			}
-			if int(id) >= len(t.Tunnels) || t.Tunnels[id] == nil || e.uplink < 0 {
-				e.drop(in, pk, DropNoRoute)
+			if int(id) >= len(t.Tunnels) || t.Tunnels[id] == nil || w.e.uplink < 0 {
+				w.drop(in, pk, DropNoRoute)
 				return
 			}
 			tun := t.Tunnels[id]
 			if tun.Type() == encap.VXLAN {
 				// The inner frame goes from our router MAC to the remote's.
-				d := e.pool.Data(pk)
-				copy(d[0:6], e.routerMAC[:])
-				copy(d[6:12], e.routerMAC[:])
+				d := w.pool.Data(pk)
+				copy(d[0:6], w.e.routerMAC[:])
+				copy(d[6:12], w.e.routerMAC[:])
 			} else {
 				pk.Adj(14) // MPLS L3 VPN and GRE carry the IP packet
 			}
 			var err error
-			if e.seg != nil {
-				err = tun.EncapChain(e.pool, e.seg)
+			if w.seg != nil {
+				err = tun.EncapChain(w.pool, w.seg)
 			} else {
-				err = tun.Encap(e.pool, pk)
+				err = tun.Encap(w.pool, pk)
 			}
 			if err == encap.ErrMTU {
 				// Tell the pod the path MTU: the payload's, less the inner
 				// Ethernet header VXLAN carries.
-				d, mtu := e.pool.Data(pk), tun.PayloadMTU()
+				d, mtu := w.pool.Data(pk), tun.PayloadMTU()
 				if tun.Type() == encap.VXLAN {
 					d, mtu = d[14:], mtu-14
 				}
-				e.tooBig(in, pk, d, mtu)
+				w.tooBig(in, pk, d, mtu)
 				return
 			}
 			if err != nil {
-				e.drop(in, pk, DropEncap)
+				w.drop(in, pk, DropEncap)
 				return
 			}
-			e.queue(in, e.uplink, pk)
+			w.queue(in, w.e.uplink, pk)
 			return
 		}
-		e.drop(in, pk, DropNoRoute)
+		w.drop(in, pk, DropNoRoute)
 		return
 	}
-	e.drop(in, pk, DropNoRoute)
+	w.drop(in, pk, DropNoRoute)
 }
 
 // fromUplink decapsulates a tunnel frame and forwards its inner packet.
-func (e *Engine) fromUplink(t *Tables, in *Iface, pk *pmd.Pkt) {
-	r := &e.res
+func (w *Worker) fromUplink(t *Tables, in *Iface, pk *pmd.Pkt) {
+	r := &w.res
 	var why encap.Reason
-	if e.seg != nil {
-		why = e.decap.DecapChain(e.pool, e.seg, r)
+	if w.seg != nil {
+		why = w.decap.DecapChain(w.pool, w.seg, r)
 	} else {
-		why = e.decap.Decap(e.pool, pk, r)
+		why = w.decap.Decap(w.pool, pk, r)
 	}
 	if why != encap.OK {
-		e.drop(in, pk, DropDecap)
+		w.drop(in, pk, DropDecap)
 		return
 	}
 	var vrf uint32
@@ -484,7 +701,7 @@ func (e *Engine) fromUplink(t *Tables, in *Iface, pk *pmd.Pkt) {
 		vrf, ok = t.Labels[r.Label()]
 	}
 	if !ok {
-		e.drop(in, pk, DropUnknownID)
+		w.drop(in, pk, DropUnknownID)
 		return
 	}
 	if r.Type != encap.VXLAN {
@@ -493,69 +710,69 @@ func (e *Engine) fromUplink(t *Tables, in *Iface, pk *pmd.Pkt) {
 		if r.InnerIPVersion == 6 {
 			et = etherIPv6
 		} else if r.InnerIPVersion != 4 {
-			e.drop(in, pk, DropMalformed)
+			w.drop(in, pk, DropMalformed)
 			return
 		}
 		if !pk.Prepend(14) {
-			e.drop(in, pk, DropMalformed)
+			w.drop(in, pk, DropMalformed)
 			return
 		}
-		binary.BigEndian.PutUint16(e.pool.Data(pk)[12:], et)
+		binary.BigEndian.PutUint16(w.pool.Data(pk)[12:], et)
 	}
-	d := e.pool.Data(pk)
-	h := &e.hdr
-	if !parse(d, len(d)+e.segBytes, h) || h.ethertype == etherARP {
-		e.drop(in, pk, DropMalformed)
+	d := w.pool.Data(pk)
+	h := &w.hdr
+	if !parse(d, len(d)+w.segBytes, h) || h.ethertype == etherARP {
+		w.drop(in, pk, DropMalformed)
 		return
 	}
 	if h.ethertype == etherIPv4 {
 		if !decTTL4(d[14:]) {
-			e.drop(in, pk, DropTTLExpired)
+			w.drop(in, pk, DropTTLExpired)
 			return
 		}
-		e.forward(t, in, pk, t.Routes.Lookup4(vrf, h.dst4), true)
+		w.forward(t, in, pk, t.Routes.Lookup4(vrf, h.dst4), true)
 		return
 	}
 	if !decHopLimit6(d[14:]) {
-		e.drop(in, pk, DropTTLExpired)
+		w.drop(in, pk, DropTTLExpired)
 		return
 	}
-	e.forward(t, in, pk, t.Routes.Lookup6(vrf, &h.dst6), true)
+	w.forward(t, in, pk, t.Routes.Lookup6(vrf, &h.dst6), true)
 }
 
 // answerARP replies to ARP requests for the VRF's gateways and pods.
-func (e *Engine) answerARP(t *Tables, idx int, in *Iface, pk *pmd.Pkt, d []byte) {
+func (w *Worker) answerARP(t *Tables, in *Iface, pk *pmd.Pkt, d []byte) {
 	resp := t.Responders[in.VRF]
-	if e.seg != nil {
-		e.drop(in, pk, DropMalformed) // no ARP message fills a jumbo frame
+	if w.seg != nil {
+		w.drop(in, pk, DropMalformed) // no ARP message fills a jumbo frame
 		return
 	}
 	if in.Kind == Pod && !has4(in.IP4, binary.BigEndian.Uint32(d[14+14:])) {
-		e.drop(in, pk, DropSpoofIP) // the sender protocol address must be the pod's
+		w.drop(in, pk, DropSpoofIP) // the sender protocol address must be the pod's
 		return
 	}
 	if resp == nil || resp.AnswerARP(d) != nil {
-		e.drop(in, pk, DropARP)
+		w.drop(in, pk, DropARP)
 		return
 	}
-	e.queue(in, idx, pk)
+	w.queue(in, in.idx, pk)
 }
 
 // answerNS replies to neighbour solicitations for the VRF's gateways and pods.
-func (e *Engine) answerNS(t *Tables, idx int, in *Iface, pk *pmd.Pkt) {
+func (w *Worker) answerNS(t *Tables, in *Iface, pk *pmd.Pkt) {
 	resp := t.Responders[in.VRF]
-	if resp == nil || e.seg != nil {
-		e.drop(in, pk, DropARP)
+	if resp == nil || w.seg != nil {
+		w.drop(in, pk, DropARP)
 		return
 	}
-	full := e.pool.Bytes(pk.Frame)[pk.Off:]
+	full := w.pool.Bytes(pk.Frame)[pk.Off:]
 	reply, err := resp.AnswerNS(full[:pk.Len])
 	if err != nil {
-		e.drop(in, pk, DropARP)
+		w.drop(in, pk, DropARP)
 		return
 	}
 	pk.Len = uint16(len(reply))
-	e.queue(in, idx, pk)
+	w.queue(in, in.idx, pk)
 }
 
 func has4(s []uint32, a uint32) bool {

@@ -61,13 +61,13 @@ func newNodeMTU(t testing.TB, pool *pmd.Pool, i int, encapType string, uplink pm
 	tapA, tapB, _ := pmd.NewRingPair(pmd.RingPairOptions{Pool: pool})
 	t.Cleanup(func() { podA.Close(); podB.Close(); tapA.Close(); tapB.Close() })
 	ifaces := []*Iface{
-		{Name: "ul", Kind: Uplink, Port: uplink},
-		{Name: "pod", Kind: Pod, Port: podA, VRF: VRFID(0), MAC: [6]byte(c.Interfaces[0].HW),
+		{Name: "ul", Kind: Uplink, Queues: []pmd.Port{uplink}},
+		{Name: "pod", Kind: Pod, Queues: []pmd.Port{podA}, VRF: VRFID(0), MAC: [6]byte(c.Interfaces[0].HW),
 			IP4: []uint32{IP4(c.Interfaces[0].Addrs[0])}, Gw4: []uint32{IP4(c.Interfaces[0].Gateways[0])}},
-		{Name: "t", Kind: Exception, Port: tapA, VRF: VRFID(0), MAC: [6]byte{2, 0xee, 0, 0, 0, byte(i)}},
+		{Name: "t", Kind: Exception, Queues: []pmd.Port{tapA}, VRF: VRFID(0), MAC: [6]byte{2, 0xee, 0, 0, 0, byte(i)}},
 	}
 	e := New(Config{Pool: pool, Ifaces: ifaces, RouterMAC: routerMAC,
-		Decapper: encap.NewDecapper(encap.DecapOptions{Local: []netip.Addr{c.Node.Addr}})})
+		Decap: encap.DecapOptions{Local: []netip.Addr{c.Node.Addr}}})
 	tabs, err := Build(c, map[string]int{"pod": 1}, [6]byte{2, 0, 0, 0, 0x50, byte(i)}, routerMAC, mtu)
 	if err != nil {
 		t.Fatal(err)
@@ -180,7 +180,7 @@ func TestPodToPodAcrossNodes(t *testing.T) {
 			if got := recv(pool, c, n1.pod); len(got) != 1 || !bytes.HasSuffix(got[0], []byte("back")) {
 				t.Fatalf("reply: %d frames", len(got))
 			}
-			if n1.eng.ifaces[0].Stats.TxPackets.Load() != 1 || n1.eng.ifaces[0].Stats.RxPackets.Load() != 1 {
+			if n1.eng.ifaces[0].Stats().TxPackets != 1 || n1.eng.ifaces[0].Stats().RxPackets != 1 {
 				t.Fatal("uplink counters")
 			}
 		})
@@ -188,7 +188,7 @@ func TestPodToPodAcrossNodes(t *testing.T) {
 }
 
 func dropped(n *node, iface int, why Reason) uint64 {
-	return n.eng.ifaces[iface].Stats.Drops[why].Load()
+	return n.eng.ifaces[iface].Stats().Drops[why]
 }
 
 func TestPolicy(t *testing.T) {
@@ -347,7 +347,7 @@ func TestJumboChains(t *testing.T) {
 			got, segs := recvChains(pool, c, n2.pod)
 			if len(got) != 1 || segs < 6 {
 				t.Fatalf("pod2 received %d frames in %d segments; drops n1 %v, n2 %v", len(got), segs,
-					n1.eng.ifaces[1].Stats.Drops[DropTooBig].Load(), n2.eng.ifaces[0].Stats.Drops[DropDecap].Load())
+					n1.eng.ifaces[1].Stats().Drops[DropTooBig], n2.eng.ifaces[0].Stats().Drops[DropDecap])
 			}
 			f := got[0]
 			if len(f) != len(frame) || [6]byte(f[0:6]) != [6]byte(p2.HW) || f[14+8] != 62 || string(f[34:]) != string(frame[34:]) {
@@ -358,7 +358,7 @@ func TestJumboChains(t *testing.T) {
 			if ipv4Checksum(ip) != binary.BigEndian.Uint16(f[24:]) {
 				t.Fatal("IPv4 checksum wrong after forwarding")
 			}
-			if n1.eng.ifaces[1].Stats.RxPackets.Load() != 1 || n2.eng.ifaces[1].Stats.TxPackets.Load() != 1 {
+			if n1.eng.ifaces[1].Stats().RxPackets != 1 || n2.eng.ifaces[1].Stats().TxPackets != 1 {
 				t.Fatal("a chain must count as one packet")
 			}
 		})
@@ -416,7 +416,7 @@ func TestJumboZeroAlloc(t *testing.T) {
 		if allocs != 0 {
 			t.Fatalf("%s: %v allocs per jumbo frame through two routers", et, allocs)
 		}
-		if n2.eng.ifaces[1].Stats.TxPackets.Load() == 0 {
+		if n2.eng.ifaces[1].Stats().TxPackets == 0 {
 			t.Fatal("nothing forwarded")
 		}
 	}
@@ -462,7 +462,7 @@ func TestTooBigICMP(t *testing.T) {
 	pump(n1)
 	got, _ := recvChains(pool, c, n1.pod)
 	if len(got) != 1 {
-		t.Fatalf("pod got %d frames, want the ICMP error; too_big %d encap %d icmp %d tx %d", len(got), dropped(n1, 1, DropTooBig), dropped(n1, 1, DropEncap), n1.eng.ifaces[1].Stats.ICMPSent.Load(), n1.eng.ifaces[1].Stats.TxPackets.Load())
+		t.Fatalf("pod got %d frames, want the ICMP error; too_big %d encap %d icmp %d tx %d", len(got), dropped(n1, 1, DropTooBig), dropped(n1, 1, DropEncap), n1.eng.ifaces[1].Stats().ICMPSent, n1.eng.ifaces[1].Stats().TxPackets)
 	}
 	r := got[0]
 	if [6]byte(r[0:6]) != [6]byte(p1.HW) || [6]byte(r[6:12]) != routerMAC || binary.BigEndian.Uint16(r[12:]) != etherIPv4 {
@@ -480,7 +480,7 @@ func TestTooBigICMP(t *testing.T) {
 	if !bytes.Equal(m[8+20:8+28], frame[34:42]) || !bytes.Equal(m[8+12:8+20], frame[26:34]) {
 		t.Fatal("the quote is not the packet's header and first bytes")
 	}
-	if dropped(n1, 1, DropTooBig) != 1 || n1.eng.ifaces[1].Stats.ICMPSent.Load() != 1 {
+	if dropped(n1, 1, DropTooBig) != 1 || n1.eng.ifaces[1].Stats().ICMPSent != 1 {
 		t.Fatal("counters")
 	}
 
@@ -505,7 +505,7 @@ func TestTooBigICMP(t *testing.T) {
 	binary.BigEndian.PutUint16(frame[24:], ipv4Checksum(frame[14:34]))
 	sendChain(t, pool, c, n1.pod, frame, 1500)
 	pump(n1)
-	if got, _ := recvChains(pool, c, n1.pod); len(got) != 1 || n1.eng.ifaces[1].Stats.ICMPSent.Load() != 2 {
+	if got, _ := recvChains(pool, c, n1.pod); len(got) != 1 || n1.eng.ifaces[1].Stats().ICMPSent != 2 {
 		t.Fatalf("after %d unanswered packets: %d frames back", 2*icmpBurst, len(got))
 	}
 }

@@ -22,28 +22,33 @@ const (
 	icmpBurst = 100
 )
 
-// icmpAllowed takes a token from in's bucket.
-func (in *Iface) icmpAllowed() bool {
-	if in.icmpTokens == 0 {
+// icmpBucket is one worker's token bucket for ICMP errors out of one interface.
+type icmpBucket struct {
+	tokens int
+	refill time.Time
+}
+
+// allowed takes a token from the bucket.
+func (b *icmpBucket) allowed() bool {
+	if b.tokens == 0 {
 		now := time.Now()
-		el := now.Sub(in.icmpRefill)
+		el := now.Sub(b.refill)
 		if el >= time.Second {
-			in.icmpTokens, in.icmpRefill = icmpBurst, now
+			b.tokens, b.refill = icmpBurst, now
 		} else {
 			add := int(el * icmpRate / time.Second)
 			if add == 0 {
 				return false
 			}
 			// Keep the fraction of a token not yet earned.
-			in.icmpTokens = min(add, icmpBurst)
-			in.icmpRefill = in.icmpRefill.Add(time.Duration(add) * time.Second / icmpRate)
+			b.tokens = min(add, icmpBurst)
+			b.refill = b.refill.Add(time.Duration(add) * time.Second / icmpRate)
 		}
 	}
-	in.icmpTokens--
+	b.tokens--
 	return true
 }
 
-// sum16 adds b to a ones'-complement accumulator as big-endian 16-bit words.
 func sum16(acc uint32, b []byte) uint32 {
 	for len(b) >= 2 {
 		acc += uint32(binary.BigEndian.Uint16(b))
@@ -164,31 +169,31 @@ func tooBig6(out, ip []byte, podMAC, routerMAC [6]byte, gw *[16]byte, mtu int) i
 
 // tooBig drops pk, a pod's packet too big for its tunnel, and answers it with the
 // ICMP error that reports mtu when one is due. ip is the packet's IP header on.
-func (e *Engine) tooBig(in *Iface, pk *pmd.Pkt, ip []byte, mtu int) {
+func (w *Worker) tooBig(in *Iface, pk *pmd.Pkt, ip []byte, mtu int) {
 	if in.Kind == Pod && len(ip) > 0 {
 		var r [1]pmd.Pkt
-		if e.cache.Alloc(r[:]) == 1 {
-			out := e.pool.Bytes(r[0].Frame)[r[0].Off:]
+		if w.cache.Alloc(r[:]) == 1 {
+			out := w.pool.Bytes(r[0].Frame)[r[0].Off:]
 			n := 0
 			switch {
 			case ip[0]>>4 == 4 && len(in.Gw4) > 0:
-				n = tooBig4(out, ip, in.MAC, e.routerMAC, in.Gw4[0], mtu)
+				n = tooBig4(out, ip, in.MAC, w.e.routerMAC, in.Gw4[0], mtu)
 			case ip[0]>>4 == 6 && len(in.Gw6) > 0:
-				n = tooBig6(out, ip, in.MAC, e.routerMAC, &in.Gw6[0], mtu)
+				n = tooBig6(out, ip, in.MAC, w.e.routerMAC, &in.Gw6[0], mtu)
 			}
 			// The token only when a message is due: packets that get none (no DF,
 			// fragments, errors) must not use up the pod's answers.
-			if n > 0 && in.icmpAllowed() {
+			if n > 0 && w.icmp[in.idx].allowed() {
 				r[0].Len = uint16(n)
-				seg := e.seg
-				e.seg = nil // the reply is one frame, whatever pk is
-				e.queue(in, in.idx, &r[0])
-				e.seg = seg
-				in.Stats.ICMPSent.Add(1)
+				seg := w.seg
+				w.seg = nil // the reply is one frame, whatever pk is
+				w.queue(in, in.idx, &r[0])
+				w.seg = seg
+				in.stats[w.id].ICMPSent.Add(1)
 			} else {
-				e.cache.Free(r[:])
+				w.cache.Free(r[:])
 			}
 		}
 	}
-	e.drop(in, pk, DropTooBig)
+	w.drop(in, pk, DropTooBig)
 }
