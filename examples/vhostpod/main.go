@@ -3,7 +3,7 @@
 // virtio-user does, and bridges that port to a TAP device in its own network
 // namespace, so the pod's kernel stack (ping, iperf3) talks through vhost-user.
 //
-//	vhostpod -socket /run/vrouter/pod.sock [-listen] -tap eth0
+//	vhostpod -socket /run/vrouter/pod.sock [-listen] -tap eth0 [-queues N]
 package main
 
 import (
@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dpkit/dpkit/encap"
 	"github.com/dpkit/dpkit/pmd"
 	"github.com/dpkit/dpkit/vhost"
 )
@@ -25,21 +26,22 @@ func main() {
 	listen := flag.Bool("listen", false, "own the socket and wait for the back-end (server role, as virtio-user server=1)")
 	tapName := flag.String("tap", "eth0", "TAP device to create in this namespace")
 	split := flag.Bool("split", false, "use split rings instead of packed")
+	queues := flag.Int("queues", 1, "queue pairs to set up (the back-end must offer as many); packets from the TAP spread over them by flow hash")
 	flag.Parse()
-	if *sock == "" {
-		fmt.Fprintln(os.Stderr, "usage: vhostpod -socket PATH [-listen] [-tap NAME] [-split]")
+	if *sock == "" || *queues < 1 || *queues > pmd.MaxVirtioQueuePairs || flag.NArg() > 0 {
+		fmt.Fprintln(os.Stderr, "usage: vhostpod -socket PATH [-listen] [-tap NAME] [-split] [-queues N]")
 		os.Exit(2)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("pod", *tapName)
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
-	if err := run(ctx, log, *sock, *listen, *tapName, *split); err != nil {
+	if err := run(ctx, log, *sock, *listen, *tapName, *split, *queues); err != nil {
 		log.Error("vhostpod", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, log *slog.Logger, sock string, listen bool, tapName string, split bool) error {
+func run(ctx context.Context, log *slog.Logger, sock string, listen bool, tapName string, split bool, queues int) error {
 	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 4096, Shared: true, Name: "vhostpod", Logger: log})
 	if err != nil {
 		return err
@@ -55,31 +57,65 @@ func run(ctx context.Context, log *slog.Logger, sock string, listen bool, tapNam
 		disable = vhost.FeatureRingPacked
 	}
 	dctx, dcancel := context.WithTimeout(ctx, time.Minute)
-	fe, err := vhost.Dial(dctx, vhost.FrontendOptions{Path: sock, Listen: listen, Pool: pool, DisableFeatures: disable})
+	fe, err := vhost.Dial(dctx, vhost.FrontendOptions{Path: sock, Listen: listen, Pool: pool, DisableFeatures: disable,
+		QueuePairs: queues})
 	dcancel()
 	if err != nil {
 		return err
 	}
 	defer fe.Close()
 	log.Info("attached", "socket", sock, "features", fmt.Sprintf("%#x", fe.Features()))
-	port := fe.Port(0)
+	ports := make([]pmd.Port, queues)
+	for q := range ports {
+		ports[q] = fe.Port(q)
+	}
 	cache := pool.NewCache(0)
 	defer cache.Flush()
-	if err := pmd.ShareCache(cache, port, tap); err != nil { // the worker polls both
+	if err := pmd.ShareCache(cache, append([]pmd.Port{tap}, ports...)...); err != nil { // the worker polls all
 		return err
 	}
 	var b pmd.Batch
-	move := func(from, to pmd.Port) int {
-		n := b.Rx(from)
-		if n > 0 {
-			b.Tx(to)
-			cache.Free(b.Pkts()) // what the other side could not take
-			b.Reset()
-		}
-		return n
+	out := make([]pmd.Batch, queues)
+	send := func(b *pmd.Batch, to pmd.Port) {
+		b.Tx(to)
+		cache.Free(b.Pkts()) // what the other side could not take
+		b.Reset()
 	}
-	w, err := pmd.NewWorker(pmd.WorkerOptions{Name: "pod", Idle: pmd.IdleAdaptive, SpinLoops: 256},
-		func() int { return move(port, tap) + move(tap, port) })
+	poll := func() int {
+		n := 0
+		for _, p := range ports {
+			if k := b.Rx(p); k > 0 {
+				n += k
+				send(&b, tap)
+			}
+		}
+		k := b.Rx(tap)
+		if k == 0 {
+			return n
+		}
+		if queues == 1 {
+			send(&b, ports[0])
+			return n + k
+		}
+		// Spread flows over the queue pairs, as a multi-queue virtio-net driver
+		// picks a transmit queue per flow.
+		q, more := uint32(0), false
+		for _, pk := range b.Pkts() {
+			if !more { // a chain's later segments follow its first
+				q = encap.FlowHash(pool.Data(&pk), true, encap.HashOptions{}) % uint32(queues)
+			}
+			out[q].Push(pk)
+			more = pk.Flags&pmd.PktMore != 0
+		}
+		b.Reset()
+		for q := range out {
+			if out[q].Len() > 0 {
+				send(&out[q], ports[q])
+			}
+		}
+		return n + k
+	}
+	w, err := pmd.NewWorker(pmd.WorkerOptions{Name: "pod", Idle: pmd.IdleAdaptive, SpinLoops: 256}, poll)
 	if err != nil {
 		return err
 	}

@@ -100,6 +100,70 @@ func TestPodToPod(t *testing.T) {
 	}
 }
 
+// TestMultiQueue runs each vRouter with two forwarding workers over a two-queue
+// uplink, and DPDK-style pods with two queue pairs. Pings and parallel TCP streams
+// cross between every kind of pod; both workers of each node forward, traffic uses
+// both uplink queues and both of a pod's queue pairs.
+func TestMultiQueue(t *testing.T) {
+	needE2E(t)
+	vr, pod := binaries(t)
+	top, err := topo.Up(topo.Options{Mode: topo.VRouter, DPDKPods: true, Queues: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer top.Down()
+	k1, k2, d1, d2 := top.Pod(0, "kernel"), top.Pod(1, "kernel"), top.Pod(0, "dpdk"), top.Pod(1, "dpdk")
+	c, err := topo.StartCluster(top, t.TempDir(), vr, pod, "vxlan")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := c.Stop(); err != nil {
+			t.Error(err)
+		}
+	}()
+	for _, p := range [][2]*topo.Pod{{k1, k2}, {k2, k1}, {d1, d2}, {d2, d1}, {k1, d2}, {d1, k2}} {
+		mustReach(t, p[0], p[1])
+	}
+	for _, p := range [][2]*topo.Pod{{d1, d2}, {d2, d1}, {k1, d2}, {d1, k2}} {
+		bps, err := topo.IperfTCPStreams(p[0], p[1], time.Second, 8)
+		if err != nil || bps < 1e6 {
+			t.Errorf("TCP %s -> %s, 8 streams: %.0f bit/s, %v", p[0].NS, p[1].Addr, bps, err)
+		}
+	}
+	for i := 0; i < 2; i++ {
+		for _, s := range []string{
+			`vrouter_worker_packets_total{worker="0"}`, `vrouter_worker_packets_total{worker="1"}`,
+			`vrouter_queue_rx_packets_total{interface="uplink",queue="1"}`,
+			`vrouter_queue_tx_packets_total{interface="uplink",queue="1"}`,
+			fmt.Sprintf(`vrouter_queue_rx_packets_total{interface="%s",queue="1"}`, podName(top, i, "dpdk")),
+		} {
+			if v := metric(t, c, i, s); v == 0 {
+				t.Errorf("node %d: %s is 0", i+1, s)
+			}
+		}
+		// Drops for a full queue or handoff ring are not failures (TCP overruns
+		// the pods on this two-CPU machine); they are logged.
+		for _, in := range []string{"uplink", podName(top, i, "dpdk"), podName(top, i, "kernel")} {
+			for _, why := range []string{"tx_full", "handoff_full"} {
+				if v := metric(t, c, i, fmt.Sprintf(`vrouter_drops_total{interface="%s",reason="%s"}`, in, why)); v != 0 {
+					t.Logf("node %d: %v %s drops on %s", i+1, v, why, in)
+				}
+			}
+		}
+	}
+	if t.Failed() {
+		m, _ := c.Metrics(0)
+		t.Log(m, c.Log("vrouter-n1"), c.Log("vrouter-n2"))
+	}
+}
+
+// podName is the vRouter interface name of node i's pod of a kind.
+func podName(top *topo.Topology, i int, kind string) string {
+	p := top.Pod(i, kind)
+	return filepath.Base(p.NS)[len(top.Prefix)+1:]
+}
+
 // TestJumboFrames runs every pod with an 8950-byte MTU over a 9000-byte underlay:
 // full-size pings (DF set) and TCP cross the vRouters both ways over each
 // encapsulation, between kernel pods (AF_XDP multi-buffer chains) and DPDK-style pods

@@ -36,7 +36,11 @@ func (c *Cluster) Config(i int, encap string, extraRoutes ...string) string {
 	n, peer := c.T.Nodes[i], c.T.Nodes[1-i]
 	var b strings.Builder
 	fmt.Fprintf(&b, "node: {name: n%d, underlay_ip: %s}\n", i+1, n.Underlay)
-	fmt.Fprintf(&b, "uplink: {interface: ul, xdp_mode: auto}\n")
+	fmt.Fprintf(&b, "uplink: {interface: ul, xdp_mode: auto, queues: %d}\n", c.T.Queues)
+	if c.T.Queues > 1 {
+		// One forwarding worker per queue; with more workers than CPUs they share.
+		fmt.Fprintf(&b, "forwarding_cpus: \"0-%d\"\n", c.T.Queues-1)
+	}
 	fmt.Fprintf(&b, "metrics: 127.0.0.1:9470\nlog_level: info\n")
 	fmt.Fprintf(&b, "exception: {tap: vrhost, unknown: drop}\n")
 	fmt.Fprintf(&b, "vrfs:\n  - name: red\n    vni: 100\n    label: 100\n    routes:\n")
@@ -61,7 +65,7 @@ func (c *Cluster) Config(i int, encap string, extraRoutes ...string) string {
 		if p.Kind == "kernel" {
 			fmt.Fprintf(&b, "    type: veth\n    veth: {interface: %s}\n", p.HostIf)
 		} else {
-			fmt.Fprintf(&b, "    type: vhost\n    vhost: {socket: %s, role: client}\n", c.Socket(p))
+			fmt.Fprintf(&b, "    type: vhost\n    vhost: {socket: %s, role: client, queues: %d}\n", c.Socket(p), c.T.Queues)
 		}
 	}
 	fmt.Fprintf(&b, "remotes:\n  - {name: peer, underlay_ip: %s, mac: \"%s\", encap: %s}\n", peer.Underlay, peer.UlMAC, encap)
@@ -185,7 +189,8 @@ func (c *Cluster) StartPod(p *Pod) error {
 		return err
 	}
 	os.Remove(c.Socket(p))
-	cmd := exec.Command("ip", "netns", "exec", p.NS, c.PodBin, "-socket", c.Socket(p), "-listen", "-tap", "eth0")
+	cmd := exec.Command("ip", "netns", "exec", p.NS, c.PodBin, "-socket", c.Socket(p), "-listen", "-tap", "eth0",
+		"-queues", fmt.Sprint(c.T.Queues))
 	cmd.Stdout, cmd.Stderr = lf, lf
 	if err := cmd.Start(); err != nil {
 		return err

@@ -53,6 +53,16 @@ func IperfTCP(from, to *Pod, d time.Duration) (float64, error) {
 
 // IperfTCPTo is IperfTCP to one of to's addresses (its IPv6 one, say).
 func IperfTCPTo(from, to *Pod, addr string, d time.Duration) (float64, error) {
+	return iperfTCP(from, to, addr, d, 1)
+}
+
+// IperfTCPStreams is IperfTCP with that many parallel connections (iperf3 -P); it
+// returns their sum.
+func IperfTCPStreams(from, to *Pod, d time.Duration, streams int) (float64, error) {
+	return iperfTCP(from, to, to.Addr, d, streams)
+}
+
+func iperfTCP(from, to *Pod, addr string, d time.Duration, streams int) (float64, error) {
 	srv := exec.Command("ip", "netns", "exec", to.NS, "iperf3", "-s", "-1", "-p", "5299")
 	if err := srv.Start(); err != nil {
 		return 0, err
@@ -65,7 +75,8 @@ func IperfTCPTo(from, to *Pod, addr string, d time.Duration) (float64, error) {
 	var err error
 	for try := 0; try < 20; try++ { // wait for the server to listen
 		time.Sleep(100 * time.Millisecond)
-		out, err = Exec(from.NS, "iperf3", "-c", addr, "-p", "5299", "-J", "-t", strconv.Itoa(int(d.Seconds())))
+		out, err = Exec(from.NS, "iperf3", "-c", addr, "-p", "5299", "-J", "-t", strconv.Itoa(int(d.Seconds())),
+			"-P", strconv.Itoa(streams))
 		if err == nil {
 			break
 		}

@@ -61,6 +61,7 @@ type Node struct {
 type Topology struct {
 	Mode   Mode
 	PodMTU int
+	Queues int // Options.Queues, at least 1
 	IPv6   bool
 	Prefix string
 	Nodes  [2]*Node
@@ -81,6 +82,11 @@ type Options struct {
 	PodOffloads bool
 	// IPv6 gives every pod an IPv6 address and gateway too (VRouter mode).
 	IPv6 bool
+	// Queues above 1 make the topology multi-queue: the underlay veth gets that many
+	// queues each way (a vRouter transmitting on its uplink's queue q reaches the
+	// peer's queue q), and in VRouter mode each vRouter opens them all and runs that
+	// many forwarding workers, and DPDK-style pods attach with that many queue pairs.
+	Queues int
 }
 
 func run(args ...string) (string, error) {
@@ -120,7 +126,7 @@ func Up(opts Options) (t *Topology, err error) {
 	}
 	var b [3]byte
 	rand.Read(b[:])
-	t = &Topology{Mode: opts.Mode, PodMTU: opts.PodMTU, IPv6: opts.IPv6 && opts.Mode == VRouter, Prefix: "vr" + hex.EncodeToString(b[:])}
+	t = &Topology{Mode: opts.Mode, PodMTU: opts.PodMTU, IPv6: opts.IPv6 && opts.Mode == VRouter, Queues: max(opts.Queues, 1), Prefix: "vr" + hex.EncodeToString(b[:])}
 	defer func() {
 		if err != nil {
 			t.Down()
@@ -144,8 +150,10 @@ func Up(opts Options) (t *Topology, err error) {
 		// vRouter forwards in userspace.
 	}
 	n1, n2 := t.Nodes[0], t.Nodes[1]
+	uq := fmt.Sprint(max(opts.Queues, 1))
 	if _, err := run("ip", "link", "add", "ul", "netns", n1.NS, "mtu", fmt.Sprint(opts.UnderlayMTU),
-		"type", "veth", "peer", "name", "ul", "netns", n2.NS, "mtu", fmt.Sprint(opts.UnderlayMTU)); err != nil {
+		"numtxqueues", uq, "numrxqueues", uq, "type", "veth", "peer", "name", "ul", "netns", n2.NS,
+		"mtu", fmt.Sprint(opts.UnderlayMTU), "numtxqueues", uq, "numrxqueues", uq); err != nil {
 		return t, err
 	}
 	for _, n := range t.Nodes {
