@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"regexp"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -55,11 +56,28 @@ type Node struct {
 
 // Uplink is the underlay port.
 type Uplink struct {
+	// Interface is the underlay interface, opened with AF_XDP; the kernel keeps it
+	// and all but the overlay traffic. Exactly one of Interface and PCI is set.
 	Interface string `yaml:"interface"`
-	// Queues to open, 0 means 1.
+	// PCI is the address ("0000:00:04.0") of a virtio-net NIC bound to vfio-pci,
+	// driven by dpkit's userspace driver: the vRouter owns the whole NIC, and the
+	// host's own underlay traffic goes through HostTap.
+	PCI string `yaml:"pci"`
+	// Queues to open (AF_XDP sockets, or the NIC's queue pairs), 0 means 1.
 	Queues int `yaml:"queues"`
-	// XDPMode: auto (native, falling back to generic), native, generic.
+	// XDPMode: auto (native, falling back to generic), native, generic (Interface).
 	XDPMode string `yaml:"xdp_mode"`
+	// HostTap (PCI) names a TAP device the vRouter creates for the host kernel, with
+	// the NIC's MAC and MTU, as the Contrail vRouter's vhost0: frames the NIC
+	// receives that are not tunnel traffic for this node (ARP, the host's own IP
+	// traffic) go to it, and what the host sends through it goes out of the NIC.
+	// The host configures its underlay address on it. Empty: such frames are dropped.
+	HostTap string `yaml:"host_tap"`
+	// MTU (PCI) is the NIC's IP MTU; 0 means 1500. The kernel's interface MTU is used
+	// with Interface.
+	MTU int `yaml:"mtu"`
+	// Packed (PCI) drives the NIC with packed virtqueues (the device must offer them).
+	Packed bool `yaml:"packed"`
 	// GatewayMAC, when set, is the destination MAC of every underlay frame; otherwise
 	// each remote's MAC is used.
 	GatewayMAC string `yaml:"gateway_mac"`
@@ -138,9 +156,15 @@ type Remote struct {
 	MAC      string `yaml:"mac"`
 	// Encap: vxlan, mplsoudp or mplsogre.
 	Encap string `yaml:"encap"`
+	// RouterMAC (VXLAN) is the inner destination MAC the remote takes routed frames
+	// on: EVPN's Router's MAC (RFC 9135 §8.1), for a remote that is not a dpkit or
+	// Contrail vRouter (a Linux vxlan device, an EVPN gateway). Empty: the vRouter's
+	// own router MAC, which vRouters share.
+	RouterMAC string `yaml:"router_mac"`
 
-	Addr netip.Addr       `yaml:"-"` // parsed Underlay
-	HW   net.HardwareAddr `yaml:"-"` // parsed MAC
+	Addr  netip.Addr       `yaml:"-"` // parsed Underlay
+	HW    net.HardwareAddr `yaml:"-"` // parsed MAC
+	RtMAC net.HardwareAddr `yaml:"-"` // parsed RouterMAC
 }
 
 func parseMAC(p *problems, field, v string) net.HardwareAddr {
@@ -194,6 +218,9 @@ func Parse(b []byte) (*Config, error) {
 	return &c, nil
 }
 
+// pciAddr is a PCI address in the domain:bus:device.function form sysfs uses.
+var pciAddr = regexp.MustCompile(`^[0-9a-f]{4}:[0-9a-f]{2}:[0-1][0-9a-f]\.[0-7]$`)
+
 type problems []string
 
 func (p *problems) add(field, format string, args ...any) {
@@ -221,16 +248,41 @@ func (c *Config) Validate() error {
 	if c.Uplink.GatewayMAC != "" {
 		c.Uplink.GwMAC = parseMAC(&p, "uplink.gateway_mac", c.Uplink.GatewayMAC)
 	}
-	if c.Uplink.Interface == "" {
-		p.add("uplink.interface", "required")
+	switch ul := &c.Uplink; {
+	case ul.Interface == "" && ul.PCI == "":
+		p.add("uplink.interface", "required (or uplink.pci)")
+	case ul.Interface != "" && ul.PCI != "":
+		p.add("uplink.pci", "set only one of uplink.interface and uplink.pci")
+	case ul.PCI != "":
+		if !pciAddr.MatchString(ul.PCI) {
+			p.add("uplink.pci", "%q is not a PCI address like 0000:00:04.0", ul.PCI)
+		}
+		if ul.MTU == 0 {
+			ul.MTU = 1500
+		}
+		if ul.MTU < 576 || ul.MTU > 9000 {
+			p.add("uplink.mtu", "%d out of range 576..9000", ul.MTU)
+		}
+		if ul.XDPMode != "" {
+			p.add("uplink.xdp_mode", "applies to uplink.interface only")
+		}
+		if ul.HostTap != "" && (len(ul.HostTap) > 15 || strings.ContainsAny(ul.HostTap, "/ %")) {
+			p.add("uplink.host_tap", "%q is not an interface name", ul.HostTap)
+		}
+	default:
+		if ul.HostTap != "" || ul.MTU != 0 || ul.Packed {
+			p.add("uplink.host_tap", "host_tap, mtu and packed apply to uplink.pci only")
+		}
 	}
 	if c.Uplink.Queues < 0 || c.Uplink.Queues > 64 {
 		p.add("uplink.queues", "%d out of range 0..64", c.Uplink.Queues)
 	}
-	if c.Uplink.XDPMode == "" {
-		c.Uplink.XDPMode = "auto"
+	if c.Uplink.Interface != "" {
+		if c.Uplink.XDPMode == "" {
+			c.Uplink.XDPMode = "auto"
+		}
+		oneOf(&p, "uplink.xdp_mode", c.Uplink.XDPMode, "auto", "native", "generic")
 	}
-	oneOf(&p, "uplink.xdp_mode", c.Uplink.XDPMode, "auto", "native", "generic")
 	var err error
 	if c.ForwardingCPUs != "" {
 		if c.FwdCPUs, err = pmd.ParseCPUSet(c.ForwardingCPUs); err != nil {
@@ -289,6 +341,13 @@ func (c *Config) Validate() error {
 			p.add(f+".mac", "required unless uplink.gateway_mac is set")
 		}
 		oneOf(&p, f+".encap", r.Encap, "vxlan", "mplsoudp", "mplsogre")
+		if r.RouterMAC != "" {
+			if r.Encap != "vxlan" {
+				p.add(f+".router_mac", "applies to vxlan only")
+			} else if r.RtMAC = parseMAC(&p, f+".router_mac", r.RouterMAC); r.RtMAC != nil && r.RtMAC[0]&1 != 0 {
+				p.add(f+".router_mac", "%s is a multicast address", r.RtMAC)
+			}
+		}
 	}
 
 	ifaces := map[string]Interface{}

@@ -70,6 +70,29 @@ func TestValidationNamesTheField(t *testing.T) {
 			t.Errorf("%s -> %s: error does not name %q:\n%v", c.from, c.to, c.field, err)
 		}
 	}
+	// A NIC uplink instead of the interface.
+	nic := strings.Replace(string(good), "interface: ul1", "pci: 0000:00:04.0", 1)
+	nic = strings.Replace(nic, "xdp_mode: auto", "host_tap: vhost0", 1)
+	c, err := Parse([]byte(nic))
+	if err != nil || c.Uplink.MTU != 1500 || c.Uplink.HostTap != "vhost0" {
+		t.Fatalf("NIC uplink: %v %+v", err, c)
+	}
+	for _, m := range []struct{ from, to, field string }{
+		{"pci: 0000:00:04.0", "pci: 00:04.0", "uplink.pci"},
+		{"pci: 0000:00:04.0", "pci: 0000:00:04.0\n  interface: ul1", "uplink.pci: set only one"},
+		{"host_tap: vhost0", "host_tap: vhost0\n  mtu: 100", "uplink.mtu"},
+		{"host_tap: vhost0", "host_tap: vhost0\n  xdp_mode: native", "uplink.xdp_mode"},
+		{"host_tap: vhost0", "host_tap: a/b", "uplink.host_tap"},
+	} {
+		_, err := Parse([]byte(strings.Replace(nic, m.from, m.to, 1)))
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), m.field) {
+			t.Errorf("%s -> %s: %v, want an error naming %q", m.from, m.to, err, m.field)
+		}
+	}
+	if _, err := Parse([]byte(strings.Replace(string(good), "xdp_mode: auto", "host_tap: vhost0", 1))); err == nil ||
+		!strings.Contains(err.Error(), "uplink.host_tap") {
+		t.Errorf("host_tap with an AF_XDP uplink: %v", err)
+	}
 	if _, err := Parse(nil); !errors.Is(err, ErrInvalid) {
 		t.Errorf("empty: %v", err)
 	}

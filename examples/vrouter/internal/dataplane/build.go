@@ -94,6 +94,12 @@ func Build(c *config.Config, ifaces map[string]int, uplinkMAC, routerMAC [6]byte
 				return nil, err
 			}
 			t.Tunnels[id] = tun
+			if len(r.RtMAC) == 6 {
+				if t.InnerMAC == nil {
+					t.InnerMAC = map[route.NextHopID][6]byte{}
+				}
+				t.InnerMAC[id] = [6]byte(r.RtMAC)
+			}
 			tunnel[r.Name] = id
 		}
 		// The VRF's pods: their addresses route to them; their gateways go to the

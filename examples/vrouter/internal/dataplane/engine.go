@@ -20,6 +20,10 @@ const (
 	Pod
 	// Exception is the TAP to the host kernel.
 	Exception
+	// Host is the host kernel's side of a NIC uplink (the Contrail vRouter's vhost0):
+	// the uplink's frames that are not tunnel traffic for this node go to it, and
+	// what the host sends through it goes out of the uplink unchanged.
+	Host
 )
 
 // Drop reasons the engine counts, per interface.
@@ -119,6 +123,9 @@ type Tables struct {
 	Routes *route.Table
 	// Tunnels[id] is the encapsulation of tunnel next hop id.
 	Tunnels []*encap.Tunnel
+	// InnerMAC[id] is the inner destination MAC of VXLAN tunnel next hop id, when
+	// it is not the router MAC (a remote's EVPN Router's MAC).
+	InnerMAC map[route.NextHopID][6]byte
 	// VRF of each VNI and MPLS label this node expects.
 	VNIs   map[uint32]uint32
 	Labels map[uint32]uint32
@@ -143,6 +150,7 @@ type Engine struct {
 	workers   []*Worker
 	uplink    int // index of the uplink
 	exception int // index of the exception TAP, -1 if none
+	host      int // index of the host's uplink TAP, -1 if none
 	routerMAC [6]byte
 	hostMAC   [6]byte // where exception-path frames go: the TAP's host MAC
 	tables    atomic.Pointer[Tables]
@@ -221,7 +229,7 @@ type Config struct {
 // frame one port transmits is the next another receives into.
 func New(cfg Config) *Engine {
 	nw := max(cfg.Workers, 1)
-	e := &Engine{pool: cfg.Pool, ifaces: cfg.Ifaces, uplink: -1, exception: -1, routerMAC: cfg.RouterMAC}
+	e := &Engine{pool: cfg.Pool, ifaces: cfg.Ifaces, uplink: -1, exception: -1, host: -1, routerMAC: cfg.RouterMAC}
 	for i := 0; i < nw; i++ {
 		e.workers = append(e.workers, &Worker{e: e, pool: cfg.Pool, id: i, cache: cfg.Pool.NewCache(512),
 			decap: encap.NewDecapper(cfg.Decap), out: make([]outQueue, len(cfg.Ifaces)),
@@ -239,6 +247,8 @@ func New(cfg Config) *Engine {
 		case Exception:
 			e.exception = i
 			e.hostMAC = in.MAC
+		case Host:
+			e.host = i
 		}
 		for q, p := range in.Queues {
 			w := e.workers[next%nw]
@@ -328,7 +338,8 @@ func (w *Worker) Queues() []string {
 	return s
 }
 
-// exceptionEvery is how often Poll looks at the exception TAP: every that many calls.
+// exceptionEvery is how often Poll looks at the exception TAP and the host's uplink
+// TAP: every that many calls.
 // A TAP has no shared ring to peek at, so each look is a read system call that mostly
 // finds nothing; host-bound traffic is rare and waits at most that many loops (a few
 // microseconds under load).
@@ -344,7 +355,7 @@ func (w *Worker) Poll() int {
 	for qi := range w.rx {
 		q := &w.rx[qi]
 		in := q.iface
-		if in.Kind == Exception && w.polls%exceptionEvery != 1 {
+		if (in.Kind == Exception || in.Kind == Host) && w.polls%exceptionEvery != 1 {
 			continue
 		}
 		w.in.Reset()
@@ -374,6 +385,8 @@ func (w *Worker) Poll() int {
 				j = k
 			}
 			switch {
+			case in.Kind == Host:
+				w.queue(in, w.e.uplink, pk) // the host's own traffic, as it is
 			case t == nil:
 				w.drop(in, pk, DropNoRoute)
 			case in.Kind == Uplink:
@@ -645,7 +658,13 @@ func (w *Worker) forward(t *Tables, in *Iface, pk *pmd.Pkt, id route.NextHopID, 
 			if tun.Type() == encap.VXLAN {
 				// The inner frame goes from our router MAC to the remote's.
 				d := w.pool.Data(pk)
-				copy(d[0:6], w.e.routerMAC[:])
+				dst := w.e.routerMAC
+				if t.InnerMAC != nil {
+					if m, ok := t.InnerMAC[id]; ok {
+						dst = m
+					}
+				}
+				copy(d[0:6], dst[:])
 				copy(d[6:12], w.e.routerMAC[:])
 			} else {
 				pk.Adj(14) // MPLS L3 VPN and GRE carry the IP packet
@@ -689,6 +708,10 @@ func (w *Worker) fromUplink(t *Tables, in *Iface, pk *pmd.Pkt) {
 		why = w.decap.Decap(w.pool, pk, r)
 	}
 	if why != encap.OK {
+		if why.NotTunnel() && w.e.host >= 0 {
+			w.queue(in, w.e.host, pk) // ARP and the host's own traffic: unchanged
+			return
+		}
 		w.drop(in, pk, DropDecap)
 		return
 	}

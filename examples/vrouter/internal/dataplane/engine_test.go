@@ -559,3 +559,93 @@ func FuzzTooBig(f *testing.F) {
 		}
 	})
 }
+
+// TestHostTap: with a NIC uplink, frames that are not tunnel traffic for the node go
+// to the host's TAP unchanged, and what the host sends goes out of the uplink
+// unchanged; tunnel traffic still reaches the pods.
+func TestHostTap(t *testing.T) {
+	pool, c, n1, n2 := twoNodes(t, "vxlan")
+	hostA, hostB, _ := pmd.NewRingPair(pmd.RingPairOptions{Pool: pool})
+	t.Cleanup(func() { hostA.Close(); hostB.Close() })
+	// Node 2 again, with a host TAP on its uplink.
+	ul := n2.eng.ifaces[0].Queues[0]
+	n2.eng.Close()
+	ifaces := []*Iface{{Name: "ul", Kind: Uplink, Queues: []pmd.Port{ul}}, n2.eng.ifaces[1], n2.eng.ifaces[2],
+		{Name: "vhost0", Kind: Host, Queues: []pmd.Port{hostA}}}
+	e := New(Config{Pool: pool, Ifaces: ifaces, RouterMAC: routerMAC,
+		Decap: encap.DecapOptions{Local: []netip.Addr{n2.cfg.Node.Addr}}})
+	e.Publish(n2.eng.tables.Load())
+	t.Cleanup(e.Close)
+	n2.eng = e
+	// An ARP request for node 2's underlay address, as node 1's kernel would send it.
+	arp := make([]byte, 42)
+	copy(arp, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0x50, 1, 0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1})
+	copy(arp[28:], []byte{192, 168, 50, 1})
+	copy(arp[38:], []byte{192, 168, 50, 2})
+	// Node 1's uplink end is the test's: it sends to node 2's uplink.
+	send(t, pool, c, n1.eng.ifaces[0].Queues[0], arp)
+	for i := 0; i < 2*exceptionEvery; i++ {
+		n2.eng.Poll()
+	}
+	if got := recv(pool, c, hostB); len(got) != 1 || !bytes.Equal(got[0], arp) {
+		t.Fatalf("host TAP got %d frames, want the ARP request unchanged", len(got))
+	}
+	// The host's reply goes out of the uplink as it is.
+	reply := append([]byte(nil), arp...)
+	reply[21] = 2
+	send(t, pool, c, hostB, reply)
+	for i := 0; i < 2*exceptionEvery; i++ {
+		n2.eng.Poll()
+	}
+	if got := recv(pool, c, n1.eng.ifaces[0].Queues[0]); len(got) != 1 || !bytes.Equal(got[0], reply) {
+		t.Fatalf("uplink sent %d frames, want the host's reply unchanged", len(got))
+	}
+	// Tunnel traffic still goes to the pod, not to the host.
+	p1, p2 := n1.cfg.Interfaces[0], n2.cfg.Interfaces[0]
+	send(t, pool, c, n1.pod, udp4([6]byte(p1.HW), routerMAC, p1.Addrs[0], p2.Addrs[0], 64, "tunnelled"))
+	pump(n1, n2)
+	if got := recv(pool, c, n2.pod); len(got) != 1 || !bytes.HasSuffix(got[0], []byte("tunnelled")) {
+		t.Fatalf("pod got %d frames", len(got))
+	}
+	if got := recv(pool, c, hostB); len(got) != 0 {
+		t.Fatalf("host TAP got %d tunnel frames", len(got))
+	}
+	if s := e.ifaces[0].Stats(); s.Drops[DropDecap] != 0 || e.ifaces[3].Stats().TxPackets != 1 {
+		t.Fatalf("decap drops %d, host TAP sent %d", s.Drops[DropDecap], e.ifaces[3].Stats().TxPackets)
+	}
+}
+
+// TestRouterMAC: toward a remote with a router_mac, VXLAN's inner frames carry it as
+// their destination (EVPN's Router's MAC); other remotes get the shared router MAC.
+func TestRouterMAC(t *testing.T) {
+	pool, c, n1, n2 := twoNodes(t, "vxlan")
+	yaml := strings.Replace(fmt.Sprintf(nodeYAML, 1, 2, "vxlan"), "encap: vxlan}", `encap: vxlan, router_mac: "02:00:00:00:61:01"}`, 1)
+	cfg, err := config.Parse([]byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tabs, err := Build(cfg, map[string]int{"pod": 1}, [6]byte{2, 0, 0, 0, 0x50, 1}, routerMAC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mac := range []struct {
+		tabs *Tables
+		want [6]byte
+	}{{tabs, [6]byte{2, 0, 0, 0, 0x61, 1}}, {n1.eng.tables.Load(), routerMAC}} {
+		n1.eng.Publish(mac.tabs)
+		p1, p2 := n1.cfg.Interfaces[0], n2.cfg.Interfaces[0]
+		send(t, pool, c, n1.pod, udp4([6]byte(p1.HW), routerMAC, p1.Addrs[0], p2.Addrs[0], 64, "evpn"))
+		n1.eng.Poll()
+		got := recv(pool, c, n2.eng.ifaces[0].Queues[0]) // what node 1 sent on the underlay
+		if len(got) != 1 || len(got[0]) < 50+14 {
+			t.Fatalf("underlay got %d frames", len(got))
+		}
+		if inner := got[0][50:]; [6]byte(inner[0:6]) != mac.want || [6]byte(inner[6:12]) != routerMAC {
+			t.Fatalf("inner MACs %x -> %x, want %x -> %x", inner[6:12], inner[0:6], routerMAC, mac.want)
+		}
+	}
+	bad := strings.Replace(fmt.Sprintf(nodeYAML, 1, 2, "mplsoudp"), "encap: mplsoudp}", `encap: mplsoudp, router_mac: "02:00:00:00:61:01"}`, 1)
+	if _, err := config.Parse([]byte(bad)); err == nil || !strings.Contains(err.Error(), "router_mac") {
+		t.Fatalf("router_mac with MPLS: %v", err)
+	}
+}
