@@ -16,10 +16,13 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/vishvananda/netlink"
 
 	"github.com/dpkit/dpkit/encap"
 	"github.com/dpkit/dpkit/examples/vrouter/internal/config"
@@ -32,10 +35,11 @@ import (
 	"github.com/dpkit/dpkit/xsk"
 )
 
+// Flags that run reads; their defaults hold when run is called without main (tests).
 var (
-	idleFlag  string
-	sleepMax  time.Duration
-	frameSize int
+	idleFlag  = "adaptive"
+	sleepMax  = 200 * time.Microsecond
+	frameSize = 4096
 )
 
 // xskConfig lets one kick transmit a whole burst in copy mode (veth): the kernel's
@@ -52,10 +56,10 @@ func main() {
 	cfgPath := flag.String("config", "", "configuration file (YAML)")
 	logJSON := flag.Bool("log-json", false, "log as JSON instead of text")
 	frames := flag.Int("frames", 16384, "packet buffers in the pool")
-	flag.IntVar(&frameSize, "frame-size", 4096, "packet buffer size: 2048 or 4096 (a jumbo frame takes 3 of 4096, 5 of 2048)")
+	flag.IntVar(&frameSize, "frame-size", frameSize, "packet buffer size: 2048 or 4096 (a jumbo frame takes 3 of 4096, 5 of 2048)")
 	check := flag.Bool("check", false, "validate the configuration and exit")
-	flag.StringVar(&idleFlag, "idle", "adaptive", "forwarding worker's idle policy: busy-poll, yield, sleep, adaptive")
-	flag.DurationVar(&sleepMax, "sleep-max", 200*time.Microsecond, "longest idle sleep (sleep, adaptive)")
+	flag.StringVar(&idleFlag, "idle", idleFlag, "forwarding worker's idle policy: busy-poll, yield, sleep, adaptive")
+	flag.DurationVar(&sleepMax, "sleep-max", sleepMax, "longest idle sleep (sleep, adaptive)")
 	flag.Parse()
 	if *cfgPath == "" || flag.NArg() > 0 {
 		fmt.Fprintln(os.Stderr, "usage: vrouter -config FILE [-check] [-log-json] [-frames N]")
@@ -87,7 +91,9 @@ func main() {
 	}
 	log := slog.New(h).With("node", cfg.Node.Name)
 	slog.SetDefault(log)
-	if err := run(cfg, *cfgPath, *frames, log); err != nil {
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	if err := run(ctx, cfg, *cfgPath, *frames, log); err != nil {
 		log.Error("vrouter stopped", "err", err)
 		os.Exit(1)
 	}
@@ -104,6 +110,8 @@ type router struct {
 	filterMp *ebpf.Map
 	backends []*vhost.Backend
 	tap      *pmd.TapPort
+	nic      *pmd.VirtioNet // a NIC uplink
+	hostTap  *pmd.TapPort   // the host's side of a NIC uplink
 	captures map[string]*pmd.CapturePort
 	eng      *dataplane.Engine
 	workers  []*pmd.Worker
@@ -112,9 +120,8 @@ type router struct {
 	ulMTU    int
 }
 
-func run(cfg *config.Config, path string, frames int, log *slog.Logger) (err error) {
-	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer cancel()
+// run runs the vRouter of cfg (read from path, for reloads) until ctx ends.
+func run(ctx context.Context, cfg *config.Config, path string, frames int, log *slog.Logger) (err error) {
 	r := &router{log: log, captures: map[string]*pmd.CapturePort{}, names: map[string]int{}}
 	defer r.close()
 	// One forwarding worker per forwarding CPU (one unpinned worker without a set).
@@ -226,9 +233,11 @@ func (r *router) open(ctx context.Context, cfg *config.Config, frames, workers i
 	if err != nil {
 		return err
 	}
-	r.umem, err = xsk.NewUMEM(xsk.UMEMOptions{Pool: r.pool})
-	if err != nil {
-		return err
+	// The AF_XDP sockets (an uplink interface, veth pods) share one UMEM over the pool.
+	if cfg.Uplink.Interface != "" || slices.ContainsFunc(cfg.Interfaces, func(in config.Interface) bool { return in.Type == "veth" }) {
+		if r.umem, err = xsk.NewUMEM(xsk.UMEMOptions{Pool: r.pool}); err != nil {
+			return err
+		}
 	}
 	var ifaces []*dataplane.Iface
 	nq := 0
@@ -245,47 +254,13 @@ func (r *router) open(ctx context.Context, cfg *config.Config, frames, workers i
 		ifaces = append(ifaces, in)
 	}
 
-	// The uplink: only overlay traffic is redirected to us; the kernel keeps the rest.
-	ul, err := net.InterfaceByName(cfg.Uplink.Interface)
-	if err != nil {
-		return fmt.Errorf("uplink: %w", err)
-	}
-	copy(r.ulMAC[:], ul.HardwareAddr)
-	r.ulMTU = ul.MTU
-	queues := max(cfg.Uplink.Queues, 1)
-	r.filterMp, err = ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.XSKMap, KeySize: 4, ValueSize: 4, MaxEntries: uint32(queues)})
-	if err != nil {
-		return fmt.Errorf("uplink XSKMAP: %w", err)
-	}
-	if r.filterPg, err = xdpfilter.Load(r.filterMp); err != nil {
+	if cfg.Uplink.PCI != "" {
+		if err := r.openNIC(cfg, addIface); err != nil {
+			return err
+		}
+	} else if err := r.openXDPUplink(cfg, addIface); err != nil {
 		return err
 	}
-	if r.filter, err = xsk.NewProgramFrom(r.filterPg, r.filterMp); err != nil {
-		return err
-	}
-	mode := map[string]xsk.AttachMode{"auto": xsk.AttachAuto, "native": xsk.AttachNative, "generic": xsk.AttachGeneric}[cfg.Uplink.XDPMode]
-	if err := r.filter.Attach(ul.Index, mode); err != nil {
-		return fmt.Errorf("uplink: attach XDP: %w", err)
-	}
-	r.log.Info("uplink", "interface", ul.Name, "xdp", r.filter.Mode().String())
-	ulIf := &dataplane.Iface{Name: "uplink", Kind: dataplane.Uplink}
-	for q := 0; q < queues; q++ {
-		up, err := xsk.Open(ul.Name, q, xsk.Options{UMEM: r.umem, Program: r.filter, Socket: xskConfig})
-		if err != nil && xskConfig.MultiBuffer && q == 0 {
-			// Kernels before 6.6 have no XDP_USE_SG: run without jumbo frames.
-			xskConfig.MultiBuffer = false
-			up, err = xsk.Open(ul.Name, q, xsk.Options{UMEM: r.umem, Program: r.filter, Socket: xskConfig})
-			if err == nil {
-				r.log.Warn("AF_XDP multi-buffer unavailable: frames larger than a buffer are dropped", "frame_size", frameSize)
-			}
-		}
-		if err != nil {
-			return fmt.Errorf("uplink queue %d: %w", q, err)
-		}
-		r.xsks = append(r.xsks, up)
-		ulIf.Queues = append(ulIf.Queues, up)
-	}
-	addIface(ulIf)
 
 	for i, in := range cfg.Interfaces {
 		di := &dataplane.Iface{Name: in.Name, Kind: dataplane.Pod, VRF: vrfID(cfg, in.VRF), MAC: [6]byte(in.HW)}
@@ -347,6 +322,101 @@ func (r *router) open(ctx context.Context, cfg *config.Config, frames, workers i
 	return nil
 }
 
+// openXDPUplink opens the uplink interface with AF_XDP: only overlay traffic is
+// redirected to the vRouter; the kernel keeps the rest.
+func (r *router) openXDPUplink(cfg *config.Config, addIface func(*dataplane.Iface)) error {
+	ul, err := net.InterfaceByName(cfg.Uplink.Interface)
+	if err != nil {
+		return fmt.Errorf("uplink: %w", err)
+	}
+	copy(r.ulMAC[:], ul.HardwareAddr)
+	r.ulMTU = ul.MTU
+	queues := max(cfg.Uplink.Queues, 1)
+	r.filterMp, err = ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.XSKMap, KeySize: 4, ValueSize: 4, MaxEntries: uint32(queues)})
+	if err != nil {
+		return fmt.Errorf("uplink XSKMAP: %w", err)
+	}
+	if r.filterPg, err = xdpfilter.Load(r.filterMp); err != nil {
+		return err
+	}
+	if r.filter, err = xsk.NewProgramFrom(r.filterPg, r.filterMp); err != nil {
+		return err
+	}
+	mode := map[string]xsk.AttachMode{"auto": xsk.AttachAuto, "native": xsk.AttachNative, "generic": xsk.AttachGeneric}[cfg.Uplink.XDPMode]
+	if err := r.filter.Attach(ul.Index, mode); err != nil {
+		return fmt.Errorf("uplink: attach XDP: %w", err)
+	}
+	r.log.Info("uplink", "interface", ul.Name, "xdp", r.filter.Mode().String())
+	ulIf := &dataplane.Iface{Name: "uplink", Kind: dataplane.Uplink}
+	for q := 0; q < queues; q++ {
+		up, err := xsk.Open(ul.Name, q, xsk.Options{UMEM: r.umem, Program: r.filter, Socket: xskConfig})
+		if err != nil && xskConfig.MultiBuffer && q == 0 {
+			// Kernels before 6.6 have no XDP_USE_SG: run without jumbo frames.
+			xskConfig.MultiBuffer = false
+			up, err = xsk.Open(ul.Name, q, xsk.Options{UMEM: r.umem, Program: r.filter, Socket: xskConfig})
+			if err == nil {
+				r.log.Warn("AF_XDP multi-buffer unavailable: frames larger than a buffer are dropped", "frame_size", frameSize)
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("uplink queue %d: %w", q, err)
+		}
+		r.xsks = append(r.xsks, up)
+		ulIf.Queues = append(ulIf.Queues, up)
+	}
+	addIface(ulIf)
+	return nil
+}
+
+// openNIC opens the uplink NIC with dpkit's virtio-net driver over VFIO, and the
+// host's TAP for the traffic that is not the vRouter's.
+func (r *router) openNIC(cfg *config.Config, addIface func(*dataplane.Iface)) error {
+	queues := max(cfg.Uplink.Queues, 1)
+	if cfg.Uplink.MTU+14 > r.pool.FrameSize()-r.pool.Headroom()-12 {
+		return fmt.Errorf("uplink.mtu %d does not fit a %d-byte frame (use -frame-size 4096)", cfg.Uplink.MTU, r.pool.FrameSize())
+	}
+	if drv, _ := os.Readlink("/sys/bus/pci/devices/" + cfg.Uplink.PCI + "/driver"); filepath.Base(drv) != "vfio-pci" {
+		return fmt.Errorf("uplink: %s is not bound to vfio-pci (driver %q): bind it first, as for DPDK", cfg.Uplink.PCI, filepath.Base(drv))
+	}
+	nic, err := pmd.OpenVirtioNet(pmd.VirtioNetOptions{PCI: cfg.Uplink.PCI, Pool: r.pool, QueuePairs: queues,
+		Packed: cfg.Uplink.Packed})
+	if err != nil {
+		return fmt.Errorf("uplink %s: %w", cfg.Uplink.PCI, err)
+	}
+	r.nic = nic
+	r.ulMAC, r.ulMTU = nic.MAC(), cfg.Uplink.MTU
+	r.log.Info("uplink", "pci", cfg.Uplink.PCI, "mac", net.HardwareAddr(r.ulMAC[:]).String(), "queues", queues,
+		"link_up", nic.LinkUp())
+	ulIf := &dataplane.Iface{Name: "uplink", Kind: dataplane.Uplink}
+	for q := 0; q < queues; q++ {
+		ulIf.Queues = append(ulIf.Queues, nic.Queue(q))
+	}
+	addIface(ulIf)
+	if cfg.Uplink.HostTap == "" {
+		return nil
+	}
+	if r.hostTap, err = pmd.NewTap(pmd.TapOptions{Name: cfg.Uplink.HostTap, Pool: r.pool, PortID: 0xfff1}); err != nil {
+		return fmt.Errorf("uplink.host_tap: %w", err)
+	}
+	// The host's side carries the NIC's MAC and MTU, so that its ARP answers and
+	// its packets are the NIC's own.
+	link, err := netlink.LinkByName(r.hostTap.Name())
+	if err == nil {
+		err = netlink.LinkSetHardwareAddr(link, r.ulMAC[:])
+	}
+	if err == nil {
+		err = netlink.LinkSetMTU(link, r.ulMTU)
+	}
+	if err == nil {
+		err = netlink.LinkSetUp(link)
+	}
+	if err != nil {
+		return fmt.Errorf("uplink.host_tap %s: %w", r.hostTap.Name(), err)
+	}
+	addIface(&dataplane.Iface{Name: r.hostTap.Name(), Kind: dataplane.Host, Queues: []pmd.Port{r.hostTap}})
+	return nil
+}
+
 func vrfID(cfg *config.Config, name string) uint32 {
 	for i, v := range cfg.VRFs {
 		if v.Name == name {
@@ -371,6 +441,12 @@ func (r *router) close() {
 	}
 	if r.tap != nil {
 		errs = append(errs, r.tap.Close())
+	}
+	if r.hostTap != nil {
+		errs = append(errs, r.hostTap.Close())
+	}
+	if r.nic != nil {
+		errs = append(errs, r.nic.Close())
 	}
 	if r.filter != nil {
 		errs = append(errs, r.filter.Close())

@@ -10,7 +10,7 @@ mount -t devtmpfs devtmpfs /dev 2>/dev/null
 mount -t tmpfs tmpfs /tmp
 mkdir -p /dev/pts /dev/hugepages
 mount -t devpts devpts /dev/pts
-for m in virtio_pci virtio_net vfio vfio_iommu_type1 vfio_pci af_packet veth; do
+for m in virtio_pci virtio_net vfio vfio_iommu_type1 vfio_pci af_packet veth tun; do
 	modprobe $m 2>/dev/null
 done
 # Tests must not depend on the kernel grabbing devices in a given order: they bind
