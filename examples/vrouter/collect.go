@@ -22,6 +22,7 @@ func (r *router) collect(f []metrics.Family) []metrics.Family {
 	wp := metrics.Family{Name: "vrouter_worker_packets_total", Help: "Packets each forwarding worker received.", Type: "counter"}
 	wl := metrics.Family{Name: "vrouter_worker_loops_total", Help: "Poll loops each forwarding worker ran.", Type: "counter"}
 	wi := metrics.Family{Name: "vrouter_worker_idle_loops_total", Help: "Poll loops that found nothing, per forwarding worker.", Type: "counter"}
+	frag := metrics.Family{Name: "vrouter_fragmented_total", Help: "IPv4 packets without DF received per interface and fragmented to fit their tunnel.", Type: "counter"}
 	icmp := metrics.Family{Name: "vrouter_icmp_errors_sent_total", Help: "ICMP fragmentation-needed and ICMPv6 packet-too-big messages sent out of the interface.", Type: "counter"}
 	for _, in := range r.eng.Ifaces() {
 		l := []string{"interface", in.Name}
@@ -31,6 +32,7 @@ func (r *router) collect(f []metrics.Family) []metrics.Family {
 		txp.Samples = append(txp.Samples, metrics.Sample{Labels: l, Value: float64(st.TxPackets)})
 		txb.Samples = append(txb.Samples, metrics.Sample{Labels: l, Value: float64(st.TxBytes)})
 		icmp.Samples = append(icmp.Samples, metrics.Sample{Labels: l, Value: float64(st.ICMPSent)})
+		frag.Samples = append(frag.Samples, metrics.Sample{Labels: l, Value: float64(st.Fragmented)})
 		for why := dataplane.Reason(0); why < dataplane.NumReasons; why++ {
 			drops.Samples = append(drops.Samples, metrics.Sample{Labels: []string{"interface", in.Name, "reason", why.String()},
 				Value: float64(st.Drops[why])})
@@ -62,5 +64,5 @@ func (r *router) collect(f []metrics.Family) []metrics.Family {
 		Samples: []metrics.Sample{{Value: float64(pool.Free)}}}
 	exh := metrics.Family{Name: "vrouter_pool_exhausted_total", Help: "Frame requests the pool could not fill.", Type: "counter",
 		Samples: []metrics.Sample{{Value: float64(pool.Exhausted)}}}
-	return append(f, rxp, rxb, txp, txb, drops, pdrops, qrx, qtx, icmp, wp, wl, wi, poolF, exh)
+	return append(f, rxp, rxb, txp, txb, drops, pdrops, qrx, qtx, icmp, frag, wp, wl, wi, poolF, exh)
 }

@@ -269,6 +269,17 @@ func TestPathMTU(t *testing.T) {
 	}
 	defer c.Stop()
 	mustReach(t, k1, k2)
+	// Without DF, before the pods learn the path MTU: each vRouter fragments the
+	// 4028-byte packets to fit its tunnel, and the other pod reassembles them.
+	if r, err := topo.PingArgs(k1, k2.Addr, 3, "-M", "dont", "-s", "4000"); err != nil || r.Received != r.Sent {
+		t.Errorf("4000-byte pings without DF: %+v, %v", r, err)
+	}
+	for i := 0; i < 2; i++ {
+		in := []string{"k1", "k2"}[i]
+		if n := metric(t, c, i, fmt.Sprintf(`vrouter_fragmented_total{interface="%s"}`, in)); n == 0 {
+			t.Errorf("node %d fragmented nothing from %s", i+1, in)
+		}
+	}
 	out, _ := topo.Exec(k1.NS, "ping", "-c", "2", "-i", "0.2", "-W", "1", "-M", "do", "-s", "8000", k2.Addr)
 	if !strings.Contains(out, "mtu = 1550") && !strings.Contains(out, "mtu=1550") {
 		t.Errorf("no path MTU of 1550 reported to the pod:\n%s", out)

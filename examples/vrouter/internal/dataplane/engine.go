@@ -90,14 +90,17 @@ type Counters struct {
 	Drops                                  [NumReasons]atomic.Uint64
 	// ICMPSent counts the ICMP errors (too big) sent back out of the interface.
 	ICMPSent atomic.Uint64
-	_        [64]byte
+	// Fragmented counts the IPv4 packets received on the interface that were
+	// fragmented to fit their tunnel.
+	Fragmented atomic.Uint64
+	_          [64]byte
 }
 
 // Totals are an interface's counts summed over the workers.
 type Totals struct {
 	RxPackets, RxBytes, TxPackets, TxBytes uint64
 	Drops                                  [NumReasons]uint64
-	ICMPSent                               uint64
+	ICMPSent, Fragmented                   uint64
 }
 
 // Stats returns the interface's counts, summed over the workers; any goroutine may
@@ -111,6 +114,7 @@ func (in *Iface) Stats() Totals {
 		t.TxPackets += c.TxPackets.Load()
 		t.TxBytes += c.TxBytes.Load()
 		t.ICMPSent += c.ICMPSent.Load()
+		t.Fragmented += c.Fragmented.Load()
 		for r := range c.Drops {
 			t.Drops[r] += c.Drops[r].Load()
 		}
@@ -181,6 +185,7 @@ type Worker struct {
 	// zero for a packet in one frame.
 	seg      []pmd.Pkt
 	segBytes int
+	frags    [maxFragments]pmd.Pkt // fragment4's
 }
 
 // rxQueue is a queue a worker owns: it polls it, and transmits on it what it and the
@@ -676,11 +681,15 @@ func (w *Worker) forward(t *Tables, in *Iface, pk *pmd.Pkt, id route.NextHopID, 
 				err = tun.Encap(w.pool, pk)
 			}
 			if err == encap.ErrMTU {
-				// Tell the pod the path MTU: the payload's, less the inner
-				// Ethernet header VXLAN carries.
-				d, mtu := w.pool.Data(pk), tun.PayloadMTU()
+				// An IPv4 packet without DF is fragmented; otherwise tell the pod
+				// the path MTU: the payload's, less the inner Ethernet header VXLAN
+				// carries.
+				d, mtu, l2 := w.pool.Data(pk), tun.PayloadMTU(), 0
 				if tun.Type() == encap.VXLAN {
-					d, mtu = d[14:], mtu-14
+					d, mtu, l2 = d[14:], mtu-14, 14
+				}
+				if len(d) >= 20 && d[0]>>4 == 4 && d[6]&0x40 == 0 && w.fragment4(in, pk, tun, l2) {
+					return
 				}
 				w.tooBig(in, pk, d, mtu)
 				return

@@ -484,21 +484,29 @@ func TestTooBigICMP(t *testing.T) {
 		t.Fatal("counters")
 	}
 
-	// Without DF: dropped, no ICMP.
+	// Without DF: fragmented (TestFragment4), no ICMP.
 	frame[14+6] = 0
 	binary.BigEndian.PutUint16(frame[24:], 0)
 	binary.BigEndian.PutUint16(frame[24:], ipv4Checksum(frame[14:34]))
 	sendChain(t, pool, c, n1.pod, frame, 1500)
 	pump(n1)
-	if got, _ := recvChains(pool, c, n1.pod); len(got) != 0 || dropped(n1, 1, DropTooBig) != 2 {
+	if got, _ := recvChains(pool, c, n1.pod); len(got) != 0 || dropped(n1, 1, DropTooBig) != 1 ||
+		n1.eng.ifaces[1].Stats().Fragmented != 1 {
 		t.Fatalf("no-DF packet: %d frames back, %d drops", len(got), dropped(n1, 1, DropTooBig))
 	}
 
 	// More packets that get no answer than the rate limit's burst do not use it up:
-	// the next DF packet is still answered.
+	// the next DF packet is still answered. ICMP errors get none (RFC 1122 §3.2.2).
+	icmpErr := append([]byte(nil), frame...)
+	icmpErr[14+6], icmpErr[14+9], icmpErr[34] = 0x40, 1, 3
+	binary.BigEndian.PutUint16(icmpErr[24:], 0)
+	binary.BigEndian.PutUint16(icmpErr[24:], ipv4Checksum(icmpErr[14:34]))
 	for i := 0; i < 2*icmpBurst; i++ {
-		sendChain(t, pool, c, n1.pod, frame, 1500)
+		sendChain(t, pool, c, n1.pod, icmpErr, 1500)
 		pump(n1)
+	}
+	if got, _ := recvChains(pool, c, n1.pod); len(got) != 0 || dropped(n1, 1, DropTooBig) != 1+2*icmpBurst {
+		t.Fatalf("ICMP errors too big: %d frames back, %d drops", len(got), dropped(n1, 1, DropTooBig))
 	}
 	frame[14+6] = 0x40
 	binary.BigEndian.PutUint16(frame[24:], 0)

@@ -30,7 +30,17 @@ var (
 
 // Ping pings addr from pod count times at interval.
 func Ping(from *Pod, addr string, count int, interval time.Duration) (PingResult, error) {
-	out, _ := Exec(from.NS, "ping", "-c", strconv.Itoa(count), "-i", fmt.Sprintf("%.3f", interval.Seconds()), "-W", "1", addr)
+	return ping(from, addr, count, interval)
+}
+
+// PingArgs is Ping at 100 ms intervals with extra ping arguments (-s SIZE, -M dont).
+func PingArgs(from *Pod, addr string, count int, args ...string) (PingResult, error) {
+	return ping(from, addr, count, 100*time.Millisecond, args...)
+}
+
+func ping(from *Pod, addr string, count int, interval time.Duration, args ...string) (PingResult, error) {
+	cmd := append([]string{"ping", "-c", strconv.Itoa(count), "-i", fmt.Sprintf("%.3f", interval.Seconds()), "-W", "1"}, args...)
+	out, _ := Exec(from.NS, append(cmd, addr)...)
 	var r PingResult
 	m := pingCounts.FindStringSubmatch(out)
 	if m == nil {

@@ -1,0 +1,137 @@
+package dataplane
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/dpkit/dpkit/pmd"
+)
+
+// TestFragment4: an IPv4 packet without DF too long for its tunnel is split into
+// fragments that fit (RFC 791): each crosses the tunnel as a packet of its own with
+// a valid header, the identification kept, offsets in 8-byte units and MF on all but
+// the last (or on all, when the packet was a first fragment itself); together they
+// carry the payload. Single frames and multi-buffer chains alike; every encapsulation.
+func TestFragment4(t *testing.T) {
+	for _, et := range []string{"vxlan", "mplsoudp", "mplsogre"} {
+		for _, tc := range []struct {
+			name    string
+			payload int
+			seg     int    // chain segments of seg bytes; 0: one frame
+			frag    uint16 // the packet's own fragment field
+		}{
+			{"frame", 1452, 0, 0},
+			{"chain", 6000, 1500, 0},
+			{"first-fragment", 6000, 1500, 0x2000},
+			{"middle-fragment", 1452, 0, 0x2000 | 740},
+		} {
+			t.Run(et+"/"+tc.name, func(t *testing.T) {
+				pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 2048, Huge: pmd.HugeNever})
+				if err != nil {
+					t.Fatal(err)
+				}
+				ul1, ul2, _ := pmd.NewRingPair(pmd.RingPairOptions{Pool: pool})
+				c := pool.NewCache(64)
+				n1 := newNodeMTU(t, pool, 1, et, ul1, 1500)
+				n2 := newNodeMTU(t, pool, 2, et, ul2, 1500)
+				p1, p2 := n1.cfg.Interfaces[0], n2.cfg.Interfaces[0]
+				var body strings.Builder
+				for i := 0; body.Len() < tc.payload; i++ {
+					fmt.Fprintf(&body, "%07d,", i)
+				}
+				frame := udp4([6]byte(p1.HW), routerMAC, p1.Addrs[0], p2.Addrs[0], 64, body.String()[:tc.payload])
+				ip := frame[14:]
+				binary.BigEndian.PutUint16(ip[4:], 0x1234)
+				binary.BigEndian.PutUint16(ip[6:], tc.frag)
+				binary.BigEndian.PutUint16(ip[10:], 0)
+				binary.BigEndian.PutUint16(ip[10:], ipv4Checksum(ip[:20]))
+				if tc.seg > 0 {
+					sendChain(t, pool, c, n1.pod, frame, tc.seg)
+				} else {
+					send(t, pool, c, n1.pod, frame)
+				}
+				pump(n1, n2)
+				got, _ := recvChains(pool, c, n2.pod)
+				if len(got) < 2 {
+					t.Fatalf("pod 2 got %d frames; drops %v", len(got), n1.eng.ifaces[1].Stats().Drops)
+				}
+				type part struct {
+					off  int
+					mf   bool
+					data []byte
+				}
+				var parts []part
+				for _, f := range got {
+					h := f[14:34]
+					if naiveSum(h) != 0xffff || binary.BigEndian.Uint16(h[4:]) != 0x1234 || h[8] != 62 ||
+						int(binary.BigEndian.Uint16(h[2:])) != len(f)-14 || h[6]&0x40 != 0 {
+						t.Fatalf("fragment header %x (%d bytes)", h, len(f))
+					}
+					ff := binary.BigEndian.Uint16(h[6:])
+					parts = append(parts, part{int(ff&0x1fff) * 8, ff&0x2000 != 0, f[34:]})
+				}
+				sort.Slice(parts, func(i, j int) bool { return parts[i].off < parts[j].off })
+				base := int(tc.frag&0x1fff) * 8
+				var joined []byte
+				for i, p := range parts {
+					if p.off != base+len(joined) {
+						t.Fatalf("fragment %d at %d, want %d", i, p.off, base+len(joined))
+					}
+					if last := i == len(parts)-1; p.mf != (!last || tc.frag&0x2000 != 0) || (!last && len(p.data)%8 != 0) {
+						t.Fatalf("fragment %d: MF %v, %d bytes", i, p.mf, len(p.data))
+					}
+					joined = append(joined, p.data...)
+				}
+				if !bytes.Equal(joined, ip[20:]) {
+					t.Fatalf("reassembled %d bytes differ from the %d sent", len(joined), len(ip)-20)
+				}
+				if s := n1.eng.ifaces[1].Stats(); s.Fragmented != 1 || s.Drops != ([NumReasons]uint64{}) {
+					t.Fatalf("pod 1: fragmented %d, drops %v", s.Fragmented, s.Drops)
+				}
+				c.Flush()
+				n1.eng.Close()
+				n2.eng.Close()
+				ul1.Close()
+				ul2.Close()
+				if st := pool.Stats(); st.Free != 2048 {
+					t.Fatalf("%d of 2048 frames free", st.Free)
+				}
+			})
+		}
+	}
+}
+
+// TestFragmentZeroAlloc: fragmenting allocates nothing.
+func TestFragmentZeroAlloc(t *testing.T) {
+	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 2048, Huge: pmd.HugeNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ul1, ul2, _ := pmd.NewRingPair(pmd.RingPairOptions{Pool: pool})
+	defer ul1.Close()
+	defer ul2.Close()
+	c := pool.NewCache(64)
+	n1 := newNodeMTU(t, pool, 1, "vxlan", ul1, 1500)
+	p1 := n1.cfg.Interfaces[0]
+	frame := udp4([6]byte(p1.HW), routerMAC, p1.Addrs[0], n1.cfg.VRFs[0].Routes[0].P.Addr().Next().Next(), 64, strings.Repeat("f", 1452))
+	var pk [8]pmd.Pkt
+	moved := 0
+	allocs := testing.AllocsPerRun(100, func() {
+		c.Alloc(pk[:1])
+		pk[0].Flags = 0
+		pool.Append(&pk[0], len(frame))
+		copy(pool.Data(&pk[0]), frame)
+		n1.pod.Tx(pk[:1])
+		n1.eng.Poll()
+		k := ul2.Rx(pk[:])
+		moved += k
+		c.Free(pk[:k])
+	})
+	if allocs != 0 || moved != 2*101 {
+		t.Fatalf("%v allocs per fragmented packet; %d fragments out of 101 packets", allocs, moved)
+	}
+}
