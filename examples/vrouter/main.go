@@ -135,20 +135,6 @@ func run(ctx context.Context, cfg *config.Config, path string, frames int, log *
 	}
 	r.eng.Publish(tabs)
 
-	reg := &metrics.Registry{}
-	reg.Register(r.collect)
-	srv := &ops.Server{Metrics: reg, Capture: func(n string) (*pmd.CapturePort, bool) {
-		c, ok := r.captures[n]
-		return c, ok
-	}}
-	if cfg.Metrics != "" {
-		if err := srv.Start(cfg.Metrics); err != nil {
-			return err
-		}
-		defer srv.Close()
-		log.Info("operations endpoint", "addr", srv.Addr())
-	}
-
 	// Control work (vhost-user sockets, reloads, the ops endpoint) runs on the
 	// control CPUs; each forwarding worker pins itself to its CPU.
 	if cfg.CtlCPUs.Count() > 0 {
@@ -175,6 +161,21 @@ func run(ctx context.Context, cfg *config.Config, path string, frames int, log *
 	if len(fwd) > len(r.workers) {
 		log.Warn("more forwarding CPUs than queues: the extra CPUs stay idle", "cpus", len(fwd), "workers", len(r.workers))
 	}
+	// The endpoint starts once the workers exist: its scrapes read them.
+	reg := &metrics.Registry{}
+	reg.Register(r.collect)
+	srv := &ops.Server{Metrics: reg, Capture: func(n string) (*pmd.CapturePort, bool) {
+		c, ok := r.captures[n]
+		return c, ok
+	}}
+	if cfg.Metrics != "" {
+		if err := srv.Start(cfg.Metrics); err != nil {
+			return err
+		}
+		defer srv.Close()
+		log.Info("operations endpoint", "addr", srv.Addr())
+	}
+
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -207,7 +208,9 @@ func (r *router) reload(path string, old *config.Config) {
 		r.log.Error("reload refused", "err", err)
 		return
 	}
-	if len(cfg.Interfaces) != len(old.Interfaces) || cfg.Uplink.Interface != old.Uplink.Interface || cfg.Node.Underlay != old.Node.Underlay {
+	if len(cfg.Interfaces) != len(old.Interfaces) || cfg.Uplink.Interface != old.Uplink.Interface || cfg.Uplink.PCI != old.Uplink.PCI ||
+		cfg.Uplink.Queues != old.Uplink.Queues || cfg.Uplink.HostTap != old.Uplink.HostTap || cfg.Uplink.MTU != old.Uplink.MTU ||
+		cfg.Uplink.Packed != old.Uplink.Packed || cfg.ForwardingCPUs != old.ForwardingCPUs || cfg.Node.Underlay != old.Node.Underlay {
 		r.log.Warn("reload: interface or uplink changes take effect on restart; routes are reloaded")
 	}
 	for _, in := range cfg.Interfaces {
@@ -249,7 +252,9 @@ func (r *router) open(ctx context.Context, cfg *config.Config, frames, workers i
 				r.captures[in.Name] = c
 			}
 		}
-		nq += len(in.Queues)
+		if in.Kind != dataplane.Exception && in.Kind != dataplane.Host {
+			nq += len(in.Queues) // the TAPs share a data queue's worker
+		}
 		r.names[in.Name] = len(ifaces)
 		ifaces = append(ifaces, in)
 	}
@@ -318,7 +323,7 @@ func (r *router) open(ctx context.Context, cfg *config.Config, frames, workers i
 	}
 	local := []netip.Addr{cfg.Node.Addr}
 	r.eng = dataplane.New(dataplane.Config{Pool: r.pool, Ifaces: ifaces, RouterMAC: routerMAC,
-		Decap: encap.DecapOptions{Local: local}, Workers: min(workers, nq)})
+		Decap: encap.DecapOptions{Local: local}, Workers: max(min(workers, nq), 1)})
 	return nil
 }
 
@@ -373,7 +378,8 @@ func (r *router) openXDPUplink(cfg *config.Config, addIface func(*dataplane.Ifac
 func (r *router) openNIC(cfg *config.Config, addIface func(*dataplane.Iface)) error {
 	queues := max(cfg.Uplink.Queues, 1)
 	if cfg.Uplink.MTU+14 > r.pool.FrameSize()-r.pool.Headroom()-12 {
-		return fmt.Errorf("uplink.mtu %d does not fit a %d-byte frame (use -frame-size 4096)", cfg.Uplink.MTU, r.pool.FrameSize())
+		return fmt.Errorf("uplink.mtu %d does not fit a %d-byte frame (%d at most; the VFIO port sends no multi-buffer chains)",
+			cfg.Uplink.MTU, r.pool.FrameSize(), r.pool.FrameSize()-r.pool.Headroom()-12-14)
 	}
 	if drv, _ := os.Readlink("/sys/bus/pci/devices/" + cfg.Uplink.PCI + "/driver"); filepath.Base(drv) != "vfio-pci" {
 		return fmt.Errorf("uplink: %s is not bound to vfio-pci (driver %q): bind it first, as for DPDK", cfg.Uplink.PCI, filepath.Base(drv))

@@ -354,6 +354,11 @@ func (c *Config) Validate() error {
 	for _, in := range c.Interfaces {
 		ifaces[in.Name] = in
 	}
+	if ht := c.Uplink.HostTap; ht != "" {
+		if _, ok := ifaces[ht]; ok || ht == "uplink" || ht == "exception" || (c.Exception != nil && c.Exception.Tap == ht) {
+			p.add("uplink.host_tap", "%q is already an interface's name", ht)
+		}
+	}
 	vrfs := map[string]bool{}
 	vnis, labels := map[uint32]string{}, map[uint32]string{}
 	for i := range c.VRFs {

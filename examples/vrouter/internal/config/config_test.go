@@ -83,6 +83,7 @@ func TestValidationNamesTheField(t *testing.T) {
 		{"host_tap: vhost0", "host_tap: vhost0\n  mtu: 100", "uplink.mtu"},
 		{"host_tap: vhost0", "host_tap: vhost0\n  xdp_mode: native", "uplink.xdp_mode"},
 		{"host_tap: vhost0", "host_tap: a/b", "uplink.host_tap"},
+		{"host_tap: vhost0", "host_tap: pod1", "uplink.host_tap"},
 	} {
 		_, err := Parse([]byte(strings.Replace(nic, m.from, m.to, 1)))
 		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), m.field) {

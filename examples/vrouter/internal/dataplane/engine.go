@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"encoding/binary"
+	"slices"
 	"strconv"
 	"sync/atomic"
 
@@ -173,7 +174,8 @@ type Worker struct {
 	out   []outQueue // per interface
 	icmp  []icmpBucket
 
-	polls uint32 // Poll calls, for the exception path's slower polling
+	polls uint32 // Poll calls, for the TAPs' slower polling
+	busy  bool   // the last Poll received packets
 	in    pmd.Batch
 	one   [1]pmd.Frame
 	res   encap.Result
@@ -227,10 +229,11 @@ type Config struct {
 }
 
 // New returns an engine over cfg's interfaces; exactly one must be the Uplink, and
-// each must have a queue. The queues are dealt to the workers round robin in the
-// order of the interfaces (the uplink's first queue to worker 0, its second to worker
-// 1, and so on, the pods' after them), so that the uplink's queues spread over the
-// workers. Each port gets the cache of the worker that polls it (pmd.ShareCache): a
+// each must have a queue (New panics otherwise: a program error). The data queues are
+// dealt to the workers round robin in the order of the interfaces (the uplink's first
+// queue to worker 0, its second to worker 1, and so on, the pods' after them), so
+// that the uplink's queues spread over the workers; then each TAP's queue goes to the
+// worker with the fewest. Each port gets the cache of the worker that polls it (pmd.ShareCache): a
 // frame one port transmits is the next another receives into.
 func New(cfg Config) *Engine {
 	nw := max(cfg.Workers, 1)
@@ -240,12 +243,26 @@ func New(cfg Config) *Engine {
 			decap: encap.NewDecapper(cfg.Decap), out: make([]outQueue, len(cfg.Ifaces)),
 			icmp: make([]icmpBucket, len(cfg.Ifaces))})
 	}
-	next := 0
 	owner := make([][]int, len(cfg.Ifaces)) // owner[i][q]: the worker of queue q
+	load := make([]int, nw)
+	deal := func(i, q int, w *Worker) {
+		in, p := cfg.Ifaces[i], cfg.Ifaces[i].Queues[q]
+		// A port of another pool (ErrForeignCache) keeps its own caches.
+		_ = pmd.ShareCache(w.cache, p)
+		in.chains = in.chains && pmd.TxChains(p)
+		w.rx = append(w.rx, rxQueue{iface: in, queue: q, port: p})
+		owner[i][q] = w.id
+		load[w.id]++
+	}
+	next := 0
 	for i, in := range cfg.Ifaces {
+		if len(in.Queues) == 0 {
+			panic("dataplane: interface " + in.Name + " has no queue")
+		}
 		in.idx = i
 		in.stats = make([]Counters, nw)
 		in.chains = true
+		owner[i] = make([]int, len(in.Queues))
 		switch in.Kind {
 		case Uplink:
 			e.uplink = i
@@ -255,14 +272,20 @@ func New(cfg Config) *Engine {
 		case Host:
 			e.host = i
 		}
-		for q, p := range in.Queues {
-			w := e.workers[next%nw]
-			next++
-			// A port of another pool (ErrForeignCache) keeps its own caches.
-			_ = pmd.ShareCache(w.cache, p)
-			in.chains = in.chains && pmd.TxChains(p)
-			w.rx = append(w.rx, rxQueue{iface: in, queue: q, port: p})
-			owner[i] = append(owner[i], w.id)
+		if in.Kind != Exception && in.Kind != Host {
+			for q := range in.Queues {
+				deal(i, q, e.workers[next%nw])
+				next++
+			}
+		}
+	}
+	// The TAPs carry little and are polled less often: each goes to the worker
+	// with the fewest queues, after the data queues.
+	for i, in := range cfg.Ifaces {
+		if in.Kind == Exception || in.Kind == Host {
+			for q := range in.Queues {
+				deal(i, q, e.workers[slices.Index(load, slices.Min(load))])
+			}
 		}
 	}
 	// Each worker sends to an interface on its own queues of it first; then, and
@@ -343,11 +366,12 @@ func (w *Worker) Queues() []string {
 	return s
 }
 
-// exceptionEvery is how often Poll looks at the exception TAP and the host's uplink
-// TAP: every that many calls.
-// A TAP has no shared ring to peek at, so each look is a read system call that mostly
-// finds nothing; host-bound traffic is rare and waits at most that many loops (a few
-// microseconds under load).
+// exceptionEvery is how often a busy worker looks at the exception TAP and the host's
+// uplink TAP: every that many polls while the previous one received packets, every
+// poll otherwise. A TAP has no shared ring to peek at, so each look is a read system
+// call that mostly finds nothing; under load a host-bound packet waits at most that
+// many loops (a few microseconds), and an idle worker, whose loops are slow, looks
+// every time.
 const exceptionEvery = 16
 
 // Poll receives a burst from every queue the worker owns, forwards it, transmits
@@ -360,7 +384,7 @@ func (w *Worker) Poll() int {
 	for qi := range w.rx {
 		q := &w.rx[qi]
 		in := q.iface
-		if (in.Kind == Exception || in.Kind == Host) && w.polls%exceptionEvery != 1 {
+		if (in.Kind == Exception || in.Kind == Host) && w.busy && w.polls%exceptionEvery != 1 {
 			continue
 		}
 		w.in.Reset()
@@ -406,6 +430,7 @@ func (w *Worker) Poll() int {
 	}
 	w.flush()
 	w.takeHandoffs()
+	w.busy = total > 0
 	return total
 }
 
@@ -513,13 +538,16 @@ func (w *Worker) transmit(o *Iface, port pmd.Port, b *pmd.Batch) {
 	st.TxBytes.Add(uint64(bytes))
 }
 
-// takeHandoffs transmits what other workers handed over for the worker's queues.
+// takeHandoffs transmits what other workers handed over for the worker's queues, up
+// to a ring's capacity from each ring per call.
 func (w *Worker) takeHandoffs() {
 	b := &w.in
 	for qi := range w.rx {
 		q := &w.rx[qi]
 		for _, r := range q.handoff {
-			for r.Len() > 0 {
+			// At most a ring's worth per poll: a producer faster than this
+			// queue's Tx must not keep the worker from its own queues.
+			for left := handoffSize; left > 0 && r.Len() > 0; {
 				b.Reset()
 				// Leave room to complete a chain cut by the burst's end: producers
 				// enqueue whole chains, so its rest is there.
@@ -527,6 +555,7 @@ func (w *Worker) takeHandoffs() {
 				for b.Len() < pmd.MaxBurst && b.Pkts()[b.Len()-1].Flags&pmd.PktMore != 0 {
 					b.Grow(r.Dequeue(b.Room()[:1]))
 				}
+				left -= b.Len()
 				w.transmit(q.iface, q.port, b)
 			}
 		}
@@ -717,8 +746,11 @@ func (w *Worker) fromUplink(t *Tables, in *Iface, pk *pmd.Pkt) {
 		why = w.decap.Decap(w.pool, pk, r)
 	}
 	if why != encap.OK {
-		if why.NotTunnel() && w.e.host >= 0 {
-			w.queue(in, w.e.host, pk) // ARP and the host's own traffic: unchanged
+		if w.e.host >= 0 && (why.NotTunnel() || why == encap.DropFragment || why == encap.DropOptions) {
+			// ARP and the host's own traffic, unchanged: also its fragments and
+			// IPv6 with extension headers, which the kernel handles (the vRouter
+			// reassembles no tunnel packets, so none of these is one it could take).
+			w.queue(in, w.e.host, pk)
 			return
 		}
 		w.drop(in, pk, DropDecap)

@@ -598,6 +598,18 @@ func TestHostTap(t *testing.T) {
 	if got := recv(pool, c, hostB); len(got) != 1 || !bytes.Equal(got[0], arp) {
 		t.Fatalf("host TAP got %d frames, want the ARP request unchanged", len(got))
 	}
+	// So does an IPv4 fragment addressed to the node (the host's own large UDP),
+	// which is not the vRouter's to reassemble.
+	fr := udp4([6]byte{2, 0, 0, 0, 0x50, 1}, [6]byte{2, 0, 0, 0, 0x50, 2}, netip.MustParseAddr("192.168.50.1"),
+		netip.MustParseAddr("192.168.50.2"), 64, "fragment of the host's")
+	fr[14+6] = 0x20 // MF
+	binary.BigEndian.PutUint16(fr[24:], 0)
+	binary.BigEndian.PutUint16(fr[24:], ipv4Checksum(fr[14:34]))
+	send(t, pool, c, n1.eng.ifaces[0].Queues[0], fr)
+	n2.eng.Poll()
+	if got := recv(pool, c, hostB); len(got) != 1 || !bytes.Equal(got[0], fr) {
+		t.Fatalf("host TAP got %d frames, want the fragment unchanged", len(got))
+	}
 	// The host's reply goes out of the uplink as it is.
 	reply := append([]byte(nil), arp...)
 	reply[21] = 2
@@ -618,7 +630,7 @@ func TestHostTap(t *testing.T) {
 	if got := recv(pool, c, hostB); len(got) != 0 {
 		t.Fatalf("host TAP got %d tunnel frames", len(got))
 	}
-	if s := e.ifaces[0].Stats(); s.Drops[DropDecap] != 0 || e.ifaces[3].Stats().TxPackets != 1 {
+	if s := e.ifaces[0].Stats(); s.Drops[DropDecap] != 0 || e.ifaces[3].Stats().TxPackets != 2 {
 		t.Fatalf("decap drops %d, host TAP sent %d", s.Drops[DropDecap], e.ifaces[3].Stats().TxPackets)
 	}
 }

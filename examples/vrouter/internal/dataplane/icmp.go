@@ -14,9 +14,10 @@ import (
 // without DF are dropped (the vRouter does not fragment), and so is everything when
 // the rate limit is spent.
 
-// icmpRate and icmpBurst bound the ICMP errors sent out of one interface (RFC 1812
-// §4.3.2.8, RFC 4443 §2.4(f)): a token bucket of icmpBurst, refilled at icmpRate a
-// second, so that one busy pod cannot use up another's.
+// icmpRate and icmpBurst bound the ICMP errors sent out of one interface by one
+// worker (RFC 1812 §4.3.2.8, RFC 4443 §2.4(f)): a token bucket of icmpBurst, refilled
+// at icmpRate a second, so that one busy pod cannot use up another's. A pod whose
+// queues several workers poll gets that much per worker, as per-lcore limits do.
 const (
 	icmpRate  = 1000
 	icmpBurst = 100

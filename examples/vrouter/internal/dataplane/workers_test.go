@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -341,4 +342,85 @@ func TestHandoffWholeChains(t *testing.T) {
 	}
 	n.eng.Close()
 	c.Flush()
+}
+
+// slowTx is a queue whose Tx takes 200 µs and counts what it took.
+type slowTx struct {
+	pmd.Port
+	took *atomic.Int64
+}
+
+func (s slowTx) Tx(p []pmd.Pkt) int {
+	time.Sleep(200 * time.Microsecond)
+	n := s.Port.Tx(p)
+	s.took.Add(int64(n))
+	return n
+}
+
+// TestHandoffBounded: a worker whose queue transmits more slowly than another worker
+// hands packets to it takes at most a ring's worth per Poll, then returns to its own
+// queues, instead of draining the ring for as long as the producer fills it.
+func TestHandoffBounded(t *testing.T) {
+	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 16384, Huge: pmd.HugeNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var took atomic.Int64
+	var ul, far []pmd.Port
+	for q := 0; q < 2; q++ {
+		a, b, _ := pmd.NewRingPair(pmd.RingPairOptions{Pool: pool, Size: 8192})
+		t.Cleanup(func() { a.Close(); b.Close() })
+		ul, far = append(ul, slowTx{a, &took}), append(far, b)
+	}
+	// Worker 2 owns the pod and hands the uplink to worker 0.
+	n := newMQNode(t, pool, 1, "vxlan", ul, 1, 3, -1)
+	w0, w2 := n.eng.Workers()[0], n.eng.Workers()[2]
+	p1 := n.cfg.Interfaces[0]
+	f := udp4([6]byte(p1.HW), routerMAC, p1.Addrs[0], netip.MustParseAddr("10.1.2.2"), 64, "x")
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // the pod floods, worker 2 hands over, the far end drains
+		defer wg.Done()
+		c := pool.NewCache(256)
+		defer c.Flush()
+		var pk [64]pmd.Pkt
+		for !stop.Load() {
+			k := c.Alloc(pk[:])
+			for i := range pk[:k] {
+				pk[i].Flags = 0
+				pool.Append(&pk[i], len(f))
+				copy(pool.Data(&pk[i]), f)
+			}
+			c.Free(pk[n.pod[0].Tx(pk[:k]):k])
+			w2.Poll()
+			for m := far[0].Rx(pk[:]); m > 0; m = far[0].Rx(pk[:]) {
+				c.Free(pk[:m])
+			}
+		}
+	}()
+	time.Sleep(50 * time.Millisecond)
+	before := took.Load()
+	w0.Poll()
+	moved := took.Load() - before
+	stop.Store(true)
+	wg.Wait()
+	if moved > handoffSize+pmd.MaxBurst {
+		t.Fatalf("one Poll transmitted %d handed-over packets, more than a ring's %d", moved, handoffSize)
+	}
+	if moved == 0 {
+		t.Fatal("nothing handed over")
+	}
+	for i := 0; i < 4; i++ {
+		w0.Poll()
+	}
+	n.eng.Close()
+	for _, p := range far {
+		var pk [64]pmd.Pkt
+		c := pool.NewCache(0)
+		for m := p.Rx(pk[:]); m > 0; m = p.Rx(pk[:]) {
+			c.Free(pk[:m])
+		}
+		c.Flush()
+	}
 }
