@@ -290,19 +290,24 @@ func New(cfg Config) *Engine {
 			}
 		}
 	}
-	// Each worker sends to an interface on its own queues of it first; then, and
-	// when those are not ready, through a handoff ring to the owner of another,
-	// starting at queue (worker id mod queues) so that workers spread over them.
+	// Each worker sends to an interface on its own queues of it first; then, when it
+	// has none or they may be not ready (pmd.TxReadier), through a handoff ring to the
+	// owner of another, starting at queue (worker id mod queues) so that workers
+	// spread over them.
 	for i, in := range cfg.Ifaces {
 		nq := len(in.Queues)
 		for _, w := range e.workers {
 			o := &w.out[i]
+			alwaysReady := false // an own queue that is never not ready: no fallback needed
 			for q, p := range in.Queues {
 				if owner[i][q] == w.id {
 					o.targets = append(o.targets, txTarget{queue: p, port: p})
+					if _, ok := p.(pmd.TxReadier); !ok {
+						alwaysReady = true
+					}
 				}
 			}
-			for k := 0; k < nq; k++ {
+			for k := 0; k < nq && !alwaysReady; k++ {
 				q := (w.id + k) % nq
 				if owner[i][q] == w.id {
 					continue
@@ -310,9 +315,9 @@ func New(cfg Config) *Engine {
 				r, _ := pmd.NewRing[pmd.Pkt](handoffSize, pmd.RingSPSC)
 				o.targets = append(o.targets, txTarget{queue: in.Queues[q], ring: r})
 				ow := e.workers[owner[i][q]]
-				for k := range ow.rx {
-					if ow.rx[k].iface == in && ow.rx[k].queue == q {
-						ow.rx[k].handoff = append(ow.rx[k].handoff, r)
+				for j := range ow.rx {
+					if ow.rx[j].iface == in && ow.rx[j].queue == q {
+						ow.rx[j].handoff = append(ow.rx[j].handoff, r)
 					}
 				}
 			}

@@ -197,12 +197,7 @@ func TestWorkers(t *testing.T) {
 				t.Fatalf("node 1 uplink sent %d, want %d", got, total)
 			}
 
-			c.Flush()
-			n1.eng.Close()
-			n2.eng.Close()
-			if st := pool.Stats(); st.Free != frames {
-				t.Fatalf("%d of %d frames free after Close", st.Free, frames)
-			}
+			allFramesBack(t, pool, c, []*Engine{n1.eng, n2.eng})
 		})
 	}
 }
@@ -237,11 +232,16 @@ func TestWorkerAssignment(t *testing.T) {
 	}
 	// Worker 2 hands uplink packets to queue 2 mod 2 = 0, worker 0's, then 1.
 	w0, w1 := n.eng.Workers()[0], n.eng.Workers()[1]
-	if ring := w2.out[0].targets[0].ring; len(w0.rx[0].handoff) != 2 || w0.rx[0].handoff[1] != ring {
+	// Workers 0 and 1 own an uplink queue that is always ready (no pmd.TxReadier):
+	// they need no fallback ring to each other, so each drains only worker 2's.
+	if ring := w2.out[0].targets[0].ring; len(w0.rx[0].handoff) != 1 || w0.rx[0].handoff[0] != ring {
 		t.Fatal("worker 0 does not drain worker 2's uplink handoff")
 	}
-	if ring := w2.out[0].targets[1].ring; len(w1.rx[0].handoff) != 2 || w1.rx[0].handoff[1] != ring {
+	if ring := w2.out[0].targets[1].ring; len(w1.rx[0].handoff) != 1 || w1.rx[0].handoff[0] != ring {
 		t.Fatal("worker 1 does not drain worker 2's second uplink handoff")
+	}
+	if len(w0.out[0].targets) != 1 || len(w1.out[0].targets) != 1 {
+		t.Fatal("a worker with an always-ready uplink queue got fallback rings")
 	}
 	// A packet left in a handoff ring goes back to the pool on Close.
 	c := pool.NewCache(0)
@@ -251,11 +251,7 @@ func TestWorkerAssignment(t *testing.T) {
 	if w2.out[0].targets[0].ring.Len() != 1 {
 		t.Fatalf("handoff ring holds %d packets, want 1", w2.out[0].targets[0].ring.Len())
 	}
-	n.eng.Close()
-	c.Flush()
-	if st := pool.Stats(); st.Free != 1024 {
-		t.Fatalf("%d of 1024 frames free after Close", st.Free)
-	}
+	allFramesBack(t, pool, c, []*Engine{n.eng})
 }
 
 // notReady is a queue that is offered but not running.
