@@ -92,14 +92,7 @@ func TestFragment4(t *testing.T) {
 				if s := n1.eng.ifaces[1].Stats(); s.Fragmented != 1 || s.Drops != ([NumReasons]uint64{}) {
 					t.Fatalf("pod 1: fragmented %d, drops %v", s.Fragmented, s.Drops)
 				}
-				c.Flush()
-				n1.eng.Close()
-				n2.eng.Close()
-				ul1.Close()
-				ul2.Close()
-				if st := pool.Stats(); st.Free != 2048 {
-					t.Fatalf("%d of 2048 frames free", st.Free)
-				}
+				allFramesBack(t, pool, c, []*Engine{n1.eng, n2.eng}, ul1, ul2)
 			})
 		}
 	}
