@@ -302,7 +302,7 @@ func New(cfg Config) *Engine {
 			for q, p := range in.Queues {
 				if owner[i][q] == w.id {
 					o.targets = append(o.targets, txTarget{queue: p, port: p})
-					if _, ok := p.(pmd.TxReadier); !ok {
+					if !mayBeNotReady(p) {
 						alwaysReady = true
 					}
 				}
@@ -324,6 +324,16 @@ func New(cfg Config) *Engine {
 		}
 	}
 	return e
+}
+
+// mayBeNotReady reports whether p's readiness can change (pmd.TxReadier), looking
+// through a capture wrapper, which forwards TxReady whatever it wraps.
+func mayBeNotReady(p pmd.Port) bool {
+	if c, ok := p.(*pmd.CapturePort); ok {
+		p = c.Port
+	}
+	_, ok := p.(pmd.TxReadier)
+	return ok
 }
 
 // Publish installs new tables.

@@ -243,6 +243,12 @@ func TestWorkerAssignment(t *testing.T) {
 	if len(w0.out[0].targets) != 1 || len(w1.out[0].targets) != 1 {
 		t.Fatal("a worker with an always-ready uplink queue got fallback rings")
 	}
+	// Also behind a capture wrapper, as the vRouter wraps every queue; a queue that
+	// may be not ready keeps its fallback.
+	cp := pmd.NewCaptureGroup(pool, ul[0], notReady{ul[1]})
+	if mayBeNotReady(cp[0]) || !mayBeNotReady(cp[1]) {
+		t.Fatal("mayBeNotReady does not look through a CapturePort")
+	}
 	// A packet left in a handoff ring goes back to the pool on Close.
 	c := pool.NewCache(0)
 	p1 := n.cfg.Interfaces[0]
