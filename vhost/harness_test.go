@@ -295,10 +295,16 @@ func (f *fakeFront) collect(q int, dst []vring.Used) int {
 	return n
 }
 
-// testBackend starts a listening backend on a temp socket.
+// testBackend starts a listening backend on a temp socket, its pool on 4 KiB pages.
 func testBackend(t testing.TB, mod func(*Options)) (*Backend, string) {
 	t.Helper()
-	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 8192, Huge: pmd.HugeNever, Name: "vhost-test"})
+	return testBackendHuge(t, pmd.HugeNever, mod)
+}
+
+// testBackendHuge is testBackend with the pool's hugepage policy given.
+func testBackendHuge(t testing.TB, huge pmd.HugeMode, mod func(*Options)) (*Backend, string) {
+	t.Helper()
+	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 8192, Huge: huge, Name: "vhost-test"})
 	if err != nil {
 		t.Fatal(err)
 	}
