@@ -615,7 +615,7 @@ func (d *device) start(q *vq) error {
 	}
 	burst := min(n, 64)
 	r := newRing(burst)
-	r.mem, r.call = mem, q.call
+	r.mem, r.cur, r.call = mem, mem.Cursor(), q.call
 	r.mrg = d.has(FeatureMrgRxbuf)
 	r.hdrLen = 10
 	if r.mrg || d.has(FeatureVersion1) {

@@ -113,7 +113,7 @@ func (p *Port) rx(r *ring, pkts []pmd.Pkt) int {
 			continue
 		}
 		n := uint64(s[0].Len) - uint64(r.hdrLen)
-		if h, err := r.mem.Translate(s[0].Addr+uint64(r.hdrLen), n); err == nil && uint64(len(h)) == n {
+		if h, ok := r.cur.Slice(s[0].Addr+uint64(r.hdrLen), n); ok {
 			r.src[i] = h
 			t ^= h[0]
 		}
@@ -392,7 +392,7 @@ func (p *Port) tx(r *ring, pkts []pmd.Pkt) int {
 		// The common case: the next buffer's first segment takes the header and
 		// the packet in one mapped stretch (num_buffers 1 either way).
 		if ch := &r.chains[r.sHead]; len(ch.Segs) > 0 && ch.Segs[0].Write && int(ch.Segs[0].Len) >= need {
-			if h, err := r.mem.Translate(ch.Segs[0].Addr, uint64(need)); err == nil && len(h) == need {
+			if h, ok := r.cur.Slice(ch.Segs[0].Addr, uint64(need)); ok {
 				// The header in two stores (clear would call memclr): all zero
 				// but num_buffers, 1 (bytes 10-11) when the header has it.
 				if le.PutUint64(h, 0); r.hdrLen == 12 {

@@ -41,6 +41,7 @@ type ring struct {
 	split  *vring.SplitDevice
 	packed *vring.PackedDevice
 	mem    *vring.Memory
+	cur    vring.Cursor // over mem, for the datapath's one-buffer translations
 	call   int
 	hdrLen int
 	mrg    bool

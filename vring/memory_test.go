@@ -81,3 +81,38 @@ func TestMemory(t *testing.T) {
 		}
 	}
 }
+
+// TestCursor: a cursor answers as Memory.Slice does, for addresses that stay in one
+// region, move between regions, fall in gaps, cross region ends or wrap.
+func TestCursor(t *testing.T) {
+	a, b, c := make([]byte, 4096), make([]byte, 4096), make([]byte, 8192)
+	m, err := vring.NewMemory(vring.Region{Addr: 0x1000, Host: a}, vring.Region{Addr: 0x2000, Host: b},
+		vring.Region{Addr: 0x10000, Host: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur := m.Cursor()
+	addrs := []uint64{0, 0xfff, 0x1000, 0x1001, 0x1ff0, 0x1fff, 0x2000, 0x2ff8, 0x3000, 0x9000, 0xffff,
+		0x10000, 0x11000, 0x11fff, 0x12000, ^uint64(0) - 8, ^uint64(0)}
+	lens := []uint64{0, 1, 8, 16, 0x20, 0x1000, 0x2000, ^uint64(0)}
+	check := func(addr, n uint64) {
+		t.Helper()
+		want, err := m.Slice(addr, n)
+		got, ok := cur.Slice(addr, n)
+		if ok != (err == nil) {
+			t.Fatalf("Slice(%#x, %#x): cursor ok=%v, memory err=%v", addr, n, ok, err)
+		}
+		if ok && (len(got) != len(want) || cap(got) != len(got) || (n > 0 && &got[0] != &want[0])) {
+			t.Fatalf("Slice(%#x, %#x): cursor gives %d bytes, memory %d", addr, n, len(got), len(want))
+		}
+	}
+	// Every pair twice in a row (a hit after a miss), and in an order that keeps
+	// moving the cursor between regions.
+	for _, addr := range addrs {
+		for _, n := range lens {
+			check(addr, n)
+			check(addr, n)
+			check(0x10010, 4)
+		}
+	}
+}
