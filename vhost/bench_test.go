@@ -210,8 +210,8 @@ func benchNetVhost(b *testing.B, g2h bool, vdev func(path string) string, size i
 // in ns, with the forwarding lcores idle. Every packet crosses between the two CPUs
 // (the rings, the guest's buffers), so this bounds both back-ends alike. On this
 // kind of shared virtual machine it is not a constant: the hypervisor moves the
-// vCPUs, and the round trip was about 125 ns at some times and about 540 ns at others
-// (CPUs in one L3 slice, or not), which moved both back-ends' rates by 2-3×.
+// vCPUs, and the round trip was 60-130 ns at some times and 530-600 ns at others
+// (likely vCPUs on cores that share an L3, or not), which moved both back-ends' rates by 2-3×.
 func lineRTT(b *testing.B) float64 {
 	type line struct {
 		v atomic.Uint64
