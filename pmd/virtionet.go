@@ -12,8 +12,10 @@ package pmd
 //	RX: frame f given as [B+Addr(f)+headroom-12, frame end) device-writable;
 //	    used → Pkt{f, Off: headroom} (virtio_net_hdr sits just before the data);
 //	    refill from the pool; kick only when the device asks (notification flags).
+//	    A packet over several mergeable buffers (§5.1.6.4) → a chain of Pkts.
 //	TX: Pkt's 12 headroom bytes before Off become the zeroed header; one
-//	    descriptor per packet; frames return to the pool when the device is done.
+//	    descriptor per frame (a chain: one per Pkt, NEXT-linked); frames return
+//	    to the pool when the device is done.
 //	Close: device reset (stops DMA) → ring frames back to the pool → DMA unmap →
 //	    VFIO fds closed; UnbindVFIO(bdf) gives the device back to virtio-pci.
 //
@@ -25,10 +27,10 @@ package pmd
 // Poll mode by default: MSI-X vectors NO_VECTOR, ring interrupts disabled. With
 // Interrupts, RX queue i signals MSI-X vector i, which VFIO routes to an eventfd, so an
 // idle poll loop can sleep in WaitRx until traffic comes (DPDK's RX interrupt mode).
-// Not done yet: offloads (no CSUM/TSO features), RSS, and jumbo frames: a packet
-// spread over several mergeable buffers is dropped as DropTooLong rather than returned
-// as a chain (PktMore), and Tx sends no chains (the port is no ChainTxer). With 2 KiB
-// frames and a 1500 MTU neither happens.
+// Jumbo frames: Rx returns a packet the device spread over several mergeable buffers
+// as a chain (PktMore), and Tx sends chains whole (the port is a ChainTxer), so an MTU
+// beyond a frame works as on the other ports. Not done yet: offloads (no CSUM/TSO
+// features) and RSS.
 
 import (
 	"errors"
@@ -146,6 +148,7 @@ type virtQueue interface {
 	EnableInterrupts() (pending bool)
 	DisableInterrupts()
 	InFlight() int
+	Free() int
 	Err() error
 }
 
@@ -153,9 +156,10 @@ type virtQueue interface {
 type vnQueue struct {
 	q         virtQueue
 	index     uint16
-	notifyOff int     // offset of this queue's notify register in the notify window
-	frames    []Frame // frame behind each in-flight id
-	live      []bool  // ids in flight (to take frames back after a reset)
+	notifyOff int       // offset of this queue's notify register in the notify window
+	frames    []Frame   // frame behind each in-flight id
+	more      [][]Frame // TX: the other frames of a chain, by id
+	live      []bool    // ids in flight (to take frames back after a reset)
 	used      []vring.Used
 	segs      []vring.Seg
 	ids       []uint16
@@ -168,7 +172,9 @@ type vnQueue struct {
 type VirtioNetQueue struct {
 	v        *VirtioNet
 	rx, tx   vnQueue
-	rxSkip   int // segments of an oversized mergeable packet still to drop
+	rxSkip   int   // buffers of a dropped mergeable packet still to come
+	rxPend   []Pkt // first buffers of a mergeable packet whose rest has not come
+	rxNeed   int   // how many buffers of that packet are still to come
 	err      error
 	counters Counters
 	irqFd    int // eventfd of the RX queue's MSI-X vector (Interrupts), else -1
@@ -554,9 +560,12 @@ func (v *VirtioNet) setupRings() error {
 			return err
 		}
 		vq.DisableInterrupts() // poll mode until WaitRx
+		// fbuf: a burst's frames to free, and a mergeable packet's held over from
+		// the last Rx; more: the frames after the first of each chain sent.
 		*q = vnQueue{q: vq, index: uint16(index), size: size,
 			frames: make([]Frame, size), live: make([]bool, size), used: make([]vring.Used, size),
-			segs: make([]vring.Seg, size), ids: make([]uint16, size), fbuf: make([]Frame, size)}
+			segs: make([]vring.Seg, size), ids: make([]uint16, size), fbuf: make([]Frame, size+MaxBurst),
+			more: make([][]Frame, size)}
 		c := v.common
 		c.Write16(0x16, uint16(index))
 		c.Write16(0x18, uint16(size))
@@ -576,7 +585,10 @@ func (v *VirtioNet) setupRings() error {
 		return nil
 	}
 	for i, qp := range v.qps {
-		qp.err, qp.rxSkip = nil, 0
+		qp.err, qp.rxSkip, qp.rxNeed = nil, 0, 0
+		if qp.rxPend == nil {
+			qp.rxPend = make([]Pkt, 0, MaxBurst)
+		}
 		vec := uint16(virtioMSINoVector)
 		if qp.irqFd >= 0 {
 			vec = uint16(i)
@@ -659,36 +671,93 @@ func (v *VirtioNet) Rx(pkts []Pkt) int { return v.qps[0].Rx(pkts) }
 func (v *VirtioNet) Tx(pkts []Pkt) int { return v.qps[0].Tx(pkts) }
 
 // Rx receives up to len(pkts) packets into pool frames (zero copy: the device wrote
-// them there) and refills the ring. The caller owns the returned frames.
+// them there) and refills the ring. The caller owns the returned frames. A packet the
+// device spread over several mergeable buffers (VIRTIO 1.2 §5.1.6.4) comes as a chain:
+// one Pkt per buffer, PktMore on all but the last, the checksum flags on the first.
+// Chains are returned whole: when the rest of a packet has not come yet, its first
+// buffers wait in the queue for the next call. A packet of more buffers than len(pkts)
+// or MaxBurst is dropped as DropTooLong.
 func (qp *VirtioNetQueue) Rx(pkts []Pkt) int {
 	v := qp.v
 	if qp.err != nil || v.closed {
 		return 0
 	}
 	q := &qp.rx
-	n, err := q.q.Collect(q.used[:min(len(pkts), len(q.used))])
-	hr := v.opts.Pool.Headroom()
-	out, bytes, drops, long := 0, 0, 0, 0
+	pool := v.opts.Pool
+	hr := pool.Headroom()
+	// Room of a buffer after the first of a packet: it starts where the header of a
+	// first buffer would (refill gives every buffer the same range).
+	room := uint32(pool.FrameSize() - hr + virtioNetHdrLen)
+	out, start, npk, bytes, drops, long, nf := 0, 0, 0, 0, 0, 0, 0
+	// The first buffers of a packet the last call could not finish go first.
+	if len(qp.rxPend) > 0 {
+		if len(qp.rxPend)+qp.rxNeed > len(pkts) {
+			// This caller's bursts cannot carry it: drop it.
+			for _, p := range qp.rxPend {
+				q.fbuf[nf] = p.Frame
+				nf++
+			}
+			qp.rxSkip, qp.rxNeed = qp.rxNeed, 0
+			long++
+		} else {
+			out = copy(pkts, qp.rxPend)
+		}
+		qp.rxPend = qp.rxPend[:0]
+	}
+	need := qp.rxNeed // buffers of the packet at pkts[start:out] still to come
+	chainBytes := 0
+	for _, p := range pkts[start:out] {
+		chainBytes += int(p.Len)
+	}
+	// Each used buffer becomes at most one Pkt, so collecting no more than the room
+	// left keeps every packet of this call in pkts.
+	n, err := q.q.Collect(q.used[:min(len(pkts)-out, len(q.used))])
 	for i := 0; i < n; i++ {
 		u := q.used[i]
 		f := q.frames[u.ID]
 		q.live[u.ID] = false
-		if qp.rxSkip > 0 { // the tail of a packet that did not fit one frame
+		switch {
+		case qp.rxSkip > 0: // the rest of a packet being dropped
 			qp.rxSkip--
-			q.fbuf[drops+long] = f
-			long++
+			q.fbuf[nf] = f
+			nf++
+			continue
+		case need > 0: // the next buffer of a packet
+			if u.Len == 0 || u.Len > room {
+				// The device broke §5.1.6.4's rules for this packet: drop what came.
+				for _, p := range pkts[start:out] {
+					q.fbuf[nf] = p.Frame
+					nf++
+				}
+				q.fbuf[nf] = f
+				nf++
+				qp.rxSkip, need, out = need-1, 0, start
+				drops++
+				continue
+			}
+			pkts[out] = Pkt{Frame: f, Off: uint16(hr - virtioNetHdrLen), Len: uint16(u.Len), Port: v.opts.PortID, Flags: PktMore}
+			out++
+			chainBytes += int(u.Len)
+			if need--; need == 0 {
+				pkts[out-1].Flags = 0
+				npk++
+				bytes += chainBytes
+			}
 			continue
 		}
-		if u.Len < virtioNetHdrLen {
-			q.fbuf[drops+long] = f
+		if u.Len < virtioNetHdrLen || u.Len > room {
+			q.fbuf[nf] = f
+			nf++
 			drops++
 			continue
 		}
-		hdr := v.opts.Pool.Bytes(f)[hr-virtioNetHdrLen:][:virtioNetHdrLen]
-		if nb := int(le16(hdr[10:])); nb > 1 {
-			// A mergeable packet spread over nb frames: Pkt holds one frame, drop it.
+		hdr := pool.Bytes(f)[hr-virtioNetHdrLen:][:virtioNetHdrLen]
+		nb := int(le16(hdr[10:]))
+		if nb > len(pkts) || nb > MaxBurst {
+			// More buffers than a burst carries: drop them all.
 			qp.rxSkip = nb - 1
-			q.fbuf[drops+long] = f
+			q.fbuf[nf] = f
+			nf++
 			long++
 			continue
 		}
@@ -698,16 +767,29 @@ func (qp *VirtioNetQueue) Rx(pkts []Pkt) int {
 		} else if hdr[0]&2 != 0 {
 			flags |= PktCsumValid
 		}
+		start = out
 		pkts[out] = Pkt{Frame: f, Off: uint16(hr), Len: uint16(u.Len - virtioNetHdrLen), Port: v.opts.PortID, Flags: flags}
-		bytes += int(pkts[out].Len)
 		out++
+		if nb > 1 {
+			pkts[out-1].Flags |= PktMore
+			need, chainBytes = nb-1, int(u.Len-virtioNetHdrLen)
+			continue
+		}
+		npk++
+		bytes += int(u.Len - virtioNetHdrLen)
 	}
-	if drops+long > 0 {
-		v.opts.Pool.Put(q.fbuf[:drops+long])
+	if need > 0 {
+		// A packet whose last buffers have not come: keep it for the next call.
+		qp.rxPend = append(qp.rxPend, pkts[start:out]...)
+		out = start
+	}
+	qp.rxNeed = need
+	if nf > 0 {
+		pool.Put(q.fbuf[:nf])
 		qp.counters.AddDrop(DropInvalid, drops)
 		qp.counters.AddDrop(DropTooLong, long)
 	}
-	qp.counters.AddRx(out, bytes)
+	qp.counters.AddRx(npk, bytes)
 	if err != nil {
 		qp.broken(err)
 		return out
@@ -717,8 +799,10 @@ func (qp *VirtioNetQueue) Rx(pkts []Pkt) int {
 }
 
 // Tx queues pkts for sending without copying: each frame gets the virtio-net header
-// in its headroom and goes to the device as one descriptor. It returns how many were
-// taken; their frames go back to the pool once the device is done with them.
+// in its headroom and goes to the device as one descriptor; a chain (PktMore on all
+// but its last Pkt) goes as one packet of a descriptor per frame, the header in the
+// first frame's headroom. It returns how many Pkts were taken (chains whole); their
+// frames go back to the pool once the device is done with them.
 func (qp *VirtioNetQueue) Tx(pkts []Pkt) int {
 	v := qp.v
 	if qp.err != nil || v.closed {
@@ -730,44 +814,121 @@ func (qp *VirtioNetQueue) Tx(pkts []Pkt) int {
 		return 0
 	}
 	pool := v.opts.Pool
-	n := min(len(pkts), q.size-q.q.InFlight())
-	k := 0
-	for i := 0; i < n; i++ {
-		p := &pkts[i]
-		if p.Off < virtioNetHdrLen || int(p.Off)+int(p.Len) > pool.FrameSize() {
-			break // not sendable in place: left to the caller
+	taken, sent, bytes := 0, 0, 0
+	for taken < len(pkts) {
+		// A run of one-frame packets, added as a batch.
+		k := 0
+		for i := taken; i < len(pkts) && k < q.q.Free(); i++ {
+			p := &pkts[i]
+			if p.Flags&PktMore != 0 || p.Off < virtioNetHdrLen || int(p.Off)+int(p.Len) > pool.FrameSize() {
+				break
+			}
+			hdr := pool.Bytes(p.Frame)[p.Off-virtioNetHdrLen:][:virtioNetHdrLen]
+			clear(hdr)
+			q.segs[k] = vring.Seg{Addr: v.poolIOVA + pool.Addr(p.Frame) + uint64(p.Off-virtioNetHdrLen), Len: uint32(p.Len) + virtioNetHdrLen}
+			k++
 		}
-		hdr := pool.Bytes(p.Frame)[p.Off-virtioNetHdrLen:][:virtioNetHdrLen]
-		clear(hdr)
-		q.segs[k] = vring.Seg{Addr: v.poolIOVA + pool.Addr(p.Frame) + uint64(p.Off-virtioNetHdrLen), Len: uint32(p.Len) + virtioNetHdrLen}
-		k++
+		added, err := q.q.AddBatch(q.segs[:k], q.ids[:k])
+		for i := 0; i < added; i++ {
+			q.frames[q.ids[i]] = pkts[taken+i].Frame
+			q.more[q.ids[i]] = q.more[q.ids[i]][:0]
+			q.live[q.ids[i]] = true
+			bytes += int(pkts[taken+i].Len)
+		}
+		taken += added
+		sent += added
+		if err != nil {
+			qp.broken(err)
+			break
+		}
+		if added < k || taken == len(pkts) || pkts[taken].Flags&PktMore == 0 {
+			break // the ring is full, or the next packet is not sendable in place
+		}
+		// A chain.
+		c := qp.txChain(pkts[taken:])
+		if c == 0 {
+			break
+		}
+		for _, p := range pkts[taken : taken+c] {
+			bytes += int(p.Len)
+		}
+		taken += c
+		sent++
 	}
-	added, err := q.q.AddBatch(q.segs[:k], q.ids[:k])
-	bytes := 0
-	for i := 0; i < added; i++ {
-		q.frames[q.ids[i]] = pkts[i].Frame
-		q.live[q.ids[i]] = true
-		bytes += int(pkts[i].Len)
-	}
-	if err != nil {
-		qp.broken(err)
-	}
-	if added > 0 && q.q.Publish() {
+	if sent > 0 && q.q.Publish() {
 		v.notify.Write16(q.notifyOff, q.index)
 	}
-	qp.counters.AddTx(added, bytes)
-	return added
+	qp.counters.AddTx(sent, bytes)
+	return taken
 }
+
+// txChain adds the chain at the start of pkts as one packet and returns its length in
+// Pkts, or 0 when it is unfinished, not sendable in place, longer than MaxBurst or the
+// ring, or the ring lacks room for it now (then it stays the caller's).
+func (qp *VirtioNetQueue) txChain(pkts []Pkt) int {
+	v, q, pool := qp.v, &qp.tx, qp.v.opts.Pool
+	c := 0
+	for c < len(pkts) && c < MaxBurst {
+		c++
+		if pkts[c-1].Flags&PktMore == 0 {
+			break
+		}
+	}
+	if pkts[c-1].Flags&PktMore != 0 || c > q.q.Free() {
+		return 0
+	}
+	for i, p := range pkts[:c] {
+		if int(p.Off)+int(p.Len) > pool.FrameSize() || (i == 0 && p.Off < virtioNetHdrLen) {
+			return 0
+		}
+		addr := v.poolIOVA + pool.Addr(p.Frame) + uint64(p.Off)
+		ln := uint32(p.Len)
+		if i == 0 {
+			clear(pool.Bytes(p.Frame)[p.Off-virtioNetHdrLen:][:virtioNetHdrLen])
+			addr -= virtioNetHdrLen
+			ln += virtioNetHdrLen
+		}
+		q.segs[i] = vring.Seg{Addr: addr, Len: ln}
+	}
+	id, err := q.q.Add(q.segs[:c])
+	if err != nil {
+		if !errors.Is(err, vring.ErrFull) {
+			qp.broken(err)
+		}
+		return 0
+	}
+	q.frames[id] = pkts[0].Frame
+	more := q.more[id][:0]
+	for _, p := range pkts[1:c] {
+		more = append(more, p.Frame)
+	}
+	q.more[id] = more
+	q.live[id] = true
+	return c
+}
+
+// TxChains reports that Tx sends chains whole (ChainTxer).
+func (qp *VirtioNetQueue) TxChains() bool { return true }
+
+// TxChains reports that Tx sends chains whole (ChainTxer).
+func (v *VirtioNet) TxChains() bool { return true }
 
 // reclaimTx frees the frames of sent packets.
 func (qp *VirtioNetQueue) reclaimTx() {
 	q := &qp.tx
 	n, err := q.q.Collect(q.used)
+	k := 0
 	for i := 0; i < n; i++ {
-		q.fbuf[i] = q.frames[q.used[i].ID]
-		q.live[q.used[i].ID] = false
+		id := q.used[i].ID
+		q.fbuf[k] = q.frames[id]
+		k++
+		if more := q.more[id]; len(more) > 0 {
+			qp.v.opts.Pool.Put(more)
+			q.more[id] = more[:0]
+		}
+		q.live[id] = false
 	}
-	qp.v.opts.Pool.Put(q.fbuf[:n])
+	qp.v.opts.Pool.Put(q.fbuf[:k])
 	if err != nil {
 		qp.broken(err)
 	}
@@ -932,9 +1093,20 @@ func (v *VirtioNet) reclaimAll() {
 				q.fbuf[k] = q.frames[id]
 				q.live[id] = false
 				k++
+				if more := q.more[id]; len(more) > 0 {
+					v.opts.Pool.Put(more)
+					q.more[id] = more[:0]
+				}
 			}
 		}
 		v.opts.Pool.Put(q.fbuf[:k])
+	}
+	// The first buffers of a packet Rx was still assembling.
+	for _, qp := range v.qps {
+		for _, p := range qp.rxPend {
+			v.opts.Pool.Put([]Frame{p.Frame})
+		}
+		qp.rxPend, qp.rxNeed, qp.rxSkip = qp.rxPend[:0], 0, 0
 	}
 }
 
