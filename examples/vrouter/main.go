@@ -377,10 +377,6 @@ func (r *router) openXDPUplink(cfg *config.Config, addIface func(*dataplane.Ifac
 // host's TAP for the traffic that is not the vRouter's.
 func (r *router) openNIC(cfg *config.Config, addIface func(*dataplane.Iface)) error {
 	queues := max(cfg.Uplink.Queues, 1)
-	if cfg.Uplink.MTU+14 > r.pool.FrameSize()-r.pool.Headroom()-12 {
-		return fmt.Errorf("uplink.mtu %d does not fit a %d-byte frame (%d at most; the VFIO port sends no multi-buffer chains)",
-			cfg.Uplink.MTU, r.pool.FrameSize(), r.pool.FrameSize()-r.pool.Headroom()-12-14)
-	}
 	if drv, _ := os.Readlink("/sys/bus/pci/devices/" + cfg.Uplink.PCI + "/driver"); filepath.Base(drv) != "vfio-pci" {
 		return fmt.Errorf("uplink: %s is not bound to vfio-pci (driver %q): bind it first, as for DPDK", cfg.Uplink.PCI, filepath.Base(drv))
 	}

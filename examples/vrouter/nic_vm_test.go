@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/dpkit/dpkit/examples/vrouter/internal/config"
 	"github.com/dpkit/dpkit/internal/nettest"
@@ -54,7 +55,7 @@ func TestVRouterNICVM(t *testing.T) {
 	ta := nettest.Name("tap")
 	for _, c := range [][]string{
 		{"ip", "tuntap", "add", "dev", ta, "mode", "tap", "multi_queue"},
-		{"ip", "link", "set", ta, "address", nicHostMAC, "up"},
+		{"ip", "link", "set", ta, "address", nicHostMAC, "mtu", "9000", "up"},
 		{"ip", "addr", "add", nicHostUnderlay + "/24", "dev", ta},
 		{"ip", "link", "add", "vxlan0", "address", nicHostVxlanMAC, "type", "vxlan", "id", "100",
 			"local", nicHostUnderlay, "remote", nicGuestUnderlay, "dstport", "4789", "dev", ta},
@@ -87,7 +88,7 @@ func TestGuestVRouterNIC(t *testing.T) {
 	bdf := devs[0]
 	dir := t.TempDir()
 	cfgText := fmt.Sprintf(`node: {name: n1, underlay_ip: %s}
-uplink: {pci: "%s", queues: 2, host_tap: vhost0}
+uplink: {pci: "%s", queues: 2, host_tap: vhost0, mtu: 9000}
 forwarding_cpus: "0-1"
 metrics: 127.0.0.1:9470
 vrfs:
@@ -251,7 +252,60 @@ remotes:
 	if !resolved {
 		t.Error("the guest kernel did not resolve the host's underlay address through vhost0")
 	}
+	// Jumbo frames through the NIC: 6000-byte pings from the guest kernel to the host,
+	// larger than a 4096-byte frame both ways (vhost0 → vRouter → NIC as a chain, and
+	// the reply over several mergeable buffers → a chain → vhost0).
+	if got := jumboPings(t, nicHostUnderlay, 6000, 10); got < 5 {
+		t.Errorf("%d of 10 jumbo pings answered, want 5 or more", got)
+	}
 	stop()
+}
+
+// jumboPings sends n ICMP echo requests of size payload bytes to dst from the guest
+// kernel, unfragmented, and returns how many full-size replies came back.
+func jumboPings(t *testing.T, dst string, size, n int) int {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_ICMP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_DO)
+	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 200000})
+	to := &unix.SockaddrInet4{Addr: netip.MustParseAddr(dst).As4()}
+	replies := 0
+	buf := make([]byte, 16384)
+	for seq := 0; seq < n; seq++ {
+		m := make([]byte, 8+size)
+		m[0] = 8
+		binary.BigEndian.PutUint16(m[4:], 0x4a55)
+		binary.BigEndian.PutUint16(m[6:], uint16(seq))
+		for i := 8; i < len(m); i++ {
+			m[i] = byte(i * 7)
+		}
+		binary.BigEndian.PutUint16(m[2:], ^sum16(m))
+		if err := unix.Sendto(fd, m, 0, to); err != nil {
+			t.Logf("jumbo ping %d: %v", seq, err)
+			continue
+		}
+		for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); {
+			k, _, err := unix.Recvfrom(fd, buf, 0)
+			if err != nil {
+				continue
+			}
+			ip := buf[:k]
+			if k < 28 || int(ip[0]&0xf)*4 != 20 {
+				continue
+			}
+			r := ip[20:]
+			if r[0] == 0 && binary.BigEndian.Uint16(r[4:]) == 0x4a55 && binary.BigEndian.Uint16(r[6:]) == uint16(seq) {
+				if bytes.Equal(r[8:], m[8:]) {
+					replies++
+				}
+				break
+			}
+		}
+	}
+	return replies
 }
 
 // icmpEcho is an ICMP echo request frame with identifier 0x4450 and sequence seq.
