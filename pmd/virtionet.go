@@ -159,6 +159,7 @@ type vnQueue struct {
 	notifyOff int       // offset of this queue's notify register in the notify window
 	frames    []Frame   // frame behind each in-flight id
 	more      [][]Frame // TX: the other frames of a chain, by id
+	chains    int       // TX: chains in flight (ids with frames in more)
 	live      []bool    // ids in flight (to take frames back after a reset)
 	used      []vring.Used
 	segs      []vring.Seg
@@ -685,54 +686,113 @@ func (qp *VirtioNetQueue) Rx(pkts []Pkt) int {
 	q := &qp.rx
 	pool := v.opts.Pool
 	hr := pool.Headroom()
-	// Room of a buffer after the first of a packet: it starts where the header of a
-	// first buffer would (refill gives every buffer the same range).
-	room := uint32(pool.FrameSize() - hr + virtioNetHdrLen)
-	out, start, npk, bytes, drops, long, nf := 0, 0, 0, 0, 0, 0, 0
+	var t rxTally
+	t.room = uint32(pool.FrameSize() - hr + virtioNetHdrLen)
+	out := 0
 	// The first buffers of a packet the last call could not finish go first.
 	if len(qp.rxPend) > 0 {
 		if len(qp.rxPend)+qp.rxNeed > len(pkts) {
 			// This caller's bursts cannot carry it: drop it.
 			for _, p := range qp.rxPend {
-				q.fbuf[nf] = p.Frame
-				nf++
+				q.fbuf[t.nf] = p.Frame
+				t.nf++
 			}
 			qp.rxSkip, qp.rxNeed = qp.rxNeed, 0
-			long++
+			t.long++
 		} else {
 			out = copy(pkts, qp.rxPend)
 		}
 		qp.rxPend = qp.rxPend[:0]
 	}
-	need := qp.rxNeed // buffers of the packet at pkts[start:out] still to come
-	chainBytes := 0
-	for _, p := range pkts[start:out] {
-		chainBytes += int(p.Len)
-	}
 	// Each used buffer becomes at most one Pkt, so collecting no more than the room
 	// left keeps every packet of this call in pkts.
 	n, err := q.q.Collect(q.used[:min(len(pkts)-out, len(q.used))])
-	for i := 0; i < n; i++ {
-		u := q.used[i]
+	used := q.used[:n]
+	if qp.rxSkip == 0 && qp.rxNeed == 0 {
+		// The common case: packets of one buffer each, up to the first of several.
+		i := 0
+		for ; i < len(used); i++ {
+			u := used[i]
+			if u.Len < virtioNetHdrLen || u.Len > t.room {
+				break
+			}
+			f := q.frames[u.ID]
+			hdr := pool.Bytes(f)[hr-virtioNetHdrLen:][:virtioNetHdrLen]
+			if hdr[10] != 1 || hdr[11] != 0 { // num_buffers
+				break
+			}
+			q.live[u.ID] = false
+			var flags PktFlags
+			if hdr[0]&1 != 0 {
+				flags |= PktCsumPartial
+			} else if hdr[0]&2 != 0 {
+				flags |= PktCsumValid
+			}
+			pkts[out] = Pkt{Frame: f, Off: uint16(hr), Len: uint16(u.Len - virtioNetHdrLen), Port: v.opts.PortID, Flags: flags}
+			t.bytes += int(u.Len - virtioNetHdrLen)
+			out++
+		}
+		t.npk = out
+		used = used[i:]
+	}
+	if len(used) > 0 || qp.rxNeed > 0 {
+		out = qp.rxMerge(pkts, out, used, &t)
+	}
+	if t.nf > 0 {
+		pool.Put(q.fbuf[:t.nf])
+		qp.counters.AddDrop(DropInvalid, t.drops)
+		qp.counters.AddDrop(DropTooLong, t.long)
+	}
+	qp.counters.AddRx(t.npk, t.bytes)
+	if err != nil {
+		qp.broken(err)
+		return out
+	}
+	qp.refill()
+	return out
+}
+
+// rxTally is what one Rx call counts: packets and bytes received, frames to free
+// (q.fbuf[:nf]) and drops; room is a buffer's size.
+type rxTally struct {
+	npk, bytes, nf, drops, long int
+	room                        uint32
+}
+
+// rxMerge is Rx for the used buffers that are not single-buffer packets, and all after
+// them: mergeable packets (§5.1.6.4) become chains, the rest of one being dropped is
+// freed, and broken ones are dropped. pkts[:out] are done, but when rxNeed is set
+// they are the first buffers of an unfinished packet. It returns the new out; an
+// unfinished packet's buffers at its end move to rxPend.
+func (qp *VirtioNetQueue) rxMerge(pkts []Pkt, out int, used []vring.Used, t *rxTally) int {
+	v, q, pool := qp.v, &qp.rx, qp.v.opts.Pool
+	hr := pool.Headroom()
+	need, start, chainBytes := qp.rxNeed, 0, 0 // the packet at pkts[start:out], need buffers short
+	if need > 0 {
+		for _, p := range pkts[:out] {
+			chainBytes += int(p.Len)
+		}
+	}
+	for _, u := range used {
 		f := q.frames[u.ID]
 		q.live[u.ID] = false
 		switch {
 		case qp.rxSkip > 0: // the rest of a packet being dropped
 			qp.rxSkip--
-			q.fbuf[nf] = f
-			nf++
+			q.fbuf[t.nf] = f
+			t.nf++
 			continue
 		case need > 0: // the next buffer of a packet
-			if u.Len == 0 || u.Len > room {
+			if u.Len == 0 || u.Len > t.room {
 				// The device broke §5.1.6.4's rules for this packet: drop what came.
 				for _, p := range pkts[start:out] {
-					q.fbuf[nf] = p.Frame
-					nf++
+					q.fbuf[t.nf] = p.Frame
+					t.nf++
 				}
-				q.fbuf[nf] = f
-				nf++
+				q.fbuf[t.nf] = f
+				t.nf++
 				qp.rxSkip, need, out = need-1, 0, start
-				drops++
+				t.drops++
 				continue
 			}
 			pkts[out] = Pkt{Frame: f, Off: uint16(hr - virtioNetHdrLen), Len: uint16(u.Len), Port: v.opts.PortID, Flags: PktMore}
@@ -740,15 +800,15 @@ func (qp *VirtioNetQueue) Rx(pkts []Pkt) int {
 			chainBytes += int(u.Len)
 			if need--; need == 0 {
 				pkts[out-1].Flags = 0
-				npk++
-				bytes += chainBytes
+				t.npk++
+				t.bytes += chainBytes
 			}
 			continue
 		}
-		if u.Len < virtioNetHdrLen || u.Len > room {
-			q.fbuf[nf] = f
-			nf++
-			drops++
+		if u.Len < virtioNetHdrLen || u.Len > t.room {
+			q.fbuf[t.nf] = f
+			t.nf++
+			t.drops++
 			continue
 		}
 		hdr := pool.Bytes(f)[hr-virtioNetHdrLen:][:virtioNetHdrLen]
@@ -756,9 +816,9 @@ func (qp *VirtioNetQueue) Rx(pkts []Pkt) int {
 		if nb > len(pkts) || nb > MaxBurst {
 			// More buffers than a burst carries: drop them all.
 			qp.rxSkip = nb - 1
-			q.fbuf[nf] = f
-			nf++
-			long++
+			q.fbuf[t.nf] = f
+			t.nf++
+			t.long++
 			continue
 		}
 		var flags PktFlags
@@ -775,8 +835,8 @@ func (qp *VirtioNetQueue) Rx(pkts []Pkt) int {
 			need, chainBytes = nb-1, int(u.Len-virtioNetHdrLen)
 			continue
 		}
-		npk++
-		bytes += int(u.Len - virtioNetHdrLen)
+		t.npk++
+		t.bytes += int(u.Len - virtioNetHdrLen)
 	}
 	if need > 0 {
 		// A packet whose last buffers have not come: keep it for the next call.
@@ -784,17 +844,6 @@ func (qp *VirtioNetQueue) Rx(pkts []Pkt) int {
 		out = start
 	}
 	qp.rxNeed = need
-	if nf > 0 {
-		pool.Put(q.fbuf[:nf])
-		qp.counters.AddDrop(DropInvalid, drops)
-		qp.counters.AddDrop(DropTooLong, long)
-	}
-	qp.counters.AddRx(npk, bytes)
-	if err != nil {
-		qp.broken(err)
-		return out
-	}
-	qp.refill()
 	return out
 }
 
@@ -817,23 +866,22 @@ func (qp *VirtioNetQueue) Tx(pkts []Pkt) int {
 	taken, sent, bytes := 0, 0, 0
 	for taken < len(pkts) {
 		// A run of one-frame packets, added as a batch.
+		batch := pkts[taken:min(len(pkts), taken+q.q.Free())]
 		k := 0
-		for i := taken; i < len(pkts) && k < q.q.Free(); i++ {
-			p := &pkts[i]
+		for ; k < len(batch); k++ {
+			p := &batch[k]
 			if p.Flags&PktMore != 0 || p.Off < virtioNetHdrLen || int(p.Off)+int(p.Len) > pool.FrameSize() {
 				break
 			}
 			hdr := pool.Bytes(p.Frame)[p.Off-virtioNetHdrLen:][:virtioNetHdrLen]
 			clear(hdr)
 			q.segs[k] = vring.Seg{Addr: v.poolIOVA + pool.Addr(p.Frame) + uint64(p.Off-virtioNetHdrLen), Len: uint32(p.Len) + virtioNetHdrLen}
-			k++
 		}
 		added, err := q.q.AddBatch(q.segs[:k], q.ids[:k])
-		for i := 0; i < added; i++ {
-			q.frames[q.ids[i]] = pkts[taken+i].Frame
-			q.more[q.ids[i]] = q.more[q.ids[i]][:0]
+		for i, p := range batch[:added] {
+			q.frames[q.ids[i]] = p.Frame // more[id] is empty: reclaim emptied it
 			q.live[q.ids[i]] = true
-			bytes += int(pkts[taken+i].Len)
+			bytes += int(p.Len)
 		}
 		taken += added
 		sent += added
@@ -904,6 +952,7 @@ func (qp *VirtioNetQueue) txChain(pkts []Pkt) int {
 	}
 	q.more[id] = more
 	q.live[id] = true
+	q.chains++
 	return c
 }
 
@@ -917,18 +966,22 @@ func (v *VirtioNet) TxChains() bool { return true }
 func (qp *VirtioNetQueue) reclaimTx() {
 	q := &qp.tx
 	n, err := q.q.Collect(q.used)
-	k := 0
 	for i := 0; i < n; i++ {
 		id := q.used[i].ID
-		q.fbuf[k] = q.frames[id]
-		k++
-		if more := q.more[id]; len(more) > 0 {
-			qp.v.opts.Pool.Put(more)
-			q.more[id] = more[:0]
-		}
+		q.fbuf[i] = q.frames[id]
 		q.live[id] = false
 	}
-	qp.v.opts.Pool.Put(q.fbuf[:k])
+	if q.chains > 0 {
+		// Chains in flight: free the frames after their first too.
+		for _, u := range q.used[:n] {
+			if more := q.more[u.ID]; len(more) > 0 {
+				qp.v.opts.Pool.Put(more)
+				q.more[u.ID] = more[:0]
+				q.chains--
+			}
+		}
+	}
+	qp.v.opts.Pool.Put(q.fbuf[:n])
 	if err != nil {
 		qp.broken(err)
 	}
@@ -1099,6 +1152,7 @@ func (v *VirtioNet) reclaimAll() {
 				}
 			}
 		}
+		q.chains = 0
 		v.opts.Pool.Put(q.fbuf[:k])
 	}
 	// The first buffers of a packet Rx was still assembling.
