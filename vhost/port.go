@@ -361,7 +361,7 @@ func (p *Port) tx(r *ring, pkts []pmd.Pkt) int {
 	for ; i < len(pkts); i++ {
 		pk := &pkts[i]
 		need := r.hdrLen + int(pk.Len)
-		if r.fill(1) == 0 {
+		if r.sHead == r.sTail && r.fill(1) == 0 {
 			break
 		}
 		if pk.Flags&pmd.PktMore != 0 {

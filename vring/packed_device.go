@@ -195,13 +195,16 @@ func (q *PackedDevice) Push(used []Used) error {
 	if len(used) > q.inflight {
 		return ErrInvalid
 	}
-	for _, u := range used {
-		if u.Slots == 0 || u.Slots > q.size {
-			return ErrInvalid
-		}
-	}
 	if len(used) == 0 {
 		return nil
+	}
+	// Every entry's Slots is checked before anything is written.
+	var bad bool
+	for _, u := range used {
+		bad = bad || u.Slots == 0 || u.Slots > q.size
+	}
+	if bad {
+		return ErrInvalid
 	}
 	firstOff := 16*int(q.usedPos) + descWordOff
 	var firstWord uint32
