@@ -851,7 +851,8 @@ func (qp *VirtioNetQueue) rxMerge(pkts []Pkt, out int, used []vring.Used, t *rxT
 // in its headroom and goes to the device as one descriptor; a chain (PktMore on all
 // but its last Pkt) goes as one packet of a descriptor per frame, the header in the
 // first frame's headroom. It returns how many Pkts were taken (chains whole); their
-// frames go back to the pool once the device is done with them.
+// frames go back to the pool once the device is done with them. A chain that can
+// never be sent (see txChain) is taken and dropped.
 func (qp *VirtioNetQueue) Tx(pkts []Pkt) int {
 	v := qp.v
 	if qp.err != nil || v.closed {
@@ -893,15 +894,17 @@ func (qp *VirtioNetQueue) Tx(pkts []Pkt) int {
 			break // the ring is full, or the next packet is not sendable in place
 		}
 		// A chain.
-		c := qp.txChain(pkts[taken:])
+		c, ok := qp.txChain(pkts[taken:])
 		if c == 0 {
 			break
 		}
-		for _, p := range pkts[taken : taken+c] {
-			bytes += int(p.Len)
+		if ok {
+			for _, p := range pkts[taken : taken+c] {
+				bytes += int(p.Len)
+			}
+			sent++
 		}
 		taken += c
-		sent++
 	}
 	if sent > 0 && q.q.Publish() {
 		v.notify.Write16(q.notifyOff, q.index)
@@ -911,24 +914,42 @@ func (qp *VirtioNetQueue) Tx(pkts []Pkt) int {
 }
 
 // txChain adds the chain at the start of pkts as one packet and returns its length in
-// Pkts, or 0 when it is unfinished, not sendable in place, longer than MaxBurst or the
-// ring, or the ring lacks room for it now (then it stays the caller's).
-func (qp *VirtioNetQueue) txChain(pkts []Pkt) int {
+// Pkts and whether it went out. It returns 0 for a chain that does not end within pkts
+// or does not fit the free descriptors now (both stay the caller's). A chain that can
+// never go (more frames than MaxBurst or the ring has descriptors, a frame outside its
+// bounds, an empty one) is dropped, its frames freed and counted.
+func (qp *VirtioNetQueue) txChain(pkts []Pkt) (int, bool) {
 	v, q, pool := qp.v, &qp.tx, qp.v.opts.Pool
 	c := 0
-	for c < len(pkts) && c < MaxBurst {
+	for c < len(pkts) {
 		c++
 		if pkts[c-1].Flags&PktMore == 0 {
 			break
 		}
 	}
-	if pkts[c-1].Flags&PktMore != 0 || c > q.q.Free() {
-		return 0
+	if pkts[c-1].Flags&PktMore != 0 {
+		return 0, false // unfinished
+	}
+	drop := func(why DropReason) (int, bool) {
+		for _, p := range pkts[:c] {
+			q.fbuf[0] = p.Frame
+			pool.Put(q.fbuf[:1])
+		}
+		qp.counters.AddDrop(why, 1)
+		return c, false
+	}
+	if c > MaxBurst || c > q.size {
+		return drop(DropTooLong)
 	}
 	for i, p := range pkts[:c] {
-		if int(p.Off)+int(p.Len) > pool.FrameSize() || (i == 0 && p.Off < virtioNetHdrLen) {
-			return 0
+		if p.Len == 0 || int(p.Off)+int(p.Len) > pool.FrameSize() || (i == 0 && p.Off < virtioNetHdrLen) {
+			return drop(DropInvalid)
 		}
+	}
+	if c > q.q.Free() {
+		return 0, false
+	}
+	for i, p := range pkts[:c] {
 		addr := v.poolIOVA + pool.Addr(p.Frame) + uint64(p.Off)
 		ln := uint32(p.Len)
 		if i == 0 {
@@ -943,7 +964,7 @@ func (qp *VirtioNetQueue) txChain(pkts []Pkt) int {
 		if !errors.Is(err, vring.ErrFull) {
 			qp.broken(err)
 		}
-		return 0
+		return 0, false
 	}
 	q.frames[id] = pkts[0].Frame
 	more := q.more[id][:0]
@@ -953,7 +974,7 @@ func (qp *VirtioNetQueue) txChain(pkts []Pkt) int {
 	q.more[id] = more
 	q.live[id] = true
 	q.chains++
-	return c
+	return c, true
 }
 
 // TxChains reports that Tx sends chains whole (ChainTxer).

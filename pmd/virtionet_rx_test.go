@@ -243,3 +243,146 @@ func FuzzVirtioNetRx(f *testing.F) {
 		}
 	})
 }
+
+// fakeTxQueue is the driver side of a TX ring whose device the test plays: it keeps
+// the buffers added (by id) and completes them when the test says.
+type fakeTxQueue struct {
+	free int
+	next uint16
+	bufs map[uint16][]vring.Seg
+	done []vring.Used
+}
+
+func (q *fakeTxQueue) Add(segs []vring.Seg) (uint16, error) {
+	if len(segs) > q.free {
+		return 0, vring.ErrFull
+	}
+	q.free -= len(segs)
+	id := q.next
+	q.next++
+	q.bufs[id] = append([]vring.Seg(nil), segs...)
+	return id, nil
+}
+func (q *fakeTxQueue) AddBatch(bufs []vring.Seg, ids []uint16) (int, error) {
+	n := 0
+	for ; n < len(bufs); n++ {
+		id, err := q.Add(bufs[n : n+1])
+		if err != nil {
+			break
+		}
+		ids[n] = id
+	}
+	return n, nil
+}
+func (q *fakeTxQueue) Publish() bool { return false }
+func (q *fakeTxQueue) Collect(dst []vring.Used) (int, error) {
+	n := copy(dst, q.done)
+	q.done = q.done[n:]
+	return n, nil
+}
+func (q *fakeTxQueue) EnableInterrupts() bool { return false }
+func (q *fakeTxQueue) DisableInterrupts()     {}
+func (q *fakeTxQueue) InFlight() int          { return len(q.bufs) }
+func (q *fakeTxQueue) Free() int              { return q.free }
+func (q *fakeTxQueue) Err() error             { return nil }
+
+// complete hands every buffer added back as used.
+func (q *fakeTxQueue) complete() {
+	for id, segs := range q.bufs {
+		q.done = append(q.done, vring.Used{ID: id})
+		q.free += len(segs)
+		delete(q.bufs, id)
+	}
+}
+
+// TestVirtioNetTxChains: Tx sends a chain as one buffer of a descriptor per frame (the
+// header before the first), leaves an unfinished chain and one the ring has no room
+// for yet to the caller, drops chains that can never go, and frees every frame.
+func TestVirtioNetTxChains(t *testing.T) {
+	const size = 64
+	pool, err := NewPool(PoolOptions{Frames: 2048, FrameSize: 2048, Huge: HugeNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	v := &VirtioNet{opts: VirtioNetOptions{Pool: pool}, notify: make([]byte, 64), poolIOVA: 1 << 40}
+	fq := &fakeTxQueue{free: size, bufs: map[uint16][]vring.Seg{}}
+	qp := &VirtioNetQueue{v: v, irqFd: -1}
+	qp.tx = vnQueue{q: fq, size: size, frames: make([]Frame, size), live: make([]bool, size),
+		used: make([]vring.Used, size), segs: make([]vring.Seg, size), ids: make([]uint16, size),
+		fbuf: make([]Frame, size+MaxBurst), more: make([][]Frame, size)}
+	v.qps = []*VirtioNetQueue{qp}
+	hr := uint16(pool.Headroom())
+	mk := func(lens ...int) []Pkt {
+		var p []Pkt
+		for _, n := range lens {
+			f := make([]Frame, 1)
+			if pool.Get(f) != 1 {
+				t.Fatal("pool empty")
+			}
+			p = append(p, Pkt{Frame: f[0], Off: hr, Len: uint16(n), Flags: PktMore})
+		}
+		p[len(p)-1].Flags = 0
+		return p
+	}
+	// A single, a 3-frame chain, a single.
+	pkts := append(append(mk(100), mk(1000, 2000-int(hr), 5)...), mk(60)...)
+	if n := qp.Tx(pkts); n != 5 {
+		t.Fatalf("Tx took %d of 5", n)
+	}
+	if len(fq.bufs) != 3 {
+		t.Fatalf("%d buffers added, want 3", len(fq.bufs))
+	}
+	chain := fq.bufs[1]
+	if len(chain) != 3 || chain[0].Len != 1000+virtioNetHdrLen || chain[1].Len != uint32(2000-int(hr)) || chain[2].Len != 5 ||
+		chain[0].Addr != v.poolIOVA+pool.Addr(pkts[1].Frame)+uint64(hr)-virtioNetHdrLen || chain[1].Addr != v.poolIOVA+pool.Addr(pkts[2].Frame)+uint64(hr) {
+		t.Fatalf("chain sent as %+v", chain)
+	}
+	if st := qp.Stats(); st.TxPackets != 3 || st.TxBytes != 100+1000+uint64(2000-int(hr))+5+60 {
+		t.Errorf("stats %+v", st)
+	}
+	// An unfinished chain stays the caller's; so does one the ring has no room for.
+	unfinished := mk(10, 10)
+	unfinished[1].Flags = PktMore
+	if n := qp.Tx(unfinished); n != 0 {
+		t.Fatalf("Tx took %d Pkts of an unfinished chain", n)
+	}
+	fq.free = 1
+	if n := qp.Tx(unfinished[:1:1]); n != 0 { // still unfinished
+		t.Fatalf("Tx took %d", n)
+	}
+	two := mk(10, 10)
+	if n := qp.Tx(two); n != 0 {
+		t.Fatalf("Tx took a 2-frame chain with 1 descriptor free (%d)", n)
+	}
+	fq.free = size - 5
+	// Chains that can never go: longer than MaxBurst, a frame out of bounds, an
+	// empty frame. Taken and dropped.
+	long := mk(make([]int, MaxBurst+1)...)
+	for i := range long {
+		long[i].Len = 10
+	}
+	bad := mk(10, 10)
+	bad[1].Off = uint16(pool.FrameSize() - 5)
+	empty := mk(10, 0)
+	for _, c := range [][]Pkt{long, bad, empty} {
+		if n := qp.Tx(c); n != len(c) {
+			t.Fatalf("Tx took %d of a %d-frame chain that cannot go", n, len(c))
+		}
+	}
+	if st := qp.Stats(); st.Drops[DropTooLong] != 1 || st.Drops[DropInvalid] != 2 || st.TxPackets != 3 {
+		t.Errorf("stats %+v", st)
+	}
+	// The device completes everything: all frames sent come back.
+	fq.complete()
+	qp.Tx(nil)
+	for _, p := range append(unfinished, two...) {
+		pool.Put([]Frame{p.Frame})
+	}
+	if free := pool.Stats().Free; free != pool.Frames() {
+		t.Errorf("%d of %d frames free", free, pool.Frames())
+	}
+	if fq.free != size || qp.tx.chains != 0 {
+		t.Errorf("%d descriptors free, %d chains in flight", fq.free, qp.tx.chains)
+	}
+}
