@@ -25,12 +25,14 @@ import (
 //     write to the other half makes the CAS fail and we retry, so it is
 //     never overwritten.
 //
-// Packed rings publish a batch with one release: the words of all but the
-// first descriptor of a batch are written with plain stores before the
+// The packed driver publishes a batch with one release: the words of all but
+// the first descriptor of a batch are written with plain stores before the
 // first descriptor's word is stored atomically, and the peer reads ring
 // positions strictly in order, acquiring each batch's first word before it
 // looks at the rest. On amd64 this saves a locked instruction per
-// descriptor.
+// descriptor. The packed device publishes each used descriptor as it goes,
+// with storeRel32 (a plain store on amd64, see storerel_unsafe.go), and the
+// batch's last one atomically.
 //
 // This needs the ring slices to start 4-byte aligned in host memory and to
 // cover the containing word of their last field (the *Size functions round
@@ -77,3 +79,8 @@ func store16(b []byte, off int, v uint16) {
 func aligned4(b []byte) bool {
 	return len(b) > 0 && uintptr(unsafe.Pointer(unsafe.SliceData(b)))&3 == 0
 }
+
+// fence is a full barrier (a store-load fence included): an atomic
+// read-modify-write of w, a word private to the queue so that no other core
+// contends for its cache line.
+func fence(w *uint32) { atomic.AddUint32(w, 1) }

@@ -13,7 +13,7 @@
 //	  returns kick? (EVENT_IDX / flags)            acquire, walk + check each
 //	                                               chain, fill caller's Chains
 //	                                             … read/write buffers via Memory …
-//	Collect(used) ◀── one release store ──────── Push(used)
+//	Collect(used) ◀── release stores ──────────── Push(used)
 //	  acquire, validate id/len, free               NeedNotify() → call/interrupt?
 //
 // Notification control: the device calls EnableNotify/DisableNotify (does

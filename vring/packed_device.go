@@ -11,6 +11,9 @@ type PackedDevice struct {
 	usedWrap  bool
 	sinceSig  int // ring positions marked used since the last NeedNotify
 	inflight  int
+	peekWord  uint32 // PeekDirect's descriptor word; 0 when nothing is peeked
+	fenceWord uint32 // private word of fence
+	npend     int    // buffers UseDirect marked used and flushDirect has not published
 }
 
 // NewPackedDevice returns the device side of a packed ring; both wrap
@@ -32,10 +35,13 @@ func (q *PackedDevice) SetBase(availPos uint16, availWrap bool, usedPos uint16, 
 	q.availPos, q.availWrap = availPos%q.size, availWrap
 	q.usedPos, q.usedWrap = usedPos%q.size, usedWrap
 	q.sinceSig, q.inflight, q.err = 0, 0, nil
+	q.peekWord, q.npend = 0, 0
 }
 
-// Base returns the avail and used positions and wrap counters.
+// Base returns the avail and used positions and wrap counters, after
+// publishing what UseDirect left to publish.
 func (q *PackedDevice) Base() (availPos uint16, availWrap bool, usedPos uint16, usedWrap bool) {
+	q.flushDirect()
 	return q.availPos, q.availWrap, q.usedPos, q.usedWrap
 }
 
@@ -124,6 +130,89 @@ func (q *PackedDevice) Unpop(chains []Chain) error {
 	return nil
 }
 
+// PeekDirect reports the buffer at the next available position when it is
+// one direct descriptor (no NEXT, no INDIRECT) and the device has nothing in
+// flight: its guest address, length and whether it is device-writable. It
+// consumes nothing; UseDirect does. The caller checks the address range
+// (through Memory or a Cursor) before it touches the buffer.
+//
+// PeekDirect and UseDirect are Pop and Push for one buffer at a time with
+// no Chain or Used in between, for a datapath that fills or drains each
+// buffer as it comes. Nothing in flight means the used position is the
+// available one, so the used descriptor goes into the buffer's own slot.
+func (q *PackedDevice) PeekDirect() (addr uint64, n uint32, write, ok bool) {
+	q.peekWord = 0
+	if q.inflight != 0 || q.err != nil {
+		return 0, 0, false, false
+	}
+	off := 16 * int(q.availPos)
+	// Head id+flags: acquire, as in Pop.
+	w := load32(q.desc, off+descWordOff)
+	f := uint16(w >> 16)
+	if !isAvail(f, q.availWrap) || f&(DescNext|DescIndirect) != 0 {
+		return 0, 0, false, false
+	}
+	d := q.desc[off : off+12]
+	if n = le.Uint32(d[8:]); uint64(n) > q.walk.maxBytes {
+		return 0, 0, false, false
+	}
+	// Never 0: an available descriptor has AVAIL or USED set.
+	q.peekWord = w
+	return le.Uint64(d), n, f&DescWrite != 0, true
+}
+
+// UseDirect marks the buffer PeekDirect just reported used, with n bytes
+// written, in its own slot. It writes the length at once and leaves the
+// flags that publish it to the next NeedNotify (which a datapath calls after
+// each burst), Push or Base, which publish all the buffers used so far
+// together, in ring order (§2.8.21). It returns ErrInvalid when PeekDirect did
+// not report a buffer since the last UseDirect.
+//
+// Publishing per burst keeps the driver off the descriptors' cache lines while
+// the device works on them: a driver that took each buffer as soon as it was
+// used, and gave a new one in its slot, would pull each line back and forth
+// between the two cores several times.
+func (q *PackedDevice) UseDirect(n uint32) error {
+	if q.peekWord == 0 {
+		return ErrInvalid
+	}
+	q.peekWord = 0
+	off := 16 * int(q.availPos)
+	le.PutUint32(q.desc[off+8:off+12], n)
+	if q.availPos++; q.availPos == q.size {
+		q.availPos, q.availWrap = 0, !q.availWrap
+	}
+	q.npend++
+	return nil
+}
+
+// flushDirect publishes the buffers UseDirect marked used: from the used
+// position on, each flags word with a release store (pairs with the driver's
+// acquire in PackedDriver.Collect) in ring order, the id as the driver left it
+// in the slot.
+func (q *PackedDevice) flushDirect() {
+	if q.npend == 0 {
+		return
+	}
+	desc, size := q.desc, q.size
+	pos, wrap := q.usedPos, q.usedWrap
+	for range q.npend {
+		off := 16 * int(pos)
+		f := wrapFlags(wrap, false)
+		if le.Uint32(desc[off+8:off+12]) > 0 {
+			f |= DescWrite
+		}
+		id := le.Uint16(desc[off+descWordOff : off+descWordOff+2])
+		storeRel32(desc, off+descWordOff, uint32(id)|uint32(f)<<16)
+		if pos++; pos == size {
+			pos, wrap = 0, !wrap
+		}
+	}
+	q.usedPos, q.usedWrap = pos, wrap
+	q.sinceSig += q.npend
+	q.npend = 0
+}
+
 // readChain reads the buffer starting at availPos whose head word is w.
 // Each descriptor is read once into locals; the walk is bounded by the
 // queue size (TTL) since a chain cannot span more than the whole ring.
@@ -186,8 +275,9 @@ func (q *PackedDevice) readChain(w uint32, c *Chain) error {
 }
 
 // Push writes used descriptors for used (each with the Slots of its chain,
-// see Chain.Used) and publishes the whole batch with one release: the
-// first descriptor's flags are stored last (§2.8.21).
+// see Chain.Used) in ring order, publishing each with a release store of its
+// flags, so that the driver can take the first while the device writes the
+// rest (§2.8.21).
 func (q *PackedDevice) Push(used []Used) error {
 	if q.err != nil {
 		return q.err
@@ -198,6 +288,7 @@ func (q *PackedDevice) Push(used []Used) error {
 	if len(used) == 0 {
 		return nil
 	}
+	q.flushDirect()
 	// Every entry's Slots is checked before anything is written.
 	var bad bool
 	for _, u := range used {
@@ -206,27 +297,19 @@ func (q *PackedDevice) Push(used []Used) error {
 	if bad {
 		return ErrInvalid
 	}
-	firstOff := 16*int(q.usedPos) + descWordOff
-	var firstWord uint32
 	desc, size := q.desc, uint32(q.size)
 	pos, wrap, since := q.usedPos, q.usedWrap, q.sinceSig
-	for k, u := range used {
+	for _, u := range used {
 		d := desc[16*int(pos):][:16]
 		le.PutUint32(d[8:], u.Len)
 		f := wrapFlags(wrap, false)
 		if u.Len > 0 {
 			f |= DescWrite
 		}
-		word := uint32(u.ID) | uint32(f)<<16
-		if k == 0 {
-			firstWord = word
-		} else {
-			// Device-written word. A plain store: it is published by the
-			// release store of the batch's first word below, and the
-			// driver reads it only after acquiring that word (it polls
-			// strictly in ring order).
-			le.PutUint32(d[descWordOff:], word)
-		}
+		// Device-written word, after the length. Release; pairs with the
+		// driver's acquire of the flags in PackedDriver.Collect, which reads
+		// the length after it.
+		storeRel32(desc, 16*int(pos)+descWordOff, uint32(u.ID)|uint32(f)<<16)
 		p := uint32(pos) + uint32(u.Slots)
 		if p >= size {
 			p -= size
@@ -235,9 +318,6 @@ func (q *PackedDevice) Push(used []Used) error {
 		pos = uint16(p)
 		since += int(u.Slots)
 	}
-	// Release: all lens and later flags before the first flags; pairs with
-	// the driver's acquire in PackedDriver.Collect.
-	store32(desc, firstOff, firstWord)
 	q.usedPos, q.usedWrap, q.sinceSig = pos, wrap, since
 	q.inflight -= len(used)
 	return nil
@@ -268,6 +348,7 @@ func (q *PackedDevice) PushInOrder(used []Used) error {
 	if slots > int(q.size) {
 		return ErrInvalid
 	}
+	q.flushDirect()
 	u := used[len(used)-1]
 	off := 16 * int(q.usedPos)
 	le.PutUint32(q.desc[off+8:], u.Len)
@@ -276,7 +357,7 @@ func (q *PackedDevice) PushInOrder(used []Used) error {
 		f |= DescWrite
 	}
 	// Release; pairs with the driver's acquire in PackedDriver.Collect.
-	store32(q.desc, off+descWordOff, uint32(u.ID)|uint32(f)<<16)
+	storeRel32(q.desc, off+descWordOff, uint32(u.ID)|uint32(f)<<16)
 	q.usedPos, q.usedWrap = q.advance(q.usedPos, q.usedWrap, uint16(slots))
 	q.sinceSig += slots
 	q.inflight -= len(used)
@@ -286,11 +367,17 @@ func (q *PackedDevice) PushInOrder(used []Used) error {
 // NeedNotify reports whether the driver wants a used-buffer notification
 // for the descriptors used since the last call (§2.8.10, §2.8.21.3).
 func (q *PackedDevice) NeedNotify() bool {
+	q.flushDirect()
 	k := q.sinceSig
 	q.sinceSig = 0
-	// Driver event suppression: driver-written word. Seq-cst load after
-	// the store in Push; pairs with the driver's store in EnableInterrupts
-	// followed by its load of the descriptor flags.
+	if k == 0 {
+		return false
+	}
+	// Driver event suppression: driver-written word, loaded after a full
+	// barrier that orders it after the release stores of the used flags;
+	// pairs with the driver's store in EnableInterrupts followed by its load
+	// of the descriptor flags.
+	fence(&q.fenceWord)
 	ev := load32(q.drvEv, 0)
 	return packedNeedEvent(ev, q.eventIdx, q.usedPos, q.usedWrap, k, q.size)
 }
