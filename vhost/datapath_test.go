@@ -91,6 +91,9 @@ func testDatapath(t *testing.T, feat uint64) {
 	bufs := map[uint64][]byte{}
 	for i := 0; i < 128; i++ {
 		g, h := f.alloc(bufLen)
+		for j := range h {
+			h[j] = 0xa5 // a stale header must be overwritten, not trusted
+		}
 		bufs[g] = h
 		f.add(0, []vring.Seg{{Addr: g, Len: uint32(bufLen), Write: true}})
 	}
@@ -126,6 +129,9 @@ func testDatapath(t *testing.T, feat uint64) {
 		nb := 1
 		if mrg {
 			nb = int(h[10]) | int(h[11])<<8
+		}
+		if !bytes.Equal(h[:10], make([]byte, 10)) || int(h[10])|int(h[11])<<8 != nb {
+			t.Fatalf("guest packet %d: header % x", k, h[:12])
 		}
 		var pkt []byte
 		pkt = append(pkt, h[12:first.Len]...)

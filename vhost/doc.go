@@ -24,6 +24,12 @@
 // guest's transmit queue with one used descriptor, the last buffer's id (§2.8.9), as
 // DPDK's vhost does: the guest reads one descriptor where it read 32.
 //
+// On a packed ring, Port.Tx puts a packet that fits the next buffer straight into it
+// and marks that buffer used in its own slot (vring's PeekDirect and UseDirect), with
+// no chain popped in between; the burst's used descriptors are published together at
+// its end. It leaves the virtio-net header alone when the buffer already holds the
+// right one, so the guest keeps its cached copy of that line.
+//
 // Guest memory is mapped from the descriptors SET_MEM_TABLE / ADD_MEM_REG pass; rings
 // and buffers are reached through vring's device side (split and packed layouts).
 //

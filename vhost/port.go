@@ -353,11 +353,73 @@ func (r *ring) fill(want int) int {
 	return r.sTail - r.sHead
 }
 
+// putHdr1 writes the virtio-net header of a packet in one buffer into h: all zero
+// but num_buffers, 1 (bytes 10-11), when the header has it (hdrLen 12). It writes
+// only when the header differs, as DPDK's vhost does: the guest reads the header
+// and rarely writes it, so in a reused buffer it is usually right already, and
+// leaving it alone leaves the guest's cached copy of its line valid, where a store
+// would take the line from the guest's cache every packet. (Two stores, not
+// clear: clear would call memclr.)
+func putHdr1(h []byte, hdrLen int) {
+	if hdrLen == 12 {
+		if le.Uint64(h) != 0 || le.Uint32(h[8:]) != 1<<16 {
+			le.PutUint64(h, 0)
+			le.PutUint32(h[8:], 1<<16)
+		}
+	} else if le.Uint64(h) != 0 || le.Uint16(h[8:]) != 0 {
+		le.PutUint64(h, 0)
+		le.PutUint16(h[8:], 0)
+	}
+}
+
+// txDirect is tx's fast path on a packed ring with no buffer in flight (the stash
+// empty): each one-frame packet goes straight into the buffer at the ring's next
+// position when that is one writable descriptor big enough for it, and the buffer
+// is marked used in place, with no Chain or Used in between. It stops at the first
+// packet it does not take, which tx's general path then handles, and returns how
+// many it took and their bytes.
+func (p *Port) txDirect(r *ring, pool *pmd.Pool, pkts []pmd.Pkt) (int, int) {
+	q := r.packed
+	bytes := 0
+	for i := range pkts {
+		pk := &pkts[i]
+		need := r.hdrLen + int(pk.Len)
+		if pk.Flags&pmd.PktMore != 0 {
+			return i, bytes
+		}
+		addr, n, write, ok := q.PeekDirect()
+		if !ok || !write || int(n) < need {
+			return i, bytes
+		}
+		h, ok := r.cur.Slice(addr, uint64(need))
+		if !ok {
+			return i, bytes
+		}
+		putHdr1(h, r.hdrLen)
+		copy(h[r.hdrLen:], pool.Data(pk))
+		if r.log != nil {
+			r.log.mark(addr, uint64(need))
+		}
+		if q.UseDirect(uint32(need)) != nil {
+			return i, bytes // not reached: PeekDirect reported the buffer
+		}
+		bytes += int(pk.Len)
+	}
+	return len(pkts), bytes
+}
+
 func (p *Port) tx(r *ring, pkts []pmd.Pkt) int {
 	pool := p.caches.Tx.Pool()
 	nu := 0 // used entries pending
 	sent, bytes, tooLong := 0, 0, 0
 	i := 0
+	if r.packed != nil && r.sHead == r.sTail && !r.broken {
+		i, bytes = p.txDirect(r, pool, pkts)
+		sent = i
+		if i > 0 {
+			r.notify()
+		}
+	}
 	for ; i < len(pkts); i++ {
 		pk := &pkts[i]
 		need := r.hdrLen + int(pk.Len)
@@ -393,13 +455,7 @@ func (p *Port) tx(r *ring, pkts []pmd.Pkt) int {
 		// the packet in one mapped stretch (num_buffers 1 either way).
 		if ch := &r.chains[r.sHead]; len(ch.Segs) > 0 && ch.Segs[0].Write && int(ch.Segs[0].Len) >= need {
 			if h, ok := r.cur.Slice(ch.Segs[0].Addr, uint64(need)); ok {
-				// The header in two stores (clear would call memclr): all zero
-				// but num_buffers, 1 (bytes 10-11) when the header has it.
-				if le.PutUint64(h, 0); r.hdrLen == 12 {
-					le.PutUint32(h[8:], 1<<16)
-				} else {
-					le.PutUint16(h[8:], 0)
-				}
+				putHdr1(h, r.hdrLen)
 				copy(h[r.hdrLen:], data)
 				if r.log != nil {
 					r.log.mark(ch.Segs[0].Addr, uint64(need))

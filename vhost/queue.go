@@ -91,16 +91,28 @@ func (r *ring) push(u []vring.Used) error {
 		return nil
 	}
 	var err error
-	var notify bool
 	if r.split != nil {
 		err = r.split.Push(u)
-		notify = err == nil && r.split.NeedNotify()
 	} else if r.inOrder {
 		err = r.packed.PushInOrder(u)
-		notify = err == nil && r.packed.NeedNotify()
 	} else {
 		err = r.packed.Push(u)
-		notify = err == nil && r.packed.NeedNotify()
+	}
+	if err != nil {
+		return err
+	}
+	r.notify()
+	return nil
+}
+
+// notify follows the used entries just written: it logs the rings' pages while
+// dirty logging is on and signals the call eventfd if the driver wants it.
+func (r *ring) notify() {
+	var notify bool
+	if r.split != nil {
+		notify = r.split.NeedNotify()
+	} else {
+		notify = r.packed.NeedNotify()
 	}
 	if r.log != nil {
 		// Logged before the call: the front-end may sync the log once the guest
@@ -110,7 +122,6 @@ func (r *ring) push(u []vring.Used) error {
 	if notify && r.call >= 0 {
 		uds.Signal(r.call, &r.sig)
 	}
-	return err
 }
 
 // markRings logs the ring memory a push writes.
