@@ -16,6 +16,10 @@
 //	Collect(used) ◀── release stores ──────────── Push(used)
 //	  acquire, validate id/len, free               NeedNotify() → call/interrupt?
 //
+// A packed device can also take one single-descriptor buffer at a time with
+// PeekDirect and UseDirect, with no Chain or Used in between; the buffers used
+// so far are published together at the next NeedNotify (or Push, or Base).
+//
 // Notification control: the device calls EnableNotify/DisableNotify (does
 // the driver kick?), the driver EnableInterrupts/DisableInterrupts (does the
 // device notify?). Both Enable calls report whether work arrived meanwhile,
