@@ -30,16 +30,19 @@ import (
 // first descriptor's word is stored atomically, and the peer reads ring
 // positions strictly in order, acquiring each batch's first word before it
 // looks at the rest. On amd64 this saves a locked instruction per
-// descriptor. The packed device publishes each used descriptor as it goes,
-// with storeRel32 (a plain store on amd64, see storerel_unsafe.go), and the
-// batch's last one atomically.
+// descriptor. The packed device's Push does the same with storeRel32 (a
+// plain store on amd64, see storerel_unsafe.go) for every word, the first
+// last; UseDirect's buffers, each a whole packet, are published in ring
+// order. NeedNotify issues a full fence before it loads the driver's event
+// suppression word.
 //
 // This needs the ring slices to start 4-byte aligned in host memory and to
 // cover the containing word of their last field (the *Size functions round
 // up); New* functions check both. Go's atomics are sequentially consistent:
 // each store is a release, each load an acquire, and a store followed by a
 // load of another word is not reordered (the store-load fence that
-// vring_need_event checks need, §2.7.10 and §2.8.10).
+// vring_need_event checks need, §2.7.10 and §2.8.10); where a release store
+// comes before such a check, fence supplies that ordering.
 
 var littleEndian = func() bool {
 	x := uint16(1)

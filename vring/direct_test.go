@@ -224,3 +224,113 @@ func TestPackedDirectConcurrent(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestPackedDirectSizes runs the direct path alone over several laps of rings of
+// odd sizes (1 included), publishing after every few buffers, and checks what the
+// driver collects: nothing before the publication, then every buffer once, in
+// order.
+func TestPackedDirectSizes(t *testing.T) {
+	for _, n := range []int{1, 3, 5} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			p := newPair(t, "packed", n, 0)
+			dev := p.dev.(*vring.PackedDevice)
+			a := p.g.Alloc(64, 64)
+			used := make([]vring.Used, n)
+			for lap := 0; lap < 4*n+3; lap++ {
+				k := 1 + lap%n
+				ids := make([]uint16, k)
+				for i := range ids {
+					id, err := p.drv.Add([]vring.Seg{{Addr: a, Len: 64, Write: true}})
+					if err != nil {
+						t.Fatal(err)
+					}
+					ids[i] = id
+				}
+				p.drv.Publish()
+				for i := range ids {
+					if _, _, _, ok := dev.PeekDirect(); !ok {
+						t.Fatalf("lap %d: buffer %d not offered", lap, i)
+					}
+					if err := dev.UseDirect(uint32(i + 1)); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if _, _, _, ok := dev.PeekDirect(); ok {
+					t.Fatalf("lap %d: a buffer beyond those offered", lap)
+				}
+				if c, err := p.drv.Collect(used); c != 0 || err != nil {
+					t.Fatalf("lap %d: collected %d before the publication (%v)", lap, c, err)
+				}
+				dev.NeedNotify()
+				c, err := p.drv.Collect(used)
+				if c != k || err != nil {
+					t.Fatalf("lap %d: collected %d of %d: %v", lap, c, k, err)
+				}
+				for i, u := range used[:c] {
+					if u.ID != ids[i] || u.Len != uint32(i+1) {
+						t.Fatalf("lap %d: used %d is %+v, want id %d len %d", lap, i, u, ids[i], i+1)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestPackedDirectRefusals covers the states PeekDirect and UseDirect must refuse:
+// used and available positions set apart by SetBase (SET_VRING_BASE), where the
+// used descriptor would not go into the buffer's own slot, and a PeekDirect
+// followed by a Pop, after which the peeked buffer is the Pop's.
+func TestPackedDirectRefusals(t *testing.T) {
+	t.Run("positions-apart", func(t *testing.T) {
+		p := newDevice(t, "packed", 4, vring.Options{})
+		dev := p.dev.(*vring.PackedDevice)
+		a := p.g.Alloc(64, 64)
+		p.packed.Chain(3, vring.Seg{Addr: a, Len: 64, Write: true})
+		p.packed.Chain(5, vring.Seg{Addr: a, Len: 64, Write: true})
+		p.packed.Chain(7, vring.Seg{Addr: a, Len: 64, Write: true})
+		dev.SetBase(2, true, 0, true)
+		if _, _, _, ok := dev.PeekDirect(); ok {
+			t.Fatal("PeekDirect with the used position apart from the available one")
+		}
+		// Pop and Push still serve it, writing the used descriptor at slot 0.
+		c := makeChains(1, 1)
+		if k, err := dev.Pop(c); k != 1 || err != nil || c[0].ID != 7 {
+			t.Fatalf("pop %d %v id %d", k, err, c[0].ID)
+		}
+		if err := dev.Push([]vring.Used{c[0].Used(9)}); err != nil {
+			t.Fatal(err)
+		}
+		if d := p.packed.GetDesc(0); d.ID != 7 || d.Len != 9 {
+			t.Fatalf("slot 0 after push: %+v", d)
+		}
+	})
+	t.Run("peek-then-pop", func(t *testing.T) {
+		p := newPair(t, "packed", 4, 0)
+		dev := p.dev.(*vring.PackedDevice)
+		a := p.g.Alloc(64, 64)
+		for i := 0; i < 2; i++ {
+			if _, err := p.drv.Add([]vring.Seg{{Addr: a, Len: 64, Write: true}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		p.drv.Publish()
+		if _, _, _, ok := dev.PeekDirect(); !ok {
+			t.Fatal("no buffer")
+		}
+		c := makeChains(1, 1)
+		if k, err := dev.Pop(c); k != 1 || err != nil {
+			t.Fatal(k, err)
+		}
+		if err := dev.UseDirect(10); !errors.Is(err, vring.ErrInvalid) {
+			t.Fatalf("UseDirect after Pop: %v", err)
+		}
+		if err := dev.Push([]vring.Used{c[0].Used(20)}); err != nil {
+			t.Fatal(err)
+		}
+		dev.NeedNotify()
+		used := make([]vring.Used, 4)
+		if k, err := p.drv.Collect(used); k != 1 || err != nil || used[0].Len != 20 {
+			t.Fatalf("collected %d %v %+v", k, err, used[:k])
+		}
+	})
+}

@@ -13,7 +13,7 @@
 //	  returns kick? (EVENT_IDX / flags)            acquire, walk + check each
 //	                                               chain, fill caller's Chains
 //	                                             … read/write buffers via Memory …
-//	Collect(used) ◀── release stores ──────────── Push(used)
+//	Collect(used) ◀── one release store ──────── Push(used)
 //	  acquire, validate id/len, free               NeedNotify() → call/interrupt?
 //
 // A packed device can also take one single-descriptor buffer at a time with

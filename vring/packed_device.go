@@ -30,7 +30,8 @@ func NewPackedDevice(r PackedRing, mem *Memory, o Options) (*PackedDevice, error
 
 // SetBase sets the ring positions and wrap counters (vhost-user
 // SET_VRING_BASE for packed rings carries avail position and wrap) and
-// clears the broken state.
+// clears the broken state. Buffers UseDirect used and no call published yet
+// are forgotten: call Base first to keep them.
 func (q *PackedDevice) SetBase(availPos uint16, availWrap bool, usedPos uint16, usedWrap bool) {
 	q.availPos, q.availWrap = availPos%q.size, availWrap
 	q.usedPos, q.usedWrap = usedPos%q.size, usedWrap
@@ -53,6 +54,7 @@ func (q *PackedDevice) fail(op string, idx uint16, err error) error {
 // Pop fills chains with up to len(chains) available buffers (§2.8.13) and
 // returns how many. Same contract as SplitDevice.Pop.
 func (q *PackedDevice) Pop(chains []Chain) (int, error) {
+	q.peekWord = 0 // the position moves: a peeked buffer may not be used
 	if q.err != nil {
 		return 0, q.err
 	}
@@ -138,11 +140,14 @@ func (q *PackedDevice) Unpop(chains []Chain) error {
 //
 // PeekDirect and UseDirect are Pop and Push for one buffer at a time with
 // no Chain or Used in between, for a datapath that fills or drains each
-// buffer as it comes. Nothing in flight means the used position is the
-// available one, so the used descriptor goes into the buffer's own slot.
+// buffer as it comes. With nothing in flight and the used position at the
+// available one, the used descriptor goes into the buffer's own slot.
 func (q *PackedDevice) PeekDirect() (addr uint64, n uint32, write, ok bool) {
 	q.peekWord = 0
-	if q.inflight != 0 || q.err != nil {
+	// The used position must be the available one (SET_VRING_BASE may set
+	// them apart; then Pop and Push handle the ring).
+	if q.inflight != 0 || q.err != nil ||
+		q.npend == 0 && (q.usedPos != q.availPos || q.usedWrap != q.availWrap) {
 		return 0, 0, false, false
 	}
 	off := 16 * int(q.availPos)
@@ -275,9 +280,10 @@ func (q *PackedDevice) readChain(w uint32, c *Chain) error {
 }
 
 // Push writes used descriptors for used (each with the Slots of its chain,
-// see Chain.Used) in ring order, publishing each with a release store of its
-// flags, so that the driver can take the first while the device writes the
-// rest (§2.8.21).
+// see Chain.Used) and publishes the whole batch at once: the first
+// descriptor's flags are stored last (§2.8.21). A driver then never sees part
+// of a packet spread over several mergeable buffers; DPDK's virtio PMD drops
+// such a packet when its last buffers are not used yet.
 func (q *PackedDevice) Push(used []Used) error {
 	if q.err != nil {
 		return q.err
@@ -297,19 +303,26 @@ func (q *PackedDevice) Push(used []Used) error {
 	if bad {
 		return ErrInvalid
 	}
+	firstOff := 16*int(q.usedPos) + descWordOff
+	var firstWord uint32
 	desc, size := q.desc, uint32(q.size)
 	pos, wrap, since := q.usedPos, q.usedWrap, q.sinceSig
-	for _, u := range used {
+	for k, u := range used {
 		d := desc[16*int(pos):][:16]
 		le.PutUint32(d[8:], u.Len)
 		f := wrapFlags(wrap, false)
 		if u.Len > 0 {
 			f |= DescWrite
 		}
-		// Device-written word, after the length. Release; pairs with the
-		// driver's acquire of the flags in PackedDriver.Collect, which reads
-		// the length after it.
-		storeRel32(desc, 16*int(pos)+descWordOff, uint32(u.ID)|uint32(f)<<16)
+		word := uint32(u.ID) | uint32(f)<<16
+		if k == 0 {
+			firstWord = word
+		} else {
+			// Device-written word. Published by the store of the batch's
+			// first word below: the driver reads it only after acquiring
+			// that word (it polls strictly in ring order).
+			storeRel32(desc, 16*int(pos)+descWordOff, word)
+		}
 		p := uint32(pos) + uint32(u.Slots)
 		if p >= size {
 			p -= size
@@ -318,6 +331,9 @@ func (q *PackedDevice) Push(used []Used) error {
 		pos = uint16(p)
 		since += int(u.Slots)
 	}
+	// Release: all lengths and later flags before the first flags; pairs
+	// with the driver's acquire in PackedDriver.Collect.
+	storeRel32(desc, firstOff, firstWord)
 	q.usedPos, q.usedWrap, q.sinceSig = pos, wrap, since
 	q.inflight -= len(used)
 	return nil

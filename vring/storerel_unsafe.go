@@ -1,4 +1,4 @@
-//go:build amd64 && !race
+//go:build amd64 && gc && !race
 
 package vring
 
@@ -10,7 +10,8 @@ package vring
 // store, the guest-buffer copies of a whole burst included, to complete.
 //
 // It gives no store-load ordering: a check of the peer's event suppression that
-// must see the peer's latest word after this store needs an atomic store (store32)
-// in between. Race-detector builds use store32, so that the detector sees the
-// ordering when both sides run in one process.
+// must see the peer's latest word after this store needs fence in between. The
+// argument rests on how the gc compiler compiles, hence the build tag;
+// race-detector builds use store32, so that the detector sees the ordering when
+// both sides run in one process.
 func storeRel32(b []byte, off int, v uint32) { *wordPtr(b, off) = v }
