@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"testing"
 
+	"github.com/dpkit/dpkit/internal/uds"
 	"github.com/dpkit/dpkit/pmd"
 	"github.com/dpkit/dpkit/vring"
 )
@@ -169,4 +170,63 @@ func frames(p []pmd.Pkt) []pmd.Frame {
 		f[i] = p[i].Frame
 	}
 	return f
+}
+
+// TestPackedRestartBase stops a packed ring with GET_VRING_BASE when both its
+// positions are back at 0 after one lap (wrap counters 0, so the base is 0), and
+// restarts it with that base, as a front-end does around migration. The ring must
+// go on from there: a 0 that was sent is a position, not a fresh ring.
+func TestPackedRestartBase(t *testing.T) {
+	b, path := testBackend(t, nil)
+	f := newFakeFront(t, path)
+	f.negotiate(FeatureVersion1 | FeatureRingPacked)
+	const size = 8
+	f.setupQueue(0, size)
+	f.setupQueue(1, size)
+	port := b.Port(0)
+	pool := b.opts.Pool
+
+	seq := 0
+	send := func(k int) {
+		t.Helper()
+		for i := 0; i < k; i++ {
+			g, h := f.alloc(12 + 60)
+			clear(h)
+			h[12] = byte(seq + i)
+			f.add(1, []vring.Seg{{Addr: g, Len: 12 + 60}})
+		}
+		var pkts [size]pmd.Pkt
+		got := 0
+		waitFor(t, "rx", func() bool {
+			n := port.Rx(pkts[:])
+			for _, p := range pkts[:n] {
+				if d := pool.Data(&p); len(d) != 60 || d[0] != byte(seq+got) {
+					t.Fatalf("packet %d: %d bytes, first %d", seq+got, len(d), d[0])
+				}
+				got++
+			}
+			pool.Put(frames(pkts[:n]))
+			return got == k
+		})
+		var used [size]vring.Used
+		if n := f.collect(1, used[:]); n != k {
+			t.Fatalf("collected %d completions, want %d", n, k)
+		}
+		seq += k
+	}
+	send(size) // one whole lap: both positions at 0, wrap counters now 0
+
+	base := f.get(ReqGetVringBase, stateB(1, 0)) >> 32
+	if base != 0 {
+		t.Fatalf("GET_VRING_BASE after one lap = %#x, want 0", base)
+	}
+	kick, err := uds.Eventfd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.evfds = append(f.evfds, kick)
+	f.must(ReqSetVringBase, stateB(1, uint32(base)))
+	f.must(ReqSetVringKick, u64b(1), kick)
+	send(3)
+	send(size) // and across the next wrap
 }

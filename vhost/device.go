@@ -501,7 +501,7 @@ func (d *device) setVringBase(m *message) ([]byte, error) {
 	if !d.has(FeatureRingPacked) && s.Num > 0xffff {
 		return nil, fmt.Errorf("%w: vring base %#x", ErrInvalid, s.Num)
 	}
-	q.base = s.Num
+	q.base, q.baseSet = s.Num, true
 	return nil, nil
 }
 
@@ -636,8 +636,12 @@ func (d *device) start(q *vq) error {
 		}
 		wrap := q.base&(1<<15) != 0
 		pos := uint16(q.base & 0x7fff)
-		if q.base == 0 {
-			wrap = true // a fresh ring: both wrap counters start at 1 (§2.8.1)
+		if !q.baseSet {
+			// No SET_VRING_BASE: a fresh ring, both wrap counters at 1 (§2.8.1).
+			// A base of 0 that was sent is taken as sent: position 0 after an odd
+			// number of laps, as QEMU and DPDK's vhost read it (a fresh ring is
+			// 0x8000 from QEMU and from DPDK's virtio-user).
+			wrap = true
 		}
 		upos, uwrap := pos, wrap
 		if q.base > 0xffff {

@@ -251,7 +251,11 @@ func (f *fakeFront) setupQueue(i, n int) {
 	}
 	f.evfds = append(f.evfds, kick, call)
 	f.must(ReqSetVringNum, stateB(uint32(i), uint32(n)))
-	f.must(ReqSetVringBase, stateB(uint32(i), 0))
+	base := uint32(0)
+	if f.packed {
+		base = 1 << 15 // a fresh packed ring: avail wrap counter 1, as QEMU sends it
+	}
+	f.must(ReqSetVringBase, stateB(uint32(i), base))
 	f.must(ReqSetVringAddr, a)
 	f.must(ReqSetVringKick, u64b(uint64(i)), kick)
 	f.must(ReqSetVringCall, u64b(uint64(i)), call)

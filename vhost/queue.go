@@ -23,6 +23,7 @@ type vq struct {
 	addr    vringAddr
 	addrSet bool
 	base    uint32 // SET_VRING_BASE value (packed: avail index | wrap<<15)
+	baseSet bool   // base came from SET_VRING_BASE or a stop; else the ring is fresh
 	kick    int    // eventfd or -1
 	kickSet bool
 	call    int // eventfd or -1
@@ -168,7 +169,7 @@ func (q *vq) stop() *ring {
 		runtime.Gosched()
 	}
 	if r != nil {
-		q.base = r.base()
+		q.base, q.baseSet = r.base(), true
 	}
 	return r
 }
@@ -202,5 +203,5 @@ func (q *vq) closeFds() {
 func (q *vq) reset() {
 	q.stop()
 	q.closeFds()
-	q.num, q.addr, q.addrSet, q.base, q.enabled = 0, vringAddr{}, false, 0, false
+	q.num, q.addr, q.addrSet, q.base, q.baseSet, q.enabled = 0, vringAddr{}, false, 0, false, false
 }
