@@ -13,7 +13,7 @@ import (
 )
 
 var exchangeCount = flag.Int("vring.exchange", 0,
-	"buffers exchanged by TestConcurrent per layout (0: 10M, 200k with -short; in-order variants at most 1M)")
+	"buffers exchanged by TestConcurrent per layout (0: 10M, 200k with -short; in-order variants at most 1M) and by TestConcurrentSleep per case (0: 500k, 20k with -short or -race)")
 
 // TestConcurrent runs a driver and a device on two goroutines exchanging
 // buffers through shared memory. The driver writes a sequence number into
