@@ -17,7 +17,7 @@ const maxFragments = 64
 // Ethernet header of l2 bytes (VXLAN) or with the IP header (l2 0); w.seg holds the
 // rest of it when it is a chain. It returns false, leaving pk as it was, when it
 // cannot: IP options (the vRouter does not rewrite them per fragment), too many
-// fragments, or no frames.
+// fragments, an offset that would overflow, or not enough frames.
 func (w *Worker) fragment4(in *Iface, pk *pmd.Pkt, tun *encap.Tunnel, l2 int) bool {
 	d := w.pool.Data(pk)
 	if len(d) < l2+20 {
@@ -37,12 +37,16 @@ func (w *Worker) fragment4(in *Iface, pk *pmd.Pkt, tun *encap.Tunnel, l2 int) bo
 	if chunk < 8 || (plen+chunk-1)/chunk > maxFragments {
 		return false
 	}
+	base := int(frag&0x1fff) * 8 // the packet may be a fragment itself
+	if base+plen > 0xffff {
+		return false // its data would end past the largest offset a fragment can carry
+	}
 	n := (plen + chunk - 1) / chunk
 	f := w.frags[:n]
-	if w.cache.Alloc(f) != n {
+	if got := w.cache.Alloc(f); got != n {
+		w.cache.Free(f[:got]) // a short allocation gives back what it got
 		return false
 	}
-	base := int(frag&0x1fff) * 8 // the packet may be a fragment itself
 	for k := range f {
 		off := k * chunk
 		size := min(chunk, plen-off)

@@ -128,3 +128,74 @@ func TestFragmentZeroAlloc(t *testing.T) {
 		t.Fatalf("%v allocs per fragmented packet; %d fragments out of 101 packets", allocs, moved)
 	}
 }
+
+// TestFragmentShortPool: a packet to fragment while the pool has fewer free frames
+// than it has fragments is dropped and counted, and the frames that were allocated
+// for it go back: every frame is free at the end.
+func TestFragmentShortPool(t *testing.T) {
+	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 2048, Huge: pmd.HugeNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ul1, ul2, _ := pmd.NewRingPair(pmd.RingPairOptions{Pool: pool})
+	c := pool.NewCache(64)
+	n1 := newNodeMTU(t, pool, 1, "vxlan", ul1, 1500)
+	p1 := n1.cfg.Interfaces[0]
+	dst := n1.cfg.VRFs[0].Routes[0].P.Addr().Next().Next()
+	frame := udp4([6]byte(p1.HW), routerMAC, p1.Addrs[0], dst, 64, strings.Repeat("x", 6000))
+	sendChain(t, pool, c, n1.pod, frame, 1500) // five fragments needed, no DF
+	// Hold every free frame but two.
+	hog := pool.NewCache(0)
+	var held []pmd.Pkt
+	for {
+		var one [1]pmd.Pkt
+		if hog.Alloc(one[:]) != 1 {
+			break
+		}
+		held = append(held, one[0])
+	}
+	if len(held) < 2 {
+		t.Fatalf("only %d frames to hold", len(held))
+	}
+	hog.Free(held[len(held)-2:])
+	hog.Flush()
+	held = held[:len(held)-2]
+	n1.eng.Poll()
+	if s := n1.eng.ifaces[1].Stats(); s.Fragmented != 0 || s.Drops == ([NumReasons]uint64{}) {
+		t.Fatalf("fragmented %d, drops %v: want the packet dropped and counted", s.Fragmented, s.Drops)
+	}
+	hog.Free(held)
+	hog.Flush()
+	allFramesBack(t, pool, c, []*Engine{n1.eng}, ul1, ul2)
+}
+
+// TestFragmentOffsetOverflow: a fragment whose data would end past offset 65535 (a
+// malformed packet) is dropped and counted rather than split into fragments whose
+// offsets overflow into the flag bits.
+func TestFragmentOffsetOverflow(t *testing.T) {
+	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 2048, Huge: pmd.HugeNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ul1, ul2, _ := pmd.NewRingPair(pmd.RingPairOptions{Pool: pool})
+	c := pool.NewCache(64)
+	n1 := newNodeMTU(t, pool, 1, "vxlan", ul1, 1500)
+	p1 := n1.cfg.Interfaces[0]
+	dst := n1.cfg.VRFs[0].Routes[0].P.Addr().Next().Next()
+	frame := udp4([6]byte(p1.HW), routerMAC, p1.Addrs[0], dst, 64, strings.Repeat("o", 1452))
+	ip := frame[14:]
+	binary.BigEndian.PutUint16(ip[6:], 0x2000|0x1ff0) // offset 65408, MF
+	binary.BigEndian.PutUint16(ip[10:], 0)
+	binary.BigEndian.PutUint16(ip[10:], ipv4Checksum(ip[:20]))
+	send(t, pool, c, n1.pod, frame)
+	n1.eng.Poll()
+	var pk [8]pmd.Pkt
+	if k := ul2.Rx(pk[:]); k != 0 {
+		c.Free(pk[:k])
+		t.Fatalf("%d frames crossed the underlay", k)
+	}
+	if s := n1.eng.ifaces[1].Stats(); s.Fragmented != 0 || s.Drops == ([NumReasons]uint64{}) {
+		t.Fatalf("fragmented %d, drops %v: want the packet dropped and counted", s.Fragmented, s.Drops)
+	}
+	allFramesBack(t, pool, c, []*Engine{n1.eng}, ul1, ul2)
+}
