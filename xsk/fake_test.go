@@ -3,6 +3,7 @@ package xsk
 import (
 	"encoding/binary"
 	"fmt"
+	"sync"
 	"testing"
 
 	"github.com/dpkit/dpkit/internal/afxdp"
@@ -256,5 +257,41 @@ func BenchmarkFakeKernel(b *testing.B) {
 				k.comp.Submit()
 			}
 		})
+	}
+}
+
+// TestKickCounters: the rx and tx goroutines both wake the kernel, and a third reads
+// Stats meanwhile; every wakeup is counted (run with -race).
+func TestKickCounters(t *testing.T) {
+	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 256, Huge: pmd.HugeNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	p, _ := newFakePort(t, pool, false)
+	const each = 1000
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		for range each {
+			p.s.wakeRx()
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for range each {
+			p.s.Kick()
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for range each / 10 {
+			p.s.Stats()
+		}
+	}()
+	wg.Wait()
+	if st, _ := p.s.Stats(); st.Kicks != 2*each {
+		t.Fatalf("%d wakeups counted, %d made", st.Kicks, 2*each)
 	}
 }

@@ -81,6 +81,20 @@ func TestPinnedMap(t *testing.T) {
 	if err := owner.Map().Pin(path); err != nil {
 		t.Fatal(err)
 	}
+	// An Open that fails after loading the pinned map (here a bad ring size) closes
+	// what it loaded.
+	before := countFds(t)
+	for range 5 {
+		e.inA(t, func() error {
+			if _, err := Open(e.v.A, 0, Options{PinnedMap: path, Socket: Config{RxSize: 3}}); err == nil {
+				t.Error("Open with ring size 3 succeeded")
+			}
+			return nil
+		})
+	}
+	if after := countFds(t); after != before {
+		t.Errorf("5 failed Opens left %d fds open", after-before)
+	}
 	p := e.openA(t, 0, Options{PinnedMap: path})
 	udpRoundTrip(t, e, p, 4203)
 	if err := p.Close(); err != nil {

@@ -119,6 +119,7 @@ func open(ifname string, queues []int, opts Options) (ports []*Port, err error) 
 		if prog, err = LoadPinnedMap(opts.PinnedMap); err != nil {
 			return nil, err
 		}
+		undo = append(undo, prog.Close)
 	default:
 		po := opts.ProgramOptions
 		if po.MaxQueues == 0 {

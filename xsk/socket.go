@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/dpkit/dpkit/internal/afxdp"
@@ -135,8 +136,8 @@ type Socket struct {
 	rx       *afxdp.ConsRing[afxdp.Desc]
 	tx       *afxdp.ProdRing[afxdp.Desc]
 	maps     [4][]byte
-	kicks    uint64
-	kickErrs uint64
+	kicks    atomic.Uint64 // wakeups from the rx and the tx goroutine
+	kickErrs atomic.Uint64
 	closed   bool
 }
 
@@ -386,11 +387,28 @@ func (s *Socket) Transmit(descs []Desc) int {
 
 // KickIfNeeded wakes the kernel's transmit path if there is anything to send and the
 // kernel asked for it (always, without need_wakeup).
+//
+// In copy mode a wakeup sends, there and then, at most one budget of frames (32, or
+// Config.TxBudget) and leaves the rest in the ring; nothing else wakes the kernel, so
+// the tail of a long burst would wait for the application's next send, which may not
+// come. So in copy mode it wakes the kernel again while frames remain and each wakeup
+// takes some; it stops when one takes none (the completion ring is full until the
+// application reaps it, or the device is busy).
 func (s *Socket) KickIfNeeded() {
-	if s.tx == nil || s.tx.Pending() == 0 {
+	if s.tx == nil {
 		return
 	}
-	if !s.wakeup || s.tx.NeedWakeup() {
+	left := s.tx.Pending()
+	if left == 0 || (s.wakeup && !s.tx.NeedWakeup()) {
+		return
+	}
+	s.Kick()
+	for !s.zeroCopy {
+		now := s.tx.Pending()
+		if now == 0 || now >= left {
+			return
+		}
+		left = now
 		s.Kick()
 	}
 }
@@ -398,16 +416,16 @@ func (s *Socket) KickIfNeeded() {
 // Kick wakes the kernel's transmit path without blocking (see afxdp.Kick for why it
 // bypasses the Go scheduler's syscall bookkeeping).
 func (s *Socket) Kick() {
-	s.kicks++
+	s.kicks.Add(1)
 	if afxdp.Kick(s.fd) != nil {
-		s.kickErrs++
+		s.kickErrs.Add(1)
 	}
 }
 
 func (s *Socket) wakeRx() {
-	s.kicks++
+	s.kicks.Add(1)
 	if afxdp.WakeRx(s.fd) != nil {
-		s.kickErrs++
+		s.kickErrs.Add(1)
 	}
 }
 
@@ -442,8 +460,8 @@ type Statistics struct {
 	KickErrors           uint64 // wakeups that failed with an unexpected error
 }
 
-// Stats reads the kernel's counters. Kicks and KickErrors are read without
-// synchronisation: exact only from the tx goroutine.
+// Stats reads the kernel's counters, and the socket's own wakeup counts; any
+// goroutine may call it.
 func (s *Socket) Stats() (Statistics, error) {
 	if s.closed {
 		return Statistics{}, ErrClosed
@@ -452,7 +470,7 @@ func (s *Socket) Stats() (Statistics, error) {
 	return Statistics{
 		RxDropped: k.RxDropped, RxInvalidDescs: k.RxInvalidDescs, TxInvalidDescs: k.TxInvalidDescs,
 		RxRingFull: k.RxRingFull, RxFillRingEmptyDescs: k.RxFillRingEmptyDescs, TxRingEmptyDescs: k.TxRingEmptyDescs,
-		Kicks: s.kicks, KickErrors: s.kickErrs,
+		Kicks: s.kicks.Load(), KickErrors: s.kickErrs.Load(),
 	}, err
 }
 
