@@ -201,23 +201,20 @@ func run(ctx context.Context, cfg *config.Config, path string, frames int, log *
 	return err
 }
 
-// reload rereads the file and publishes new routes; interface changes need a restart.
+// reload rereads the file and publishes its routes, or refuses it (see
+// config.ReloadCheck) and keeps the running tables.
 func (r *router) reload(path string, old *config.Config) {
 	cfg, err := config.Load(path)
 	if err != nil {
 		r.log.Error("reload refused", "err", err)
 		return
 	}
-	if len(cfg.Interfaces) != len(old.Interfaces) || cfg.Uplink.Interface != old.Uplink.Interface || cfg.Uplink.PCI != old.Uplink.PCI ||
-		cfg.Uplink.Queues != old.Uplink.Queues || cfg.Uplink.HostTap != old.Uplink.HostTap || cfg.Uplink.MTU != old.Uplink.MTU ||
-		cfg.Uplink.Packed != old.Uplink.Packed || cfg.ForwardingCPUs != old.ForwardingCPUs || cfg.Node.Underlay != old.Node.Underlay {
-		r.log.Warn("reload: interface or uplink changes take effect on restart; routes are reloaded")
-	}
-	for _, in := range cfg.Interfaces {
-		if _, ok := r.names[in.Name]; !ok {
-			r.log.Error("reload refused: unknown interface (restart to add it)", "interface", in.Name)
-			return
-		}
+	// Only routes and remotes change on a reload: the interfaces, the VRF each is in
+	// and the uplink were fixed at start, and a half-applied change (routes moved to
+	// a VRF the interface is not in) would mix tenants.
+	if err := config.ReloadCheck(old, cfg); err != nil {
+		r.log.Error("reload refused", "err", err)
+		return
 	}
 	tabs, err := dataplane.Build(cfg, r.names, r.ulMAC, routerMAC, r.ulMTU)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"reflect"
 	"regexp"
 	"strings"
 
@@ -438,6 +439,8 @@ func (c *Config) Validate() error {
 		f := fmt.Sprintf("interfaces[%d]", i)
 		if in.Name == "" {
 			p.add(f+".name", "required")
+		} else if in.Name == "uplink" || in.Name == "exception" {
+			p.add(f+".name", "%q is reserved for the vRouter's own interface", in.Name)
 		} else if names[in.Name] {
 			p.add(f+".name", "%q given twice", in.Name)
 		}
@@ -501,6 +504,49 @@ func (c *Config) Validate() error {
 	}
 	if len(p) > 0 {
 		return fmt.Errorf("%w:\n  %s", ErrInvalid, strings.Join(p, "\n  "))
+	}
+	return nil
+}
+
+// ReloadCheck reports why cur cannot replace old on a reload, or nil. A reload
+// republishes the VRFs' routes, VNIs and labels and the remote nodes; everything
+// else (the node, the uplink, CPUs, the endpoint, logging, the exception path, every
+// interface and the VRF it is in) is fixed when the vRouter starts, so a change to it
+// needs a restart. VRFs are numbered by their place in the list, so the VRFs of old
+// must keep their places in cur; new ones may follow them.
+func ReloadCheck(old, cur *Config) error {
+	same := []struct {
+		name string
+		a, b any
+	}{
+		{"node", old.Node, cur.Node},
+		{"uplink", old.Uplink, cur.Uplink},
+		{"forwarding_cpus", old.ForwardingCPUs, cur.ForwardingCPUs},
+		{"control_cpus", old.ControlCPUs, cur.ControlCPUs},
+		{"metrics", old.Metrics, cur.Metrics},
+		{"log_level", old.LogLevel, cur.LogLevel},
+		{"exception", old.Exception, cur.Exception},
+	}
+	for _, f := range same {
+		if !reflect.DeepEqual(f.a, f.b) {
+			return fmt.Errorf("%s changed: restart the vRouter to apply it", f.name)
+		}
+	}
+	if len(cur.Interfaces) != len(old.Interfaces) {
+		return fmt.Errorf("interfaces: %d instead of %d: restart the vRouter to apply it", len(cur.Interfaces), len(old.Interfaces))
+	}
+	for i := range old.Interfaces {
+		if !reflect.DeepEqual(old.Interfaces[i], cur.Interfaces[i]) {
+			return fmt.Errorf("interfaces[%d] (%s) changed: restart the vRouter to apply it", i, old.Interfaces[i].Name)
+		}
+	}
+	for i, v := range old.VRFs {
+		if i >= len(cur.VRFs) {
+			return fmt.Errorf("vrfs: %s removed: restart the vRouter to apply it", v.Name)
+		}
+		if cur.VRFs[i].Name != v.Name {
+			return fmt.Errorf("vrfs[%d] is %s instead of %s: VRFs keep their places on a reload (new ones go at the end)", i, cur.VRFs[i].Name, v.Name)
+		}
 	}
 	return nil
 }

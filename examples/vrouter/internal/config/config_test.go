@@ -54,6 +54,8 @@ func TestValidationNamesTheField(t *testing.T) {
 		{"underlay_ip: 192.168.50.2", "underlay_ip: 192.168.50.1", "remotes[0].underlay_ip"},
 		{"underlay_ip: 192.168.50.2", "underlay_ip: fd00::2", "remotes[0].underlay_ip"},
 		{"name: pod1", "name: dpdk1", "interfaces[1].name"},
+		{"name: pod1", "name: uplink", "interfaces[0].name: \"uplink\" is reserved"},
+		{"name: pod1", "name: exception", "interfaces[0].name: \"exception\" is reserved"},
 		{"log_level: info", "log_level: info\nextra_field: 1", "extra_field"},
 	}
 	for _, c := range cases {
@@ -96,6 +98,62 @@ func TestValidationNamesTheField(t *testing.T) {
 	}
 	if _, err := Parse(nil); !errors.Is(err, ErrInvalid) {
 		t.Errorf("empty: %v", err)
+	}
+}
+
+// TestReloadCheck: a reload may change routes, VNIs, labels and remotes and append
+// VRFs; anything fixed at start, a VRF's place in the list among them, is refused.
+func TestReloadCheck(t *testing.T) {
+	good, err := os.ReadFile("../../testdata/node1.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := Parse(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blue := "\n  - name: blue\n    vni: 200\n    label: 200\n    routes:\n      - prefix: 10.2.0.0/16\n        remote: node2\ninterfaces:"
+	for _, c := range []struct {
+		from, to string
+		ok       bool
+	}{
+		{"prefix: 10.1.2.0/24", "prefix: 10.1.3.0/24", true},
+		{"vni: 100", "vni: 101", true},
+		{"underlay_ip: 192.168.50.2", "underlay_ip: 192.168.50.3", true},
+		{"\ninterfaces:", blue, true},
+		{"log_level: info", "log_level: debug", false},
+		{"underlay_ip: 192.168.50.1", "underlay_ip: 192.168.50.9", false},
+		{"interface: ul1", "interface: ul9", false},
+		{"forwarding_cpus: \"1\"", "forwarding_cpus: \"1-2\"", false},
+		{"unknown: drop", "unknown: exception", false},
+		{"ips: [10.1.1.2]", "ips: [10.1.1.9]", false},
+		{"mac: 02:00:00:01:01:03", "mac: 02:00:00:01:01:09", false},
+		{"socket: /run/vrouter/dpdk1.sock", "socket: /run/vrouter/x.sock", false},
+	} {
+		if !strings.Contains(string(good), c.from) {
+			t.Fatalf("fixture lacks %q", c.from)
+		}
+		cur, err := Parse([]byte(strings.Replace(string(good), c.from, c.to, 1)))
+		if err != nil {
+			t.Fatalf("%s -> %s: %v", c.from, c.to, err)
+		}
+		if err := ReloadCheck(old, cur); (err == nil) != c.ok {
+			t.Errorf("%s -> %s: ReloadCheck %v, want ok %v", c.from, c.to, err, c.ok)
+		}
+	}
+	// Two VRFs, then the same two in the other order: the interfaces would land in
+	// the other tenant's tables.
+	two, err := Parse([]byte(strings.Replace(string(good), "\ninterfaces:", blue, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	swapped := *two
+	swapped.VRFs = []VRF{two.VRFs[1], two.VRFs[0]}
+	if err := ReloadCheck(two, &swapped); err == nil || !strings.Contains(err.Error(), "vrfs[0]") {
+		t.Errorf("reordered VRFs: %v", err)
+	}
+	if err := ReloadCheck(two, old); err == nil || !strings.Contains(err.Error(), "blue removed") {
+		t.Errorf("removed VRF: %v", err)
 	}
 }
 
