@@ -295,3 +295,42 @@ func TestKickCounters(t *testing.T) {
 		t.Fatalf("%d wakeups counted, %d made", st.Kicks, 2*each)
 	}
 }
+
+// TestRecycleOverflowOwnership: Recycle with more frames than the fill ring has room
+// for frees the rest to the pool only if they are the caller's to give: a frame the
+// kernel holds, passed by mistake, must not also become free.
+func TestRecycleOverflowOwnership(t *testing.T) {
+	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 256, Huge: pmd.HugeNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	p, k := newFakePort(t, pool, false) // its fill ring is full
+	n, idx := k.fill.Peek(1)
+	if n != 1 {
+		t.Fatal("fill ring empty")
+	}
+	held, ok := pool.FrameAt(k.fill.Get(idx))
+	if !ok {
+		t.Fatal("fill ring address outside the pool")
+	}
+	cache := pool.NewCache(0)
+	var mine [1]pmd.Pkt
+	if cache.Alloc(mine[:]) != 1 {
+		t.Fatal("pool empty")
+	}
+	p.Recycle([]pmd.Pkt{{Frame: held}, mine[0]})
+	var all [256]pmd.Pkt
+	got := p.caches.Rx.Alloc(all[:])
+	seen := false
+	for _, pk := range all[:got] {
+		if pk.Frame == held {
+			t.Fatalf("frame %d, in the kernel's fill ring, was freed by Recycle", held)
+		}
+		seen = seen || pk.Frame == mine[0].Frame
+	}
+	if !seen {
+		t.Errorf("the caller's frame %d did not go back to the pool", mine[0].Frame)
+	}
+	p.caches.Rx.Free(all[:got])
+}

@@ -396,7 +396,9 @@ func (p *Port) Recycle(pkts []pmd.Pkt) {
 	if w > 0 {
 		fill.Submit()
 	}
-	if int(n) < len(pkts) {
-		p.caches.Rx.Free(pkts[n:])
+	for i := int(n); i < len(pkts); i++ {
+		if f := uint64(pkts[i].Frame); f < p.nframes && p.owner[f] == ownerOut {
+			p.caches.Rx.Free(pkts[i : i+1])
+		}
 	}
 }
