@@ -103,7 +103,8 @@ func main() {
 type router struct {
 	log      *slog.Logger
 	pool     *pmd.Pool
-	umem     *xsk.UMEM
+	umem     *xsk.UMEM // the veth pods'
+	ulUMEM   *xsk.UMEM // the uplink interface's, over the same pool
 	xsks     []*xsk.Port
 	filter   *xsk.Program
 	filterPg *ebpf.Program
@@ -233,9 +234,19 @@ func (r *router) open(ctx context.Context, cfg *config.Config, frames, workers i
 	if err != nil {
 		return err
 	}
-	// The AF_XDP sockets (an uplink interface, veth pods) share one UMEM over the pool.
-	if cfg.Uplink.Interface != "" || slices.ContainsFunc(cfg.Interfaces, func(in config.Interface) bool { return in.Type == "veth" }) {
+	// The AF_XDP sockets use the pool as their UMEM, so frames move between them and
+	// the other ports without copies: the veth pods share one UMEM, an uplink
+	// interface has one of its own over the same pool. A socket that shares a UMEM
+	// takes the mode of the UMEM's first socket, so with one UMEM a zero-copy uplink
+	// would force zero-copy on the pods, which veth refuses, and a pod bound first
+	// would hold the uplink to copy mode.
+	if slices.ContainsFunc(cfg.Interfaces, func(in config.Interface) bool { return in.Type == "veth" }) {
 		if r.umem, err = xsk.NewUMEM(xsk.UMEMOptions{Pool: r.pool}); err != nil {
+			return err
+		}
+	}
+	if cfg.Uplink.Interface != "" {
+		if r.ulUMEM, err = xsk.NewUMEM(xsk.UMEMOptions{Pool: r.pool}); err != nil {
 			return err
 		}
 	}
@@ -351,11 +362,11 @@ func (r *router) openXDPUplink(cfg *config.Config, addIface func(*dataplane.Ifac
 	r.log.Info("uplink", "interface", ul.Name, "xdp", r.filter.Mode().String())
 	ulIf := &dataplane.Iface{Name: "uplink", Kind: dataplane.Uplink}
 	for q := 0; q < queues; q++ {
-		up, err := xsk.Open(ul.Name, q, xsk.Options{UMEM: r.umem, Program: r.filter, Socket: xskConfig})
+		up, err := xsk.Open(ul.Name, q, xsk.Options{UMEM: r.ulUMEM, Program: r.filter, Socket: xskConfig})
 		if err != nil && xskConfig.MultiBuffer && q == 0 {
 			// Kernels before 6.6 have no XDP_USE_SG: run without jumbo frames.
 			xskConfig.MultiBuffer = false
-			up, err = xsk.Open(ul.Name, q, xsk.Options{UMEM: r.umem, Program: r.filter, Socket: xskConfig})
+			up, err = xsk.Open(ul.Name, q, xsk.Options{UMEM: r.ulUMEM, Program: r.filter, Socket: xskConfig})
 			if err == nil {
 				r.log.Warn("AF_XDP multi-buffer unavailable: frames larger than a buffer are dropped", "frame_size", frameSize)
 			}
@@ -456,8 +467,10 @@ func (r *router) close() {
 	if r.filterMp != nil {
 		errs = append(errs, r.filterMp.Close())
 	}
-	if r.umem != nil {
-		errs = append(errs, r.umem.Close())
+	for _, u := range []*xsk.UMEM{r.umem, r.ulUMEM} {
+		if u != nil {
+			errs = append(errs, u.Close())
+		}
 	}
 	if r.pool != nil {
 		errs = append(errs, r.pool.Close())
