@@ -98,25 +98,25 @@ func (s PortStats) TotalDrops() uint64 {
 // rules), so their counters have one writer and are added to without a locked
 // instruction; AddDrop may be called from either side. The zero value is ready.
 type Counters struct {
-	rxPkts, rxBytes atomic.Uint64
+	rxPkts, rxBytes Counter
 	_               [64]byte // the two sides' counters on lines of their own
-	txPkts, txBytes atomic.Uint64
+	txPkts, txBytes Counter
 	drops           [NumDropReasons]atomic.Uint64
 }
 
 // AddRx counts received packets and bytes; the receive side's goroutine calls it.
 func (c *Counters) AddRx(pkts, bytes int) {
 	if pkts > 0 {
-		bump(&c.rxPkts, uint64(pkts))
-		bump(&c.rxBytes, uint64(bytes))
+		c.rxPkts.Add(uint64(pkts))
+		c.rxBytes.Add(uint64(bytes))
 	}
 }
 
 // AddTx counts transmitted packets and bytes; the transmit side's goroutine calls it.
 func (c *Counters) AddTx(pkts, bytes int) {
 	if pkts > 0 {
-		bump(&c.txPkts, uint64(pkts))
-		bump(&c.txBytes, uint64(bytes))
+		c.txPkts.Add(uint64(pkts))
+		c.txBytes.Add(uint64(bytes))
 	}
 }
 

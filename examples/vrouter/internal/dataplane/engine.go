@@ -88,13 +88,13 @@ type Iface struct {
 // Counters are one worker's counts for an interface: written by that worker only,
 // read by the metrics endpoint. Each worker's sit on their own cache lines.
 type Counters struct {
-	RxPackets, RxBytes, TxPackets, TxBytes atomic.Uint64
-	Drops                                  [NumReasons]atomic.Uint64
+	RxPackets, RxBytes, TxPackets, TxBytes pmd.Counter
+	Drops                                  [NumReasons]pmd.Counter
 	// ICMPSent counts the ICMP errors (too big) sent back out of the interface.
-	ICMPSent atomic.Uint64
+	ICMPSent pmd.Counter
 	// Fragmented counts the IPv4 packets received on the interface that were
 	// fragmented to fit their tunnel.
-	Fragmented atomic.Uint64
+	Fragmented pmd.Counter
 	_          [64]byte
 }
 
