@@ -133,16 +133,9 @@ func TestFragmentZeroAlloc(t *testing.T) {
 // than it has fragments is dropped and counted, and the frames that were allocated
 // for it go back: every frame is free at the end.
 func TestFragmentShortPool(t *testing.T) {
-	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 2048, Huge: pmd.HugeNever})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ul1, ul2, _ := pmd.NewRingPair(pmd.RingPairOptions{Pool: pool})
-	c := pool.NewCache(64)
-	n1 := newNodeMTU(t, pool, 1, "vxlan", ul1, 1500)
-	p1 := n1.cfg.Interfaces[0]
-	dst := n1.cfg.VRFs[0].Routes[0].P.Addr().Next().Next()
-	frame := udp4([6]byte(p1.HW), routerMAC, p1.Addrs[0], dst, 64, strings.Repeat("x", 6000))
+	f := newFragNode(t)
+	pool, ul1, ul2, c, n1 := f.pool, f.ul1, f.ul2, f.c, f.n1
+	frame := f.udp(6000)
 	sendChain(t, pool, c, n1.pod, frame, 1500) // five fragments needed, no DF
 	// Hold every free frame but two.
 	hog := pool.NewCache(0)
@@ -173,16 +166,9 @@ func TestFragmentShortPool(t *testing.T) {
 // malformed packet) is dropped and counted rather than split into fragments whose
 // offsets overflow into the flag bits.
 func TestFragmentOffsetOverflow(t *testing.T) {
-	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 2048, Huge: pmd.HugeNever})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ul1, ul2, _ := pmd.NewRingPair(pmd.RingPairOptions{Pool: pool})
-	c := pool.NewCache(64)
-	n1 := newNodeMTU(t, pool, 1, "vxlan", ul1, 1500)
-	p1 := n1.cfg.Interfaces[0]
-	dst := n1.cfg.VRFs[0].Routes[0].P.Addr().Next().Next()
-	frame := udp4([6]byte(p1.HW), routerMAC, p1.Addrs[0], dst, 64, strings.Repeat("o", 1452))
+	f := newFragNode(t)
+	pool, ul1, ul2, c, n1 := f.pool, f.ul1, f.ul2, f.c, f.n1
+	frame := f.udp(1452)
 	ip := frame[14:]
 	binary.BigEndian.PutUint16(ip[6:], 0x2000|0x1ff0) // offset 65408, MF
 	binary.BigEndian.PutUint16(ip[10:], 0)
@@ -198,4 +184,28 @@ func TestFragmentOffsetOverflow(t *testing.T) {
 		t.Fatalf("fragmented %d, drops %v: want the packet dropped and counted", s.Fragmented, s.Drops)
 	}
 	allFramesBack(t, pool, c, []*Engine{n1.eng}, ul1, ul2)
+}
+
+// fragNode is one node whose pod sends to a remote prefix through a 1500-byte tunnel.
+type fragNode struct {
+	pool     *pmd.Pool
+	ul1, ul2 pmd.Port
+	c        *pmd.Cache
+	n1       *node
+}
+
+func newFragNode(t *testing.T) *fragNode {
+	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 2048, Huge: pmd.HugeNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ul1, ul2, _ := pmd.NewRingPair(pmd.RingPairOptions{Pool: pool})
+	return &fragNode{pool: pool, ul1: ul1, ul2: ul2, c: pool.NewCache(64), n1: newNodeMTU(t, pool, 1, "vxlan", ul1, 1500)}
+}
+
+// udp is a frame from the pod to an address behind the remote node, without DF.
+func (f *fragNode) udp(payload int) []byte {
+	p1 := f.n1.cfg.Interfaces[0]
+	dst := f.n1.cfg.VRFs[0].Routes[0].P.Addr().Next().Next()
+	return udp4([6]byte(p1.HW), routerMAC, p1.Addrs[0], dst, 64, strings.Repeat("u", payload))
 }
