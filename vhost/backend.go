@@ -34,7 +34,8 @@ type Options struct {
 	// empty leaves it.
 	SocketGroup string
 	// ReconnectMin and ReconnectMax bound the client's back-off; 0 means 100 ms and
-	// 2 s.
+	// 2 s. The back-off doubles after each failed dial and each connection that ended
+	// within ReconnectMax; a connection that lasted longer is redialled at once.
 	ReconnectMin, ReconnectMax time.Duration
 	// QueuePairs is the number of queue pairs offered (MQ); 0 means 1.
 	QueuePairs int
@@ -197,11 +198,17 @@ func (b *Backend) serveClient(ctx context.Context) error {
 		}
 		c, err := d.DialContext(ctx, "unix", b.opts.Path)
 		if err == nil {
-			delay = minD
+			start := time.Now()
 			b.serveConn(c.(*net.UnixConn))
-			continue
-		}
-		if ctx.Err() != nil {
+			if time.Since(start) >= maxD {
+				// It was up a while: the front-end went away (a pod restarting);
+				// try again at once.
+				delay = minD
+				continue
+			}
+			// It ended at once (a front-end that hangs up, or a fault it repeats
+			// on every connection): back off as after a failed dial, not spin.
+		} else if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		if b.isClosed() {

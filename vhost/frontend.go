@@ -386,7 +386,9 @@ func (f *Frontend) Close() error {
 		<-f.watchEnd
 	}
 	for _, p := range f.ports {
-		p.release()
+		if p != nil { // nil past a queue pair whose setup failed
+			p.release()
+		}
 	}
 	uds.CloseAll(f.fds)
 	if f.rings != nil {
