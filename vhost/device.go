@@ -535,6 +535,12 @@ func (d *device) vringFile(m *message) (*vq, int, error) {
 	}
 	fd := -1
 	if v&vringNoFd == 0 {
+		// The datapath signals and drains these fds: a blocking one (a full pipe
+		// passed as an "eventfd") would hang the worker that serves every port. The
+		// front-ends' own eventfds are non-blocking already (QEMU, virtio-user).
+		if err := uds.SetNonblock(m.fds[0]); err != nil {
+			return nil, -1, fmt.Errorf("%w: vring fd: %v", ErrInvalid, err)
+		}
 		fd, m.fds[0] = m.fds[0], -1
 	}
 	return q, fd, nil

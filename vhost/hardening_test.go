@@ -4,10 +4,12 @@ import (
 	"errors"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/dpkit/dpkit/internal/uds"
 	"github.com/dpkit/dpkit/pmd"
 	"github.com/dpkit/dpkit/vring"
+	"golang.org/x/sys/unix"
 )
 
 // One test per class of DPDK lib/vhost CVE, plus the framing checks they rely on.
@@ -290,5 +292,52 @@ func TestHardenInflight(t *testing.T) {
 	}
 	if openFds(t) != before {
 		t.Error("inflight fd leaked")
+	}
+}
+
+// TestHardenBlockingCallFd: a front-end passes the write end of a full, blocking pipe
+// as its call "eventfd". Signalling it must not block the datapath (the worker that
+// runs it serves other ports too): the back-end makes the fd non-blocking.
+func TestHardenBlockingCallFd(t *testing.T) {
+	b, path := testBackend(t, nil)
+	f := newFakeFront(t, path)
+	f.negotiate(FeatureVersion1 | FeatureMrgRxbuf)
+	f.setupQueue(0, 64)
+	var p [2]int
+	if err := unix.Pipe(p[:]); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(p[0])
+	unix.SetNonblock(p[1], true)
+	junk := make([]byte, 4096)
+	for {
+		if _, err := unix.Write(p[1], junk); err != nil {
+			break
+		}
+	}
+	unix.SetNonblock(p[1], false)
+	f.must(ReqSetVringCall, u64b(0), p[1])
+	unix.Close(p[1])
+	gpa, _ := f.alloc(2048)
+	f.add(0, []vring.Seg{{Addr: gpa, Len: 2048, Write: true}})
+	waitFor(t, "queue 0", func() bool { return b.curDev.Load().queues[0].active.Load() != nil })
+	c := b.opts.Pool.NewCache(0)
+	defer c.Flush()
+	var pk [1]pmd.Pkt
+	if c.Alloc(pk[:]) != 1 {
+		t.Fatal("pool empty")
+	}
+	pk[0].Len = 60
+	done := make(chan int, 1)
+	go func() { done <- b.Port(0).Tx(pk[:]) }()
+	select {
+	case n := <-done:
+		if n != 1 {
+			t.Fatalf("Tx sent %d", n)
+		}
+	case <-time.After(2 * time.Second):
+		unix.Read(p[0], make([]byte, 1<<20)) // let it finish before the test ends
+		<-done
+		t.Fatal("Port.Tx blocked writing to the front-end's call fd")
 	}
 }

@@ -187,6 +187,12 @@ func Eventfd() (int, error) {
 	return fd, os.NewSyscallError("eventfd", err)
 }
 
+// SetNonblock puts fd in non-blocking mode (O_NONBLOCK on its open file, shared with
+// every other descriptor of it).
+func SetNonblock(fd int) error {
+	return os.NewSyscallError("fcntl", unix.SetNonblock(fd, true))
+}
+
 // Signal adds 1 to an eventfd. buf is the caller's 8-byte scratch, so that the call
 // does not allocate.
 func Signal(fd int, buf *[8]byte) error {
