@@ -890,10 +890,13 @@ func (qp *VirtioNetQueue) Tx(pkts []Pkt) int {
 			qp.broken(err)
 			break
 		}
-		if added < k || taken == len(pkts) || pkts[taken].Flags&PktMore == 0 {
-			break // the ring is full, or the next packet is not sendable in place
+		if added < k || taken == len(pkts) {
+			break // the ring is full, or all went
 		}
-		// A chain.
+		// A chain, or a one-frame packet the batch stopped at (no headroom for the
+		// header, or past its frame): txChain sends the first and drops the second,
+		// counted, so that it does not block the packets behind it. It also stops
+		// when the ring is full.
 		c, ok := qp.txChain(pkts[taken:])
 		if c == 0 {
 			break

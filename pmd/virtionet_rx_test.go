@@ -373,6 +373,17 @@ func TestVirtioNetTxChains(t *testing.T) {
 	if st := qp.Stats(); st.Drops[DropTooLong] != 1 || st.Drops[DropInvalid] != 2 || st.TxPackets != 3 {
 		t.Errorf("stats %+v", st)
 	}
+	// One-frame packets that cannot go (no headroom for the header, past the frame)
+	// are dropped too, and do not hold up a good one behind them.
+	singles := append(append(mk(10), mk(10)...), mk(60)...)
+	singles[0].Off = 4
+	singles[1].Off = uint16(pool.FrameSize() - 5)
+	if n := qp.Tx(singles); n != 3 {
+		t.Fatalf("Tx took %d of [no headroom, past the frame, good]", n)
+	}
+	if st := qp.Stats(); st.Drops[DropInvalid] != 4 || st.TxPackets != 4 {
+		t.Errorf("stats %+v", st)
+	}
 	// The device completes everything: all frames sent come back.
 	fq.complete()
 	qp.Tx(nil)
