@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/dpkit/dpkit/internal/sysmem"
@@ -72,6 +74,7 @@ type Frontend struct {
 	mu       sync.Mutex
 	closed   bool
 	down     atomic.Bool // the back-end hung up
+	closing  atomic.Bool // Close took the socket back from watch
 	watchEnd chan struct{}
 }
 
@@ -86,7 +89,29 @@ func (f *Frontend) watch() {
 	var b [hdrSize]byte
 	fds, _ := f.conn.ReadFull(b[:])
 	uds.CloseAll(fds)
-	f.down.Store(true)
+	if !f.closing.Load() { // not Close's deadline: the back-end hung up
+		f.down.Store(true)
+	}
+}
+
+// stopRings asks the back-end to stop every ring of the queue pairs set up, and
+// reports whether it answered for all within a second. A back-end that hung up
+// counts as stopped: it dropped the device with the connection.
+func (f *Frontend) stopRings() bool {
+	f.conn.SetDeadline(time.Now().Add(time.Second))
+	for qp, p := range f.ports {
+		if p == nil {
+			continue
+		}
+		for dir := range 2 {
+			var st [sizeState]byte
+			le.PutUint32(st[:], uint32(2*qp+dir))
+			if _, err := f.request(ReqGetVringBase, st[:]); err != nil {
+				return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+			}
+		}
+	}
+	return true
 }
 
 // Negotiated features.
@@ -370,9 +395,13 @@ func ringBytes(n int, packed bool) int {
 	return (d+63)&^63 + (a+63)&^63 + (u+63)&^63 + 64
 }
 
-// Close disconnects, which makes the back-end drop the device, and unmaps the rings.
-// Frames still posted to the rings return to the pool. Call it after the datapath
-// goroutines stopped.
+// Close stops the back-end's rings, disconnects, which makes the back-end drop the
+// device, and unmaps the rings. Frames still posted to the rings return to the pool
+// once the back-end has stopped using them: Close first asks it to stop each ring
+// (GET_VRING_BASE, which a back-end answers only after its datapath left the ring, as
+// QEMU does before it reuses guest memory). A back-end that does not answer within a
+// second may still write into them, so they are left out of the pool and Close says
+// how many. Call it after the datapath goroutines stopped.
 func (f *Frontend) Close() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -380,15 +409,24 @@ func (f *Frontend) Close() error {
 		return nil
 	}
 	f.closed = true
-	f.down.Store(true)
-	err := f.conn.Close()
 	if f.watchEnd != nil {
+		// Take the socket back from watch: the back-end sends nothing unasked, so
+		// no message is cut short.
+		f.closing.Store(true)
+		f.conn.SetReadDeadline(time.Now())
 		<-f.watchEnd
 	}
+	stopped := f.down.Load() || f.stopRings()
+	f.down.Store(true)
+	err := f.conn.Close()
+	withheld := 0
 	for _, p := range f.ports {
 		if p != nil { // nil past a queue pair whose setup failed
-			p.release()
+			withheld += p.release(stopped)
 		}
+	}
+	if withheld > 0 {
+		err = errors.Join(err, fmt.Errorf("vhost: the back-end did not stop its rings: %d frames posted to them are left out of the pool", withheld))
 	}
 	uds.CloseAll(f.fds)
 	if f.rings != nil {

@@ -403,20 +403,30 @@ func (p *FrontendPort) Close() error { return nil }
 // used frames to tx.
 func (p *FrontendPort) UseCaches(rx, tx *pmd.Cache) error { return p.caches.Use(rx, tx) }
 
-// release returns every posted frame and the caches to the pool.
-func (p *FrontendPort) release() {
+// release returns the caches to the pool, and the frames posted to the rings too if
+// the back-end stopped them; otherwise it leaves those out and returns how many.
+func (p *FrontendPort) release(stopped bool) int {
+	withheld := 0
 	for _, q := range []*driverQueue{p.rx, p.tx} {
 		if q == nil {
 			continue
 		}
 		for i, fr := range q.frames {
 			if fr != noFrame {
-				p.fr[0] = fr
-				p.pool.Put(p.fr[:1]) // the caches may be a worker's
+				if stopped {
+					p.fr[0] = fr
+					p.pool.Put(p.fr[:1]) // the caches may be a worker's
+				} else {
+					withheld++
+				}
 				q.frames[i] = noFrame
 			}
 			if i < len(q.extra) && len(q.extra[i]) > 0 {
-				p.pool.Put(q.extra[i])
+				if stopped {
+					p.pool.Put(q.extra[i])
+				} else {
+					withheld += len(q.extra[i])
+				}
 				q.extra[i] = q.extra[i][:0]
 			}
 		}
@@ -427,6 +437,7 @@ func (p *FrontendPort) release() {
 	}
 	p.part = p.part[:0]
 	p.caches.Close()
+	return withheld
 }
 
 var (
