@@ -230,3 +230,44 @@ func TestPackedRestartBase(t *testing.T) {
 	send(3)
 	send(size) // and across the next wrap
 }
+
+// TestSendRARP: after SEND_RARP the next Rx delivers one RARP request from the given
+// MAC to the broadcast address, ahead of the guest's own packets, and only once.
+func TestSendRARP(t *testing.T) {
+	b, path := testBackend(t, nil)
+	f := newFakeFront(t, path)
+	f.proto = ProtoRARP
+	f.negotiate(FeatureVersion1)
+	f.setupQueue(0, 64)
+	f.setupQueue(1, 64)
+	port, pool := b.Port(0), b.opts.Pool
+	mac := []byte{0x52, 0x54, 0x00, 0x12, 0x34, 0x56}
+	f.must(ReqSendRARP, append(append([]byte(nil), mac...), 0, 0))
+	g, h := f.alloc(12 + 60)
+	clear(h)
+	h[12] = 0x77
+	f.add(1, []vring.Seg{{Addr: g, Len: 12 + 60}})
+	var pkts [8]pmd.Pkt
+	var got [][]byte
+	waitFor(t, "rx", func() bool {
+		n := port.Rx(pkts[:])
+		for _, p := range pkts[:n] {
+			got = append(got, append([]byte(nil), pool.Data(&p)...))
+		}
+		pool.Put(frames(pkts[:n]))
+		return len(got) >= 2
+	})
+	if n := port.Rx(pkts[:]); n != 0 {
+		pool.Put(frames(pkts[:n]))
+		t.Fatalf("%d more packets: the RARP went out twice?", n)
+	}
+	want := make([]byte, 60)
+	copy(want, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+	copy(want[6:], mac)
+	copy(want[12:], []byte{0x80, 0x35, 0, 1, 8, 0, 6, 4, 0, 3})
+	copy(want[22:], mac)
+	copy(want[32:], mac)
+	if len(got) != 2 || !bytes.Equal(got[0], want) || got[1][0] != 0x77 {
+		t.Fatalf("got %d packets, first %x", len(got), got[0])
+	}
+}

@@ -23,8 +23,7 @@ type device struct {
 	mem          guestMem
 	status       uint8
 	mtu          uint16
-	rarpMAC      [6]byte
-	rarpCount    uint64
+	rarp         atomic.Uint64 // a RARP to send for the guest: its MAC | rarpPending; 0 if none
 	log          *dirtyLog     // SET_LOG_BASE's bitmap; used while LOG_ALL is negotiated
 	loggedStarts atomic.Uint32 // rings started with logging on (for tests and debugging)
 }
@@ -299,9 +298,14 @@ func (d *device) netSetMTU(m *message) ([]byte, error) {
 	return nil, nil
 }
 
+// sendRARP: after migration, QEMU asks the back-end to announce a guest that cannot
+// announce itself (no GUEST_ANNOUNCE): the payload's first 6 bytes are its MAC. The
+// next Rx on the first queue pair delivers a RARP from it, as if the guest had sent
+// one, so that switches learn where the MAC is now (DPDK's vhost does the same).
 func (d *device) sendRARP(m *message) ([]byte, error) {
-	copy(d.rarpMAC[:], m.payload[:6])
-	d.rarpCount++
+	var mac [8]byte
+	copy(mac[2:], m.payload[:6])
+	d.rarp.Store(be.Uint64(mac[:]) | rarpPending)
 	return nil, nil
 }
 

@@ -81,4 +81,9 @@
 // and off under running rings), every write into guest memory — packet data into
 // receive buffers, used ring entries, packed descriptors written back — marks its
 // 4 KiB pages with an atomic OR, before the guest is signalled.
+//
+// After migration QEMU sends SEND_RARP for a guest without GUEST_ANNOUNCE; the next
+// Rx on the first queue pair then delivers a RARP request from the guest's MAC to
+// the broadcast address, ahead of the guest's packets, so that switches relearn
+// where the MAC is.
 package vhost

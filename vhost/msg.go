@@ -9,7 +9,10 @@ import (
 	"fmt"
 )
 
-var le = binary.LittleEndian
+var (
+	le = binary.LittleEndian
+	be = binary.BigEndian
+)
 
 // Request is a front-end → back-end request type.
 type Request uint32

@@ -60,17 +60,57 @@ func (p *Port) UseCaches(rx, tx *pmd.Cache) error { return p.caches.Use(rx, tx) 
 // virtio-net header, and returns how many it filled. Chains that are shorter than the
 // header, do not fit a frame, or cannot be read are completed and counted as drops.
 func (p *Port) Rx(pkts []pmd.Pkt) int {
-	q := p.b.vqFor(p.qp, 1)
-	if q == nil {
+	d := p.b.curDev.Load()
+	if d == nil {
 		return 0
 	}
+	q := d.queues[2*p.qp+1]
 	r := q.acquire()
 	if r == nil {
 		return 0
 	}
-	n := p.rx(r, pkts)
+	k := 0
+	if p.qp == 0 && d.rarp.Load() != 0 && len(pkts) > 0 {
+		k = p.rarp(d, pkts[:1])
+	}
+	n := k + p.rx(r, pkts[k:])
 	q.release()
 	return n
+}
+
+// rarpPending marks device.rarp as holding a MAC to announce.
+const rarpPending = 1 << 48
+
+// rarp fills pkts[0] with the RARP that SEND_RARP asked for, if one is still to
+// send and a frame is free, and returns 1; else 0. The frame is a RARP request
+// (RFC 903) from the guest's MAC to the broadcast address, as DPDK's vhost makes it.
+func (p *Port) rarp(d *device, pkts []pmd.Pkt) int {
+	v := d.rarp.Load()
+	if v == 0 || p.caches.Rx.Alloc(pkts) != 1 {
+		return 0
+	}
+	if !d.rarp.CompareAndSwap(v, 0) {
+		p.caches.Rx.Free(pkts)
+		return 0
+	}
+	var mac [8]byte
+	be.PutUint64(mac[:], v)
+	pool := p.caches.Rx.Pool()
+	pk := &pkts[0]
+	pool.Append(pk, 60)
+	f := pool.Data(pk)
+	clear(f)
+	for i := range 6 {
+		f[i] = 0xff
+	}
+	copy(f[6:12], mac[2:])
+	be.PutUint16(f[12:], 0x8035)                // RARP
+	be.PutUint64(f[14:], 0x0001_0800_0604_0003) // Ethernet, IPv4, 6, 4, reverse request
+	copy(f[22:28], mac[2:])                     // sender hardware address; protocol address 0
+	copy(f[32:38], mac[2:])                     // target hardware address; protocol address 0
+	pk.Port, pk.Flags = p.id, 0
+	p.ctr.AddRx(1, 60)
+	return 1
 }
 
 func (p *Port) rx(r *ring, pkts []pmd.Pkt) int {
