@@ -73,25 +73,36 @@ type Frontend struct {
 	fds      []int
 	mu       sync.Mutex
 	closed   bool
-	down     atomic.Bool // the back-end hung up
+	down     atomic.Bool // the back-end hung up or broke the protocol
+	hungUp   atomic.Bool // the back-end closed the connection
 	closing  atomic.Bool // Close took the socket back from watch
 	watchEnd chan struct{}
 }
 
-// Down reports whether the back-end closed the connection; the ports then move
-// nothing and the Frontend should be closed (and dialled again).
+// Down reports whether the back-end closed the connection (or sent a message it
+// had no business sending); the ports then move nothing and the Frontend should be closed (and dialled again).
 func (f *Frontend) Down() bool { return f.down.Load() }
 
 // watch waits for the back-end to hang up. The back-end sends nothing unasked on this
-// socket (no back-end request channel is negotiated), so any read result ends it.
+// socket (no back-end request channel is negotiated), so any read result ends it and
+// takes the device down. Only a hang-up means the back-end let go of the rings; after
+// an unasked message (a confused or hostile back-end, still connected) Close must
+// still ask it to stop them.
 func (f *Frontend) watch() {
 	defer close(f.watchEnd)
 	var b [hdrSize]byte
-	fds, _ := f.conn.ReadFull(b[:])
+	fds, err := f.conn.ReadFull(b[:])
 	uds.CloseAll(fds)
-	if !f.closing.Load() { // not Close's deadline: the back-end hung up
+	if !f.closing.Load() { // not Close's deadline
+		f.hungUp.Store(hangup(err))
 		f.down.Store(true)
 	}
+}
+
+// hangup reports whether err from the socket means the peer closed it.
+func hangup(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 // stopRings asks the back-end to stop every ring of the queue pairs set up, and
@@ -107,7 +118,7 @@ func (f *Frontend) stopRings() bool {
 			var st [sizeState]byte
 			le.PutUint32(st[:], uint32(2*qp+dir))
 			if _, err := f.request(ReqGetVringBase, st[:]); err != nil {
-				return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+				return hangup(err)
 			}
 		}
 	}
@@ -306,7 +317,8 @@ func (f *Frontend) setup() error {
 	for qp := range f.ports {
 		p := &FrontendPort{f: f, id: o.PortID, pool: o.Pool, caches: pmd.NewPortCaches(o.Pool, 0),
 			part: make([]pmd.Pkt, 0, pmd.MaxBurst)}
-		p.hdrLen = 12
+		p.hdrLen = 12 // VERSION_1: num_buffers is always in the header (virtio 1.2 §5.1.6)
+		p.mrg = f.features&FeatureMrgRxbuf != 0
 		f.ports[qp] = p
 		for dir := 0; dir < 2; dir++ {
 			idx := 2*qp + dir
@@ -416,7 +428,7 @@ func (f *Frontend) Close() error {
 		f.conn.SetReadDeadline(time.Now())
 		<-f.watchEnd
 	}
-	stopped := f.down.Load() || f.stopRings()
+	stopped := f.hungUp.Load() || f.stopRings()
 	f.down.Store(true)
 	err := f.conn.Close()
 	withheld := 0

@@ -1,6 +1,8 @@
 package vhost
 
 import (
+	"sync/atomic"
+
 	"github.com/dpkit/dpkit/internal/sysmem"
 	"github.com/dpkit/dpkit/internal/uds"
 	"github.com/dpkit/dpkit/pmd"
@@ -126,14 +128,19 @@ type FrontendPort struct {
 	skip   int // mergeable continuation buffers still to discard
 	// A mergeable packet whose buffers have not all been collected (need more to
 	// come): the next Rx returns it first.
-	part   []pmd.Pkt
-	need   int
-	broken bool
-	err    error // what broke the port
-	ctr    pmd.Counters
-	tmp    [64]pmd.Pkt
-	fr     [pmd.MaxBurst]pmd.Frame // Rx's scratch
-	frTx   [pmd.MaxBurst]pmd.Frame // Tx's (Rx and Tx may run on two goroutines)
+	part []pmd.Pkt
+	need int
+	// mrg: MRG_RXBUF was negotiated, so the header's num_buffers is the device's;
+	// without it the device need not write the field (DPDK's vhost does not).
+	mrg bool
+	// rxBroken and txBroken are each owned by the goroutine of its direction; err
+	// holds the first violation, for Err from any goroutine.
+	rxBroken, txBroken bool
+	err                atomic.Pointer[error]
+	ctr                pmd.Counters
+	tmp                [64]pmd.Pkt
+	fr                 [pmd.MaxBurst]pmd.Frame // Rx's scratch
+	frTx               [pmd.MaxBurst]pmd.Frame // Tx's (Rx and Tx may run on two goroutines)
 }
 
 func (p *FrontendPort) gpa(f pmd.Frame) uint64 {
@@ -170,7 +177,7 @@ func (p *FrontendPort) refill() {
 // chain of their frames, all but the last flagged pmd.PktMore; one of more than
 // pmd.MaxBurst buffers, or longer than len(pkts), is dropped (DropTooLong).
 func (p *FrontendPort) Rx(pkts []pmd.Pkt) int {
-	if p.broken || len(pkts) == 0 || p.f.down.Load() {
+	if p.rxBroken || len(pkts) == 0 || p.f.down.Load() {
 		return 0
 	}
 	h := p.pool.Headroom()
@@ -190,7 +197,8 @@ func (p *FrontendPort) Rx(pkts []pmd.Pkt) int {
 	start := 0 // where the chain being assembled begins in pkts (while p.need > 0)
 	n, err := p.rx.collect(min(len(pkts)-out, pmd.MaxBurst))
 	if err != nil {
-		p.broken, p.err = true, err
+		p.rxBroken = true
+		p.fail(err)
 		p.ctr.AddDrop(pmd.DropInvalid, 1)
 	}
 	for _, u := range p.rx.used[:n] {
@@ -206,6 +214,8 @@ func (p *FrontendPort) Rx(pkts []pmd.Pkt) int {
 				// A chain with a bad buffer is dropped whole.
 				p.caches.Rx.Free(pkts[start:out])
 				out, p.skip, p.need = start, p.need-1, 0
+			} else if p.skip > 0 {
+				p.skip-- // it took the place of a buffer being discarded
 			}
 			continue
 		}
@@ -235,7 +245,11 @@ func (p *FrontendPort) Rx(pkts []pmd.Pkt) int {
 			continue
 		}
 		l := int(u.Len) - p.hdrLen
-		if nb := int(b[h-2]) | int(b[h-1])<<8; nb > 1 {
+		nb := 1
+		if p.mrg {
+			nb = int(b[h-2]) | int(b[h-1])<<8
+		}
+		if nb > 1 {
 			if nb > pmd.MaxBurst {
 				p.skip = nb - 1
 				tooLong++
@@ -273,7 +287,8 @@ func (p *FrontendPort) Rx(pkts []pmd.Pkt) int {
 func (p *FrontendPort) reclaim() {
 	n, err := p.tx.collect(pmd.MaxBurst)
 	if err != nil {
-		p.broken, p.err = true, err
+		p.txBroken = true
+		p.fail(err)
 	}
 	k := 0
 	for _, u := range p.tx.used[:n] {
@@ -322,7 +337,7 @@ func (p *FrontendPort) txChain(segs []pmd.Pkt) (bool, error) {
 // packet's headroom, and returns how many it took. Packets whose headroom is too small
 // for the header are dropped (taken and counted).
 func (p *FrontendPort) Tx(pkts []pmd.Pkt) int {
-	if p.broken || p.f.down.Load() {
+	if p.txBroken || p.f.down.Load() {
 		return 0
 	}
 	p.reclaim()
@@ -391,7 +406,15 @@ func (p *FrontendPort) Tx(pkts []pmd.Pkt) int {
 func (p *FrontendPort) TxChains() bool { return true }
 
 // Err returns the peer violation that stopped the port, or nil.
-func (p *FrontendPort) Err() error { return p.err }
+func (p *FrontendPort) Err() error {
+	if e := p.err.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
+
+// fail records err as the port's violation unless one is already recorded.
+func (p *FrontendPort) fail(err error) { p.err.CompareAndSwap(nil, &err) }
 
 // Stats returns the port's counters.
 func (p *FrontendPort) Stats() pmd.PortStats { return p.ctr.Snapshot() }
