@@ -145,3 +145,49 @@ func TestCaptureChain(t *testing.T) {
 		t.Fatalf("second record: %d, %v", ci.Length, err)
 	}
 }
+
+// TestRingPortTxChainLongerThanRing: a chain of more segments than the ring holds can
+// never go; Tx takes and drops it (DropTooLong) instead of refusing it for ever and
+// holding up the packet behind it. Found in review.
+func TestRingPortTxChainLongerThanRing(t *testing.T) {
+	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 64, Huge: pmd.HugeNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	a, b, err := pmd.NewRingPair(pmd.RingPairOptions{Pool: pool, Size: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	defer a.Close()
+	c := pool.NewCache(0)
+	var batch pmd.Batch
+	for _, p := range append(chainOf(t, pool, c, 5, 100, 1), chainOf(t, pool, c, 1, 60, 9)...) {
+		batch.Push(p)
+	}
+	got := 0
+	for round := 0; round < 10 && batch.Len() > 0; round++ {
+		batch.Tx(a)
+		var rx [8]pmd.Pkt
+		n := b.Rx(rx[:])
+		for _, pk := range rx[:n] {
+			if pk.Len != 60 || pool.Data(&pk)[0] != 9 {
+				t.Errorf("received %d bytes tagged %d, want the 60-byte packet", pk.Len, pool.Data(&pk)[0])
+			}
+		}
+		got += n
+		c.Free(rx[:n])
+	}
+	c.Free(batch.Pkts())
+	c.Flush()
+	if batch.Len() != 0 || got != 1 {
+		t.Fatalf("%d packets left in the batch, %d received: the long chain held up the port", batch.Len(), got)
+	}
+	if d := a.Stats().Drops[pmd.DropTooLong]; d != 1 {
+		t.Errorf("DropTooLong %d, want 1", d)
+	}
+	if s := pool.Stats(); s.Free != pool.Frames() {
+		t.Errorf("%d of %d frames free after the test: the dropped chain leaked", s.Free, pool.Frames())
+	}
+}

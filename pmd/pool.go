@@ -243,9 +243,10 @@ func (p *Pool) Data(pk *Pkt) []byte {
 	return p.Bytes(pk.Frame)[pk.Off:][:pk.Len]
 }
 
-// Append grows pk by n bytes at its end, within the frame, and reports whether it fit.
+// Append grows pk by n bytes at its end, within the frame and the 16-bit length, and
+// reports whether it fit.
 func (p *Pool) Append(pk *Pkt, n int) bool {
-	if n < 0 || int(pk.Off)+int(pk.Len)+n > p.frameSize {
+	if n < 0 || int(pk.Off)+int(pk.Len)+n > p.frameSize || int(pk.Len)+n > 0xffff {
 		return false
 	}
 	pk.Len += uint16(n)

@@ -328,3 +328,32 @@ func TestShareCache(t *testing.T) {
 	}
 	w.Flush()
 }
+
+// TestAppendLenLimit: in a 64 KiB frame a packet starting at offset 0 cannot grow to
+// 65536 bytes, which Pkt.Len (16 bits) cannot hold; Append refuses instead of
+// wrapping the length to 0. Found in review.
+func TestAppendLenLimit(t *testing.T) {
+	p, err := NewPool(PoolOptions{Frames: 1, FrameSize: MaxFrameSize, Headroom: 128, Huge: HugeNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	c := p.NewCache(1)
+	var pk [1]Pkt
+	if c.Alloc(pk[:]) != 1 {
+		t.Fatal("alloc")
+	}
+	defer func() { c.Free(pk[:]); c.Flush() }()
+	if !pk[0].Prepend(128) { // Off 0, Len 128
+		t.Fatal("prepend")
+	}
+	if p.Append(&pk[0], MaxFrameSize-128) {
+		t.Fatalf("Append to %d bytes succeeded; Len is now %d", MaxFrameSize, pk[0].Len)
+	}
+	if pk[0].Len != 128 {
+		t.Fatalf("a refused Append changed Len to %d", pk[0].Len)
+	}
+	if !p.Append(&pk[0], MaxFrameSize-129) || pk[0].Len != 0xffff {
+		t.Fatalf("Append to 65535 bytes: Len %d", pk[0].Len)
+	}
+}

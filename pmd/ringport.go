@@ -118,10 +118,30 @@ func (p *RingPort) dropChain(segs []Pkt) {
 }
 
 // Tx passes packets to the other end; it accepts fewer than offered when the ring is
-// full, never splitting a chain (nor sending an unfinished one at the end of pkts).
+// full, never splitting a chain (nor sending an unfinished one at the end of pkts). A
+// chain of more segments than the ring holds is taken and dropped (DropTooLong).
 func (p *RingPort) Tx(pkts []Pkt) int {
 	if p.closed.Load() {
 		return 0
+	}
+	// A chain at the head with more segments than the ring holds can never go: it is
+	// taken and dropped, so that it does not hold up what follows it.
+	dropped := 0
+	for len(pkts) > 0 && pkts[0].Flags&PktMore != 0 {
+		j := 1
+		for j < len(pkts) && pkts[j-1].Flags&PktMore != 0 {
+			j++
+		}
+		if j <= p.tx.Cap() || pkts[j-1].Flags&PktMore != 0 {
+			break // it fits once the ring drains, or it is not finished
+		}
+		var f [1]Frame
+		for _, pk := range pkts[:j] {
+			f[0] = pk.Frame
+			p.shared.pool.Put(f[:])
+		}
+		p.ctr.AddDrop(DropTooLong, 1)
+		pkts, dropped = pkts[j:], dropped+j
 	}
 	// Whole packets that fit: the free room only grows while we look (one producer).
 	k := min(len(pkts), p.tx.Cap()-p.tx.Len())
@@ -130,7 +150,7 @@ func (p *RingPort) Tx(pkts []Pkt) int {
 	}
 	n := p.tx.Enqueue(pkts[:k])
 	p.ctr.AddTx(PacketCount(pkts[:n]), Bytes(pkts[:n]))
-	return n
+	return dropped + n
 }
 
 // TxChains implements ChainTxer: a ring carries chains whole.

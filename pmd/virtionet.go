@@ -266,7 +266,9 @@ func (v *VirtioNet) open() error {
 			return nil, fmt.Errorf("%w: capability type %d [%#x+%#x) outside BAR %d of %#x bytes",
 				ErrNotVirtioNet, c.typ, c.offset, c.length, c.bar, len(m))
 		}
-		return m[c.offset:][:c.length], nil
+		// A full slice expression: accesses past the capability's window fail
+		// instead of reaching the registers after it.
+		return m[c.offset : c.offset+c.length : c.offset+c.length], nil
 	}
 	if v.common, err = window(caps.common); err != nil {
 		return err
@@ -389,10 +391,14 @@ func (v *VirtioNet) init() error {
 }
 
 // maxPairs reads max_virtqueue_pairs from the device configuration (§5.1.4); it
-// exists with VIRTIO_NET_F_MQ.
+// exists with VIRTIO_NET_F_MQ. It is 0 when the device's configuration window is too
+// short to hold it (and setupRings then refuses the device).
 func (v *VirtioNet) maxPairs() int {
 	if v.features&virtioNetFMQ == 0 {
 		return 1
+	}
+	if len(v.device) < 10 { // a device config window too short for the field
+		return 0
 	}
 	return int(v.device.Read16(8))
 }
@@ -680,7 +686,8 @@ func (v *VirtioNet) Tx(pkts []Pkt) int { return v.qps[0].Tx(pkts) }
 // or MaxBurst is dropped as DropTooLong.
 func (qp *VirtioNetQueue) Rx(pkts []Pkt) int {
 	v := qp.v
-	if qp.err != nil || v.closed {
+	// No room (a full Batch polls with none) is no reason to drop a pending chain.
+	if qp.err != nil || v.closed || len(pkts) == 0 {
 		return 0
 	}
 	q := &qp.rx
@@ -871,7 +878,7 @@ func (qp *VirtioNetQueue) Tx(pkts []Pkt) int {
 		k := 0
 		for ; k < len(batch); k++ {
 			p := &batch[k]
-			if p.Flags&PktMore != 0 || p.Off < virtioNetHdrLen || int(p.Off)+int(p.Len) > pool.FrameSize() {
+			if p.Flags&PktMore != 0 || p.Len == 0 || p.Off < virtioNetHdrLen || int(p.Off)+int(p.Len) > pool.FrameSize() {
 				break
 			}
 			hdr := pool.Bytes(p.Frame)[p.Off-virtioNetHdrLen:][:virtioNetHdrLen]
@@ -893,8 +900,8 @@ func (qp *VirtioNetQueue) Tx(pkts []Pkt) int {
 		if added < k || taken == len(pkts) {
 			break // the ring is full, or all went
 		}
-		// A chain, or a one-frame packet the batch stopped at (no headroom for the
-		// header, or past its frame): txChain sends the first and drops the second,
+		// A chain, or a one-frame packet the batch stopped at (empty, no headroom for
+		// the header, or past its frame): txChain sends the first and drops the second,
 		// counted, so that it does not block the packets behind it. It also stops
 		// when the ring is full.
 		c, ok := qp.txChain(pkts[taken:])

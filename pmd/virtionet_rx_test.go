@@ -397,3 +397,74 @@ func TestVirtioNetTxChains(t *testing.T) {
 		t.Errorf("%d descriptors free, %d chains in flight", fq.free, qp.tx.chains)
 	}
 }
+
+// TestVirtioNetTxEmptyPacket: an empty one-frame packet is dropped and counted
+// whether or not the ring has room; before, it went out when there was room and was
+// dropped when the ring was full. Found in review.
+func TestVirtioNetTxEmptyPacket(t *testing.T) {
+	pool, err := NewPool(PoolOptions{Frames: 64, FrameSize: 2048, Huge: HugeNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	mkq := func(free int) (*VirtioNetQueue, *fakeTxQueue) {
+		const size = 8
+		v := &VirtioNet{opts: VirtioNetOptions{Pool: pool}, notify: make([]byte, 64), poolIOVA: 1 << 40}
+		fq := &fakeTxQueue{free: free, bufs: map[uint16][]vring.Seg{}}
+		qp := &VirtioNetQueue{v: v, irqFd: -1}
+		qp.tx = vnQueue{q: fq, size: size, frames: make([]Frame, size), live: make([]bool, size),
+			used: make([]vring.Used, size), segs: make([]vring.Seg, size), ids: make([]uint16, size),
+			fbuf: make([]Frame, size+MaxBurst), more: make([][]Frame, size)}
+		v.qps = []*VirtioNetQueue{qp}
+		return qp, fq
+	}
+	get := func(n int) Pkt {
+		f := make([]Frame, 1)
+		if pool.Get(f) != 1 {
+			t.Fatal("pool empty")
+		}
+		return Pkt{Frame: f[0], Off: uint16(pool.Headroom()), Len: uint16(n)}
+	}
+	for _, free := range []int{8, 1} {
+		qp, fq := mkq(free)
+		if n := qp.Tx([]Pkt{get(60), get(0)}); n != 2 || len(fq.bufs) != 1 {
+			t.Errorf("free %d: Tx took %d of 2 and added %d buffers, want 2 and 1", free, n, len(fq.bufs))
+		}
+		if d := qp.Stats().Drops[DropInvalid]; d != 1 {
+			t.Errorf("free %d: DropInvalid %d, want 1", free, d)
+		}
+		fq.complete()
+		qp.reclaimTx()
+	}
+	if s := pool.Stats(); s.Free != s.Frames {
+		t.Fatalf("%d of %d frames free", s.Free, s.Frames)
+	}
+}
+
+// TestVirtioNetRxNoRoomKeepsPending: a poll with no room (a full Batch) leaves a
+// packet whose first buffers wait for the rest alone; before, it was dropped as too
+// long for the caller. Found in review.
+func TestVirtioNetRxNoRoomKeepsPending(t *testing.T) {
+	h := newRxHarness(t, 16)
+	room := h.room() - virtioNetHdrLen
+	if !h.deliver(testPacket(1, room+100), 0) { // two buffers
+		t.Fatal("deliver")
+	}
+	second := h.fq.used[1]
+	h.fq.used = h.fq.used[:1] // the device has written only the first buffer so far
+	pkts := make([]Pkt, 32)
+	if n := h.qp.Rx(pkts); n != 0 || len(h.qp.rxPend) != 1 {
+		t.Fatalf("first call: %d pkts, %d pending", n, len(h.qp.rxPend))
+	}
+	var full Batch
+	full.Grow(MaxBurst)
+	full.Rx(h.qp) // Rx(pkts[:0])
+	h.fq.used = append(h.fq.used, second)
+	n := h.qp.Rx(pkts)
+	for _, p := range pkts[:n] {
+		h.pool.Put([]Frame{p.Frame})
+	}
+	if n != 2 {
+		t.Fatalf("the 2-buffer packet was lost: Rx returned %d Pkts, drops %v", n, h.qp.Stats().Drops)
+	}
+}

@@ -3,6 +3,8 @@ package pmd
 import (
 	"errors"
 	"testing"
+
+	"github.com/dpkit/dpkit/internal/vfio"
 )
 
 // virtioTestConfig builds a config space with the capability list QEMU gives a modern
@@ -90,5 +92,21 @@ func TestVirtioNetOptionsValidate(t *testing.T) {
 	ok := VirtioNetOptions{PCI: "0000:00:04.0", Pool: pool, QueueSize: 100, Packed: true}
 	if err := ok.Validate(); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestMaxPairsShortWindow: a device offering MQ with a configuration window too short
+// for max_virtqueue_pairs gets 0 pairs (and setupRings refuses it) instead of a read
+// past the window or a panic. Found in review.
+func TestMaxPairsShortWindow(t *testing.T) {
+	bar := make([]byte, 16)
+	bar[8], bar[9] = 0x34, 0x12 // registers after the window
+	v := &VirtioNet{features: virtioNetFMQ, device: vfio.MMIO(bar[:8:8])}
+	if got := v.maxPairs(); got != 0 {
+		t.Errorf("maxPairs = %#x from an 8-byte window, want 0", got)
+	}
+	v.device = vfio.MMIO(bar[:10])
+	if got := v.maxPairs(); got != 0x1234 {
+		t.Errorf("maxPairs = %#x, want 0x1234", got)
 	}
 }
