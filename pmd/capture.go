@@ -13,10 +13,12 @@ import (
 
 // CaptureOptions configure a capture session.
 type CaptureOptions struct {
-	// Snaplen is how many bytes of each packet are kept; 0 means 2048.
+	// Snaplen is how many bytes of each packet are kept, up to MaxSnaplen; 0 means
+	// 2048.
 	Snaplen int
 	// Slots is how many packets may wait for the writer before captures are dropped
-	// (counted, never blocking the datapath); a power of two, 0 means 4096.
+	// (counted, never blocking the datapath); a power of two, 0 means 4096. The
+	// slots' buffer, Slots × (Snaplen+16) bytes, may take up to 1 GiB.
 	Slots int
 	// Rx and Tx choose the directions captured; both false means both.
 	Rx, Tx bool
@@ -27,6 +29,9 @@ type CaptureStats struct {
 	Captured uint64 // packets written to the file
 	Dropped  uint64 // packets not captured because the writer fell behind
 }
+
+// MaxSnaplen is the longest Snaplen, libpcap's limit.
+const MaxSnaplen = 262144
 
 // ErrCaptureActive reports a Start while a capture is running.
 var ErrCaptureActive = errors.New("pmd: capture already running")
@@ -105,6 +110,9 @@ func (c *CapturePort) Start(w io.Writer, opts CaptureOptions) error {
 	}
 	if !opts.Rx && !opts.Tx {
 		opts.Rx, opts.Tx = true, true
+	}
+	if opts.Snaplen > MaxSnaplen || opts.Slots < 0 || opts.Slots > (1<<30)/(16+opts.Snaplen) {
+		return fmt.Errorf("pmd: capture of %d slots of %d bytes: too large", opts.Slots, opts.Snaplen)
 	}
 	// Rx and Tx may run on two goroutines besides the writer: both rings are MPMC.
 	free, err := NewRing[uint32](opts.Slots, RingMPMC)

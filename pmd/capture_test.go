@@ -211,3 +211,32 @@ func TestCaptureGroup(t *testing.T) {
 		t.Fatalf("records per queue %v, sent %d", perQueue, sent)
 	}
 }
+
+// TestCaptureTooLarge: a capture whose slot buffer would be absurd is refused with an
+// error rather than an allocation the process cannot survive.
+func TestCaptureTooLarge(t *testing.T) {
+	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 64, Huge: pmd.HugeNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	a, b, _ := pmd.NewRingPair(pmd.RingPairOptions{Pool: pool, Size: 8})
+	ca := pmd.NewCapturePort(a, pool)
+	defer b.Close()
+	defer ca.Close()
+	var file bytes.Buffer
+	for _, o := range []pmd.CaptureOptions{
+		{Snaplen: pmd.MaxSnaplen + 1},
+		{Snaplen: 65535, Slots: 1 << 20},
+		{Slots: -4},
+	} {
+		if err := ca.Start(&file, o); err == nil {
+			ca.Stop()
+			t.Errorf("Start(%+v) accepted", o)
+		}
+	}
+	if err := ca.Start(&file, pmd.CaptureOptions{Snaplen: pmd.MaxSnaplen, Slots: 1024}); err != nil {
+		t.Fatal(err)
+	}
+	ca.Stop()
+}

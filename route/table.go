@@ -116,7 +116,9 @@ func (t *Table) Lookup4(vrf uint32, a uint32) NextHopID {
 }
 
 // LookupBatch4 looks up addrs[i] into out[i] for i < min(len(addrs), len(out))
-// against one consistent snapshot of the VRF, and returns that count.
+// and returns that count. Each lookup returns the match of the table between two
+// batches (Apply); different addresses of one call may straddle a concurrent batch
+// (see the package doc).
 func (t *Table) LookupBatch4(vrf uint32, addrs []uint32, out []NextHopID) int {
 	n := min(len(addrs), len(out))
 	addrs, out = addrs[:n], out[:n]
