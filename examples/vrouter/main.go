@@ -119,6 +119,7 @@ type router struct {
 	names    map[string]int
 	ulMAC    [6]byte
 	ulMTU    int
+	xskTried bool // an AF_XDP socket was opened (or tried): see openXSK
 }
 
 // run runs the vRouter of cfg (read from path, for reloads) until ctx ends.
@@ -294,7 +295,7 @@ func (r *router) open(ctx context.Context, cfg *config.Config, frames, workers i
 		id := uint16(i + 1)
 		switch in.Type {
 		case "veth":
-			p, err := xsk.Open(in.Veth.Interface, 0, xsk.Options{UMEM: r.umem, PortID: id, Socket: xskConfig})
+			p, err := r.openXSK(in.Veth.Interface, 0, xsk.Options{UMEM: r.umem, PortID: id})
 			if err != nil {
 				return fmt.Errorf("interface %s: %w", in.Name, err)
 			}
@@ -362,15 +363,7 @@ func (r *router) openXDPUplink(cfg *config.Config, addIface func(*dataplane.Ifac
 	r.log.Info("uplink", "interface", ul.Name, "xdp", r.filter.Mode().String())
 	ulIf := &dataplane.Iface{Name: "uplink", Kind: dataplane.Uplink}
 	for q := 0; q < queues; q++ {
-		up, err := xsk.Open(ul.Name, q, xsk.Options{UMEM: r.ulUMEM, Program: r.filter, Socket: xskConfig})
-		if err != nil && xskConfig.MultiBuffer && q == 0 {
-			// Kernels before 6.6 have no XDP_USE_SG: run without jumbo frames.
-			xskConfig.MultiBuffer = false
-			up, err = xsk.Open(ul.Name, q, xsk.Options{UMEM: r.ulUMEM, Program: r.filter, Socket: xskConfig})
-			if err == nil {
-				r.log.Warn("AF_XDP multi-buffer unavailable: frames larger than a buffer are dropped", "frame_size", frameSize)
-			}
-		}
+		up, err := r.openXSK(ul.Name, q, xsk.Options{UMEM: r.ulUMEM, Program: r.filter})
 		if err != nil {
 			return fmt.Errorf("uplink queue %d: %w", q, err)
 		}
@@ -383,6 +376,25 @@ func (r *router) openXDPUplink(cfg *config.Config, addIface func(*dataplane.Ifac
 
 // openNIC opens the uplink NIC with dpkit's virtio-net driver over VFIO, and the
 // host's TAP for the traffic that is not the vRouter's.
+// openXSK opens an AF_XDP port with xskConfig. Kernels before 6.6 have no
+// XDP_USE_SG: when the first socket opened fails with multi-buffer on and succeeds
+// without it, every socket runs without it (and without jumbo frames) from then on,
+// whichever interface comes first (a NIC uplink opens none).
+func (r *router) openXSK(ifname string, q int, o xsk.Options) (*xsk.Port, error) {
+	o.Socket = xskConfig
+	p, err := xsk.Open(ifname, q, o)
+	if err != nil && xskConfig.MultiBuffer && !r.xskTried {
+		o.Socket.MultiBuffer = false
+		if p2, err2 := xsk.Open(ifname, q, o); err2 == nil {
+			xskConfig.MultiBuffer = false
+			r.log.Warn("AF_XDP multi-buffer unavailable: frames larger than a buffer are dropped", "frame_size", frameSize)
+			p, err = p2, nil
+		}
+	}
+	r.xskTried = true
+	return p, err
+}
+
 func (r *router) openNIC(cfg *config.Config, addIface func(*dataplane.Iface)) error {
 	queues := max(cfg.Uplink.Queues, 1)
 	if drv, _ := os.Readlink("/sys/bus/pci/devices/" + cfg.Uplink.PCI + "/driver"); filepath.Base(drv) != "vfio-pci" {

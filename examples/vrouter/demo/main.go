@@ -8,9 +8,12 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -27,7 +30,12 @@ func main() {
 		fmt.Fprintln(os.Stderr, "the demo needs root (namespaces, XDP)")
 		os.Exit(1)
 	}
-	if err := run(*vr, *pod, time.Duration(*secs)*time.Second, *jumbo); err != nil {
+	// Interrupted, the demo finishes the step under way (a few seconds at most), then
+	// stops its processes and removes the namespaces on its way out.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	err := run(ctx, *vr, *pod, time.Duration(*secs)*time.Second, *jumbo)
+	stop()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
@@ -40,7 +48,7 @@ type row struct {
 	err             error
 }
 
-func run(vr, pod string, d time.Duration, jumbo bool) error {
+func run(ctx context.Context, vr, pod string, d time.Duration, jumbo bool) error {
 	dir, err := os.MkdirTemp("", "vrdemo")
 	if err != nil {
 		return err
@@ -48,13 +56,13 @@ func run(vr, pod string, d time.Duration, jumbo bool) error {
 	defer os.RemoveAll(dir)
 	fmt.Println("building the topology: two nodes (namespaces) joined by an underlay veth,")
 	fmt.Println("each with a kernel pod (veth, AF_XDP) and a DPDK-style pod (vhost-user)")
-	rows, err := measure(dir, vr, pod, d, topo.Options{Mode: topo.VRouter, DPDKPods: true}, []string{"vxlan", "mplsoudp", "mplsogre"}, "")
+	rows, err := measure(ctx, dir, vr, pod, d, topo.Options{Mode: topo.VRouter, DPDKPods: true}, []string{"vxlan", "mplsoudp", "mplsogre"}, "")
 	if err != nil {
 		return err
 	}
 	if jumbo {
 		fmt.Println("again with jumbo frames: pods at MTU 8950, underlay at 9000")
-		more, err := measure(dir, vr, pod, d, topo.Options{Mode: topo.VRouter, DPDKPods: true, PodMTU: 8950, UnderlayMTU: 9000},
+		more, err := measure(ctx, dir, vr, pod, d, topo.Options{Mode: topo.VRouter, DPDKPods: true, PodMTU: 8950, UnderlayMTU: 9000},
 			[]string{"vxlan"}, " mtu 8950")
 		if err != nil {
 			return err
@@ -84,7 +92,10 @@ func run(vr, pod string, d time.Duration, jumbo bool) error {
 
 // measure builds a topology with opts and, for each encapsulation, runs the vRouters
 // and measures the pod pairs; label is appended to the encapsulation's name.
-func measure(dir, vr, pod string, d time.Duration, opts topo.Options, encaps []string, label string) ([]row, error) {
+func measure(ctx context.Context, dir, vr, pod string, d time.Duration, opts topo.Options, encaps []string, label string) ([]row, error) {
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("interrupted")
+	}
 	t, err := topo.Up(opts)
 	if err != nil {
 		return nil, err
@@ -99,6 +110,9 @@ func measure(dir, vr, pod string, d time.Duration, opts topo.Options, encaps []s
 			return nil, err
 		}
 		for _, pr := range [][2]*topo.Pod{{k1, k2}, {d1, d2}, {k1, d2}} {
+			if ctx.Err() != nil {
+				break
+			}
 			r := row{encap: enc + label, from: name(t, pr[0]), to: name(t, pr[1])}
 			r.ping, r.err = topo.Ping(pr[0], pr[1].Addr, 20, 20*time.Millisecond)
 			if r.err == nil && r.ping.Received > 0 {
@@ -106,8 +120,12 @@ func measure(dir, vr, pod string, d time.Duration, opts topo.Options, encaps []s
 			}
 			rows = append(rows, r)
 		}
-		if err := c.Stop(); err != nil {
+		if err := c.Stop(); err != nil && ctx.Err() == nil {
 			fmt.Println("warning:", err)
+		}
+		if ctx.Err() != nil {
+			fmt.Println("interrupted: cleaning up")
+			return nil, fmt.Errorf("interrupted")
 		}
 	}
 	return rows, nil

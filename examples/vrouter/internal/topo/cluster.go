@@ -21,8 +21,50 @@ type Cluster struct {
 	PodBin  string
 	// VRouterArgs are extra flags for every vRouter (e.g. -idle busy-poll).
 	VRouterArgs []string
-	vr          [2]*exec.Cmd
-	pods        map[string]*exec.Cmd
+	vr          [2]*proc
+	pods        map[string]*proc
+}
+
+// proc is a child process whose exit one goroutine collects, so that any caller can
+// see it has ended. A child dies with the process that started it (Pdeathsig), so a
+// killed test or demo leaves none running.
+type proc struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+}
+
+func startProc(cmd *exec.Cmd) (*proc, error) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &proc{cmd: cmd, done: make(chan struct{})}
+	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	return p, nil
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop sends sig and waits up to d for the process to end, then kills it; it
+// reports whether sig was enough, and how the process ended.
+func (p *proc) stop(sig syscall.Signal, d time.Duration) (bool, error) {
+	p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+		return true, p.err
+	case <-time.After(d):
+		p.cmd.Process.Kill()
+		<-p.done
+		return false, p.err
+	}
 }
 
 // ConfigPath returns node i's config file.
@@ -76,7 +118,7 @@ func (c *Cluster) Config(i int, encap string, extraRoutes ...string) string {
 // every pod has its interface and the vRouters answer their metrics endpoint.
 func StartCluster(t *Topology, dir, vrouterBin, podBin, encap string, vrouterArgs ...string) (*Cluster, error) {
 	c := &Cluster{T: t, Dir: dir, Encap: encap, VRouter: vrouterBin, PodBin: podBin, VRouterArgs: vrouterArgs,
-		pods: map[string]*exec.Cmd{}}
+		pods: map[string]*proc{}}
 	for _, p := range t.Pods {
 		if p.Kind == "dpdk" {
 			if err := c.StartPod(p); err != nil {
@@ -87,6 +129,7 @@ func StartCluster(t *Topology, dir, vrouterBin, podBin, encap string, vrouterArg
 	}
 	for i := range t.Nodes {
 		if err := os.WriteFile(c.ConfigPath(i), []byte(c.Config(i, encap)), 0o644); err != nil {
+			c.Stop()
 			return nil, err
 		}
 		if err := c.StartVRouter(i); err != nil {
@@ -126,16 +169,18 @@ func (c *Cluster) StartVRouter(i int) error {
 	args := append([]string{"netns", "exec", n.NS, c.VRouter, "-config", c.ConfigPath(i)}, c.VRouterArgs...)
 	cmd := exec.Command("ip", args...)
 	cmd.Stdout, cmd.Stderr = lf, lf
-	if err := cmd.Start(); err != nil {
+	pr, err := startProc(cmd)
+	lf.Close() // the child has its own descriptor
+	if err != nil {
 		return err
 	}
-	c.vr[i] = cmd
+	c.vr[i] = pr
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		if _, err := Exec(n.NS, "curl", "-sf", "http://127.0.0.1:9470/healthz"); err == nil {
 			break
 		}
-		if time.Now().After(deadline) || cmd.ProcessState != nil {
+		if time.Now().After(deadline) || pr.exited() {
 			return fmt.Errorf("vrouter on %s did not come up:\n%s", n.NS, c.Log(fmt.Sprintf("vrouter-n%d", i+1)))
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -154,27 +199,21 @@ func (c *Cluster) Reload(i int, config string) error {
 		return err
 	}
 	// ip netns exec execs the vRouter in place: the process is ours.
-	return c.vr[i].Process.Signal(syscall.SIGHUP)
+	return c.vr[i].cmd.Process.Signal(syscall.SIGHUP)
 }
 
 // StopVRouter stops node i's vRouter (SIGTERM) and waits for it.
 func (c *Cluster) StopVRouter(i int) error {
-	cmd := c.vr[i]
-	if cmd == nil {
+	pr := c.vr[i]
+	if pr == nil {
 		return nil
 	}
 	c.vr[i] = nil
-	cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		return err
-	case <-time.After(10 * time.Second):
-		cmd.Process.Kill()
-		<-done
+	ok, err := pr.stop(syscall.SIGTERM, 10*time.Second)
+	if !ok {
 		return fmt.Errorf("vrouter n%d did not stop on SIGTERM", i+1)
 	}
+	return err
 }
 
 // StartPod starts a DPDK-style pod: it owns its socket (server), the vRouter connects.
@@ -192,10 +231,12 @@ func (c *Cluster) StartPod(p *Pod) error {
 	cmd := exec.Command("ip", "netns", "exec", p.NS, c.PodBin, "-socket", c.Socket(p), "-listen", "-tap", "eth0",
 		"-queues", fmt.Sprint(c.T.Queues))
 	cmd.Stdout, cmd.Stderr = lf, lf
-	if err := cmd.Start(); err != nil {
+	pr, err := startProc(cmd)
+	lf.Close()
+	if err != nil {
 		return err
 	}
-	c.pods[p.NS] = cmd
+	c.pods[p.NS] = pr
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if _, err := os.Stat(c.Socket(p)); err == nil {
@@ -204,7 +245,7 @@ func (c *Cluster) StartPod(p *Pod) error {
 		if strings.Count(c.Log(name), "msg=attached") > attached {
 			return nil
 		}
-		if time.Now().After(deadline) {
+		if time.Now().After(deadline) || pr.exited() {
 			return fmt.Errorf("pod %s did not listen:\n%s", name, c.Log(name))
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -213,9 +254,8 @@ func (c *Cluster) StartPod(p *Pod) error {
 
 // KillPod kills a DPDK-style pod abruptly (SIGKILL), as a crashing pod would die.
 func (c *Cluster) KillPod(p *Pod) {
-	if cmd := c.pods[p.NS]; cmd != nil {
-		cmd.Process.Kill()
-		cmd.Wait()
+	if pr := c.pods[p.NS]; pr != nil {
+		pr.stop(syscall.SIGKILL, time.Minute)
 		delete(c.pods, p.NS)
 	}
 }
@@ -266,17 +306,9 @@ func (c *Cluster) Stop() error {
 			first = err
 		}
 	}
-	for _, cmd := range c.pods {
-		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
+	for _, pr := range c.pods {
+		pr.stop(syscall.SIGTERM, 5*time.Second)
 	}
-	c.pods = map[string]*exec.Cmd{}
+	c.pods = map[string]*proc{}
 	return first
 }
