@@ -260,7 +260,8 @@ func (cp *capture) fill(pool *Pool, slot uint32, segs []Pkt, now int64) {
 	binary.LittleEndian.PutUint32(s[12:], uint32(orig))
 }
 
-// write drains full slots into the file until stopped, then drains the rest.
+// write drains full slots into the file until stopped, then drains the rest. What it
+// buffers reaches the file within about 100 ms.
 func (cp *capture) write(bw *bufio.Writer) {
 	var batch [64]uint32
 	var werr error
@@ -281,6 +282,7 @@ func (cp *capture) write(bw *bufio.Writer) {
 	}
 	tick := time.NewTicker(time.Millisecond)
 	defer tick.Stop()
+	flushed := time.Now()
 	for {
 		select {
 		case <-cp.stop:
@@ -293,6 +295,12 @@ func (cp *capture) write(bw *bufio.Writer) {
 			return
 		case <-tick.C:
 			for drain() > 0 {
+			}
+			// A reader following the capture live (a pipe into tshark) gets
+			// what waited in the buffer every 100 ms rather than every 64 KiB.
+			if werr == nil && bw.Buffered() > 0 && time.Since(flushed) >= 100*time.Millisecond {
+				werr = bw.Flush()
+				flushed = time.Now()
 			}
 		}
 	}

@@ -109,7 +109,7 @@ func (s *Server) capture(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/vnd.tcpdump.pcap")
-	if err := cp.Start(w, opts); err != nil {
+	if err := cp.Start(flushWriter{w, http.NewResponseController(w)}, opts); err != nil {
 		status := http.StatusInternalServerError
 		if errors.Is(err, pmd.ErrCaptureActive) {
 			status = http.StatusConflict
@@ -122,4 +122,19 @@ func (s *Server) capture(w http.ResponseWriter, r *http.Request) {
 	case <-r.Context().Done():
 	}
 	cp.Stop()
+}
+
+// flushWriter sends each write of the capture (made about every 100 ms while packets
+// come) to the client at once, so that `curl ... | tshark -r -` follows it live.
+type flushWriter struct {
+	w  http.ResponseWriter
+	rc *http.ResponseController
+}
+
+func (f flushWriter) Write(b []byte) (int, error) {
+	n, err := f.w.Write(b)
+	if err == nil {
+		err = f.rc.Flush()
+	}
+	return n, err
 }

@@ -89,3 +89,62 @@ func TestCaptureEndpoint(t *testing.T) {
 		}
 	}
 }
+
+// TestCaptureEndpointLive: a client following a capture gets packets while it runs,
+// not only at its end (before, they came in 64 KiB pieces or when it stopped).
+func TestCaptureEndpointLive(t *testing.T) {
+	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 256, Huge: pmd.HugeNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	a, b, _ := pmd.NewRingPair(pmd.RingPairOptions{Pool: pool})
+	ca := pmd.NewCapturePort(a, pool)
+	defer b.Close()
+	defer ca.Close()
+	s := &Server{Metrics: &metrics.Registry{}, Capture: func(n string) (*pmd.CapturePort, bool) { return ca, n == "pod1" }}
+	if err := s.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		cache := pool.NewCache(32)
+		defer cache.Flush()
+		var pkts [1]pmd.Pkt
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			n := cache.Alloc(pkts[:])
+			for i := range pkts[:n] {
+				pool.Append(&pkts[i], 60)
+			}
+			n = ca.Tx(pkts[:n])
+			n = b.Rx(pkts[:n])
+			cache.Free(pkts[:n])
+		}
+	}()
+	defer func() { close(stop); wg.Wait() }()
+	start := time.Now()
+	resp, err := http.Get("http://" + s.Addr() + "/debug/capture?interface=pod1&duration=5s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	r, err := pcapgo.NewReader(resp.Body) // reads the file header
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := r.ReadPacketData(); err != nil {
+		t.Fatal(err)
+	}
+	if el := time.Since(start); el > 3*time.Second {
+		t.Fatalf("the first packet came after %v, at the capture's end", el)
+	}
+}
