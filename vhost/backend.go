@@ -137,15 +137,7 @@ func (b *Backend) Serve(ctx context.Context) error {
 	defer cancel()
 	go func() {
 		<-ctx.Done()
-		b.mu.Lock()
-		b.closed = true
-		if b.ln != nil {
-			b.ln.Close()
-		}
-		if b.conn != nil {
-			b.conn.Close()
-		}
-		b.mu.Unlock()
+		b.Close()
 	}()
 	if b.opts.Client {
 		return b.serveClient(ctx)
@@ -307,7 +299,13 @@ func (b *Backend) Close() error {
 		b.ln.Close()
 	}
 	if b.conn != nil {
-		b.conn.Close()
+		// Not Close: the connection ends the way a front-end's hang-up does, so
+		// serveConn stops the rings (waiting for the datapath to leave them) before
+		// it closes the socket. A front-end that sees the hang-up may then reuse
+		// the buffers it had posted; closing first let it do so while a burst was
+		// still writing into them.
+		b.conn.CloseRead()
+		b.conn.SetWriteDeadline(time.Now())
 	}
 	b.mu.Unlock()
 	return nil

@@ -231,3 +231,35 @@ func TestFrontendBrokenRingRace(t *testing.T) {
 	}
 	t.Logf("port error: %v", p.Err())
 }
+
+// TestBackendCloseStopsRingsFirst: Backend.Close ends the connection only after the
+// device's rings are stopped, which waits for a datapath burst inside a ring to leave
+// it: a front-end that sees the hang-up takes its posted buffers back, so it must not
+// see it while the back-end may still write into them. Before, Close closed the
+// socket at once.
+func TestBackendCloseStopsRingsFirst(t *testing.T) {
+	b, path := testBackend(t, nil)
+	pool := sharedPool(t)
+	f, err := Dial(context.Background(), FrontendOptions{Path: path, Pool: pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	waitFor(t, "queues", b.ready)
+	d := b.curDev.Load()
+	if d == nil {
+		t.Fatal("no device")
+	}
+	q := d.queues[0] // the guest's receive queue: a burst into it is in progress
+	if q.acquire() == nil {
+		t.Fatal("queue 0 not running")
+	}
+	b.Close()
+	time.Sleep(50 * time.Millisecond)
+	if f.Down() {
+		q.release()
+		t.Fatal("the front-end saw the hang-up while a burst was inside the ring")
+	}
+	q.release()
+	waitFor(t, "the front-end to see the hang-up", f.Down)
+}
