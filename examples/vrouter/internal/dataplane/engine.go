@@ -637,6 +637,10 @@ func (w *Worker) fromLocal(t *Tables, in *Iface, pk *pmd.Pkt) {
 		w.forward(t, in, pk, t.Routes.Lookup4(in.VRF, h.dst4), false)
 	case etherIPv6:
 		if h.proto == 58 && h.l4 < len(d) && d[h.l4] == 135 { // neighbour solicitation
+			if dadOwn(in, &h.src6, d[h.l4:]) {
+				w.drop(in, pk, DropARP)
+				return
+			}
 			w.answerNS(t, in, pk)
 			return
 		}
@@ -849,6 +853,19 @@ func (w *Worker) answerARP(t *Tables, in *Iface, pk *pmd.Pkt, d []byte) {
 		return
 	}
 	w.queue(in, in.idx, pk)
+}
+
+// dadOwn reports whether the neighbour solicitation ns, from src, is a duplicate
+// address detection probe (unspecified source, RFC 4862 §5.4.2) that the sender makes
+// for an address of its own: a pod for one of its addresses, or the host (on the
+// exception TAP) for any. Answering it would tell the prober its address is in use,
+// and it would never come up (RFC 4862 §5.4.5).
+func dadOwn(in *Iface, src *[16]byte, ns []byte) bool {
+	if *src != ([16]byte{}) || len(ns) < 24 {
+		return false
+	}
+	target := [16]byte(ns[8:24])
+	return in.Kind == Exception || (in.Kind == Pod && has6(in.IP6, &target))
 }
 
 // answerNS replies to neighbour solicitations for the VRF's gateways and pods.
