@@ -34,7 +34,8 @@ func main() {
 	mac, err1 := net.ParseMAC(*dstMAC)
 	s, err2 := netip.ParseAddr(*src)
 	t, err3 := netip.ParseAddr(*dst)
-	if *ifname == "" || err1 != nil || err2 != nil || err3 != nil || !s.Is4() || !t.Is4() || *size < 60 || *size > 1514 || *flows < 1 || *flows > 4096 {
+	if *ifname == "" || err1 != nil || err2 != nil || err3 != nil || len(mac) != 6 || !s.Is4() || !t.Is4() ||
+		*size < 60 || *size > 1514 || *flows < 1 || *flows > 4096 || *d <= 0 {
 		fmt.Fprintln(os.Stderr, "usage: pktgen -i IF -dst-mac MAC -src IPv4 -dst IPv4 [-size 64] [-flows 16] [-duration 3s]")
 		os.Exit(2)
 	}
@@ -55,7 +56,10 @@ func main() {
 	fmt.Printf("sent %d frames in %v: %.3f Mpps\n", n, el.Round(time.Millisecond), float64(n)/el.Seconds()/1e6)
 }
 
+// frame writes an Ethernet, IPv4 and UDP header (UDP checksum 0: none) into b, a
+// recycled buffer: every header byte is written, none kept from its last packet.
 func frame(b []byte, src, dst net.HardwareAddr, s, t netip.Addr, sport uint16) {
+	clear(b[:14+28])
 	copy(b, dst)
 	copy(b[6:], src)
 	binary.BigEndian.PutUint16(b[12:], 0x0800)

@@ -19,6 +19,7 @@ import (
 	"log"
 	"os"
 	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/dpkit/dpkit/pmd"
@@ -39,7 +40,7 @@ func main() {
 		log.Fatal(err)
 	}
 	defer pool.Close()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
 	var be [2]*vhost.Backend

@@ -78,6 +78,12 @@ func main() {
 		fmt.Fprintln(os.Stderr, "-frames must be in 1024..4194304")
 		os.Exit(2)
 	}
+	if sleepMax <= 0 || sleepMax > time.Second {
+		// 0 would fall back to the worker's default of 1 ms, not "no sleep": that
+		// is -idle busy-poll.
+		fmt.Fprintln(os.Stderr, "-sleep-max must be in (0, 1s]; for no sleep, use -idle busy-poll")
+		os.Exit(2)
+	}
 	if frameSize != 2048 && frameSize != 4096 {
 		fmt.Fprintln(os.Stderr, "-frame-size must be 2048 or 4096")
 		os.Exit(2)

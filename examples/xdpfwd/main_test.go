@@ -41,3 +41,22 @@ func TestPingAcrossForwarder(t *testing.T) {
 		t.Error("XDP program left attached after exit")
 	}
 }
+
+// TestValidateFlags: flag values that would misconfigure the forwarder are refused.
+func TestValidateFlags(t *testing.T) {
+	good := config{a: "x", ring: 512, burst: 32}
+	if err := good.validate(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []config{
+		{ring: 512, burst: 32},                     // no -a
+		{a: "x", ring: 0, burst: 32},               // ring 0: UMEM sized for empty rings
+		{a: "x", ring: 512, burst: 0},              // burst
+		{a: "x", ring: 512, burst: 32, queues: -1}, // queues
+		{a: "x", ring: 512, burst: 32, copyMode: true, zeroCopy: true},
+	} {
+		if err := c.validate(); err == nil {
+			t.Errorf("%+v accepted", c)
+		}
+	}
+}
