@@ -41,9 +41,17 @@ func Thread() (Mask, error) {
 	return m, nil
 }
 
-// Process returns the CPUs the process's main thread may run on: the set a container's
-// cpuset or taskset leaves us.
-func Process() (Mask, error) {
+// procMask is the process's CPU set as the program started, before any thread was
+// pinned.
+var procMask, procErr = processNow()
+
+// Process returns the CPUs the process may run on: the set a container's cpuset or
+// taskset left it when it started. It is read once, at start: later, the main thread
+// may be one a pinned worker locked and narrowed, and its set no longer the
+// process's.
+func Process() (Mask, error) { return procMask, procErr }
+
+func processNow() (Mask, error) {
 	var s unix.CPUSet
 	var m Mask
 	if err := unix.SchedGetaffinity(os.Getpid(), &s); err != nil {

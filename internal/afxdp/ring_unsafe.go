@@ -39,7 +39,8 @@ func newRingMem[T Slot](mem []byte, off RingOffsets, n uint32) (ringMem[T], erro
 	var zero T
 	esz := uint64(unsafe.Sizeof(zero))
 	l := uint64(len(mem))
-	if off.Producer+4 > l || off.Consumer+4 > l || off.Flags+4 > l ||
+	// Written as off > l-4 so that an offset near 2^64 cannot wrap past the check.
+	if l < 4 || off.Producer > l-4 || off.Consumer > l-4 || off.Flags > l-4 ||
 		off.Desc > l || uint64(n)*esz > l-off.Desc ||
 		off.Producer%4 != 0 || off.Consumer%4 != 0 || off.Flags%4 != 0 || off.Desc%8 != 0 {
 		return r, fmt.Errorf("afxdp: ring offsets %+v outside a %d-byte mapping", off, l)

@@ -84,15 +84,19 @@ func newNamed(name string) (netns.NsHandle, error) {
 		return 0, err
 	}
 	defer orig.Close()
+	// NewNamed unshares this thread first and can fail after: go back either way.
 	h, err := netns.NewNamed(name)
-	if err != nil {
-		return 0, err
-	}
-	if err := netns.Set(orig); err != nil {
+	if serr := netns.Set(orig); serr != nil {
 		// This thread is stuck in the new namespace: keep it locked so the runtime
 		// retires it instead of reusing it.
 		runtime.LockOSThread()
-		return 0, fmt.Errorf("return to original netns: %w", err)
+		if err == nil {
+			h.Close()
+		}
+		return 0, fmt.Errorf("return to original netns: %w", serr)
+	}
+	if err != nil {
+		return 0, err
 	}
 	return h, nil
 }

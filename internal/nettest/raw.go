@@ -25,7 +25,9 @@ func (ns *NS) OpenRaw(t testing.TB, ifname string) *Raw {
 		if err != nil {
 			return err
 		}
-		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
+		// Protocol 0 receives nothing until bind names the protocol and the
+		// interface; ETH_P_ALL here would queue every interface's frames meanwhile.
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
 			return err
 		}
