@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dpkit/dpkit/internal/child"
 	"github.com/dpkit/dpkit/internal/testenv"
 	"github.com/dpkit/dpkit/internal/vmtest"
 	"github.com/dpkit/dpkit/pmd"
@@ -133,7 +134,10 @@ func TestQEMUGuestPing(t *testing.T) {
 				dev += ",packed=on"
 			}
 			q := exec.CommandContext(ctx, "qemu-system-x86_64", guestArgs(vmlinux, initrd, path, dev)...)
-			out, err := q.CombinedOutput()
+			var outb bytes.Buffer
+			q.Stdout, q.Stderr = &outb, &outb
+			err := child.Run(q) // no guest outlives a killed test binary
+			out := outb.Bytes()
 			rcancel()
 			n := <-answered
 			console := string(out)

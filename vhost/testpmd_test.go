@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/dpkit/dpkit/internal/child"
 	"github.com/dpkit/dpkit/internal/testenv"
 )
 
@@ -83,7 +84,7 @@ func startTestpmdMem(t testing.TB, huge bool, lcores string, mainLcore int, vdev
 	}
 	pr, pw := io.Pipe()
 	tp.cmd.Stdout, tp.cmd.Stderr = pw, pw
-	if err := tp.cmd.Start(); err != nil {
+	if err := child.Start(tp.cmd); err != nil { // no testpmd outlives a killed test binary
 		t.Fatal(err)
 	}
 	go func() {

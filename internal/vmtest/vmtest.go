@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dpkit/dpkit/internal/child"
 	"github.com/dpkit/dpkit/internal/testenv"
 )
 
@@ -248,7 +249,7 @@ func run(t testing.TB, cfg Config) (Result, error) {
 	q.Stderr = &console
 	q.WaitDelay = 5 * time.Second
 	start := time.Now()
-	qerr := q.Run()
+	qerr := child.Run(q) // no guest outlives a killed test binary
 	res.Console = console.String()
 	res.Output, res.ExitCode = parseConsole(res.Console)
 	t.Logf("guest ran %.1fs", time.Since(start).Seconds())

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/dpkit/dpkit/internal/child"
 )
 
 // Cluster runs the dpkit vRouter on each node of a VRouter-mode topology, and the
@@ -35,8 +37,7 @@ type proc struct {
 }
 
 func startProc(cmd *exec.Cmd) (*proc, error) {
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	if err := child.Start(cmd); err != nil {
 		return nil, err
 	}
 	p := &proc{cmd: cmd, done: make(chan struct{})}
