@@ -82,29 +82,7 @@ func unsolicitedMessage(t *testing.T, inject bool) {
 	front := <-ch
 	waitFor(t, "queues", b.ready)
 	bc := b.opts.Pool.NewCache(0)
-	stop, done := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		var pk [8]pmd.Pkt
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			n := bc.Alloc(pk[:])
-			for i := range pk[:n] {
-				pk[i].Len = 200
-				d := b.opts.Pool.Data(&pk[i])
-				for j := range d {
-					d[j] = 0xab
-				}
-			}
-			s := b.Port(0).Tx(pk[:n])
-			bc.Free(pk[s:n])
-			time.Sleep(100 * time.Microsecond)
-		}
-	}()
+	stop, done := floodFromBackend(b, bc, 100*time.Microsecond)
 	// The back-end sends an unasked 12-byte header (no back-end channel exists).
 	time.Sleep(5 * time.Millisecond)
 	if inject {

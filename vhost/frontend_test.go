@@ -219,28 +219,7 @@ func TestFrontendCloseStopsRings(t *testing.T) {
 		}
 		waitFor(t, "queues", b.ready)
 		bc := b.opts.Pool.NewCache(0)
-		stop, done := make(chan struct{}), make(chan struct{})
-		go func() { // the back-end's datapath keeps sending
-			defer close(done)
-			var pk [8]pmd.Pkt
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				n := bc.Alloc(pk[:])
-				for i := range pk[:n] {
-					pk[i].Len = 200
-					d := b.opts.Pool.Data(&pk[i])
-					for j := range d {
-						d[j] = 0xab
-					}
-				}
-				s := b.Port(0).Tx(pk[:n])
-				bc.Free(pk[s:n])
-			}
-		}()
+		stop, done := floodFromBackend(b, bc, 0)
 		var rx [32]pmd.Pkt
 		for t0 := time.Now(); time.Since(t0) < 2*time.Millisecond; {
 			n := f.Port(0).Rx(rx[:])
@@ -271,4 +250,36 @@ func TestFrontendCloseStopsRings(t *testing.T) {
 		bc.Flush()
 		b.Close()
 	}
+}
+
+// floodFromBackend runs the back-end's datapath sending 200-byte packets of 0xab on
+// queue pair 0, pausing pause between bursts, until stop is closed; done closes when
+// it has returned.
+func floodFromBackend(b *Backend, bc *pmd.Cache, pause time.Duration) (stop, done chan struct{}) {
+	stop, done = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		var pk [8]pmd.Pkt
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			n := bc.Alloc(pk[:])
+			for i := range pk[:n] {
+				pk[i].Len = 200
+				d := b.opts.Pool.Data(&pk[i])
+				for j := range d {
+					d[j] = 0xab
+				}
+			}
+			s := b.Port(0).Tx(pk[:n])
+			bc.Free(pk[s:n])
+			if pause > 0 {
+				time.Sleep(pause)
+			}
+		}
+	}()
+	return stop, done
 }

@@ -34,36 +34,13 @@ func TestCaptureEndpoint(t *testing.T) {
 	}
 
 	// Send traffic through pod1 while the capture runs.
-	var wg sync.WaitGroup
-	stop := make(chan struct{})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		cache := pool.NewCache(32)
-		defer cache.Flush()
-		var pkts [4]pmd.Pkt
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(5 * time.Millisecond):
-			}
-			n := cache.Alloc(pkts[:])
-			for i := range pkts[:n] {
-				pool.Append(&pkts[i], 60)
-			}
-			n = ca.Tx(pkts[:n])
-			n = b.Rx(pkts[:n])
-			cache.Free(pkts[:n])
-		}
-	}()
+	stop := traffic(pool, ca, b, 4, 5*time.Millisecond)
 	resp, err := http.Get("http://" + s.Addr() + "/debug/capture?interface=pod1&duration=200ms&snaplen=128")
 	if err != nil {
 		t.Fatal(err)
 	}
 	body, _ := io.ReadAll(resp.Body)
-	close(stop)
-	wg.Wait()
+	stop()
 	r, err := pcapgo.NewReader(bytes.NewReader(body))
 	if err != nil {
 		t.Fatalf("not a pcap: %v (%q)", err, body)
@@ -107,30 +84,7 @@ func TestCaptureEndpointLive(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		cache := pool.NewCache(32)
-		defer cache.Flush()
-		var pkts [1]pmd.Pkt
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(10 * time.Millisecond):
-			}
-			n := cache.Alloc(pkts[:])
-			for i := range pkts[:n] {
-				pool.Append(&pkts[i], 60)
-			}
-			n = ca.Tx(pkts[:n])
-			n = b.Rx(pkts[:n])
-			cache.Free(pkts[:n])
-		}
-	}()
-	defer func() { close(stop); wg.Wait() }()
+	defer traffic(pool, ca, b, 1, 10*time.Millisecond)()
 	start := time.Now()
 	resp, err := http.Get("http://" + s.Addr() + "/debug/capture?interface=pod1&duration=5s")
 	if err != nil {
@@ -147,4 +101,33 @@ func TestCaptureEndpointLive(t *testing.T) {
 	if el := time.Since(start); el > 3*time.Second {
 		t.Fatalf("the first packet came after %v, at the capture's end", el)
 	}
+}
+
+// traffic sends n 60-byte packets through ca to b every interval until the returned
+// function is called; it returns once the sender has stopped.
+func traffic(pool *pmd.Pool, ca *pmd.CapturePort, b pmd.Port, n int, interval time.Duration) func() {
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		cache := pool.NewCache(32)
+		defer cache.Flush()
+		pkts := make([]pmd.Pkt, n)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(interval):
+			}
+			k := cache.Alloc(pkts)
+			for i := range pkts[:k] {
+				pool.Append(&pkts[i], 60)
+			}
+			k = ca.Tx(pkts[:k])
+			k = b.Rx(pkts[:k])
+			cache.Free(pkts[:k])
+		}
+	}()
+	return func() { close(stop); wg.Wait() }
 }
