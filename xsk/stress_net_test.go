@@ -178,6 +178,23 @@ func countFds(t *testing.T) int {
 	return len(ents)
 }
 
+// countObjFds counts this process's descriptors of BPF objects and sockets, what
+// Open and Close create and must release.
+func countObjFds(t *testing.T) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range ents {
+		l, err := os.Readlink("/proc/self/fd/" + e.Name())
+		if err == nil && (strings.HasPrefix(l, "anon_inode:bpf") || strings.HasPrefix(l, "socket:")) {
+			n++
+		}
+	}
+	return n
+}
+
 // TestOpenClose200 opens and closes a port 200 times and checks that no descriptor,
 // mapping or attached XDP program is left.
 func TestOpenClose200(t *testing.T) {
