@@ -238,14 +238,7 @@ func TestPolicy(t *testing.T) {
 	}
 
 	// ARP for the gateway is answered with the router MAC.
-	arp := make([]byte, 42)
-	copy(arp, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
-	copy(arp[6:], mac1[:])
-	binary.BigEndian.PutUint16(arp[12:], etherARP)
-	copy(arp[14:], []byte{0, 1, 8, 0, 6, 4, 0, 1})
-	copy(arp[22:], mac1[:])
-	copy(arp[28:], p1.Addrs[0].AsSlice())
-	copy(arp[38:], p1.Gateways[0].AsSlice())
+	arp := arpRequest(mac1, p1.Addrs[0], p1.Gateways[0])
 	send(t, pool, c, n1.pod, arp)
 	pump(n1)
 	got = recv(pool, c, n1.pod)
@@ -678,4 +671,17 @@ func TestRouterMAC(t *testing.T) {
 	if _, err := config.Parse([]byte(bad)); err == nil || !strings.Contains(err.Error(), "router_mac") {
 		t.Fatalf("router_mac with MPLS: %v", err)
 	}
+}
+
+// arpRequest is a broadcast ARP request from mac and sender address sip for tip.
+func arpRequest(mac [6]byte, sip, tip netip.Addr) []byte {
+	arp := make([]byte, 42)
+	copy(arp, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+	copy(arp[6:], mac[:])
+	binary.BigEndian.PutUint16(arp[12:], etherARP)
+	copy(arp[14:], []byte{0, 1, 8, 0, 6, 4, 0, 1})
+	copy(arp[22:], mac[:])
+	copy(arp[28:], sip.AsSlice())
+	copy(arp[38:], tip.AsSlice())
+	return arp
 }

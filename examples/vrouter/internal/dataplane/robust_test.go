@@ -150,15 +150,7 @@ func TestRobustRandomFrames(t *testing.T) {
 				udp6(mac1, routerMAC, netip.MustParseAddr("fd00::1"), netip.MustParseAddr("fd00::2"), 3, "v6 payload"),
 				ns(mac1, [6]byte{0x33, 0x33, 0xff, 0, 0, 1}, netip.MustParseAddr("fe80::1"), netip.MustParseAddr("ff02::1:ff00:1"), netip.MustParseAddr("fd00::1"), true),
 			}
-			arp := make([]byte, 42)
-			copy(arp, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
-			copy(arp[6:], mac1[:])
-			binary.BigEndian.PutUint16(arp[12:], etherARP)
-			copy(arp[14:], []byte{0, 1, 8, 0, 6, 4, 0, 1})
-			copy(arp[22:], mac1[:])
-			copy(arp[28:], p1.Addrs[0].AsSlice())
-			copy(arp[38:], p1.Gateways[0].AsSlice())
-			bases = append(bases, arp)
+			bases = append(bases, arpRequest(mac1, p1.Addrs[0], p1.Gateways[0]))
 			r := lcg(1)
 			ports := []pmd.Port{n1.pod, n1.host, n2.eng.ifaces[0].Queues[0]} // far ends into node 1 (uplink: node 2's end)
 			drain := func() {
@@ -219,12 +211,7 @@ func TestRobustReloadRace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ul [2][]pmd.Port
-	for q := 0; q < 2; q++ {
-		a, b, _ := pmd.NewRingPair(pmd.RingPairOptions{Pool: pool})
-		ul[0], ul[1] = append(ul[0], a), append(ul[1], b)
-		t.Cleanup(func() { a.Close(); b.Close() })
-	}
+	ul := uplinkRings(t, pool, 2)
 	n1 := newMQNode(t, pool, 1, "vxlan", ul[0], 2, 2, -1)
 	n2 := newMQNode(t, pool, 2, "vxlan", ul[1], 1, 2, -1)
 	c := pool.NewCache(64)

@@ -113,12 +113,7 @@ func TestWorkers(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var ul [2][]pmd.Port
-			for q := 0; q < 2; q++ {
-				a, b, _ := pmd.NewRingPair(pmd.RingPairOptions{Pool: pool})
-				ul[0], ul[1] = append(ul[0], a), append(ul[1], b)
-				t.Cleanup(func() { a.Close(); b.Close() })
-			}
+			ul := uplinkRings(t, pool, 2)
 			if tc.offline == 0 {
 				tc.offline = -1
 			}
@@ -425,4 +420,16 @@ func TestHandoffBounded(t *testing.T) {
 		}
 		c.Flush()
 	}
+}
+
+// uplinkRings joins two nodes' uplinks with q ring pairs, one per queue: ul[0] holds
+// node 1's ends, ul[1] node 2's. They close when the test ends.
+func uplinkRings(t *testing.T, pool *pmd.Pool, q int) [2][]pmd.Port {
+	var ul [2][]pmd.Port
+	for range q {
+		a, b, _ := pmd.NewRingPair(pmd.RingPairOptions{Pool: pool})
+		ul[0], ul[1] = append(ul[0], a), append(ul[1], b)
+		t.Cleanup(func() { a.Close(); b.Close() })
+	}
+	return ul
 }

@@ -15,20 +15,7 @@ import (
 )
 
 func TestCaptureEndpoint(t *testing.T) {
-	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 256, Huge: pmd.HugeNever})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	a, b, _ := pmd.NewRingPair(pmd.RingPairOptions{Pool: pool})
-	ca := pmd.NewCapturePort(a, pool)
-	defer b.Close()
-	defer ca.Close()
-	s := &Server{Metrics: &metrics.Registry{}, Capture: func(n string) (*pmd.CapturePort, bool) { return ca, n == "pod1" }}
-	if err := s.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	pool, ca, b, s := captureServer(t)
 	if err := (&Server{}).Start("0.0.0.0:0"); err == nil {
 		t.Fatal("non-loopback address accepted")
 	}
@@ -70,20 +57,7 @@ func TestCaptureEndpoint(t *testing.T) {
 // TestCaptureEndpointLive: a client following a capture gets packets while it runs,
 // not only at its end (before, they came in 64 KiB pieces or when it stopped).
 func TestCaptureEndpointLive(t *testing.T) {
-	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 256, Huge: pmd.HugeNever})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	a, b, _ := pmd.NewRingPair(pmd.RingPairOptions{Pool: pool})
-	ca := pmd.NewCapturePort(a, pool)
-	defer b.Close()
-	defer ca.Close()
-	s := &Server{Metrics: &metrics.Registry{}, Capture: func(n string) (*pmd.CapturePort, bool) { return ca, n == "pod1" }}
-	if err := s.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	pool, ca, b, s := captureServer(t)
 	defer traffic(pool, ca, b, 1, 10*time.Millisecond)()
 	start := time.Now()
 	resp, err := http.Get("http://" + s.Addr() + "/debug/capture?interface=pod1&duration=5s")
@@ -130,4 +104,24 @@ func traffic(pool *pmd.Pool, ca *pmd.CapturePort, b pmd.Port, n int, interval ti
 		}
 	}()
 	return func() { close(stop); wg.Wait() }
+}
+
+// captureServer starts a Server whose interface "pod1" is a capture port over one end
+// of a ring pair (b, the other end); everything is closed when the test ends.
+func captureServer(t *testing.T) (*pmd.Pool, *pmd.CapturePort, pmd.Port, *Server) {
+	t.Helper()
+	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 256, Huge: pmd.HugeNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pool.Close() })
+	a, b, _ := pmd.NewRingPair(pmd.RingPairOptions{Pool: pool})
+	ca := pmd.NewCapturePort(a, pool)
+	t.Cleanup(func() { ca.Close(); b.Close() })
+	s := &Server{Metrics: &metrics.Registry{}, Capture: func(n string) (*pmd.CapturePort, bool) { return ca, n == "pod1" }}
+	if err := s.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return pool, ca, b, s
 }
