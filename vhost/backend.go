@@ -89,6 +89,8 @@ type Backend struct {
 	ln       *net.UnixListener
 	conn     *uds.Conn
 	closed   bool
+	stop     chan struct{}  // closed by Close
+	serving  sync.WaitGroup // Serve calls under way, for Close to wait for
 	conns    atomic.Uint64
 	lastErr  atomic.Pointer[error]
 	attached atomic.Bool
@@ -100,7 +102,7 @@ func NewBackend(opts Options) (*Backend, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	b := &Backend{opts: opts, log: opts.Logger}
+	b := &Backend{opts: opts, log: opts.Logger, stop: make(chan struct{})}
 	if b.log == nil {
 		b.log = slog.Default()
 	}
@@ -133,6 +135,14 @@ func (b *Backend) LastError() error {
 // one front-end at a time and, when a connection ends, drops its device (stopping
 // the queues and unmapping guest memory) and waits for the next one.
 func (b *Backend) Serve(ctx context.Context) error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return ErrClosed
+	}
+	b.serving.Add(1)
+	b.mu.Unlock()
+	defer b.serving.Done()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
@@ -209,6 +219,8 @@ func (b *Backend) serveClient(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-b.stop:
+			return ErrClosed
 		case <-time.After(delay):
 		}
 		delay = min(2*delay, maxD)
@@ -291,9 +303,14 @@ func (b *Backend) isClosed() bool {
 }
 
 // Close ends Serve (which returns ErrClosed) and its connection; the ports move
-// nothing afterwards.
+// nothing afterwards. It returns once Serve has: the connection's rings are stopped,
+// the guest's memory is unmapped and the socket file is removed, so a process may
+// exit right after it, or a new Backend listen on the same path.
 func (b *Backend) Close() error {
 	b.mu.Lock()
+	if !b.closed {
+		close(b.stop)
+	}
 	b.closed = true
 	if b.ln != nil {
 		b.ln.Close()
@@ -308,5 +325,6 @@ func (b *Backend) Close() error {
 		b.conn.SetWriteDeadline(time.Now())
 	}
 	b.mu.Unlock()
+	b.serving.Wait()
 	return nil
 }

@@ -2,7 +2,9 @@ package vhost
 
 import (
 	"context"
+	"errors"
 	"net"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -232,12 +234,46 @@ func TestBackendCloseStopsRingsFirst(t *testing.T) {
 	if q.acquire() == nil {
 		t.Fatal("queue 0 not running")
 	}
-	b.Close()
+	closed := make(chan struct{})
+	go func() { b.Close(); close(closed) }()
 	time.Sleep(50 * time.Millisecond)
 	if f.Down() {
 		q.release()
 		t.Fatal("the front-end saw the hang-up while a burst was inside the ring")
 	}
+	select {
+	case <-closed:
+		q.release()
+		t.Fatal("Close returned while a burst was inside the ring")
+	default:
+	}
 	q.release()
-	waitFor(t, "the front-end to see the hang-up", f.Down)
+	<-closed
+	if !f.Down() {
+		// Close returns after the socket is closed, but the front-end's reader may
+		// not have run yet.
+		waitFor(t, "the front-end to see the hang-up", f.Down)
+	}
+}
+
+// TestBackendCloseWaits: when Close returns, the connection is gone: the device is
+// detached, the guest's memory unmapped and the socket file removed, so that a process
+// exiting right after leaves nothing behind.
+func TestBackendCloseWaits(t *testing.T) {
+	for round := range 20 {
+		b, path := testBackend(t, nil)
+		f, err := Dial(context.Background(), FrontendOptions{Path: path, Pool: sharedPool(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "queues", b.ready)
+		b.Close()
+		if b.Attached() {
+			t.Fatalf("round %d: still attached after Close", round)
+		}
+		if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("round %d: socket file after Close: %v", round, err)
+		}
+		f.Close()
+	}
 }
