@@ -86,7 +86,7 @@ type Backend struct {
 
 	mu       sync.Mutex
 	dev      *device // current connection's device, nil between connections
-	ln       *net.UnixListener
+	ln       *uds.Listener
 	conn     *uds.Conn
 	closed   bool
 	stop     chan struct{}  // closed by Close

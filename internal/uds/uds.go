@@ -6,6 +6,7 @@
 package uds
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -33,11 +34,35 @@ var (
 	ErrTooManyFds = errors.New("uds: too many file descriptors in message")
 )
 
+// Listener is a listening UNIX socket at a path. Its Close removes the path, unless
+// the path no longer names this socket.
+type Listener struct {
+	*net.UnixListener
+	path     string
+	dev, ino uint64
+}
+
+// Close stops listening and removes the socket file if it is still this listener's.
+func (l *Listener) Close() error {
+	var st unix.Stat_t
+	if unix.Lstat(l.path, &st) == nil && st.Dev == l.dev && st.Ino == l.ino {
+		os.Remove(l.path)
+	}
+	return l.UnixListener.Close()
+}
+
 // Listen creates a listening socket at path. A stale socket file (nobody accepting on
 // it) is removed first; a live one fails with ErrInUse and any other file with
 // ErrNotSocket. mode (if non-zero) and group (a name or numeric gid; empty leaves it)
 // are applied to the socket file so that unprivileged peers can connect.
-func Listen(path string, mode os.FileMode, group string) (*net.UnixListener, error) {
+//
+// The socket is bound and listening, with its mode and group set, under a temporary
+// name in the same directory, then renamed to path: a peer that sees the file can
+// connect at once (binding at path directly makes the file appear before listen(2),
+// and a peer that connects then is refused), and never sees it with the wrong
+// permissions. The rename does not replace a file: of two processes that both found
+// the path stale, one gets ErrInUse instead of both removing each other's socket.
+func Listen(path string, mode os.FileMode, group string) (*Listener, error) {
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode()&os.ModeSocket == 0 {
 			return nil, fmt.Errorf("%w: %s", ErrNotSocket, path)
@@ -50,32 +75,63 @@ func Listen(path string, mode os.FileMode, group string) (*net.UnixListener, err
 		if !errors.Is(derr, syscall.ECONNREFUSED) {
 			return nil, fmt.Errorf("uds: probing %s: %w", path, derr)
 		}
-		if err := os.Remove(path); err != nil {
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return nil, err
 		}
 	}
-	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	var rnd [4]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return nil, err
+	}
+	tmp := fmt.Sprintf("%s.%x", path, rnd)
+	name := tmp
+	if len(tmp) >= len(unix.RawSockaddrUnix{}.Path) {
+		name = path // no room for a temporary name: bind at path itself
+	}
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: name, Net: "unix"})
 	if err != nil {
 		return nil, err
 	}
-	l.SetUnlinkOnClose(true)
+	l.SetUnlinkOnClose(false)
+	fail := func(err error) (*Listener, error) {
+		l.Close()
+		os.Remove(name)
+		return nil, err
+	}
 	if mode != 0 {
-		if err := os.Chmod(path, mode.Perm()); err != nil {
-			l.Close()
-			return nil, err
+		if err := os.Chmod(name, mode.Perm()); err != nil {
+			return fail(err)
 		}
 	}
 	if group != "" {
 		gid, err := lookupGroup(group)
 		if err == nil {
-			err = os.Lchown(path, -1, gid)
+			err = os.Lchown(name, -1, gid)
 		}
 		if err != nil {
-			l.Close()
-			return nil, err
+			return fail(err)
 		}
 	}
-	return l, nil
+	var st unix.Stat_t
+	if err := unix.Lstat(name, &st); err != nil {
+		return fail(err)
+	}
+	if name != path {
+		err := unix.Renameat2(unix.AT_FDCWD, name, unix.AT_FDCWD, path, unix.RENAME_NOREPLACE)
+		if errors.Is(err, unix.EINVAL) {
+			// A file system without RENAME_NOREPLACE: link(2) does not replace either.
+			if err = os.Link(name, path); err == nil {
+				os.Remove(name)
+			}
+		}
+		if errors.Is(err, unix.EEXIST) || errors.Is(err, os.ErrExist) {
+			return fail(fmt.Errorf("%w: %s (created meanwhile)", ErrInUse, path))
+		}
+		if err != nil {
+			return fail(err)
+		}
+	}
+	return &Listener{UnixListener: l, path: path, dev: st.Dev, ino: st.Ino}, nil
 }
 
 func lookupGroup(g string) (int, error) {
