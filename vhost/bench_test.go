@@ -157,9 +157,7 @@ func benchDpkit(b *testing.B, g2h bool, vdev func(path string) string, size int)
 func benchNetVhost(b *testing.B, g2h bool, vdev func(path string) string, size int) {
 	path := shortTempDir(b) + "/nv.sock"
 	// net_vhost forwards on lcore 0 (main 1); virtio-user forwards on lcore 1.
-	// --disable-link-check: net_vhost's link is down until the guest attaches, and
-	// testpmd would busy-wait 9 s for it before its first prompt.
-	host := startTestpmdMem(b, true, "0,1", 1, fmt.Sprintf("net_vhost0,iface=%s,client=0,queues=1", path), "--disable-link-check")
+	host := startTestpmdMem(b, true, "0,1", 1, fmt.Sprintf("net_vhost0,iface=%s,client=0,queues=1", path))
 	guest := startTestpmdMem(b, true, "0,1", 0, vdev(path))
 	guest.run(fmt.Sprintf("set txpkts %d", size))
 	host.run(fmt.Sprintf("set txpkts %d", size))

@@ -137,27 +137,35 @@ func TestFrontendNetVhost(t *testing.T) {
 			pool := sharedPool(t)
 			var f *Frontend
 			var tp *testpmd
-			dial := func() {
-				var err error
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			dial := func() (err error) {
 				for i := 0; i < 100; i++ {
-					f, err = Dial(context.Background(), FrontendOptions{Path: path, Pool: pool, QueuePairs: c.queues, DisableFeatures: c.dis, Listen: c.listen})
-					if err == nil {
-						return
+					f, err = Dial(ctx, FrontendOptions{Path: path, Pool: pool, QueuePairs: c.queues, DisableFeatures: c.dis, Listen: c.listen})
+					if err == nil || ctx.Err() != nil {
+						return err
 					}
 					time.Sleep(50 * time.Millisecond)
 				}
-				t.Fatal(err)
+				return err
 			}
 			vdev := fmt.Sprintf("net_vhost0,iface=%s,client=%d,queues=%d", path, client, c.queues)
 			args := []string{fmt.Sprintf("--rxq=%d", c.queues), fmt.Sprintf("--txq=%d", c.queues)}
+			var err error
 			if c.listen {
 				done := make(chan struct{})
-				go func() { defer close(done); dial() }()
+				go func() { defer close(done); err = dial() }()
+				// Should testpmd fail to start, the listening Dial ends before the pool
+				// it uses is closed.
+				t.Cleanup(func() { cancel(); <-done })
 				tp = startTestpmd(t, vdev, args...)
 				<-done
 			} else {
 				tp = startTestpmd(t, vdev, args...)
-				dial()
+				err = dial()
+			}
+			if err != nil {
+				t.Fatal(err)
 			}
 			defer f.Close()
 			tp.run("set fwd io")

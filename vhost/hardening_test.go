@@ -2,10 +2,10 @@ package vhost
 
 import (
 	"errors"
-	"os"
 	"testing"
 	"time"
 
+	"github.com/dpkit/dpkit/internal/testenv"
 	"github.com/dpkit/dpkit/internal/uds"
 	"github.com/dpkit/dpkit/pmd"
 	"github.com/dpkit/dpkit/vring"
@@ -16,11 +16,7 @@ import (
 
 func openFds(t testing.TB) int {
 	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ents)
+	return testenv.Fds(t)
 }
 
 func testDevice(t testing.TB, qp int) *device {

@@ -171,11 +171,8 @@ func countMaps(t *testing.T) int {
 }
 
 func countFds(t *testing.T) int {
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(ents)
+	t.Helper()
+	return testenv.Fds(t)
 }
 
 // countObjFds counts this process's descriptors of BPF objects and sockets, what

@@ -405,7 +405,11 @@ func TestNodeFeatures(t *testing.T) {
 	t.Run("capture", func(t *testing.T) {
 		testenv.NeedCommand(t, "tshark")
 		path := filepath.Join(t.TempDir(), "k1.pcap")
-		go topo.Ping(k1, k2.Addr, 10, 50*time.Millisecond)
+		// Pings for 2 s around the 1 s capture, so that a slow start of curl or of the
+		// capture on a loaded machine still finds them going.
+		pinged := make(chan struct{})
+		go func() { defer close(pinged); topo.Ping(k1, k2.Addr, 40, 50*time.Millisecond) }()
+		defer func() { <-pinged }()
 		if _, err := topo.Exec(top.Nodes[0].NS, "curl", "-sf", "-o", path,
 			"http://127.0.0.1:9470/debug/capture?interface=k1&duration=1s"); err != nil {
 			t.Fatal(err)

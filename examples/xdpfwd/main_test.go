@@ -29,7 +29,14 @@ func TestPingAcrossForwarder(t *testing.T) {
 			return run(config{a: x.B, b: y.B, ring: 512, burst: 32, duration: 4 * time.Second})
 		})
 	}()
-	time.Sleep(500 * time.Millisecond) // let it attach
+	// Let it attach to both ends (its sockets are bound by then), however long a
+	// loaded machine takes.
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		xa, xb := f.Link(t, x.B).Attrs().Xdp, f.Link(t, y.B).Attrs().Xdp
+		if xa != nil && xa.Attached && xb != nil && xb.Attached {
+			break
+		}
+	}
 	out, err := n1.Exec("ping", "-c", "3", "-i", "0.2", "-W", "2", "10.88.0.2")
 	if err != nil {
 		t.Errorf("ping across xdpfwd: %v\n%s", err, out)

@@ -42,14 +42,29 @@ func TestDiesWithParent(t *testing.T) {
 		h.Process.Kill()
 		t.Fatalf("helper said %q", line)
 	}
+	// The process is told by its start time, in case its pid is reused once it is gone.
+	stat := func() (string, []string) {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			return "", nil
+		}
+		s := string(b)
+		return s, strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	}
+	_, f := stat()
+	if len(f) < 20 {
+		h.Process.Kill()
+		t.Fatalf("no sleep process %d", pid)
+	}
+	started := f[19] // field 22, starttime
 	h.Process.Kill()
 	h.Wait()
 	// The sleep is our grandchild: once killed it is reparented and reaped by init
 	// (or a subreaper); either way it must stop existing or be a zombie.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-		if err != nil || strings.Contains(string(b), ") Z ") {
+		b, f := stat()
+		if len(f) < 20 || f[19] != started || f[0] == "Z" {
 			return
 		}
 		if time.Now().After(deadline) {

@@ -396,7 +396,11 @@ func TestHandoffBounded(t *testing.T) {
 			}
 		}
 	}()
-	time.Sleep(50 * time.Millisecond)
+	// Let the handoff ring fill, however slowly a loaded machine runs the flood.
+	ring := w2.out[0].targets[0].ring
+	for deadline := time.Now().Add(5 * time.Second); ring.Len() < ring.Cap() && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
 	before := took.Load()
 	w0.Poll()
 	moved := took.Load() - before

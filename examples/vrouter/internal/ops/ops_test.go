@@ -22,7 +22,7 @@ func TestCaptureEndpoint(t *testing.T) {
 
 	// Send traffic through pod1 while the capture runs.
 	stop := traffic(pool, ca, b, 4, 5*time.Millisecond)
-	resp, err := http.Get("http://" + s.Addr() + "/debug/capture?interface=pod1&duration=200ms&snaplen=128")
+	resp, err := http.Get("http://" + s.Addr() + "/debug/capture?interface=pod1&duration=1s&snaplen=128")
 	if err != nil {
 		t.Fatal(err)
 	}
