@@ -124,8 +124,9 @@ type Options struct {
 	// TTL (hop limit) of the outer header; 0 copies the inner IP TTL, 64 for non-IP
 	// payloads (the uniform model of RFC 2983).
 	TTL uint8
-	// DSCP of the outer header, 0..63; -1 copies the inner one. The ECN bits are
-	// always copied from an inner IP header (RFC 6040 §4.1, normal mode).
+	// DSCP of the outer header, 0..63 (the zero value sends DSCP 0); -1 copies the
+	// inner one. Whatever the DSCP, the ECN bits are copied from an inner IP header
+	// (RFC 6040 §4.1, normal mode), and are 0 (Not-ECT) for a non-IP payload.
 	DSCP int8
 	// DF policy for an IPv4 outer header; the zero value sets DF.
 	DF DFPolicy
@@ -247,11 +248,11 @@ type Tunnel struct {
 	v6      bool
 	udp     bool
 	gre     bool  // plain GRE: the protocol type follows the payload
-	inner   bool  // Encap must look at the inner IP header
 	ioff    uint8 // 14 when the payload is L2
-	// The outer TTL and TOS are the inner ones masked with keep and or'ed with set,
-	// the outer fragment field the inner one masked with dfKeep and or'ed with dfSet
-	// (with an IPv4 payload; encapFastRun uses these).
+	// The outer TTL and TOS are the inner ones (DefaultTTL and 0 for a non-IP
+	// payload) masked with keep and or'ed with set, the outer fragment field the inner
+	// one masked with dfKeep and or'ed with dfSet (with an IPv4 payload; encapFastRun
+	// uses these).
 	ttlKeep, ttlSet, tosKeep, tosSet uint8
 	dfKeep, dfSet                    uint64
 	// maxPlen is the longest payload the length field and the MTU allow.
@@ -402,8 +403,6 @@ func NewTunnel(o Options) (*Tunnel, error) {
 	if t.v6 {
 		t.fastOff = 128
 	}
-	t.inner = t.ttlCopy || t.dscp < 0 || t.df == DFCopy || t.gre || t.copyTTL != 0 ||
-		(t.v6 && t.udp && t.csum6 == Csum6Inner)
 	if t.innerL2 {
 		t.ioff = 14
 	}
@@ -413,13 +412,15 @@ func NewTunnel(o Options) (*Tunnel, error) {
 	default:
 		t.ttlSet = o.TTL
 	}
+	// A set DSCP still keeps the inner ECN bits: RFC 6040 §4.1 has the encapsulator
+	// copy them (normal mode), so that routers on the tunnel's path see an ECN-capable
+	// flow and mark congestion instead of dropping, for the decapsulator to carry the
+	// mark inwards (§4.2).
 	switch {
 	case t.dscp < 0:
 		t.tosKeep = 0xff
-	case t.inner:
-		t.tosKeep, t.tosSet = 3, uint8(t.dscp)<<2
 	default:
-		t.tosSet = uint8(t.dscp) << 2
+		t.tosKeep, t.tosSet = 3, uint8(t.dscp)<<2
 	}
 	switch o.DF {
 	case DFSet:
@@ -543,41 +544,34 @@ func (t *Tunnel) encapSlow(frame []byte, pk *pmd.Pkt, ch *chainTail) error {
 		pk.Flags |= pmd.PktHashValid
 	}
 	// What the outer headers take from the inner IP header, per the tunnel's TTL,
-	// DSCP and DF policies.
-	ttl, tos, df, lttl := t.o.TTL, uint8(t.dscp)<<2, t.df != DFClear, uint8(DefaultTTL)
+	// DSCP and DF policies. The header is read whatever the policies, as its ECN bits
+	// always go out (RFC 6040 §4.1). The common case inline: untagged IPv4; innerIP
+	// handles the rest.
 	ver, ioff := 0, 0
-	if t.inner {
-		// The common case inline: untagged IPv4; innerIP handles the rest.
-		if t.innerL2 {
-			if len(payload) >= 34 && payload[12] == 0x08 && payload[13] == 0 && payload[14]>>4 == 4 {
-				ver, ioff = 4, 14
-			} else {
-				ver, ioff = innerIP(payload, true)
-			}
-		} else if len(payload) >= 20 && payload[0]>>4 == 4 {
-			ver = 4
+	if t.innerL2 {
+		if len(payload) >= 34 && payload[12] == 0x08 && payload[13] == 0 && payload[14]>>4 == 4 {
+			ver, ioff = 4, 14
 		} else {
-			ver, ioff = innerIP(payload, false)
+			ver, ioff = innerIP(payload, true)
 		}
-		tos = 0
-		switch ver {
-		case 4:
-			ip := payload[ioff:][:20]
-			lttl, tos = ip[8], ip[1]
-			if t.df == DFCopy {
-				df = ip[6]&0x40 != 0
-			}
-		case 6:
-			ip := payload[ioff:][:8]
-			lttl, tos = ip[7], uint8(binary.BigEndian.Uint16(ip)>>4)
-		}
-		if t.ttlCopy {
-			ttl = lttl
-		}
-		if t.dscp >= 0 {
-			tos = uint8(t.dscp)<<2 | tos&3
-		}
+	} else if len(payload) >= 20 && payload[0]>>4 == 4 {
+		ver = 4
+	} else {
+		ver, ioff = innerIP(payload, false)
 	}
+	lttl, itos, df := uint8(DefaultTTL), uint8(0), t.df != DFClear
+	switch ver {
+	case 4:
+		ip := payload[ioff:][:20]
+		lttl, itos = ip[8], ip[1]
+		if t.df == DFCopy {
+			df = ip[6]&0x40 != 0
+		}
+	case 6:
+		ip := payload[ioff:][:8]
+		lttl, itos = ip[7], uint8(binary.BigEndian.Uint16(ip)>>4)
+	}
+	ttl, tos := lttl&t.ttlKeep|t.ttlSet, itos&t.tosKeep|t.tosSet
 	start := off - hl
 	// The template is kept right-aligned in a 64- and a 128-byte block too, so that
 	// most copies are a fixed-size move ending at the payload; the bytes it writes in

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"testing"
 
@@ -640,6 +641,79 @@ func TestDFClearIDs(t *testing.T) {
 	}
 }
 
+// RFC 6040 §4.1: the outer ECN field is the inner one whatever the DSCP, TTL and DF
+// policies, on the fast and the general path alike; a non-IP payload gets Not-ECT.
+func TestEncapCopiesECN(t *testing.T) {
+	pool := newPool(t)
+	c := pool.NewCache(16)
+	defer c.Flush()
+	// An ARP request in the VXLAN payload: no IP header to copy from.
+	arp := append(append([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 1, 1, 1, 1, 1, 8, 6}, make([]byte, 28)...), make([]byte, 18)...)
+	for _, v6 := range []bool{false, true} {
+		src, dst := v4A, v4B
+		if v6 {
+			src, dst = v6A, v6B
+		}
+		for _, dscp := range []int8{0, 46, -1} {
+			for _, ecn := range []uint8{0, 1, 2, 3} {
+				vx := Options{Type: VXLAN, VNI: 7, TTL: 17, DSCP: dscp, DF: DFClear}
+				l3 := Options{Type: MPLSoUDP, Labels: []Label{{Label: 5, TTL: 9}}, TTL: 200, DSCP: dscp, UDP6Checksum: Csum6Zero}
+				cases := []struct {
+					name    string
+					o       Options
+					inner   []byte
+					innerTC uint8 // the inner TOS or traffic class
+				}{
+					{"vxlan-ip4", vx, innerEth(false, 120, 0), 0xb8 | ecn},
+					{"vxlan-ip6", vx, innerEth(true, 120, 0), 0x48 | ecn},
+					{"mplsoudp-ip4", l3, mkInnerIP(false, 100, 9, 0x28|ecn), 0x28 | ecn},
+					{"mplsoudp-ip6", l3, mkInnerIP(true, 100, 9, 0x28|ecn), 0x28 | ecn},
+					{"vxlan-arp", vx, arp, 0},
+				}
+				for _, cs := range cases {
+					cs.o.SrcMAC, cs.o.DstMAC, cs.o.Src, cs.o.Dst = macA, macB, src, dst
+					switch cs.name {
+					case "vxlan-ip4":
+						ip := cs.inner[14:34]
+						ip[1] = cs.innerTC
+						binary.BigEndian.PutUint16(ip[10:], 0)
+						binary.BigEndian.PutUint16(ip[10:], checksum(ip))
+					case "vxlan-ip6":
+						binary.BigEndian.PutUint16(cs.inner[14:], 0x6000|uint16(cs.innerTC)<<4)
+					}
+					want := cs.innerTC
+					if dscp >= 0 {
+						want = uint8(dscp)<<2 | cs.innerTC&3
+					}
+					tun := mustTunnel(t, cs.o)
+					for _, general := range []bool{false, true} {
+						pk := load(t, pool, c, cs.inner)
+						var err error
+						if general {
+							err = tun.encapSlow(pool.Bytes(pk.Frame), &pk, nil)
+						} else {
+							err = tun.Encap(pool, &pk)
+						}
+						if err != nil {
+							t.Fatal(err)
+						}
+						ip := pool.Data(&pk)[14:]
+						got := ip[1]
+						if v6 {
+							got = uint8(binary.BigEndian.Uint16(ip) >> 4)
+						}
+						if got != want {
+							t.Errorf("%s, IPv6 outer %v, DSCP %d, ECN %d, general path %v: outer TOS %#x, want %#x",
+								cs.name, v6, dscp, ecn, general, got, want)
+						}
+						c.Free([]pmd.Pkt{pk})
+					}
+				}
+			}
+		}
+	}
+}
+
 // Options.MTU bounds the outer IP datagram; the packet is left for a PTB reply.
 func TestEncapMTU(t *testing.T) {
 	pool := newPool(t)
@@ -680,48 +754,95 @@ func FuzzEncapPaths(f *testing.F) {
 	f.Add(uint8(1), uint32(7), uint8(1), uint16(0), uint8(0x22), uint8(16), uint64(9), mkInnerIP(false, 300, 9, 0x21))
 	f.Add(uint8(2), uint32(7), uint8(0x81), uint16(0), uint8(4), uint8(18), uint64(0), innerEth(false, 80, 0))
 	f.Add(uint8(3), uint32(1), uint8(0), uint16(0x8005), uint8(9), uint8(20), uint64(3), mkInnerIP(false, 1400, 1, 0xff))
+	// A fixed DSCP over an inner ECN codepoint: the fast path keeps it by mask.
+	f.Add(uint8(0), uint32(46), uint8(0), uint16(0), uint8(3), uint8(0), uint64(0), innerEth(false, 100, 0))
+	f.Add(uint8(1), uint32(46), uint8(1), uint16(0), uint8(3), uint8(16), uint64(0), mkInnerIP(false, 64, 9, 0xb9))
 	f.Fuzz(func(t *testing.T, typ uint8, id uint32, nl uint8, vlan uint16, knobs, hk uint8, seed uint64, inner []byte) {
-		o, inner, ok := fuzzOptions(typ, hk&16 != 0, id, nl, vlan, knobs, inner)
-		if !ok {
-			return
-		}
-		o.Hash = HashOptions{Symmetric: hk&1 != 0, Seed: seed}
-		if hk&4 != 0 {
-			o.MTU = 68 + int(id%1500)
-		}
-		fast, err1 := NewTunnel(o)
-		slow, err2 := NewTunnel(o)
-		if err1 != nil || err2 != nil {
-			t.Fatal(err1, err2)
-		}
-		pk1, pk2 := load(t, pool, c, inner), load(t, pool, c, inner)
-		defer c.Free([]pmd.Pkt{pk1, pk2})
-		for _, pk := range []*pmd.Pkt{&pk1, &pk2} {
-			f := pool.Bytes(pk.Frame)
-			clear(f[:pk.Off])                  // the headroom is compared too
-			clear(f[int(pk.Off)+int(pk.Len):]) // and the tail
-			if hk&2 != 0 {
-				pk.Hash, pk.Flags = id, pmd.PktHashValid
-			}
-			if hk&8 != 0 {
-				pk.Flags |= pmd.PktCsumPartial
-			}
-		}
-		e1 := fast.Encap(pool, &pk1)
-		e2 := slow.encapSlow(pool.Bytes(pk2.Frame), &pk2, nil)
-		if e1 != e2 {
-			t.Fatalf("fast path %v, general path %v", e1, e2)
-		}
-		if pk1.Off != pk2.Off || pk1.Len != pk2.Len || pk1.Hash != pk2.Hash || pk1.Flags != pk2.Flags {
-			t.Fatalf("fast path %+v, general path %+v", pk1, pk2)
-		}
-		if a, b := pool.Data(&pk1), pool.Data(&pk2); !bytes.Equal(a, b) {
-			t.Fatalf("fast path wrote\n% x\ngeneral path\n% x", a, b)
-		}
-		if !bytes.Equal(pool.Bytes(pk1.Frame), pool.Bytes(pk2.Frame)) {
-			t.Fatal("the fast and general paths left different bytes outside the packet")
-		}
+		encapPathsAgree(t, pool, c, typ, id, nl, vlan, knobs, hk, seed, inner)
 	})
+}
+
+// TestEncapPathsRandom is FuzzEncapPaths over a fixed sequence of random tunnels and
+// payloads (inner IP headers with any TOS and TTL, a few bytes overwritten), so that
+// every test run compares the two paths on more than the seed corpus.
+func TestEncapPathsRandom(t *testing.T) {
+	pool := newPool(t)
+	c := pool.NewCache(16)
+	defer c.Flush()
+	rng := rand.New(rand.NewPCG(3, 5))
+	for range 20000 {
+		typ, v6, nl := uint8(rng.IntN(4)), rng.IntN(2) == 0, uint8(rng.IntN(256))
+		n := 48 + rng.IntN(300)
+		var inner []byte
+		if typ == 0 || (typ == 1 || typ == 2) && nl&0x80 != 0 { // VXLAN, L2 MPLS
+			inner = innerEth(rng.IntN(4) == 0, n+14, 0)
+		} else {
+			inner = mkInnerIP(rng.IntN(4) == 0, n, uint8(rng.Uint32()), uint8(rng.Uint32()))
+		}
+		for k := rng.IntN(4); k > 0; k-- {
+			inner[rng.IntN(min(len(inner), 60))] = byte(rng.Uint32())
+		}
+		if rng.IntN(3) == 0 {
+			inner = append(inner, byte(rng.Uint32()))
+		}
+		var vlan uint16
+		if rng.IntN(4) == 0 {
+			vlan = 0x8000 | uint16(rng.IntN(4095))
+		}
+		hk := uint8(rng.IntN(256)) &^ 0x10
+		if v6 {
+			hk |= 0x10
+		}
+		encapPathsAgree(t, pool, c, typ, rng.Uint32(), nl, vlan, uint8(rng.IntN(256)), hk, rng.Uint64(), inner)
+	}
+}
+
+// encapPathsAgree encapsulates inner through Encap and through encapSlow alone with
+// the tunnel fuzzOptions makes of the arguments and fails t where the two differ; hk
+// asks for a symmetric hash (bit 0), a hash given with the packet (1), an MTU (2), a
+// partial checksum (3) and an IPv6 outer header (4).
+func encapPathsAgree(t *testing.T, pool *pmd.Pool, c *pmd.Cache, typ uint8, id uint32, nl uint8, vlan uint16, knobs, hk uint8, seed uint64, inner []byte) {
+	t.Helper()
+	o, inner, ok := fuzzOptions(typ, hk&16 != 0, id, nl, vlan, knobs, inner)
+	if !ok {
+		return
+	}
+	o.Hash = HashOptions{Symmetric: hk&1 != 0, Seed: seed}
+	if hk&4 != 0 {
+		o.MTU = 68 + int(id%1500)
+	}
+	fast, err1 := NewTunnel(o)
+	slow, err2 := NewTunnel(o)
+	if err1 != nil || err2 != nil {
+		t.Fatal(err1, err2)
+	}
+	pk1, pk2 := load(t, pool, c, inner), load(t, pool, c, inner)
+	defer c.Free([]pmd.Pkt{pk1, pk2})
+	for _, pk := range []*pmd.Pkt{&pk1, &pk2} {
+		f := pool.Bytes(pk.Frame)
+		clear(f[:pk.Off])                  // the headroom is compared too
+		clear(f[int(pk.Off)+int(pk.Len):]) // and the tail
+		if hk&2 != 0 {
+			pk.Hash, pk.Flags = id, pmd.PktHashValid
+		}
+		if hk&8 != 0 {
+			pk.Flags |= pmd.PktCsumPartial
+		}
+	}
+	e1 := fast.Encap(pool, &pk1)
+	e2 := slow.encapSlow(pool.Bytes(pk2.Frame), &pk2, nil)
+	if e1 != e2 {
+		t.Fatalf("%+v: fast path %v, general path %v", o, e1, e2)
+	}
+	if pk1.Off != pk2.Off || pk1.Len != pk2.Len || pk1.Hash != pk2.Hash || pk1.Flags != pk2.Flags {
+		t.Fatalf("%+v: fast path %+v, general path %+v", o, pk1, pk2)
+	}
+	if a, b := pool.Data(&pk1), pool.Data(&pk2); !bytes.Equal(a, b) {
+		t.Fatalf("%+v: fast path wrote\n% x\ngeneral path\n% x", o, a, b)
+	}
+	if !bytes.Equal(pool.Bytes(pk1.Frame), pool.Bytes(pk2.Frame)) {
+		t.Fatalf("%+v: the fast and general paths left different bytes outside the packet", o)
+	}
 }
 
 // TestEncapFastPathTaken checks that the benchmarks' packets take the fast path, so
