@@ -25,7 +25,7 @@ const (
 	DropUnknownProto        // neither UDP nor GRE: not tunnel traffic
 	DropBadVXLAN            // VXLAN flags without the VNI bit (RFC 7348 §5)
 	DropBadMPLS             // no bottom of stack within MaxLabels entries
-	DropBadGRE              // GRE version, routing or reserved flags, or an unknown protocol type
+	DropBadGRE              // GRE version, RFC 1701 routing or recursion flags, or an unknown protocol type
 	DropNotLocal            // outer destination is not one of the local addresses: not tunnel traffic
 	DropOptions             // IPv6 extension headers before the UDP or GRE header
 	DropECN                 // outer CE over a not-ECT inner packet (RFC 6040 §4.2), with DecapOptions.ECN
@@ -633,9 +633,13 @@ func (d *Decapper) classify(b []byte, n int, csumValid bool, r *Result, pend *pe
 		}
 		g := b[p:]
 		flags := binary.BigEndian.Uint16(g)
-		// RFC 2784 §2: version 0; the checksum (C) and RFC 2890 key (K) and sequence
-		// (S) options are handled, routing (R, RFC 1701) and reserved bits refused.
-		if flags&0x4007 != 0 || flags&0x07f8 != 0 {
+		// RFC 2784 §2.3: of Reserved0 (bits 1-12), a receiver that does not implement
+		// RFC 1701 discards a packet with any of bits 1-5 set and ignores bits 6-12.
+		// Bits 2 and 3 are RFC 2890's key (K) and sequence number (S) flags, which are
+		// handled here like the checksum (C, bit 0); that leaves RFC 1701's routing
+		// (R, bit 1), strict source route (s, bit 4) and the top recursion control bit
+		// (5) to refuse, with a version (bits 13-15, §2.3.1) other than 0.
+		if flags&0x4c07 != 0 {
 			return DropBadGRE
 		}
 		hl := 4 + 4*int(flags>>15) + 4*int(flags>>13&1) + 4*int(flags>>12&1)

@@ -3,6 +3,7 @@ package encap
 import (
 	"bytes"
 	"encoding/binary"
+	"math/rand/v2"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -106,6 +107,10 @@ func TestDecapDrops(t *testing.T) {
 		}, DropTruncated},
 		{"gre-version", gre4, func(f []byte) []byte { f[l4+1] = 1; return f }, DropBadGRE},
 		{"gre-routing", gre4, func(f []byte) []byte { f[l4] = 0x40; return f }, DropBadGRE},
+		// RFC 1701's strict source route and recursion control, bits 4 and 5: RFC
+		// 2784 §2.3 discards them with routing.
+		{"gre-strict-route", gre4, func(f []byte) []byte { f[l4] = 0x08; return f }, DropBadGRE},
+		{"gre-recursion", gre4, func(f []byte) []byte { f[l4] = 0x04; return f }, DropBadGRE},
 		{"gre-proto", gre4, func(f []byte) []byte { f[l4+3] = 0x99; return f }, DropBadGRE},
 		{"gre-checksum", gre4, func(f []byte) []byte {
 			// C bit with a wrong checksum word.
@@ -472,6 +477,32 @@ func TestDecapInnerVLAN(t *testing.T) {
 	}
 }
 
+// RFC 2784 §2.3: bits 6-12 of the GRE header are reserved and ignored on receipt, by
+// the fast and the general path (the fast path hands any flag to the general one).
+func TestDecapGREReservedBitsIgnored(t *testing.T) {
+	pool := newPool(t)
+	c := pool.NewCache(16)
+	defer c.Flush()
+	for _, name := range []string{"gre-ip4/outer4", "mplsogre-1label/outer4", "gre-ip6/outer6"} {
+		v := findVariant(t, name)
+		l4 := 14 + 20
+		if v.opts.Src.Is6() {
+			l4 = 14 + 40
+		}
+		for bit := 6; bit <= 12; bit++ {
+			f := build(t, pool, c, v)
+			binary.BigEndian.PutUint16(f[l4:], 0x8000>>bit)
+			d := NewDecapper(DecapOptions{})
+			pk := load(t, pool, c, f)
+			var r Result
+			if why := d.Decap(pool, &pk, &r); why != OK || r.Type != v.opts.Type || !bytes.Equal(pool.Data(&pk), v.inner) {
+				t.Errorf("%s, GRE flags %#04x: %v, %v", name, 0x8000>>bit, why, r.Type)
+			}
+			c.Free([]pmd.Pkt{pk})
+		}
+	}
+}
+
 // RFC 6040 §4.2: congestion marks on the outer header reach the inner one.
 func TestDecapECN(t *testing.T) {
 	pool := newPool(t)
@@ -543,37 +574,75 @@ func FuzzDecapPaths(f *testing.F) {
 		f.Add(build(f, pool, c, v), uint8(0), uint8(0))
 	}
 	f.Fuzz(func(t *testing.T, b []byte, mode, flags uint8) {
-		if len(b) > pool.FrameSize()-pool.Headroom() {
-			return
-		}
-		o := DecapOptions{VerifyUDPChecksum: mode&1 != 0, MPLSPayloadEthernet: mode&2 != 0, StripInnerVLAN: mode&4 != 0,
-			ECN: mode&32 != 0, InnerFlowHash: mode&64 != 0, Hash: HashOptions{Symmetric: mode&16 != 0}}
-		if mode&8 != 0 {
-			o.Local = []netip.Addr{v4B, v6B}
-		}
-		fast, slow := NewDecapper(o), NewDecapper(o)
-		pk1, pk2 := load(t, pool, c, b), load(t, pool, c, b)
-		defer c.Free([]pmd.Pkt{pk1, pk2})
-		pk1.Flags = pmd.PktFlags(flags) &^ pmd.PktMore
-		pk1.Hash = 77
-		pk2.Flags, pk2.Hash = pk1.Flags, pk1.Hash
-		var r1, r2 Result
-		w1, w2 := fast.Decap(pool, &pk1, &r1), slow.decapSlow(pool, &pk2, &r2)
-		if w1 != w2 || r1 != r2 {
-			t.Fatalf("fast path %v %+v, general path %v %+v", w1, r1, w2, r2)
-		}
-		if pk1.Off != pk2.Off || pk1.Len != pk2.Len || pk1.Hash != pk2.Hash || pk1.Flags != pk2.Flags {
-			t.Fatalf("fast path %+v, general path %+v", pk1, pk2)
-		}
-		if !bytes.Equal(pool.Data(&pk1), pool.Data(&pk2)) {
-			t.Fatal("fast and general paths left different bytes")
-		}
-		fast.Flush()
-		slow.Flush()
-		if fast.Stats() != slow.Stats() {
-			t.Fatalf("counts differ: %+v and %+v", fast.Stats(), slow.Stats())
-		}
+		decapPathsAgree(t, pool, c, b, mode, flags)
 	})
+}
+
+// TestDecapPathsRandom is FuzzDecapPaths over a fixed sequence of the variants' frames
+// with a few bytes overwritten, cut short or lengthened (the outer IPv4 checksum
+// fixed half the time, so that the changes reach the headers after it).
+func TestDecapPathsRandom(t *testing.T) {
+	pool := newPool(t)
+	c := pool.NewCache(16)
+	defer c.Flush()
+	var frames [][]byte
+	for _, v := range variants() {
+		frames = append(frames, build(t, pool, c, v))
+	}
+	rng := rand.New(rand.NewPCG(3, 5))
+	for range 30000 {
+		f := append([]byte(nil), frames[rng.IntN(len(frames))]...)
+		for k := rng.IntN(3); k > 0; k-- {
+			f[rng.IntN(min(len(f), 80))] = byte(rng.Uint32())
+		}
+		if rng.IntN(3) == 0 {
+			f = f[:rng.IntN(len(f)+1)]
+		}
+		if rng.IntN(3) == 0 {
+			f = append(f, 0, 1, 2)
+		}
+		if len(f) >= 34 && f[12] == 8 && f[13] == 0 && rng.IntN(2) == 0 {
+			fixIPv4Checksum(f, 14)
+		}
+		decapPathsAgree(t, pool, c, f, uint8(rng.IntN(256)), 0)
+	}
+}
+
+// decapPathsAgree decapsulates b through Decap and through decapSlow alone with the
+// options mode's bits select and the packet flags in flags, and fails t where the two
+// differ.
+func decapPathsAgree(t *testing.T, pool *pmd.Pool, c *pmd.Cache, b []byte, mode, flags uint8) {
+	t.Helper()
+	if len(b) > pool.FrameSize()-pool.Headroom() {
+		return
+	}
+	o := DecapOptions{VerifyUDPChecksum: mode&1 != 0, MPLSPayloadEthernet: mode&2 != 0, StripInnerVLAN: mode&4 != 0,
+		ECN: mode&32 != 0, InnerFlowHash: mode&64 != 0, Hash: HashOptions{Symmetric: mode&16 != 0}}
+	if mode&8 != 0 {
+		o.Local = []netip.Addr{v4B, v6B}
+	}
+	fast, slow := NewDecapper(o), NewDecapper(o)
+	pk1, pk2 := load(t, pool, c, b), load(t, pool, c, b)
+	defer c.Free([]pmd.Pkt{pk1, pk2})
+	pk1.Flags = pmd.PktFlags(flags) &^ pmd.PktMore
+	pk1.Hash = 77
+	pk2.Flags, pk2.Hash = pk1.Flags, pk1.Hash
+	var r1, r2 Result
+	w1, w2 := fast.Decap(pool, &pk1, &r1), slow.decapSlow(pool, &pk2, &r2)
+	if w1 != w2 || r1 != r2 {
+		t.Fatalf("fast path %v %+v, general path %v %+v\n% x", w1, r1, w2, r2, b)
+	}
+	if pk1.Off != pk2.Off || pk1.Len != pk2.Len || pk1.Hash != pk2.Hash || pk1.Flags != pk2.Flags {
+		t.Fatalf("fast path %+v, general path %+v\n% x", pk1, pk2, b)
+	}
+	if !bytes.Equal(pool.Data(&pk1), pool.Data(&pk2)) {
+		t.Fatalf("fast and general paths left different bytes\n% x", b)
+	}
+	fast.Flush()
+	slow.Flush()
+	if fast.Stats() != slow.Stats() {
+		t.Fatalf("counts differ: %+v and %+v\n% x", fast.Stats(), slow.Stats(), b)
+	}
 }
 
 // TestDecapFastPathTaken checks that the benchmarks' frames take the fast path, so
