@@ -155,7 +155,7 @@ var (
 	ErrNotTaggable = errors.New("encap: payload too short for an inner VLAN tag")
 	// ErrPartialCsum: the packet's transport checksum is partial (pmd.PktCsumPartial)
 	// and not one Encap can finish (TCP or UDP in IPv4 or IPv6 without extension
-	// headers).
+	// headers; in an Ethernet payload, behind at most two VLAN tags).
 	ErrPartialCsum = errors.New("encap: cannot finish the partial transport checksum")
 	// ErrChain: a chain's segment went to Encap, or EncapChain got a malformed chain
 	// (PktMore flags that do not end on its last segment, a segment outside its frame).
@@ -785,8 +785,11 @@ func (t *Tunnel) prepare(frame []byte, off, plen int, pk *pmd.Pkt) (int, int, er
 		return 0, 0, ErrNotTaggable
 	}
 	if pk.Flags&pmd.PktCsumPartial != 0 {
-		_, ioff := innerIP(frame[off:off+plen:off+plen], t.innerL2)
-		if !finishPartial(frame[off+ioff : off+plen : off+plen]) {
+		// Without an IP header where innerIP looks, ioff is 0: an Ethernet payload's
+		// MAC addresses could pass for an IPv4 header, and a "checksum" would land in
+		// the frame.
+		ver, ioff := innerIP(frame[off:off+plen:off+plen], t.innerL2)
+		if ver == 0 || !finishPartial(frame[off+ioff:off+plen:off+plen]) {
 			return 0, 0, ErrPartialCsum
 		}
 		pk.Flags &^= pmd.PktCsumPartial

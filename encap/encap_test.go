@@ -604,6 +604,57 @@ func TestEncapFinishesPartialChecksum(t *testing.T) {
 	c.Free([]pmd.Pkt{pk})
 }
 
+// A partial checksum in an Ethernet payload without an IP header Encap can find is
+// refused like any other it cannot finish, the frame untouched. Each frame here starts
+// with bytes that read as an IPv4 UDP header (destination MAC 45:00:00:..., protocol
+// 17 in the source MAC), which finishing from the payload's start would have taken.
+func TestEncapPartialChecksumNotIP(t *testing.T) {
+	pool := newPool(t)
+	c := pool.NewCache(16)
+	defer c.Flush()
+	frame := func(n, total int, types ...uint16) []byte {
+		f := make([]byte, n)
+		for i := range f {
+			f[i] = byte(i)
+		}
+		copy(f, []byte{0x45, 0, byte(total >> 8), byte(total), 0, 1, 2, 0, 0, 17, 0, 2})
+		for i, et := range types {
+			binary.BigEndian.PutUint16(f[12+4*i:], et)
+		}
+		return f
+	}
+	cases := []struct {
+		name  string
+		inner []byte
+	}{
+		{"not-ip", frame(100, 64, 0x88b5)}, // IEEE 802 local experimental ethertype
+		{"three-tags", frame(100, 64, EtherVLAN, EtherVLAN, EtherVLAN, EtherIPv4)},
+		{"truncated-ip4", frame(30, 28, EtherIPv4)},
+	}
+	for _, cs := range cases {
+		for _, typ := range []Type{VXLAN, MPLSoUDP} {
+			o := Options{Type: typ, SrcMAC: macA, DstMAC: macB, Src: v4A, Dst: v4B}
+			if typ == VXLAN {
+				o.VNI = 1
+			} else {
+				o.Labels, o.InnerEthernet = []Label{{Label: 3}}, true
+			}
+			tun := mustTunnel(t, o)
+			pk := load(t, pool, c, cs.inner)
+			pk.Flags |= pmd.PktCsumPartial
+			before := pk
+			err := tun.Encap(pool, &pk)
+			if err != ErrPartialCsum || pk != before {
+				t.Errorf("%s in %v: %v, want %v", cs.name, typ, err, ErrPartialCsum)
+			}
+			if !bytes.Equal(pool.Data(&before), cs.inner) {
+				t.Errorf("%s in %v: payload changed", cs.name, typ)
+			}
+			c.Free([]pmd.Pkt{pk})
+		}
+	}
+}
+
 func TestEncapInnerVLANShort(t *testing.T) {
 	pool := newPool(t)
 	c := pool.NewCache(16)
