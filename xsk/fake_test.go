@@ -2,7 +2,9 @@ package xsk
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"testing"
 
@@ -194,11 +196,36 @@ func TestOptionsValidate(t *testing.T) {
 			t.Errorf("%+v accepted", o)
 		}
 	}
-	if err := (&UMEMOptions{FrameSize: 8192, Unaligned: true}).Validate(); err != nil {
-		t.Errorf("unaligned 8192: %v", err)
+	if err := (&UMEMOptions{FrameSize: 4096, Unaligned: true}).Validate(); err != nil {
+		t.Errorf("unaligned 4096: %v", err)
+	}
+	if err := (&UMEMOptions{FrameSize: 4096}).Validate(); err != nil {
+		t.Errorf("aligned 4096: %v", err)
 	}
 	if err := (&ProgramOptions{MaxQueues: -1}).Validate(); err == nil {
 		t.Error("MaxQueues -1 accepted")
+	}
+}
+
+// TestFrameSizeAbovePage: the kernel refuses a UMEM chunk larger than a page in either
+// mode (xdp_umem_reg), so Validate must refuse such a frame size, for the UMEM's own
+// pool and for a caller's. Before, Unaligned let it through and the first socket failed.
+func TestFrameSizeAbovePage(t *testing.T) {
+	big := 2 * os.Getpagesize()
+	for _, o := range []UMEMOptions{{FrameSize: big}, {FrameSize: big, Unaligned: true}} {
+		if err := o.Validate(); !errors.Is(err, ErrOptions) {
+			t.Errorf("%+v: %v, want ErrOptions", o, err)
+		}
+	}
+	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 64, FrameSize: big, Huge: pmd.HugeNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	for _, unaligned := range []bool{false, true} {
+		if _, err := NewUMEM(UMEMOptions{Pool: pool, Unaligned: unaligned}); !errors.Is(err, ErrOptions) {
+			t.Errorf("pool of %d-byte frames, unaligned %v: %v, want ErrOptions", big, unaligned, err)
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package xsk
 
 import (
 	"fmt"
+	"os"
 	"sync"
 
 	"github.com/dpkit/dpkit/internal/afxdp"
@@ -19,27 +20,33 @@ type UMEMOptions struct {
 	// Frames of the UMEM's own pool; 0 means 4096 (Open and OpenAll: enough to fill
 	// every queue's fill and tx rings). Ignored with Pool.
 	Frames int
-	// FrameSize of the UMEM's own pool; 0 means 2048. Ignored with Pool.
+	// FrameSize of the UMEM's own pool: a power of two from 2048 up to the page size
+	// (4096 on most machines), the kernel's chunk size limits; 0 means 2048. Ignored
+	// with Pool, whose frame size must keep to the same limits. Frames larger than a
+	// page are out of reach; packets longer than a frame need Config.MultiBuffer.
 	FrameSize int
 	// Headroom of the UMEM's own pool (where packet data starts in a fresh frame); 0
 	// means 256. Ignored with Pool.
 	Headroom int
 	// Unaligned registers the UMEM in unaligned-chunk mode
-	// (XDP_UMEM_UNALIGNED_CHUNK_FLAG): needed for frame sizes other than 2048 and 4096.
-	// Frames stay pool-aligned either way; the flag only changes how the kernel reads
-	// addresses.
+	// (XDP_UMEM_UNALIGNED_CHUNK_FLAG). Pool frames are powers of two, which aligned
+	// mode takes, and stay pool-aligned either way; the flag only changes how the
+	// kernel reads addresses (the offset in the top 16 bits).
 	Unaligned bool
 }
 
 // Validate reports whether the options are usable, naming the bad field.
+//
+// The kernel takes a chunk size from 2048 (XDP_UMEM_MIN_CHUNK_SIZE) to PAGE_SIZE, a
+// power of two in aligned mode, in either mode (xdp_umem_reg in net/xdp/xdp_umem.c);
+// a larger one fails XDP_UMEM_REG with EINVAL, which would surface only at the first
+// socket. Pool frame sizes are powers of two, so only the bounds need checking.
 func (o *UMEMOptions) Validate() error {
+	page := os.Getpagesize()
 	if o.Pool != nil {
 		fs := o.Pool.FrameSize()
-		if fs < 2048 {
-			return fmt.Errorf("%w: pool FrameSize %d below the kernel's 2048-byte chunk minimum", ErrOptions, fs)
-		}
-		if !o.Unaligned && fs != 2048 && fs != 4096 {
-			return fmt.Errorf("%w: pool FrameSize %d needs Unaligned (aligned mode takes 2048 or 4096)", ErrOptions, fs)
+		if fs < 2048 || fs > page {
+			return fmt.Errorf("%w: pool FrameSize %d outside the kernel's chunk sizes, 2048 to the page size %d", ErrOptions, fs, page)
 		}
 		return nil
 	}
@@ -50,11 +57,8 @@ func (o *UMEMOptions) Validate() error {
 	if fs == 0 {
 		fs = 2048
 	}
-	if fs < 2048 || fs > pmd.MaxFrameSize || fs&(fs-1) != 0 {
-		return fmt.Errorf("%w: FrameSize %d must be a power of two from 2048", ErrOptions, fs)
-	}
-	if !o.Unaligned && fs > 4096 {
-		return fmt.Errorf("%w: FrameSize %d needs Unaligned", ErrOptions, fs)
+	if fs < 2048 || fs > page || fs&(fs-1) != 0 {
+		return fmt.Errorf("%w: FrameSize %d must be a power of two from 2048 to the page size %d", ErrOptions, fs, page)
 	}
 	if o.Headroom < 0 || o.Headroom > fs-64 {
 		return fmt.Errorf("%w: Headroom %d", ErrOptions, o.Headroom)
