@@ -361,3 +361,37 @@ func TestRecycleOverflowOwnership(t *testing.T) {
 	}
 	p.caches.Rx.Free(all[:got])
 }
+
+// TestUseAfterClose: the ring calls a caller may still make after Close (a worker's
+// last Recycle, a low-level loop's Fill or Complete) do nothing instead of panicking on
+// the unmapped rings, and frames handed to Recycle go back to the pool.
+func TestUseAfterClose(t *testing.T) {
+	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 256, Huge: pmd.HugeNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	p, _ := newFakePort(t, pool, false)
+	var mine [2]pmd.Pkt
+	cache := pool.NewCache(0)
+	if cache.Alloc(mine[:]) != len(mine) {
+		t.Fatal("pool empty")
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	p.Recycle(mine[:])
+	cache.Flush()
+	if n := p.Socket().Fill([]uint64{0}); n != 0 {
+		t.Errorf("Fill after Close took %d", n)
+	}
+	if n := p.Socket().Complete(make([]uint64, 4)); n != 0 {
+		t.Errorf("Complete after Close returned %d", n)
+	}
+	if n := p.Rx(make([]pmd.Pkt, 4)); n != 0 {
+		t.Errorf("Rx after Close returned %d", n)
+	}
+	if st := pool.Stats(); st.Free != st.Frames || st.BadFrees != 0 {
+		t.Errorf("after Close and Recycle %d of %d frames free, %d bad frees", st.Free, st.Frames, st.BadFrees)
+	}
+}

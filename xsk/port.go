@@ -377,9 +377,19 @@ func (p *Port) Program() *Program { return p.prog }
 
 // Recycle gives the frames of received pkts straight back to the fill ring — the
 // xdpsock rxdrop fast path, skipping the pool — and frees what the ring has no room
-// for to the port's cache. Like Rx, it must be called from the Rx goroutine; the
-// caller gives up the frames.
+// for to the port's cache (after Close, everything to the pool). Like Rx, it must be
+// called from the Rx goroutine; the caller gives up the frames.
 func (p *Port) Recycle(pkts []pmd.Pkt) {
+	if p.closed {
+		// No fill ring any more (its mapping is gone): the frames go to the pool, which
+		// the closed port's caches no longer flush to.
+		for i := range pkts {
+			if f := uint64(pkts[i].Frame); f < p.nframes && p.owner[f] == ownerOut {
+				p.pool.Put([]pmd.Frame{pkts[i].Frame})
+			}
+		}
+		return
+	}
 	fill := p.s.fill
 	n, idx := fill.Reserve(uint32(min(len(pkts), 1<<20)))
 	w := uint32(0)

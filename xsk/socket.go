@@ -336,8 +336,12 @@ func (s *Socket) MultiBuffer() bool { return s.sg }
 func (s *Socket) UMEM() *UMEM { return s.umem }
 
 // Fill offers UMEM chunk addresses to the kernel for receiving and returns how many the
-// fill ring took. The kernel owns them until they come back through Receive.
+// fill ring took (none once the socket is closed). The kernel owns them until they
+// come back through Receive.
 func (s *Socket) Fill(addrs []uint64) int {
+	if s.fill == nil {
+		return 0 // closed
+	}
 	n, idx := s.fill.Reserve(uint32(min(len(addrs), 1<<31)))
 	for i := range n {
 		s.fill.Set(idx+i, addrs[i])
@@ -430,8 +434,11 @@ func (s *Socket) wakeRx() {
 }
 
 // Complete takes up to len(addrs) addresses of transmitted chunks back from the
-// kernel.
+// kernel; none once the socket is closed.
 func (s *Socket) Complete(addrs []uint64) int {
+	if s.comp == nil {
+		return 0 // closed
+	}
 	n, idx := s.comp.Peek(uint32(min(len(addrs), 1<<31)))
 	for i := range n {
 		addrs[i] = s.comp.Get(idx + i)
