@@ -395,3 +395,28 @@ func TestUseAfterClose(t *testing.T) {
 		t.Errorf("after Close and Recycle %d of %d frames free, %d bad frees", st.Free, st.Frames, st.BadFrees)
 	}
 }
+
+// TestStatsCloseRace: Stats, which any goroutine may call, runs while the socket
+// closes. Before, it read the closed flag and the descriptor unsynchronised, so it
+// could ask whatever socket reused the number for its counters (run with -race).
+func TestStatsCloseRace(t *testing.T) {
+	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 256, Huge: pmd.HugeNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	for range 20 {
+		p, _ := newFakePort(t, pool, false)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for {
+				if _, err := p.Socket().Stats(); errors.Is(err, ErrClosed) {
+					return
+				}
+			}
+		}()
+		p.Close()
+		<-done
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -138,7 +139,12 @@ type Socket struct {
 	maps     [4][]byte
 	kicks    atomic.Uint64 // wakeups from the rx and the tx goroutine
 	kickErrs atomic.Uint64
-	closed   bool
+
+	// mu guards closed and fd between Close and Stats, which any goroutine may call:
+	// without it Stats could read the descriptor as Close releases it, and ask a new
+	// socket that reused the number for its counters. Taken after umem.mu.
+	mu     sync.Mutex
+	closed bool
 }
 
 // rebindWindow is how long bind retries EBUSY: closing a socket releases its queue from
@@ -470,6 +476,8 @@ type Statistics struct {
 // Stats reads the kernel's counters, and the socket's own wakeup counts; any
 // goroutine may call it.
 func (s *Socket) Stats() (Statistics, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.closed {
 		return Statistics{}, ErrClosed
 	}
@@ -501,6 +509,8 @@ func (s *Socket) Close() error {
 }
 
 func (s *Socket) release() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.closed = true
 	var errs []error
 	for i := range s.maps {
