@@ -420,3 +420,54 @@ func TestStatsCloseRace(t *testing.T) {
 		<-done
 	}
 }
+
+// rxChain has the fake kernel receive one packet into len(lens) fill frames, a chain
+// when there are several.
+func (k *fakeKernel) rxChain(t testing.TB, lens ...uint32) {
+	t.Helper()
+	n := uint32(len(lens))
+	got, idx := k.fill.Peek(n)
+	r, ridx := k.rx.Reserve(got)
+	if r != n {
+		t.Fatalf("fake kernel: room for %d of %d segments", r, n)
+	}
+	for j := range r {
+		d := afxdp.Desc{Addr: k.fill.Get(idx+j) + 256, Len: lens[j]}
+		if j < n-1 {
+			d.Options = OptMore
+		}
+		k.rx.Set(ridx+j, d)
+	}
+	k.fill.Release(r)
+	k.rx.Submit()
+}
+
+// TestCountersCountPackets: a multi-buffer chain is one packet in RxPackets and
+// TxPackets, as pmd's other ports count it; before, each segment counted.
+func TestCountersCountPackets(t *testing.T) {
+	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 256, Huge: pmd.HugeNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	p, k := newFakePort(t, pool, true)
+	k.rxChain(t, 1000, 1000, 500) // one packet of three segments
+	k.rxChain(t, 60)
+	var pkts [8]pmd.Pkt
+	n := p.Rx(pkts[:])
+	if n != 4 {
+		t.Fatalf("Rx returned %d segments, want 4", n)
+	}
+	st := p.Stats()
+	if st.RxPackets != 2 || st.RxBytes != 2560 {
+		t.Errorf("Rx counted %d packets, %d bytes; want 2, 2560", st.RxPackets, st.RxBytes)
+	}
+	if got := p.Tx(pkts[:n]); got != n {
+		t.Fatalf("Tx took %d of %d", got, n)
+	}
+	st = p.Stats()
+	if st.TxPackets != 2 || st.TxBytes != 2560 {
+		t.Errorf("Tx counted %d packets, %d bytes; want 2, 2560", st.TxPackets, st.TxBytes)
+	}
+	p.Close()
+}

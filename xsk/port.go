@@ -135,7 +135,7 @@ func (p *Port) Rx(pkts []pmd.Pkt) int {
 			p.rxSkip = true // longer than the caller's batch: drop it below
 		}
 	}
-	k, bytes, bad, long := 0, 0, 0, 0
+	k, packets, bytes, bad, long := 0, 0, 0, 0, 0
 	start := 0 // index in pkts of the current packet's first segment
 	dropping := p.rxSkip
 	for i := range n {
@@ -173,6 +173,9 @@ func (p *Port) Rx(pkts []pmd.Pkt) int {
 			dropping = true
 		}
 		if !more {
+			if !dropping {
+				packets++ // a chain counts once, like pmd's ports count it
+			}
 			if p.rxSkip {
 				long++
 				p.rxSkip = false
@@ -182,7 +185,7 @@ func (p *Port) Rx(pkts []pmd.Pkt) int {
 		}
 	}
 	rx.Release(n)
-	p.c.AddRx(k, bytes)
+	p.c.AddRx(packets, bytes)
 	p.c.AddDrop(pmd.DropInvalid, bad)
 	p.c.AddDrop(pmd.DropTooLong, long)
 	p.refill()
@@ -240,7 +243,7 @@ func (p *Port) Tx(pkts []pmd.Pkt) int {
 		tx.Cancel(n - end)
 		n = end
 	}
-	w, bytes, bad, long := uint32(0), 0, 0, 0
+	w, packets, bytes, bad, long := uint32(0), 0, 0, 0, 0
 	chainDrop := false             // dropping the rest of a chain
 	chainI, chainW := 0, uint32(0) // where the current packet starts in pkts and in the ring
 	for i := range n {
@@ -283,6 +286,7 @@ func (p *Port) Tx(pkts []pmd.Pkt) int {
 		w++
 		bytes += int(pk.Len)
 		if !more {
+			packets++ // counted at its end: a chain that goes bad before is not
 			chainI, chainW = int(i)+1, w
 		}
 	}
@@ -291,7 +295,7 @@ func (p *Port) Tx(pkts []pmd.Pkt) int {
 		tx.Submit()
 	}
 	p.s.KickIfNeeded()
-	p.c.AddTx(int(w), bytes)
+	p.c.AddTx(packets, bytes)
 	p.c.AddDrop(pmd.DropInvalid, bad)
 	p.c.AddDrop(pmd.DropTooLong, long)
 	return int(n)
