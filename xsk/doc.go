@@ -28,8 +28,10 @@
 // Modes: zero-copy is tried first and copy mode used where the driver lacks it
 // (veth); Socket.ZeroCopy reports the result, Program.Mode the attach mode (native or
 // generic). need_wakeup is on by default and the kernel is woken only when it asks,
-// through a non-blocking raw syscall. Multi-buffer (Config.MultiBuffer) delivers frames
-// larger than a UMEM frame as chains, flagged pmd.PktMore on all but the last Pkt.
+// through a non-blocking raw syscall; with Config.BusyPoll, whose syscalls run the
+// driver, on every empty Rx and every Tx. Multi-buffer (Config.MultiBuffer) delivers
+// frames larger than a UMEM frame as chains, flagged pmd.PktMore on all but the last
+// Pkt.
 //
 // Frame headroom: the kernel writes received data XDP_PACKET_HEADROOM (256) bytes plus
 // the UMEM headroom into a frame; the UMEM headroom is the pool's headroom minus 256,

@@ -471,3 +471,50 @@ func TestCountersCountPackets(t *testing.T) {
 	}
 	p.Close()
 }
+
+// TestBusyPollKicks: with busy polling the kernel leaves the driver's NAPI to the
+// socket's syscalls, so an empty Rx and every Tx must make one even when the rings'
+// need_wakeup flags are clear; before, only the flags did, and busy polling never ran.
+func TestBusyPollKicks(t *testing.T) {
+	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 256, Huge: pmd.HugeNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	kicks := func(p *Port) uint64 {
+		// The fake socket's descriptor is -1: each wakeup fails, but it is counted.
+		return p.s.kicks.Load()
+	}
+	for _, busy := range []bool{false, true} {
+		p, k := newFakePort(t, pool, false)
+		p.s.busyPoll = busy
+		p.s.zeroCopy = true
+		var pkts [4]pmd.Pkt
+		p.Rx(pkts[:]) // empty, need_wakeup flag clear
+		rx := kicks(p)
+		cache := pool.NewCache(0)
+		if cache.Alloc(pkts[:1]) != 1 {
+			t.Fatal("pool empty")
+		}
+		pkts[0].Len = 60
+		if p.Tx(pkts[:1]) != 1 {
+			t.Fatal("Tx took nothing")
+		}
+		tx := kicks(p) - rx
+		// The frame sits in the kernel's tx path: a Tx with nothing to send must still
+		// drive zero-copy completions.
+		got, _ := k.tx.Peek(fakeRing)
+		k.tx.Release(got)
+		p.Tx(nil)
+		comp := kicks(p) - rx - tx
+		want := uint64(0)
+		if busy {
+			want = 1
+		}
+		if rx != want || tx != want || comp != want {
+			t.Errorf("busy poll %v: %d rx, %d tx, %d completion kicks; want %d each", busy, rx, tx, comp, want)
+		}
+		cache.Flush()
+		p.Close()
+	}
+}

@@ -44,6 +44,7 @@ type Port struct {
 	frames [refillBatch]pmd.Frame  // rx-side scratch
 	done   [pmd.MaxBurst]pmd.Frame // tx-side scratch
 	rxSkip bool                    // dropping the rest of a chain too long for the caller
+	txOut  int                     // frames given to the tx ring and not yet completed
 
 	c pmd.Counters
 
@@ -112,7 +113,7 @@ func (p *Port) Rx(pkts []pmd.Pkt) int {
 	want := uint32(min(len(pkts), pmd.MaxBurst))
 	n, idx := rx.Peek(want)
 	if n == 0 {
-		if p.s.wakeup && p.s.fill.NeedWakeup() {
+		if p.s.rxNeedsKick() {
 			p.s.wakeRx()
 		}
 		p.refill()
@@ -212,6 +213,7 @@ func (p *Port) reap() {
 			}
 		}
 		comp.Release(n)
+		p.txOut -= k
 		p.caches.Tx.Put(p.done[:k])
 		p.c.AddDrop(pmd.DropInvalid, bad)
 		if n < uint32(len(p.done)) {
@@ -294,7 +296,15 @@ func (p *Port) Tx(pkts []pmd.Pkt) int {
 	if w > 0 {
 		tx.Submit()
 	}
+	p.txOut += int(w)
 	p.s.KickIfNeeded()
+	if p.s.busyPoll && p.s.zeroCopy && w == 0 && tx.Pending() == 0 && p.txOut > 0 {
+		// Nothing to send, so KickIfNeeded made no syscall; but zero-copy with busy
+		// polling completes frames only when one runs the driver, and a caller
+		// calling Tx to get its last frames back would wait for ever. (In copy mode
+		// the sendto that sent them completed them.)
+		p.s.Kick()
+	}
 	p.c.AddTx(packets, bytes)
 	p.c.AddDrop(pmd.DropInvalid, bad)
 	p.c.AddDrop(pmd.DropTooLong, long)

@@ -59,7 +59,9 @@ type Config struct {
 	MultiBuffer bool
 	// BusyPoll, when > 0, sets SO_PREFER_BUSY_POLL and SO_BUSY_POLL to this many
 	// microseconds, and SO_BUSY_POLL_BUDGET to BusyPollBudget (0 means 64). Failing to
-	// set them is an error wrapping ErrNotSupported.
+	// set them is an error wrapping ErrNotSupported. The socket's syscalls then run the
+	// driver's NAPI, so every empty receive and every transmit makes one, need_wakeup
+	// or not.
 	BusyPoll       time.Duration
 	BusyPollBudget int
 	// TxBudget, when > 0, sets how many frames one kick transmits in copy mode
@@ -131,6 +133,7 @@ type Socket struct {
 	queue    int
 	zeroCopy bool
 	wakeup   bool
+	busyPoll bool // the syscalls drive the device: make them whether asked or not
 	sg       bool
 	fill     *afxdp.ProdRing[uint64]
 	comp     *afxdp.ConsRing[uint64]
@@ -259,6 +262,7 @@ func (s *Socket) setup(share *Socket, cfg Config) error {
 				return fmt.Errorf("%w: busy poll option %d: %v", ErrNotSupported, o.opt, err)
 			}
 		}
+		s.busyPoll = true
 	}
 	if cfg.TxBudget > 0 {
 		// Older kernels lack the option (ENOPROTOOPT): keep their default of 32.
@@ -371,10 +375,19 @@ func (s *Socket) Receive(descs []Desc) int {
 	}
 	if n > 0 {
 		s.rx.Release(n)
-	} else if s.wakeup && s.fill.NeedWakeup() {
+	} else if s.rxNeedsKick() {
 		s.wakeRx()
 	}
 	return int(n)
+}
+
+// rxNeedsKick reports whether an empty receive should wake the kernel: when it asked
+// (need_wakeup on the fill ring) or always with busy polling. With busy polling the
+// kernel does not run the driver's NAPI by itself (SO_PREFER_BUSY_POLL defers it to
+// the application), so the recvfrom is what moves packets in; libxdp's xdpsock sample
+// likewise wakes on busy_poll || needs_wakeup.
+func (s *Socket) rxNeedsKick() bool {
+	return s.busyPoll || (s.wakeup && s.fill.NeedWakeup())
 }
 
 // Transmit queues descriptors for sending, kicks the kernel if it asked (or always
@@ -396,7 +409,8 @@ func (s *Socket) Transmit(descs []Desc) int {
 }
 
 // KickIfNeeded wakes the kernel's transmit path if there is anything to send and the
-// kernel asked for it (always, without need_wakeup).
+// kernel asked for it (always, without need_wakeup or with busy polling, where the
+// sendto is what runs the driver).
 //
 // In copy mode a wakeup sends, there and then, at most one budget of frames (32, or
 // Config.TxBudget) and leaves the rest in the ring; nothing else wakes the kernel, so
@@ -409,7 +423,7 @@ func (s *Socket) KickIfNeeded() {
 		return
 	}
 	left := s.tx.Pending()
-	if left == 0 || (s.wakeup && !s.tx.NeedWakeup()) {
+	if left == 0 || (s.wakeup && !s.busyPoll && !s.tx.NeedWakeup()) {
 		return
 	}
 	s.Kick()
