@@ -21,8 +21,9 @@
 //
 // Multi-buffer packets are whole on both sides: Rx never returns part of a chain (one
 // longer than the caller's batch is dropped as DropTooLong), and Tx never queues part
-// of one (a chain cut by the end of pkts or of the ring waits for the next call; a
-// chain with a bad segment, or on a socket without MultiBuffer, is dropped whole).
+// of one (a chain cut by the end of pkts or of the ring's room waits for the next
+// call; a chain with a bad segment, on a socket without MultiBuffer, or longer than
+// Port.MaxTxSegments, is dropped whole).
 // Port.Recycle is the rxdrop fast path: received frames straight back to the fill ring.
 //
 // Modes: zero-copy is tried first and copy mode used where the driver lacks it

@@ -40,7 +40,7 @@ func newFakePort(t testing.TB, pool *pmd.Pool, sg bool) (*Port, *fakeKernel) {
 	}
 	u, err := NewUMEM(UMEMOptions{Pool: pool})
 	must(err)
-	s := &Socket{fd: -1, umem: u, ifindex: 1, wakeup: true, sg: sg}
+	s := &Socket{fd: -1, umem: u, ifindex: 1, wakeup: true, sg: sg, maxSegs: txMaxSegs(1, sg, false)}
 	s.maps[0] = mem
 	k := &fakeKernel{}
 	s.fill, err = afxdp.NewProdRing[uint64](part(0), off, fakeRing)
@@ -63,6 +63,7 @@ func newFakePort(t testing.TB, pool *pmd.Pool, sg bool) (*Port, *fakeKernel) {
 	p := &Port{
 		s: s, pool: pool, u: u, nframes: uint64(pool.Frames()), fsize: uint64(pool.FrameSize()),
 		owner: make([]uint8, pool.Frames()), caches: pmd.NewPortCaches(pool, portCache),
+		txSegs: txSegLimit(s),
 	}
 	p.refill()
 	return p, k
@@ -516,5 +517,56 @@ func TestBusyPollKicks(t *testing.T) {
 		}
 		cache.Flush()
 		p.Close()
+	}
+}
+
+// allocChain takes n frames from cache and flags all but the last PktMore.
+func allocChain(t testing.TB, cache *pmd.Cache, n int) []pmd.Pkt {
+	t.Helper()
+	pkts := make([]pmd.Pkt, n)
+	if cache.Alloc(pkts) != n {
+		t.Fatalf("pool has no %d frames", n)
+	}
+	for i := range pkts {
+		pkts[i].Len = 60
+		if i < n-1 {
+			pkts[i].Flags = pmd.PktMore
+		}
+	}
+	return pkts
+}
+
+// TestTxChainLongerThanRing: a chain of more segments than the tx ring holds can never
+// be reserved whole. Before, Tx returned 0 for it for ever, and a caller retrying held
+// up everything behind it; now it is dropped (DropTooLong) and the next packet goes.
+func TestTxChainLongerThanRing(t *testing.T) {
+	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 256, Huge: pmd.HugeNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	p, _ := newFakePort(t, pool, true)
+	// A zero-copy driver taking long chains: only the ring bounds them.
+	p.s.maxSegs = 1 << 10
+	p.txSegs = txSegLimit(p.s)
+	cache := pool.NewCache(0)
+	pkts := append(allocChain(t, cache, fakeRing+1), allocChain(t, cache, 1)...)
+	got := 0
+	for range 3 {
+		if got = p.Tx(pkts); got != 0 {
+			break
+		}
+	}
+	if got != len(pkts) {
+		t.Fatalf("Tx took %d of %d (a %d-segment chain, then a packet)", got, len(pkts), fakeRing+1)
+	}
+	st := p.Stats()
+	if st.Drops[pmd.DropTooLong] != 1 || st.TxPackets != 1 {
+		t.Errorf("%d too long, %d sent; want 1 and 1", st.Drops[pmd.DropTooLong], st.TxPackets)
+	}
+	cache.Flush()
+	p.Close()
+	if st := pool.Stats(); st.Free != st.Frames || st.BadFrees != 0 {
+		t.Errorf("after Close %d of %d frames free, %d bad frees", st.Free, st.Frames, st.BadFrees)
 	}
 }

@@ -66,3 +66,56 @@ func TestJumboMultiBuffer(t *testing.T) {
 		t.Errorf("B got %d bytes, want the %d sent", n, len(payload))
 	}
 }
+
+// TestTxChainPastKernelLimit: in copy mode the kernel builds one skb per packet, the
+// first descriptor its linear part and each further one a fragment, and refuses a
+// chain past MAX_SKB_FRAGS (17) fragments as invalid. Before, the port counted such a
+// 19-segment chain sent while the kernel dropped it (TxInvalidDescs); now the port
+// drops it itself (DropTooLong), and an 18-segment chain still goes.
+func TestTxChainPastKernelLimit(t *testing.T) {
+	e := newEnv(t, 1, 0)
+	p := e.openA(t, 0, Options{Socket: Config{MultiBuffer: true, Bind: BindCopy}})
+	defer p.Close()
+	c := e.udpListen(t, 5300)
+	pool := p.UMEMPool()
+	cache := pool.NewCache(0)
+	defer cache.Flush()
+	chain := func(segs int, payload []byte) []pmd.Pkt {
+		frame := udpFrame(e.v.MACB, e.v.MACA, ipA, ipB, 5301, 5300, payload)
+		per := (len(frame) + segs - 1) / segs
+		pkts := make([]pmd.Pkt, segs)
+		if cache.Alloc(pkts) != segs {
+			t.Fatal("pool empty")
+		}
+		for i := range pkts {
+			part := frame[min(i*per, len(frame)):min((i+1)*per, len(frame))]
+			pkts[i].Len = uint16(copy(pool.Bytes(pkts[i].Frame)[pkts[i].Off:], part))
+			if i < segs-1 {
+				pkts[i].Flags = pmd.PktMore
+			}
+		}
+		return pkts
+	}
+	long := chain(19, bytes.Repeat([]byte("L"), 19*40))
+	ok := chain(18, bytes.Repeat([]byte("K"), 18*40))
+	if n := p.Tx(append(long, ok...)); n != len(long)+len(ok) {
+		t.Fatalf("Tx took %d of %d", n, len(long)+len(ok))
+	}
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	buf := make([]byte, 2048)
+	n, _, err := c.ReadFromUDP(buf)
+	if err != nil {
+		st, _ := p.Socket().Stats()
+		t.Fatalf("the 18-segment chain did not reach B: %v (socket %+v)", err, st)
+	}
+	if n != 18*40 || buf[0] != 'K' {
+		t.Errorf("B got %d bytes starting %q, want the 18-segment chain's %d", n, buf[0], 18*40)
+	}
+	st := p.Stats()
+	if st.Drops[pmd.DropTooLong] != 1 || st.TxPackets != 1 {
+		t.Errorf("port: %d too long, %d sent; want 1 and 1", st.Drops[pmd.DropTooLong], st.TxPackets)
+	}
+	if ks, err := p.Socket().Stats(); err != nil || ks.TxInvalidDescs != 0 {
+		t.Errorf("kernel refused %d descriptors (%v), want 0", ks.TxInvalidDescs, err)
+	}
+}

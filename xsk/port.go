@@ -45,6 +45,7 @@ type Port struct {
 	done   [pmd.MaxBurst]pmd.Frame // tx-side scratch
 	rxSkip bool                    // dropping the rest of a chain too long for the caller
 	txOut  int                     // frames given to the tx ring and not yet completed
+	txSegs int                     // most segments one packet may have in Tx
 
 	c pmd.Counters
 
@@ -67,11 +68,21 @@ func NewPort(u *UMEM, ifindex int, cfg Config, id uint16) (*Port, error) {
 		nframes: uint64(u.pool.Frames()), fsize: uint64(u.pool.FrameSize()),
 		owner:  make([]uint8, u.pool.Frames()),
 		caches: pmd.NewPortCaches(u.pool, portCache),
+		txSegs: txSegLimit(s),
 	}
 	if s.rx != nil {
 		p.refill()
 	}
 	return p, nil
+}
+
+// txSegLimit is how many descriptors one packet may span in s's tx ring: no more than
+// the ring holds (a longer chain is never reserved whole) nor than the kernel takes.
+func txSegLimit(s *Socket) int {
+	if s.tx == nil {
+		return 0
+	}
+	return min(s.maxSegs, s.tx.Size())
 }
 
 // Socket returns the underlying socket (for Stats, ZeroCopy, FD). Its Fill, Receive,
@@ -226,73 +237,85 @@ func (p *Port) reap() {
 // splits a multi-buffer chain (Pkts flagged pmd.PktMore and the one that ends them).
 // The frames must come from the UMEM's pool. A packet whose frame is not the caller's
 // to give (out of range, already in the kernel) or whose bytes leave the frame is
-// taken and counted as DropInvalid; a chain on a socket without MultiBuffer is freed
-// and counted as DropTooLong. pkts ending inside a chain leave that chain unsent.
+// taken and counted as DropInvalid. A chain that can never go is taken, freed and
+// counted as DropTooLong: any chain on a socket without MultiBuffer, and one of more
+// segments than the tx ring holds or than the kernel takes for one packet (see
+// MaxTxSegments). pkts ending inside a chain leave that chain unsent.
 func (p *Port) Tx(pkts []pmd.Pkt) int {
 	tx := p.s.tx
 	if tx == nil {
 		return 0
 	}
 	p.reap()
-	want := uint32(min(len(pkts), 1<<20))
-	n, idx := tx.Reserve(want)
-	if n > 0 && pkts[n-1].Flags&pmd.PktMore != 0 {
-		// Never split a chain (nor send a caller's unfinished one): whole packets only.
-		end := n
-		for end > 0 && pkts[end-1].Flags&pmd.PktMore != 0 {
-			end--
-		}
-		tx.Cancel(n - end)
-		n = end
-	}
+	room, idx := tx.Reserve(uint32(min(len(pkts), 1<<20)))
 	w, packets, bytes, bad, long := uint32(0), 0, 0, 0, 0
-	chainDrop := false             // dropping the rest of a chain
-	chainI, chainW := 0, uint32(0) // where the current packet starts in pkts and in the ring
-	for i := range n {
-		pk := &pkts[i]
-		f := uint64(pk.Frame)
-		more := pk.Flags&pmd.PktMore != 0
-		if chainDrop || (more && !p.s.sg) {
-			// A chain on a socket without multi-buffer: its pieces are not frames.
-			if !chainDrop {
-				long++
+	i := 0
+	for i < len(pkts) {
+		// Measure the packet (each Pkt is looked at twice at most).
+		end := i
+		for end < len(pkts) && pkts[end].Flags&pmd.PktMore != 0 {
+			end++
+		}
+		if end == len(pkts) {
+			break // the caller's unfinished chain: whole packets only
+		}
+		end++
+		segs := end - i
+		if segs > p.txSegs {
+			// It can never go: a chain longer than the ring is never reserved whole, so
+			// it would stop every later Tx at it; one longer than the kernel takes is
+			// dropped by it as invalid after we counted it sent.
+			for _, pk := range pkts[i:end] {
+				if f := uint64(pk.Frame); f < p.nframes && p.owner[f] == ownerOut {
+					p.caches.Tx.Put([]pmd.Frame{pk.Frame})
+				}
 			}
-			chainDrop = more
-			if f < p.nframes && p.owner[f] == ownerOut {
-				p.caches.Tx.Put([]pmd.Frame{pk.Frame})
-			}
-			chainI, chainW = int(i)+1, w
+			long++
+			i = end
 			continue
 		}
-		if f >= p.nframes || p.owner[f] != ownerOut || uint64(pk.Off)+uint64(pk.Len) > p.fsize || pk.Len == 0 {
-			bad++
-			if f < p.nframes && p.owner[f] == ownerOut {
-				p.caches.Tx.Put([]pmd.Frame{pk.Frame})
+		if w+uint32(segs) > room {
+			break // waits for room
+		}
+		chainW, chainBytes := w, 0
+		for j := i; j < end; j++ {
+			pk := &pkts[j]
+			f := uint64(pk.Frame)
+			if f >= p.nframes || p.owner[f] != ownerOut || uint64(pk.Off)+uint64(pk.Len) > p.fsize || pk.Len == 0 {
+				bad++
+				if f < p.nframes && p.owner[f] == ownerOut {
+					p.caches.Tx.Put([]pmd.Frame{pk.Frame})
+				}
+				// A bad segment spoils its packet: take back the segments already
+				// queued, and free the rest of the chain.
+				for _, q := range pkts[i:j] {
+					p.owner[q.Frame] = ownerOut
+					p.caches.Tx.Put([]pmd.Frame{q.Frame})
+				}
+				for _, q := range pkts[j+1 : end] {
+					if f := uint64(q.Frame); f < p.nframes && p.owner[f] == ownerOut {
+						p.caches.Tx.Put([]pmd.Frame{q.Frame})
+					}
+				}
+				w, chainBytes = chainW, -1
+				break
 			}
-			// A bad segment spoils its packet: take back the segments already queued
-			// and drop the rest of the chain.
-			for j := chainI; j < int(i); j++ {
-				p.owner[pkts[j].Frame] = ownerOut
-				p.caches.Tx.Put([]pmd.Frame{pkts[j].Frame})
-				bytes -= int(pkts[j].Len)
+			var opt uint32
+			if j < end-1 {
+				opt = OptMore
 			}
-			w, chainDrop, chainI = chainW, more, int(i)+1
-			continue
+			p.owner[f] = ownerTx
+			tx.Set(idx+w, descOf(p.pool.Addr(pk.Frame)+uint64(pk.Off), uint32(pk.Len), opt))
+			w++
+			chainBytes += int(pk.Len)
 		}
-		var opt uint32
-		if more {
-			opt = OptMore
+		if chainBytes >= 0 {
+			packets++ // a chain counts once, like pmd's ports count it
+			bytes += chainBytes
 		}
-		p.owner[f] = ownerTx
-		tx.Set(idx+w, descOf(p.pool.Addr(pk.Frame)+uint64(pk.Off), uint32(pk.Len), opt))
-		w++
-		bytes += int(pk.Len)
-		if !more {
-			packets++ // counted at its end: a chain that goes bad before is not
-			chainI, chainW = int(i)+1, w
-		}
+		i = end
 	}
-	tx.Cancel(n - w)
+	tx.Cancel(room - w)
 	if w > 0 {
 		tx.Submit()
 	}
@@ -308,8 +331,15 @@ func (p *Port) Tx(pkts []pmd.Pkt) int {
 	p.c.AddTx(packets, bytes)
 	p.c.AddDrop(pmd.DropInvalid, bad)
 	p.c.AddDrop(pmd.DropTooLong, long)
-	return int(n)
+	return i
 }
+
+// MaxTxSegments returns how many Pkts one packet may span in Tx: 1 without
+// MultiBuffer; with it, the smaller of the tx ring's size and the kernel's limit for
+// one packet. That limit is MAX_SKB_FRAGS+1 (18) in copy mode, assuming the kernel's
+// default build; in zero-copy mode the driver's xdp_zc_max_segs as the netdev netlink
+// family reports it, or 18 where it does not.
+func (p *Port) MaxTxSegments() int { return p.txSegs }
 
 // TxChains implements pmd.ChainTxer: a socket bound with MultiBuffer sends chains.
 func (p *Port) TxChains() bool { return p.s.sg }

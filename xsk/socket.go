@@ -135,6 +135,7 @@ type Socket struct {
 	wakeup   bool
 	busyPoll bool // the syscalls drive the device: make them whether asked or not
 	sg       bool
+	maxSegs  int // most descriptors the kernel takes for one tx packet
 	fill     *afxdp.ProdRing[uint64]
 	comp     *afxdp.ConsRing[uint64]
 	rx       *afxdp.ConsRing[afxdp.Desc]
@@ -311,8 +312,28 @@ func (s *Socket) setup(share *Socket, cfg Config) error {
 		}
 		return err
 	}
-	s.zeroCopy, err = afxdp.ZeroCopy(s.fd)
-	return err
+	if s.zeroCopy, err = afxdp.ZeroCopy(s.fd); err != nil {
+		return err
+	}
+	s.maxSegs = txMaxSegs(s.ifindex, s.sg, s.zeroCopy)
+	return nil
+}
+
+// txMaxSegs is how many descriptors the kernel takes for one packet on a socket. A
+// longer chain it consumes whole and counts in tx_invalid_descs, so Port drops it
+// itself instead of counting it sent.
+func txMaxSegs(ifindex int, sg, zeroCopy bool) int {
+	if !sg {
+		return 1
+	}
+	if zeroCopy {
+		// The driver's own limit (xsk_tx_peek_release_desc_batch checks it); a kernel
+		// that does not report it gets the copy-mode one, as good a guess as any.
+		if n, ok, err := afxdp.ZeroCopyMaxSegs(ifindex); err == nil && ok && n > 0 {
+			return int(min(n, 1<<16))
+		}
+	}
+	return afxdp.CopyMaxSegs
 }
 
 func bindRetry(fd int, flags uint16, ifindex, queue, sharedFd int) error {
