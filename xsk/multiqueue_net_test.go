@@ -1,6 +1,7 @@
 package xsk
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -101,4 +102,50 @@ func TestEveryQueueSharedUMEM(t *testing.T) {
 			t.Errorf("queue %d dropped %d", q, d)
 		}
 	}
+}
+
+// TestOpenAllActiveQueues: a device with 4 rx queues allocated and 2 in use (ethtool
+// -L) opens 2 ports. Before, OpenAll counted the allocated queues and failed binding
+// queue 2 with EINVAL, reported as ErrNotSupported; Open of a queue past those in use
+// now says so (ErrOptions).
+func TestOpenAllActiveQueues(t *testing.T) {
+	e := newEnv(t, 4, 0)
+	e.a.MustExec(t, "ethtool", "-L", e.v.A, "rx", "2", "tx", "2")
+	var ports []*Port
+	e.inA(t, func() (err error) {
+		ports, err = OpenAll(e.v.A, Options{})
+		return err
+	})
+	defer CloseAll(ports)
+	if len(ports) != 2 {
+		t.Fatalf("OpenAll opened %d queues, want the 2 in use", len(ports))
+	}
+	e.inA(t, func() error {
+		p, err := Open(e.v.A, 2, Options{})
+		if !errors.Is(err, ErrOptions) || p != nil {
+			t.Errorf("Open of queue 2 of 2: %v, %v; want ErrOptions", p, err)
+		}
+		return nil
+	})
+}
+
+// TestOpenFailureReturnsNoPorts: when open fails after some ports were made (here the
+// caller's XSKMAP has room for one queue of four), it closes them and returns none;
+// before, it returned the closed ports with the error.
+func TestOpenFailureReturnsNoPorts(t *testing.T) {
+	e := newEnv(t, 4, 0)
+	prog, err := NewProgram(ProgramOptions{MaxQueues: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prog.Close()
+	e.inA(t, func() error { return prog.Attach(e.v.IndexA, AttachAuto) })
+	e.inA(t, func() error {
+		ports, err := OpenAll(e.v.A, Options{Program: prog})
+		if err == nil || ports != nil {
+			t.Errorf("OpenAll with a 1-entry XSKMAP: %d ports, %v; want none and an error", len(ports), err)
+			CloseAll(ports)
+		}
+		return nil
+	})
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/dpkit/dpkit/internal/afxdp"
 	"github.com/vishvananda/netlink"
 )
 
@@ -38,7 +39,7 @@ func Open(ifname string, queue int, opts Options) (*Port, error) {
 	return ps[0], nil
 }
 
-// OpenAll opens every rx queue of a device, one Port per queue, sharing one UMEM
+// OpenAll opens every rx queue in use on a device (see Queues), one Port per queue, sharing one UMEM
 // (XDP_SHARED_UMEM, with per-socket fill and completion rings) and one program. Each
 // port is then driven by its own goroutine.
 func OpenAll(ifname string, opts Options) ([]*Port, error) {
@@ -54,8 +55,26 @@ func OpenAll(ifname string, opts Options) ([]*Port, error) {
 }
 
 // Queues returns how many rx queues a device of the calling thread's network namespace
-// has (netlink IFLA_NUM_RX_QUEUES; sysfs would show the namespace it was mounted in).
+// has in use: its rx and combined channels (ETHTOOL_GCHANNELS), which `ethtool -L`
+// may have set below what the device allocated. The kernel binds sockets to those
+// only. For a driver that does not report channels it is the allocated count.
 func Queues(ifname string) (int, error) {
+	n, ok, err := afxdp.ActiveRxQueues(ifname)
+	if afxdp.IsNoDevice(err) {
+		return 0, fmt.Errorf("%w: %s", ErrNoDevice, ifname)
+	}
+	if err == nil && ok && n > 0 {
+		return n, nil
+	}
+	// Not the sysfs queues/rx-* count, which would be of the namespace sysfs was
+	// mounted in: netlink answers for the caller's.
+	return allocatedQueues(ifname)
+}
+
+// allocatedQueues returns how many rx queues a device allocated (netlink
+// IFLA_NUM_RX_QUEUES): the most it can use, however its channels are set later, so the
+// size for an XSKMAP keyed by queue.
+func allocatedQueues(ifname string) (int, error) {
 	l, err := netlink.LinkByName(ifname)
 	if err != nil {
 		return 0, fmt.Errorf("%w: %s: %v", ErrNoDevice, ifname, err)
@@ -79,11 +98,21 @@ func (r *refs) release() error {
 	return nil
 }
 
-func open(ifname string, queues []int, opts Options) (ports []*Port, err error) {
+// open returns the ports, or nil and an error after closing what it opened.
+func open(ifname string, queues []int, opts Options) (_ []*Port, err error) {
 	ifindex, err := Ifindex(ifname)
 	if err != nil {
 		return nil, err
 	}
+	if n, ok, qerr := afxdp.ActiveRxQueues(ifname); qerr == nil && ok {
+		for _, q := range queues {
+			if q >= n {
+				// bind would fail with EINVAL, which reads like a mode the device lacks.
+				return nil, fmt.Errorf("%w: %s queue %d: the device has %d rx queues in use", ErrOptions, ifname, q, n)
+			}
+		}
+	}
+	var ports []*Port
 	var undo []func() error
 	defer func() {
 		if err != nil {
@@ -123,7 +152,7 @@ func open(ifname string, queues []int, opts Options) (ports []*Port, err error) 
 	default:
 		po := opts.ProgramOptions
 		if po.MaxQueues == 0 {
-			if q, qerr := Queues(ifname); qerr == nil {
+			if q, qerr := allocatedQueues(ifname); qerr == nil {
 				po.MaxQueues = max(q, 1)
 			}
 		}
@@ -143,12 +172,12 @@ func open(ifname string, queues []int, opts Options) (ports []*Port, err error) 
 		cfg.Queue = q
 		p, perr := NewPort(u, ifindex, cfg, opts.PortID+uint16(q))
 		if perr != nil {
-			return ports, fmt.Errorf("xsk: %s queue %d: %w", ifname, q, perr)
+			return nil, fmt.Errorf("xsk: %s queue %d: %w", ifname, q, perr)
 		}
 		p.prog = prog
 		ports = append(ports, p)
 		if err = prog.Register(q, p.s); err != nil {
-			return ports, err
+			return nil, err
 		}
 	}
 	// From here the ports own the shared pieces: the last to close releases them.

@@ -225,3 +225,30 @@ const (
 	SizeofDesc = 16
 	SizeofAddr = 8
 )
+
+// ActiveRxQueues returns how many rx queues ifname, in the calling thread's network
+// namespace, has in use: the rx-only plus the combined channels (ETHTOOL_GCHANNELS).
+// That can be fewer than the device allocated (IFLA_NUM_RX_QUEUES): `ethtool -L`
+// lowers it, and the kernel refuses to bind past it (xsk_bind checks
+// real_num_rx_queues). ok is false when the driver does not report channels.
+func ActiveRxQueues(ifname string) (n int, ok bool, err error) {
+	if len(ifname) >= unix.IFNAMSIZ {
+		return 0, false, fmt.Errorf("afxdp: interface name %q too long", ifname)
+	}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, false, os.NewSyscallError("socket(AF_INET)", err)
+	}
+	defer unix.Close(fd)
+	ch, err := getChannels(fd, ifname)
+	if errors.Is(err, unix.EOPNOTSUPP) {
+		return 0, false, nil // no get_channels in the driver
+	}
+	if err != nil {
+		return 0, false, os.NewSyscallError("ioctl(ETHTOOL_GCHANNELS)", err)
+	}
+	return int(ch.RxCount) + int(ch.CombinedCount), true, nil
+}
+
+// IsNoDevice reports whether err says the interface does not exist.
+func IsNoDevice(err error) bool { return errors.Is(err, unix.ENODEV) }

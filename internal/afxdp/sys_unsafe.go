@@ -54,3 +54,32 @@ func getsockoptPtr(fd, level, opt int, p unsafe.Pointer, size uint32) (uint32, e
 	}
 	return l, nil
 }
+
+// ethtoolChannels is struct ethtool_channels (include/uapi/linux/ethtool.h).
+type ethtoolChannels struct {
+	Cmd                                         uint32
+	MaxRx, MaxTx, MaxOther, MaxCombined         uint32
+	RxCount, TxCount, OtherCount, CombinedCount uint32
+}
+
+// ifreqData is struct ifreq with the ifr_data member of its union, padded to the
+// union's size (struct ifmap, 24 bytes on 64-bit).
+type ifreqData struct {
+	name [unix.IFNAMSIZ]byte
+	data unsafe.Pointer
+	_    [24 - unsafe.Sizeof(unsafe.Pointer(nil))]byte
+}
+
+// getChannels runs ETHTOOL_GCHANNELS for ifname on fd (an AF_INET socket: the ioctl
+// acts in the socket's network namespace).
+func getChannels(fd int, ifname string) (ethtoolChannels, error) {
+	ch := ethtoolChannels{Cmd: unix.ETHTOOL_GCHANNELS}
+	var ifr ifreqData
+	copy(ifr.name[:unix.IFNAMSIZ-1], ifname)
+	ifr.data = unsafe.Pointer(&ch)
+	_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCETHTOOL, uintptr(unsafe.Pointer(&ifr)))
+	if e != 0 {
+		return ch, e
+	}
+	return ch, nil
+}
