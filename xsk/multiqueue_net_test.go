@@ -149,3 +149,45 @@ func TestOpenFailureReturnsNoPorts(t *testing.T) {
 		return nil
 	})
 }
+
+// TestOpenQueuesSeparately: two Opens of different queues of one device share the
+// built-in program, and both queues receive. Before, the second Open attached a program
+// of its own and failed (the device already had one); the program is detached only
+// when the last port closes.
+func TestOpenQueuesSeparately(t *testing.T) {
+	const queues = 2
+	e := newEnv(t, queues, 0)
+	ports := []*Port{e.openA(t, 0, Options{}), e.openA(t, 1, Options{})}
+	defer CloseAll(ports)
+	if ports[0].Program() != ports[1].Program() {
+		t.Fatal("the two Opens attached a program each")
+	}
+	senders := e.sendersB(t, queues)
+	for q, s := range senders {
+		sendFrames(t, s, udpFrame(e.v.MACA, e.v.MACB, ipB, ipA, 7100+q, 8100, []byte("separate open")))
+	}
+	for q, p := range ports {
+		rxUntil(t, p, 3*time.Second, func(b []byte) bool {
+			sp, _, _, err := parseUDP(b)
+			return err == nil && sp == 7100+q
+		})
+	}
+	attached := func() bool { x := e.a.Link(t, e.v.A).Attrs().Xdp; return x != nil && x.Attached }
+	if err := ports[0].Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !attached() {
+		t.Fatal("closing one port detached the program the other uses")
+	}
+	sendFrames(t, senders[1], udpFrame(e.v.MACA, e.v.MACB, ipB, ipA, 7201, 8100, []byte("after close")))
+	rxUntil(t, ports[1], 3*time.Second, func(b []byte) bool {
+		sp, _, _, err := parseUDP(b)
+		return err == nil && sp == 7201
+	})
+	if err := ports[1].Close(); err != nil {
+		t.Fatal(err)
+	}
+	if attached() {
+		t.Error("the program stayed attached after the last port closed")
+	}
+}

@@ -18,8 +18,11 @@ type Options struct {
 	UMEMOptions UMEMOptions
 	// Socket configures each socket; Open takes the queue from its argument.
 	Socket Config
-	// Program redirects to the sockets. nil loads the built-in one (ProgramOptions) and
-	// attaches it with Attach; closed with the port(s).
+	// Program redirects to the sockets. nil uses the built-in one: the device's, if an
+	// Open or OpenAll of this process attached it and a port of it is still open (the
+	// first one's ProgramOptions and Attach apply; a different explicit Attach is an
+	// error), else a new one loaded with ProgramOptions and attached with Attach.
+	// It is detached and closed with the last such port.
 	Program        *Program
 	ProgramOptions ProgramOptions
 	Attach         AttachMode
@@ -31,6 +34,7 @@ type Options struct {
 }
 
 // Open opens one queue of a device as a Port: UMEM, program, socket, XSKMAP entry.
+// Opens of other queues of the same device share its program (see Options.Program).
 func Open(ifname string, queue int, opts Options) (*Port, error) {
 	ps, err := open(ifname, []int{queue}, opts)
 	if err != nil {
@@ -149,23 +153,14 @@ func open(ifname string, queues []int, opts Options) (_ []*Port, err error) {
 			return nil, err
 		}
 		undo = append(undo, prog.Close)
-	default:
-		po := opts.ProgramOptions
-		if po.MaxQueues == 0 {
-			if q, qerr := allocatedQueues(ifname); qerr == nil {
-				po.MaxQueues = max(q, 1)
-			}
-		}
-		if prog, err = NewProgram(po); err != nil {
-			return nil, err
-		}
-		undo = append(undo, prog.Close)
-		if err = prog.Attach(ifindex, opts.Attach); err != nil {
-			return nil, err
-		}
-	}
-	if opts.Program == nil {
 		progRef = &refs{fn: prog.Close}
+	default:
+		var release func() error
+		if prog, release, err = sharedProgram(ifname, ifindex, opts); err != nil {
+			return nil, err
+		}
+		undo = append(undo, release)
+		progRef = &refs{fn: release}
 	}
 	for _, q := range queues {
 		cfg := opts.Socket
@@ -202,4 +197,71 @@ func CloseAll(ports []*Port) error {
 		errs = append(errs, p.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// devPrograms are the built-in programs Open attached, one per device, shared by every
+// Open and OpenAll of the device in this process: a device takes one XDP program, so a
+// second Open attaching its own failed (EBUSY), and each queue's socket must be in the
+// one program's XSKMAP anyway. The last port using one detaches and closes it.
+var devPrograms struct {
+	mu sync.Mutex
+	m  map[devKey]*devProgram
+}
+
+// devKey names a device: interface indexes are unique only within a namespace.
+type devKey struct {
+	nsDev, nsIno uint64
+	ifindex      int
+}
+
+type devProgram struct {
+	prog  *Program
+	users int // open calls holding it
+}
+
+// sharedProgram returns the device's built-in program, loading and attaching it
+// (XSKMAP sized for every queue the device allocated) if no Open of this process has,
+// and the function that gives it back.
+func sharedProgram(ifname string, ifindex int, opts Options) (*Program, func() error, error) {
+	key := devKey{ifindex: ifindex}
+	var err error
+	if key.nsDev, key.nsIno, err = afxdp.Netns(); err != nil {
+		return nil, nil, fmt.Errorf("xsk: %s: %w", ifname, err)
+	}
+	devPrograms.mu.Lock()
+	defer devPrograms.mu.Unlock()
+	d := devPrograms.m[key]
+	if d == nil {
+		po := opts.ProgramOptions
+		if po.MaxQueues == 0 {
+			if q, qerr := allocatedQueues(ifname); qerr == nil {
+				po.MaxQueues = max(q, 1)
+			}
+		}
+		prog, err := NewProgram(po)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := prog.Attach(ifindex, opts.Attach); err != nil {
+			prog.Close()
+			return nil, nil, err
+		}
+		d = &devProgram{prog: prog}
+		if devPrograms.m == nil {
+			devPrograms.m = map[devKey]*devProgram{}
+		}
+		devPrograms.m[key] = d
+	} else if m := d.prog.Mode(); opts.Attach != AttachAuto && opts.Attach != m {
+		return nil, nil, fmt.Errorf("%w: %s: Attach %v, but an earlier Open attached the program %v", ErrOptions, ifname, opts.Attach, m)
+	}
+	d.users++
+	return d.prog, func() error {
+		devPrograms.mu.Lock()
+		defer devPrograms.mu.Unlock()
+		if d.users--; d.users > 0 {
+			return nil
+		}
+		delete(devPrograms.m, key)
+		return d.prog.Close()
+	}, nil
 }

@@ -252,3 +252,13 @@ func ActiveRxQueues(ifname string) (n int, ok bool, err error) {
 
 // IsNoDevice reports whether err says the interface does not exist.
 func IsNoDevice(err error) bool { return errors.Is(err, unix.ENODEV) }
+
+// Netns identifies the calling thread's network namespace (the device and inode of
+// its nsfs file), in which interface indexes are unique.
+func Netns() (dev, ino uint64, err error) {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/thread-self/ns/net", &st); err != nil {
+		return 0, 0, os.NewSyscallError("stat(/proc/thread-self/ns/net)", err)
+	}
+	return st.Dev, st.Ino, nil
+}
