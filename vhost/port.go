@@ -121,6 +121,10 @@ func (p *Port) rx(r *ring, pkts []pmd.Pkt) int {
 	// costs no frame allocation and freeing.
 	c, err := r.pop(r.chains[:min(len(pkts), len(r.chains))])
 	if err != nil {
+		// The guest broke the ring at chain c. The c before it are good: they are
+		// served and pushed below like any other (vring completes chains popped
+		// before the violation), so the guest gets its buffers back; the ring
+		// takes nothing more.
 		r.broken = true
 		p.ctr.AddDrop(pmd.DropInvalid, 1)
 	}
@@ -387,6 +391,8 @@ func (r *ring) fill(want int) int {
 	}
 	n, err := r.pop(r.chains[r.sTail:])
 	if err != nil {
+		// The n chains before the bad one join the stash: packets copied into them
+		// are pushed as usual and reach the guest.
 		r.broken = true
 	}
 	r.sTail += n

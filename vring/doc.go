@@ -47,6 +47,8 @@
 // distance. A violation puts the queue in a sticky broken state and returns
 // a *QueueError matching ErrBroken and the specific sentinel; nothing the
 // peer writes can panic the queue or make it touch memory outside Memory.
+// Pop returns the good chains it read before the violation, and the device
+// can still push them, so the work done on them reaches the driver.
 //
 // # Memory ordering
 //

@@ -10,8 +10,11 @@ import (
 // or device) additionally match ErrBroken: the queue refuses further work.
 var (
 	// ErrBroken is matched by every error that put a queue into the broken
-	// state. A broken queue returns the same error from every later call;
-	// the owner must reset it (vhost: GET_VRING_BASE / a device reset).
+	// state. A broken queue returns the same error from every later call
+	// that would take new work from the peer (Pop, Pending, Add, Collect);
+	// on the device side Push still completes the chains popped before the
+	// violation. The owner must reset it (vhost: GET_VRING_BASE / a device
+	// reset).
 	ErrBroken = errors.New("vring: queue broken by peer")
 
 	// ErrAddress: a guest address range is not covered by the memory regions.

@@ -468,3 +468,81 @@ func TestHardenUsedBatch(t *testing.T) {
 		}
 	}
 }
+
+// TestHardenPushAfterBadChain: Pop stops at a bad chain, returning the good
+// chains before it and breaking the queue. Those chains were really popped:
+// the device may have written into them already, so Push and PushInOrder
+// still complete them (else the driver never gets its buffers back, and a
+// vhost back-end loses the packets it copied in). Nothing more can be popped
+// or pushed.
+func TestHardenPushAfterBadChain(t *testing.T) {
+	type inOrderPusher interface{ PushInOrder([]vring.Used) error }
+	for _, l := range layouts {
+		for _, inOrder := range []bool{false, true} {
+			name := l + "/Push"
+			o := vring.Options{}
+			if inOrder {
+				name = l + "/PushInOrder"
+				o.Features = vring.FeatureInOrder
+			}
+			t.Run(name, func(t *testing.T) {
+				p := newDevice(t, l, 8, o)
+				a := p.g.Alloc(128, 8)
+				good := []vring.Seg{{Addr: a, Len: 64, Write: true}, {Addr: a + 64, Len: 64, Write: true}}
+				bad := vring.Seg{Addr: p.g.Gap(), Len: 16, Write: true}
+				if l == "split" {
+					h0, h1 := p.split.Chain(good[0]), p.split.Chain(good[1])
+					p.split.Offer(h0, h1, p.split.Chain(bad))
+				} else {
+					p.packed.Chain(0, good[0])
+					p.packed.Chain(1, good[1])
+					p.packed.Chain(2, bad)
+				}
+				c := makeChains(4, 4)
+				n, err := p.dev.Pop(c)
+				if n != 2 || !errors.Is(err, vring.ErrAddress) || !errors.Is(err, vring.ErrBroken) {
+					t.Fatalf("pop: n=%d err=%v, want the 2 good chains and ErrAddress", n, err)
+				}
+				push := p.dev.Push
+				if inOrder {
+					push = p.dev.(inOrderPusher).PushInOrder
+				}
+				used := []vring.Used{c[0].Used(10), c[1].Used(20), {ID: 2, Len: 0, Slots: 1}}
+				if err := push(used); !errors.Is(err, vring.ErrInvalid) {
+					t.Fatalf("pushing the bad chain too: %v, want ErrInvalid", err)
+				}
+				if err := push(used[:2]); err != nil {
+					t.Fatalf("pushing the chains popped before the bad one: %v", err)
+				}
+				if l == "split" {
+					want := uint16(2)
+					if inOrder {
+						want = 1 // one entry for both (§2.7.9)
+					}
+					id, n := p.split.UsedElem(p.split.UsedIdx() - 1)
+					if p.split.UsedIdx() != want || id != uint32(c[1].ID) || n != 20 {
+						t.Fatalf("used.idx %d, last entry id %d len %d", p.split.UsedIdx(), id, n)
+					}
+				} else {
+					last := 1
+					if inOrder {
+						last = 0 // one descriptor for both (§2.8.9)
+					}
+					d := p.packed.GetDesc(last)
+					if d.Flags&vringtest.UsedBits(true) != vringtest.UsedBits(true) || d.ID != c[1].ID || d.Len != 20 {
+						t.Fatalf("used descriptor %d: %+v", last, d)
+					}
+					if _, _, _, ok := p.dev.(*vring.PackedDevice).PeekDirect(); ok {
+						t.Fatal("PeekDirect took a buffer from a broken queue")
+					}
+				}
+				if err := push(used[:1]); !errors.Is(err, vring.ErrInvalid) {
+					t.Fatalf("pushing a third entry: %v, want ErrInvalid", err)
+				}
+				if n, err2 := p.dev.Pop(c); n != 0 || err2 != err {
+					t.Fatalf("pop after: n=%d err=%v, want the sticky %v", n, err2, err)
+				}
+			})
+		}
+	}
+}

@@ -284,10 +284,10 @@ func (q *PackedDevice) readChain(w uint32, c *Chain) error {
 // descriptor's flags are stored last (§2.8.21). A driver then never sees part
 // of a packet spread over several mergeable buffers; DPDK's virtio PMD drops
 // such a packet when its last buffers are not used yet.
+//
+// As SplitDevice.Push, it completes the chains popped before a violation
+// broke the queue.
 func (q *PackedDevice) Push(used []Used) error {
-	if q.err != nil {
-		return q.err
-	}
 	if len(used) > q.inflight {
 		return ErrInvalid
 	}
@@ -343,11 +343,9 @@ func (q *PackedDevice) Push(used []Used) error {
 // order, with one used descriptor carrying the last buffer's id
 // (VIRTIO_F_IN_ORDER, §2.8.9) and skips the ring positions of all of them;
 // the driver treats the others as used completely. It returns ErrInvalid
-// without IN_ORDER.
+// without IN_ORDER. Like Push, it completes popped chains on a broken queue
+// too.
 func (q *PackedDevice) PushInOrder(used []Used) error {
-	if q.err != nil {
-		return q.err
-	}
 	if !q.inOrder || len(used) > q.inflight {
 		return ErrInvalid
 	}

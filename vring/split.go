@@ -279,10 +279,13 @@ func (q *SplitDevice) readChain(head uint16, c *Chain) error {
 // Push writes used entries and publishes them with one used.idx store.
 // Entries are taken as given (their IDs must come from popped chains).
 // It returns ErrInvalid if more entries are pushed than chains are popped.
+//
+// A broken queue still takes the chains Pop returned before it hit the
+// violation: the device may have filled them already, and refusing them
+// would lose that work and keep the driver's buffers for ever. DPDK's vhost
+// does the same: it completes what it processed and stops at the bad
+// descriptor. The in-flight count bounds it to chains really popped.
 func (q *SplitDevice) Push(used []Used) error {
-	if q.err != nil {
-		return q.err
-	}
 	if len(used) > q.inflight {
 		return ErrInvalid
 	}
@@ -304,11 +307,9 @@ func (q *SplitDevice) Push(used []Used) error {
 // PushInOrder completes used, which must be the oldest popped chains in pop
 // order, with one used entry for the last of them (VIRTIO_F_IN_ORDER,
 // §2.7.9); the driver treats the others as used completely, so their Len
-// is not transmitted. It returns ErrInvalid without IN_ORDER.
+// is not transmitted. It returns ErrInvalid without IN_ORDER. Like Push, it
+// completes popped chains on a broken queue too.
 func (q *SplitDevice) PushInOrder(used []Used) error {
-	if q.err != nil {
-		return q.err
-	}
 	if !q.inOrder || len(used) > q.inflight {
 		return ErrInvalid
 	}
