@@ -233,9 +233,9 @@ func (d *device) setFeatures(m *message) ([]byte, error) {
 	}
 	if (f^d.features)&FeatureLogAll != 0 {
 		// The rings restart with or without logging.
-		running := d.stopAll()
+		d.stopAll()
 		d.features, d.featSet = f, true
-		d.restart(running)
+		d.startAll()
 	}
 	d.features, d.featSet = f, true
 	if f&FeatureProtocolFeatures == 0 {
@@ -279,9 +279,12 @@ func (d *device) getMaxMemSlots(*message) ([]byte, error) { return u64(MaxMemSlo
 func (d *device) setStatus(m *message) ([]byte, error) {
 	d.status = uint8(le.Uint64(m.payload))
 	if d.status == 0 {
-		// A device reset (VIRTIO 1.2 §2.1.2): stop every queue.
+		// A device reset (VIRTIO 1.2 §2.1.2): stop every queue. Each waits for a
+		// new kick, as after GET_VRING_BASE, so that a memory change before the
+		// front-end sets the rings up again (startAll) leaves them stopped.
 		for _, q := range d.queues {
 			q.stop()
+			q.dropKick()
 		}
 	}
 	return nil, nil
@@ -312,8 +315,8 @@ func (d *device) sendRARP(m *message) ([]byte, error) {
 // --- memory -----------------------------------------------------------------
 
 // setMemTable replaces the memory table (vhost-user.rst SET_MEM_TABLE). Running
-// queues stop, the old regions are unmapped only after, and the queues restart on the
-// new table.
+// queues stop, the old regions are unmapped only after, and every ready queue starts
+// on the new table (startAll).
 func (d *device) setMemTable(m *message) ([]byte, error) {
 	n := le.Uint32(m.payload)
 	if n == 0 || n > MaxMemRegions {
@@ -342,11 +345,11 @@ func (d *device) setMemTable(m *message) ([]byte, error) {
 }
 
 func (d *device) replaceMemory(slots []memSlot, mem *vring.Memory) {
-	running := d.stopAll()
+	d.stopAll()
 	old := d.mem.slots
 	d.mem.slots, d.mem.mem = slots, mem
 	unmapSlots(old)
-	d.restart(running)
+	d.startAll()
 }
 
 func (d *device) addMemReg(m *message) ([]byte, error) {
@@ -367,9 +370,9 @@ func (d *device) addMemReg(m *message) ([]byte, error) {
 		s.m.Unmap()
 		return nil, err
 	}
-	running := d.stopAll()
+	d.stopAll()
 	d.mem.slots, d.mem.mem = slots, mem
-	d.restart(running)
+	d.startAll()
 	return nil, nil
 }
 
@@ -385,10 +388,10 @@ func (d *device) remMemReg(m *message) ([]byte, error) {
 			if err != nil {
 				return nil, err
 			}
-			running := d.stopAll()
+			d.stopAll()
 			d.mem.slots, d.mem.mem = slots, mem
 			s.m.Unmap()
-			d.restart(running)
+			d.startAll()
 			return nil, nil
 		}
 	}
@@ -413,10 +416,10 @@ func (d *device) setLogBase(m *message) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	running := d.stopAll()
+	d.stopAll()
 	old := d.log
 	d.log = l
-	d.restart(running)
+	d.startAll()
 	old.unmap()
 	return []byte{}, nil
 }
@@ -517,11 +520,7 @@ func (d *device) getVringBase(m *message) ([]byte, error) {
 		return nil, err
 	}
 	q.stop()
-	if q.kick >= 0 {
-		uds.Close(q.kick)
-		q.kick = -1
-	}
-	q.kickSet = false
+	q.dropKick()
 	out := make([]byte, sizeState)
 	le.PutUint32(out, s.Index)
 	le.PutUint32(out[4:], q.base)
@@ -727,20 +726,22 @@ func (d *device) userRange(ua, n uint64) []logRange {
 	return out
 }
 
-// stopAll stops every running queue and returns which ran.
-func (d *device) stopAll() []*vq {
-	var running []*vq
+// stopAll stops every running queue.
+func (d *device) stopAll() {
 	for _, q := range d.queues {
-		if q.stop() != nil {
-			running = append(running, q)
-		}
+		q.stop()
 	}
-	return running
 }
 
-func (d *device) restart(qs []*vq) {
-	for _, q := range qs {
-		d.start(q) // a ring whose addresses left the table stays stopped
+// startAll starts every queue that is ready, after a change of the memory table or
+// the dirty log. Not only the ones that ran before it: a ring that could not start
+// earlier (its addresses left the table, as between QEMU's REM_MEM_REG and
+// ADD_MEM_REG of a region that changes; or its kick came before any memory) starts
+// once its memory is there, rather than waiting for a SET_VRING_KICK that may never
+// come. start leaves running and unready queues alone.
+func (d *device) startAll() {
+	for _, q := range d.queues {
+		d.start(q) // a ring whose addresses are not in the table stays stopped
 	}
 }
 

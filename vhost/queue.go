@@ -174,6 +174,16 @@ func (q *vq) stop() *ring {
 	return r
 }
 
+// dropKick closes the kick eventfd: the ring starts again only with a new
+// SET_VRING_KICK (vhost-user.rst: a ring stopped by GET_VRING_BASE waits for it).
+func (q *vq) dropKick() {
+	if q.kick >= 0 {
+		uds.Close(q.kick)
+		q.kick = -1
+	}
+	q.kickSet = false
+}
+
 // acquire is the datapath side of the handshake: the running ring or nil.
 func (q *vq) acquire() *ring {
 	if !q.busy.CompareAndSwap(0, 1) {
