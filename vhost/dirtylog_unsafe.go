@@ -15,6 +15,6 @@ func orByte(b []byte, i int, bit uint8) {
 	sh := (uintptr(p) + uintptr(i)) & 3
 	// The word may start before b or end after it: b starts inside a page-aligned
 	// mapping at an offset the front-end chose, and the mapping covers whole words
-	// around it (MapFd maps from file offset 0, rounded up to the page size).
+	// around it (MapFd maps whole pages, from the one that holds the offset).
 	atomic.OrUint32((*uint32)(unsafe.Add(p, i-int(sh))), uint32(bit)<<(8*sh))
 }

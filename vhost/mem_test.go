@@ -1,7 +1,13 @@
 package vhost
 
 import (
+	"os"
+	"strings"
 	"testing"
+
+	"github.com/dpkit/dpkit/internal/testenv"
+	"github.com/dpkit/dpkit/internal/uds"
+	"golang.org/x/sys/unix"
 )
 
 // TestRingRestartsWhenMemoryReturns: a ring stopped because its memory left the
@@ -59,5 +65,115 @@ func TestResetRingStaysStopped(t *testing.T) {
 	f.setupQueue(0, 256)
 	if !port.TxReady() {
 		t.Fatal("ring not running after it was set up again")
+	}
+}
+
+// sparseMemfd returns a memfd of size bytes with nothing allocated, closed at the
+// end of the test.
+func sparseMemfd(t *testing.T, name string, size int64) int {
+	t.Helper()
+	fd, err := uds.MemfdWithSize(name, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { uds.Close(fd) })
+	return fd
+}
+
+// allocated returns the bytes the file of fd has allocated.
+func allocated(t *testing.T, fd int) int64 {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Blocks * 512
+}
+
+// mapsOf counts this process's mappings of the memfd called name.
+func mapsOf(t *testing.T, name string) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(string(b), "memfd:"+name+" ")
+}
+
+// TestMapRegionSparse: the front-end chooses file, offset and size of a region and
+// of the dirty log. Mapping 1 MiB near the end of a sparse 64 MiB memfd must
+// not allocate the file's other 63 MiB, nor the range's own pages before they are
+// touched (each would be charged to the back-end). Mem is the range at its offset,
+// whatever the offset's alignment, and Unmap removes the whole mapping.
+func TestMapRegionSparse(t *testing.T) {
+	const name = "vhost-sparse"
+	for _, off := range []uint64{63 << 20, 62<<20 + 100} {
+		fd := sparseMemfd(t, name, 64<<20)
+		s, err := mapRegion(memRegion{GuestAddr: 0x100000, Size: 1 << 20, UserAddr: 0x7f0000000000, MmapOffset: off}, fd)
+		if err != nil {
+			t.Fatalf("offset %#x: %v", off, err)
+		}
+		l, err := newDirtyLog(fd, 1<<20, off)
+		if err != nil {
+			t.Fatalf("log at offset %#x: %v", off, err)
+		}
+		if n := allocated(t, fd); n > 64<<10 {
+			t.Fatalf("offset %#x: mapping a region and a log of 1 MiB allocated %d KiB of the file", off, n>>10)
+		}
+		if len(s.m.Mem) != 1<<20 || len(l.bits) != 1<<20 {
+			t.Fatalf("offset %#x: region %d bytes, log %d", off, len(s.m.Mem), len(l.bits))
+		}
+		s.m.Mem[0], s.m.Mem[1<<20-1] = 0xa5, 0x5a
+		l.mark(0, 1)                 // bit 0 of the log's first byte
+		l.mark((8<<20-1)*logPage, 1) // bit 7 of its last
+		var b [2]byte
+		if _, err := unix.Pread(fd, b[:1], int64(off)); err != nil || b[0] != 0xa5|1 {
+			t.Fatalf("offset %#x: first byte in the file %#x, %v", off, b[0], err)
+		}
+		if _, err := unix.Pread(fd, b[:1], int64(off+1<<20-1)); err != nil || b[0] != 0x5a|0x80 {
+			t.Fatalf("offset %#x: last byte in the file %#x, %v", off, b[0], err)
+		}
+		if n := allocated(t, fd); n > 64<<10 {
+			t.Fatalf("offset %#x: %d KiB allocated after touching two pages", off, n>>10)
+		}
+		if mapsOf(t, name) == 0 {
+			t.Fatal("mapping not found in /proc/self/maps")
+		}
+		s.m.Unmap()
+		l.unmap()
+		if n := mapsOf(t, name); n != 0 {
+			t.Fatalf("offset %#x: %d mappings left after Unmap", off, n)
+		}
+	}
+}
+
+// TestMapRegionHugetlb: a region of a hugetlbfs file is mapped from the huge page
+// that holds its offset (mmap refuses an offset that is only 4 KiB-aligned there).
+func TestMapRegionHugetlb(t *testing.T) {
+	const huge = 2 << 20
+	var fd int
+	testenv.NeedFeature(t, "hugetlbfs memfd of 2 MiB pages", func() error {
+		var err error
+		fd, err = unix.MemfdCreate("vhost-huge", unix.MFD_CLOEXEC|unix.MFD_HUGETLB|unix.MFD_HUGE_2MB)
+		if err == nil {
+			if err = unix.Ftruncate(fd, 3*huge); err != nil {
+				unix.Close(fd)
+			}
+		}
+		return err
+	})
+	defer unix.Close(fd)
+	for _, off := range []uint64{huge + 4096, huge + 100, 2 * huge} {
+		s, err := mapRegion(memRegion{GuestAddr: 0x100000, Size: 4096, UserAddr: 0x7f0000000000, MmapOffset: off}, fd)
+		if err != nil {
+			t.Fatalf("offset %#x: %v", off, err)
+		}
+		s.m.Mem[0] = byte(off)
+		var b [1]byte
+		_, err = unix.Pread(fd, b[:], int64(off))
+		s.m.Unmap()
+		if err != nil || b[0] != byte(off) {
+			t.Fatalf("offset %#x: byte in the file %#x, %v", off, b[0], err)
+		}
 	}
 }

@@ -14,17 +14,27 @@ var ErrBadMapping = errors.New("uds: descriptor cannot back the requested range"
 
 // FdMapping is memory mapped from a peer's descriptor (a memfd or a hugetlbfs file).
 type FdMapping struct {
-	whole []byte // the mapping as made, from file offset 0
+	whole []byte // the mapping as made: from the page that holds the offset
 	// Mem is the requested range: size bytes from offset.
 	Mem []byte
 }
 
 // MapFd maps size bytes at offset of fd, shared and read-write. The file must be a
 // regular file (memfd, hugetlbfs, tmpfs) at least offset+size long, so a later access
-// cannot fault past its end; as DPDK does, the mapping starts at file offset 0 and is
-// rounded to the file's block size (the hugepage size on hugetlbfs). When the file
-// allows it, the file is sealed against shrinking, so the peer cannot truncate it under
-// the mapping. fd is not closed.
+// cannot fault past its end. The mapping covers whole pages of the file around the
+// range: it starts at offset rounded down to the file's page size (mmap needs the
+// offset aligned, and on hugetlbfs that is the huge page size) and ends rounded up to
+// it where the file is long enough. Mem is exactly the range, whatever the offset's
+// alignment. When the file allows it, the file is sealed against shrinking, so the
+// peer cannot truncate it under the mapping. fd is not closed.
+//
+// Nothing is populated. The peer chooses the file, the offset and the size: the file
+// may be sparse, and on shmem or hugetlbfs, populating (MAP_POPULATE) would allocate
+// every hole of the range, charged to this process, so a hostile front-end could have
+// it killed for memory and stall the control path meanwhile. A guest's memory is
+// mostly allocated already by the guest; mapping it lazily costs one minor fault on the
+// first touch of each page (on the datapath), where populating would commit all of it
+// up front. DPDK's vhost maps the same way (it populates only for async copies).
 func MapFd(fd int, size, offset uint64) (*FdMapping, error) {
 	if size == 0 || offset+size < offset || offset+size > 1<<47 {
 		return nil, fmt.Errorf("%w: size %#x offset %#x", ErrBadMapping, size, offset)
@@ -41,20 +51,40 @@ func MapFd(fd int, size, offset uint64) (*FdMapping, error) {
 	}
 	// Best effort: memfds made with MFD_ALLOW_SEALING accept it, others refuse.
 	unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, unix.F_SEAL_SHRINK)
-	blk := uint64(st.Blksize)
-	if blk < uint64(os.Getpagesize()) || blk&(blk-1) != 0 {
-		blk = uint64(os.Getpagesize())
+	pg, err := filePageSize(fd)
+	if err != nil {
+		return nil, err
 	}
-	length := (offset + size + blk - 1) &^ (blk - 1)
-	if length > uint64(st.Size) {
-		// The rounded tail lies past the file's end: map only whole file pages.
-		length = offset + size
+	start := offset &^ (pg - 1)
+	end := (offset + size + pg - 1) &^ (pg - 1)
+	if end > uint64(st.Size) {
+		// The rounded tail lies past the file's end: map up to the range's end only
+		// (the kernel still maps its last page whole).
+		end = offset + size
 	}
-	mem, err := unix.Mmap(fd, 0, int(length), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
+	mem, err := unix.Mmap(fd, int64(start), int(end-start), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
 		return nil, os.NewSyscallError("mmap", err)
 	}
-	return &FdMapping{whole: mem, Mem: mem[offset : offset+size : offset+size]}, nil
+	lo := offset - start
+	return &FdMapping{whole: mem, Mem: mem[lo : lo+size : lo+size]}, nil
+}
+
+// filePageSize returns the unit in which fd's file is mapped: the huge page size on
+// hugetlbfs (a hugetlbfs memfd included), which its statfs block size reports, else
+// the system page size.
+func filePageSize(fd int) (uint64, error) {
+	pg := uint64(os.Getpagesize())
+	var sfs unix.Statfs_t
+	if err := unix.Fstatfs(fd, &sfs); err != nil {
+		return 0, os.NewSyscallError("fstatfs", err)
+	}
+	if uint32(sfs.Type) == unix.HUGETLBFS_MAGIC {
+		if b := uint64(sfs.Bsize); b > pg && b&(b-1) == 0 {
+			pg = b
+		}
+	}
+	return pg, nil
 }
 
 // Unmap releases the mapping; safe to call more than once.
