@@ -618,7 +618,8 @@ func (d *device) start(q *vq) error {
 	}
 	mem := d.mem.mem
 	n := int(q.num)
-	o := vring.Options{Size: n, Features: d.features & (vring.FeatureEventIdx | vring.FeatureIndirectDesc | vring.FeatureInOrder | vring.FeatureVersion1 | vring.FeatureRingPacked)}
+	o := vring.Options{Size: n, Features: d.features & (vring.FeatureEventIdx | vring.FeatureIndirectDesc | vring.FeatureInOrder | vring.FeatureVersion1 | vring.FeatureRingPacked),
+		MaxChainDescs: maxChainDescs}
 	if d.opts.MaxChainBytes > 0 {
 		o.MaxChainBytes = d.opts.MaxChainBytes
 	}

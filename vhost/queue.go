@@ -62,7 +62,18 @@ type ring struct {
 	logAt  []logRange // what a push writes, to log
 }
 
+// maxChainSegs is the Segs capacity each chain slot starts with: enough for any
+// chain a Linux or DPDK guest makes (at most MAX_SKB_FRAGS+2 buffers, 47 with the
+// largest MAX_SKB_FRAGS), so popping allocates nothing.
 const maxChainSegs = 64
+
+// maxChainDescs caps the descriptors of one chain (vring Options.MaxChainDescs), as
+// DPDK's vhost does (BUF_VECTOR_MAX); a longer chain breaks the ring like any bad
+// chain. Without it a guest could make each chain as long as the queue (32768
+// descriptors in one indirect table), walked on every burst, and each slot's Segs
+// would grow to that and stay. A chain between maxChainSegs and this grows its
+// slot's Segs once.
+const maxChainDescs = 256
 
 func newRing(n int) *ring {
 	r := &ring{chains: make([]vring.Chain, n), used: make([]vring.Used, n), src: make([][]byte, n)}

@@ -39,7 +39,8 @@
 //
 // Everything the peer writes is read once into locals and checked:
 // descriptor indices, chain TTL (loops), chain length (descriptors ≤ queue
-// size, bytes ≤ Options.MaxChainBytes), indirect tables (negotiated, not
+// size and Options.MaxChainDescs, bytes ≤ Options.MaxChainBytes), indirect
+// tables (negotiated, not
 // nested, no NEXT, ≤ queue size, contiguous), every buffer range after
 // translation (wrapping and zero-length ranges included), the avail index
 // distance (≤ queue size), and on the driver side every used id (range, in

@@ -42,7 +42,7 @@ var (
 	// ErrChainLoop: a descriptor chain walk ran out of its TTL (a loop).
 	ErrChainLoop = errors.New("vring: descriptor chain loop")
 	// ErrChainTooLong: a chain has more descriptors than the queue size or
-	// more bytes than Options.MaxChainBytes.
+	// Options.MaxChainDescs, or more bytes than Options.MaxChainBytes.
 	ErrChainTooLong = errors.New("vring: descriptor chain too long")
 	// ErrDescriptor: a descriptor index or flag combination is invalid.
 	ErrDescriptor = errors.New("vring: invalid descriptor")

@@ -38,7 +38,8 @@ const MaxQueueSize = 32768
 
 // Options configure a queue. The zero value is invalid (Size must be set);
 // zero Features means no optional ring feature, zero MaxChainBytes means no
-// cap beyond 4 GiB-1. Plain data, copied by the constructors.
+// cap beyond 4 GiB-1, zero MaxChainDescs the queue size. Plain data, copied
+// by the constructors.
 type Options struct {
 	// Size is the queue size: 1..32768; a power of two for split rings,
 	// any value for packed rings.
@@ -51,10 +52,19 @@ type Options struct {
 	// MaxChainBytes caps the total length of a chain popped by the device.
 	// Zero means the only cap is that the total fits in uint32 (4 GiB-1).
 	MaxChainBytes uint32
+	// MaxChainDescs caps the descriptors of a chain popped by the device,
+	// indirect tables expanded; a longer chain breaks the queue with
+	// ErrChainTooLong. Zero, or more than Size, means Size, the spec's own
+	// limit (§2.7.5.3, §2.8.7). Without a lower cap one chain of a large
+	// queue can hold 32768 descriptors (a single indirect table of
+	// zero-length entries), each walked on every pop and kept in the
+	// Chain's Segs; DPDK's vhost stops at 256 (BUF_VECTOR_MAX), Linux's at
+	// 1024 (UIO_MAXIOV).
+	MaxChainDescs int
 }
 
 // Validate checks o: Size in 1..32768 and, unless Features has
-// FeatureRingPacked, a power of two.
+// FeatureRingPacked, a power of two; MaxChainDescs not negative.
 func (o *Options) Validate() error { return o.validate(o.Features&FeatureRingPacked != 0) }
 
 func (o *Options) validate(packed bool) error {
@@ -64,7 +74,17 @@ func (o *Options) validate(packed bool) error {
 	if !packed && o.Size&(o.Size-1) != 0 {
 		return ErrQueueSize
 	}
+	if o.MaxChainDescs < 0 {
+		return ErrInvalid
+	}
 	return nil
+}
+
+func (o *Options) maxDescs() int {
+	if o.MaxChainDescs == 0 || o.MaxChainDescs > o.Size {
+		return o.Size
+	}
+	return o.MaxChainDescs
 }
 
 func (o *Options) maxBytes() uint64 {

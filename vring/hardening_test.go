@@ -2,6 +2,7 @@ package vring_test
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/dpkit/dpkit/vring"
@@ -100,6 +101,69 @@ func TestHardenChainTooLong(t *testing.T) {
 		p.split.SetDesc(1, vringtest.Desc{Addr: ta, Len: tl, Flags: vring.DescIndirect})
 		p.split.Offer(0)
 		popErr(t, p, vring.ErrChainTooLong)
+	})
+	t.Run("MaxChainDescs", func(t *testing.T) {
+		// A queue of 64 capped at 8 descriptors per chain: chains of 8 pass,
+		// chains of 9 break the queue whether their descriptors are in the
+		// ring or in an indirect table (of zero-length entries, the cheapest
+		// way to make a long chain).
+		const max = 8
+		o := vring.Options{Features: vring.FeatureIndirectDesc, MaxChainDescs: max}
+		for _, l := range layouts {
+			for _, n := range []int{max, max + 1} {
+				for _, indirect := range []bool{false, true} {
+					name := fmt.Sprintf("%s/%d-descs", l, n)
+					if indirect {
+						name += "-indirect"
+					}
+					t.Run(name, func(t *testing.T) {
+						p := newDevice(t, l, 64, o)
+						a := p.g.Alloc(64, 8)
+						segs := make([]vring.Seg, n)
+						for i := range segs {
+							segs[i] = vring.Seg{Addr: a, Len: 0, Write: true}
+						}
+						segs[0].Len = 64
+						switch {
+						case l == "split" && indirect:
+							ds := make([]vringtest.Desc, n)
+							for i, sg := range segs {
+								ds[i] = vringtest.Desc{Addr: sg.Addr, Len: sg.Len, Flags: vring.DescWrite | vring.DescNext, Next: uint16(i + 1)}
+							}
+							ds[n-1].Flags = vring.DescWrite
+							ta, tl := p.split.Indirect(ds...)
+							p.split.SetDesc(0, vringtest.Desc{Addr: ta, Len: tl, Flags: vring.DescIndirect})
+							p.split.Offer(0)
+						case l == "split":
+							p.split.Offer(p.split.Chain(segs...))
+						case indirect:
+							ds := make([]vringtest.PackedDesc, n)
+							for i, sg := range segs {
+								ds[i] = vringtest.PackedDesc{Addr: sg.Addr, Len: sg.Len, Flags: vring.DescWrite}
+							}
+							ta, tl := p.packed.Indirect(ds...)
+							p.packed.Offer(vringtest.PackedDesc{Addr: ta, Len: tl, ID: 3, Flags: vring.DescIndirect})
+						default:
+							p.packed.Chain(3, segs...)
+						}
+						if n > max {
+							popErr(t, p, vring.ErrChainTooLong)
+							return
+						}
+						c := popOK(t, p, 1)
+						if len(c[0].Segs) != n || c[0].WriteLen != 64 {
+							t.Fatalf("popped %d segments, %d writable bytes", len(c[0].Segs), c[0].WriteLen)
+						}
+					})
+				}
+			}
+		}
+	})
+	t.Run("MaxChainDescs-invalid", func(t *testing.T) {
+		o := vring.Options{Size: 8, MaxChainDescs: -1}
+		if err := o.Validate(); !errors.Is(err, vring.ErrInvalid) {
+			t.Fatalf("Validate: %v, want ErrInvalid", err)
+		}
 	})
 }
 

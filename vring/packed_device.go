@@ -23,7 +23,7 @@ func NewPackedDevice(r PackedRing, mem *Memory, o Options) (*PackedDevice, error
 	if err := q.init(r, mem, o); err != nil {
 		return nil, err
 	}
-	q.walk = chainWalk{mem: mem, maxBytes: o.maxBytes(), maxDescs: o.Size}
+	q.walk = chainWalk{mem: mem, maxBytes: o.maxBytes(), maxDescs: o.maxDescs()}
 	q.SetBase(0, true, 0, true)
 	return q, nil
 }

@@ -101,7 +101,7 @@ func NewSplitDevice(r SplitRing, mem *Memory, o Options) (*SplitDevice, error) {
 	if err := q.init(r, mem, o); err != nil {
 		return nil, err
 	}
-	q.walk = chainWalk{mem: mem, maxBytes: o.maxBytes(), maxDescs: o.Size}
+	q.walk = chainWalk{mem: mem, maxBytes: o.maxBytes(), maxDescs: o.maxDescs()}
 	q.SetBase(load16(q.used, 2))
 	return q, nil
 }
