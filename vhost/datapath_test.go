@@ -231,6 +231,80 @@ func TestPackedRestartBase(t *testing.T) {
 	send(size) // and across the next wrap
 }
 
+// TestPackedRestartKeepsUsedPosition: a packed ring whose used position lags its
+// available one (QEMU's SET_VRING_BASE carries both: buffers it had in flight)
+// reaches used position 0 with used wrap counter 0 while the available position is
+// elsewhere; then a memory change stops and restarts it. It must go on writing used
+// descriptors where it was, at 0: QEMU's encoding of that state has an empty used
+// half, which from SET_VRING_BASE means "used = available" (DPDK's front-end sends no
+// used half), but a ring the back-end stopped itself knows its used position.
+func TestPackedRestartKeepsUsedPosition(t *testing.T) {
+	const size, gpa, uva = 8, 0x10000, 0x7f0000000000
+	host := make([]byte, 1<<16)
+	mem, err := vring.NewMemory(vring.Region{Addr: gpa, UserAddr: uva, Host: host})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := newDevice(&Options{})
+	d.features = FeatureVersion1 | FeatureRingPacked
+	d.mem.mem = mem
+	q := d.queues[1]
+	q.num, q.addrSet, q.kickSet, q.enabled = size, true, true, true
+	q.addr = vringAddr{Index: 1, Desc: uva, Avail: uva + 0x1000, Used: uva + 0x1010}
+	// Available position 1, wrap counter 0; used position 6, wrap counter 1: four
+	// buffers (6, 7, 0, 1) were in flight in the front-end.
+	if _, err := d.setVringBase(&message{payload: stateB(1, 1|(6|1<<15)<<16)}); err != nil {
+		t.Fatal(err)
+	}
+	d.startAll()
+	desc := host[:16*size]
+	offer := func(pos int, id uint16) {
+		e := desc[16*pos:]
+		le.PutUint64(e, gpa+0x2000+64*uint64(id))
+		le.PutUint32(e[8:], 64)
+		le.PutUint16(e[12:], id)
+		le.PutUint16(e[14:], vring.DescUsed|vring.DescWrite) // available, driver wrap 0
+	}
+	serve := func(want int) {
+		t.Helper()
+		r := q.active.Load()
+		if r == nil {
+			t.Fatal("ring not running")
+		}
+		c := make([]vring.Chain, 4)
+		for i := range c {
+			c[i].Segs = make([]vring.Seg, 0, 1)
+		}
+		n, err := r.packed.Pop(c)
+		if n != want || err != nil {
+			t.Fatalf("pop: %d, %v; want %d", n, err, want)
+		}
+		u := make([]vring.Used, n)
+		for i := range u {
+			u[i] = c[i].Used(50)
+		}
+		if err := r.packed.Push(u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	offer(1, 1)
+	offer(2, 2)
+	serve(2) // used at 6 and 7: used position 0, wrap counter 0
+	d.stopAll()
+	if q.base != 3 {
+		t.Fatalf("base %#x, want available 3 and used 0, both wrap counters 0", q.base)
+	}
+	d.startAll()
+	if a, aw, u, uw := q.active.Load().packed.Base(); a != 3 || aw || u != 0 || uw {
+		t.Fatalf("restarted at available %d (wrap %v), used %d (wrap %v); want 3, 0, 0, 0", a, aw, u, uw)
+	}
+	offer(3, 3)
+	serve(1)
+	if id, n := le.Uint16(desc[12:]), le.Uint32(desc[8:]); id != 3 || n != 50 {
+		t.Fatalf("used descriptor at position 0: id %d len %d, want 3, 50", id, n)
+	}
+}
+
 // TestSendRARP: after SEND_RARP the next Rx delivers one RARP request from the given
 // MAC to the broadcast address, ahead of the guest's own packets, and only once.
 func TestSendRARP(t *testing.T) {

@@ -509,6 +509,12 @@ func (d *device) setVringBase(m *message) ([]byte, error) {
 		return nil, fmt.Errorf("%w: vring base %#x", ErrInvalid, s.Num)
 	}
 	q.base, q.baseSet = s.Num, true
+	// An empty used half means used = available, as DPDK's front-end sends it.
+	// QEMU's used position 0 with wrap counter 0 looks the same and is read so
+	// here (DPDK's vhost reads every base so); a ring the back-end stops and
+	// starts itself keeps its used position apart (vq.stop).
+	q.usedSet = s.Num > 0xffff
+	q.usedPos, q.usedWrap = uint16(s.Num>>16&0x7fff), s.Num&(1<<31) != 0
 	return nil, nil
 }
 
@@ -654,8 +660,8 @@ func (d *device) start(q *vq) error {
 			wrap = true
 		}
 		upos, uwrap := pos, wrap
-		if q.base > 0xffff {
-			upos, uwrap = uint16(q.base>>16&0x7fff), q.base&(1<<31) != 0
+		if q.usedSet {
+			upos, uwrap = q.usedPos, q.usedWrap
 		}
 		if int(pos) >= n || int(upos) >= n {
 			return fmt.Errorf("%w: queue %d base %#x beyond size %d", ErrInvalid, q.idx, q.base, n)

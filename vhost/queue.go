@@ -30,6 +30,13 @@ type vq struct {
 	errFd   int
 	enabled bool
 
+	// Packed rings: the used position and wrap counter to resume at, when usedSet;
+	// else they are the available ones. Kept apart from base, whose used half in
+	// QEMU's encoding is 0 both when absent (DPDK) and at position 0, wrap 0.
+	usedPos  uint16
+	usedWrap bool
+	usedSet  bool
+
 	busy   atomic.Uint32
 	active atomic.Pointer[ring]
 }
@@ -144,11 +151,12 @@ func (r *ring) markRings() {
 }
 
 // base returns the ring's position for GET_VRING_BASE, giving back the chains popped
-// into the stash but never used (they stay available to the next owner).
-func (r *ring) base() uint32 {
+// into the stash but never used (they stay available to the next owner), and for a
+// packed ring its used position and wrap counter.
+func (r *ring) base() (v uint32, upos uint16, uwrap bool) {
 	stashed := r.sTail - r.sHead
 	if r.split != nil {
-		return uint32(r.split.Base() - uint16(stashed))
+		return uint32(r.split.Base() - uint16(stashed)), 0, false
 	}
 	pos, wrap, upos, uwrap := r.packed.Base()
 	size := uint16(r.packed.Size())
@@ -162,14 +170,14 @@ func (r *ring) base() uint32 {
 		}
 	}
 	// QEMU's packed encoding; DPDK reads the low half.
-	v := uint32(pos) | uint32(upos)<<16
+	v = uint32(pos) | uint32(upos)<<16
 	if wrap {
 		v |= 1 << 15
 	}
 	if uwrap {
 		v |= 1 << 31
 	}
-	return v
+	return v, upos, uwrap
 }
 
 // stop takes the ring away from the datapath and waits for the datapath to leave it.
@@ -180,7 +188,8 @@ func (q *vq) stop() *ring {
 		runtime.Gosched()
 	}
 	if r != nil {
-		q.base, q.baseSet = r.base(), true
+		q.base, q.usedPos, q.usedWrap = r.base()
+		q.baseSet, q.usedSet = true, r.packed != nil
 	}
 	return r
 }
@@ -225,4 +234,5 @@ func (q *vq) reset() {
 	q.stop()
 	q.closeFds()
 	q.num, q.addr, q.addrSet, q.base, q.baseSet, q.enabled = 0, vringAddr{}, false, 0, false, false
+	q.usedPos, q.usedWrap, q.usedSet = 0, false, false
 }
