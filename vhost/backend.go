@@ -231,6 +231,7 @@ func (b *Backend) serveClient(ctx context.Context) error {
 func (b *Backend) serveConn(c *net.UnixConn) {
 	conn := uds.NewConn(c)
 	dev := newDevice(&b.opts)
+	dev.conn = conn
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
@@ -265,6 +266,10 @@ func serveDevice(conn *uds.Conn, dev *device) error {
 	payload := make([]byte, maxPayload)
 	for {
 		fds, err := conn.ReadFull(hb[:])
+		if dev.faulted.Load() {
+			uds.CloseAll(fds)
+			return fmt.Errorf("%w: in the datapath", ErrGuestFault)
+		}
 		if err != nil {
 			return err
 		}
@@ -284,7 +289,11 @@ func serveDevice(conn *uds.Conn, dev *device) error {
 				return err
 			}
 		}
-		res := dev.dispatch(&message{hdr: h, payload: payload[:h.size], fds: fds})
+		var res dispatchResult
+		m := &message{hdr: h, payload: payload[:h.size], fds: fds}
+		if err := guard(dev.owns, func() { res = dev.dispatch(m) }); err != nil {
+			return err // dispatch closed the message's descriptors on its way out
+		}
 		if res.reply != nil {
 			if err := conn.Write(res.reply); err != nil {
 				return err

@@ -3,8 +3,10 @@ package vhost
 import (
 	"testing"
 
+	"github.com/dpkit/dpkit/internal/uds"
 	"github.com/dpkit/dpkit/pmd"
 	"github.com/dpkit/dpkit/vring"
+	"golang.org/x/sys/unix"
 )
 
 // unmappedGPA is a guest address outside the fake front-end's memory: a buffer
@@ -89,6 +91,10 @@ func TestBrokenRingRxCompletes(t *testing.T) {
 			f.negotiate(c.feat)
 			f.setupQueue(0, 256)
 			f.setupQueue(1, 256)
+			errFd := evfds(t, 1)[0]
+			defer uds.Close(errFd)
+			f.must(ReqSetVringErr, u64b(1), errFd)
+			waitFor(t, "queues", b.ready)
 			port, pool := b.Port(0), b.opts.Pool
 			g, h := f.alloc(12 + 60)
 			clear(h)
@@ -108,6 +114,13 @@ func TestBrokenRingRxCompletes(t *testing.T) {
 			var used [4]vring.Used
 			if got := f.collect(1, used[:]); got != 1 {
 				t.Fatalf("guest got %d of its transmit buffers back, want 1", got)
+			}
+			// The front-end hears of it once on the error eventfd (SET_VRING_ERR),
+			// however often the datapath comes back to the broken ring.
+			port.Rx(pkts[:])
+			var v [8]byte
+			if n, err := unix.Read(errFd, v[:]); n != 8 || le.Uint64(v[:]) != 1 {
+				t.Fatalf("error eventfd read %d bytes (%v), count %d; want one signal", n, err, le.Uint64(v[:]))
 			}
 		})
 	}

@@ -26,6 +26,8 @@ type device struct {
 	rarp         atomic.Uint64 // a RARP to send for the guest: its MAC | rarpPending; 0 if none
 	log          *dirtyLog     // SET_LOG_BASE's bitmap; used while LOG_ALL is negotiated
 	loggedStarts atomic.Uint32 // rings started with logging on (for tests and debugging)
+	conn         *uds.Conn     // the connection, to wake the control goroutine (set before the datapath sees d)
+	faulted      atomic.Bool   // a datapath access to guest memory faulted: drop the device
 }
 
 func newDevice(o *Options) *device {
@@ -584,15 +586,23 @@ func (d *device) setVringCall(m *message) ([]byte, error) {
 	return nil, nil
 }
 
+// setVringErr sets the eventfd the back-end signals when the ring breaks (a chain
+// the guest got wrong, a fault on its memory); QEMU reports it as a vring error. A
+// running ring restarts with it, as with SET_VRING_CALL, so the datapath never holds
+// a closed descriptor.
 func (d *device) setVringErr(m *message) ([]byte, error) {
 	q, fd, err := d.vringFile(m)
 	if err != nil {
 		return nil, err
 	}
+	running := q.stop() != nil
 	if q.errFd >= 0 {
 		uds.Close(q.errFd)
 	}
 	q.errFd = fd
+	if running {
+		return nil, d.start(q)
+	}
 	return nil, nil
 }
 
@@ -631,7 +641,7 @@ func (d *device) start(q *vq) error {
 	}
 	burst := min(n, 64)
 	r := newRing(burst)
-	r.mem, r.cur, r.call = mem, mem.Cursor(), q.call
+	r.mem, r.cur, r.call, r.errFd = mem, mem.Cursor(), q.call, q.errFd
 	r.mrg = d.has(FeatureMrgRxbuf)
 	r.hdrLen = 10
 	if r.mrg || d.has(FeatureVersion1) {

@@ -41,6 +41,7 @@
 //   - device.go: the dispatch table (per request: exact payload size, descriptor
 //     rule, handler) and the handlers; the only code that changes device state.
 //   - queue.go, port.go: the running rings and the datapath.
+//   - memfault.go: faults on guest memory turned into a dropped device.
 //   - backend.go: socket roles (listen, or connect and reconnect with back-off) and
 //     the connection lifecycle.
 //
@@ -58,6 +59,14 @@
 // unknown request, bad header) end the connection; well-formed messages with bad
 // values are refused (a REPLY_ACK nack when negotiated, otherwise the connection
 // ends, as DPDK does). Nothing a front-end sends can panic the back-end.
+//
+// A ring the guest breaks (a descriptor out of its memory, a chain too long, …) takes
+// nothing more; the front-end hears of it once on the ring's error eventfd
+// (SET_VRING_ERR). A front-end that truncates a memory file it shared, which would
+// raise SIGBUS on the back-end's next access, has its device dropped with
+// ErrGuestFault instead (memfault.go); files that allow it are sealed against
+// shrinking when mapped, so this needs files that do not (hugetlbfs, unsealable
+// memfds).
 //
 // # Concurrency
 //

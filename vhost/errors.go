@@ -18,4 +18,8 @@ var (
 	ErrOptions = errors.New("vhost: invalid options")
 	// ErrClosed: the backend or port is closed.
 	ErrClosed = errors.New("vhost: closed")
+	// ErrGuestFault: reading or writing the front-end's shared memory faulted. The
+	// front-end truncated a file it shared while the back-end had it mapped (the
+	// kernel then raises SIGBUS on the pages past the new end). The device is dropped.
+	ErrGuestFault = errors.New("vhost: front-end memory access faulted")
 )

@@ -1,6 +1,8 @@
 package vhost
 
 import (
+	"runtime/debug"
+
 	"github.com/dpkit/dpkit/pmd"
 	"github.com/dpkit/dpkit/vring"
 )
@@ -19,6 +21,11 @@ type Port struct {
 	caches pmd.PortCaches // Rx's in Rx's goroutine, Tx's in Tx's
 	ctr    pmd.Counters
 	spare  []pmd.Pkt // Rx's frames not used yet when a burst turns to chains
+
+	// Frames an Rx burst holds, for leaveRx: Rx's pkts[:rxHeld], and spare when
+	// spareHeld.
+	rxHeld    int
+	spareHeld bool
 }
 
 func newPort(b *Backend, qp int) *Port {
@@ -59,7 +66,7 @@ func (p *Port) UseCaches(rx, tx *pmd.Cache) error { return p.caches.Use(rx, tx) 
 // Rx copies packets the guest transmitted into fresh pool frames, without the
 // virtio-net header, and returns how many it filled. Chains that are shorter than the
 // header, do not fit a frame, or cannot be read are completed and counted as drops.
-func (p *Port) Rx(pkts []pmd.Pkt) int {
+func (p *Port) Rx(pkts []pmd.Pkt) (n int) {
 	d := p.b.curDev.Load()
 	if d == nil {
 		return 0
@@ -69,13 +76,47 @@ func (p *Port) Rx(pkts []pmd.Pkt) int {
 	if r == nil {
 		return 0
 	}
+	if r.faulted {
+		q.release()
+		return 0
+	}
+	p.rxHeld, p.spareHeld = 0, false
+	defer p.leaveRx(d, q, r, pkts, &n, debug.SetPanicOnFault(true))
 	k := 0
 	if p.qp == 0 && d.rarp.Load() != 0 && len(pkts) > 0 {
 		k = p.rarp(d, pkts[:1])
 	}
-	n := k + p.rx(r, pkts[k:])
+	p.rxHeld = k
+	return k + p.rx(r, pkts[k:])
+}
+
+// leaveRx ends an Rx burst: it gives the ring back to the control path. After a fault
+// on guest memory (memfault.go) it frees the burst's frames, which rx keeps track of
+// in rxHeld and spare, and has the device dropped.
+func (p *Port) leaveRx(d *device, q *vq, r *ring, pkts []pmd.Pkt, n *int, prev bool) {
+	debug.SetPanicOnFault(prev)
+	if v := recover(); v != nil {
+		if !r.owns(v) {
+			q.release()
+			panic(v)
+		}
+		p.caches.Rx.Free(pkts[:p.rxHeld])
+		if p.spareHeld {
+			p.caches.Rx.Free(p.spare)
+		}
+		*n = 0
+		p.faulted(d, r)
+	}
 	q.release()
-	return n
+}
+
+// faulted marks r faulted after its burst faulted on guest memory, counts the drop
+// and has the control goroutine drop the device.
+func (p *Port) faulted(d *device, r *ring) {
+	r.faulted = true
+	r.fail()
+	p.ctr.AddDrop(pmd.DropInvalid, 1)
+	d.dropFaulted()
 }
 
 // rarpPending marks device.rarp as holding a MAC to announce.
@@ -125,17 +166,18 @@ func (p *Port) rx(r *ring, pkts []pmd.Pkt) int {
 		// served and pushed below like any other (vring completes chains popped
 		// before the violation), so the guest gets its buffers back; the ring
 		// takes nothing more.
-		r.broken = true
+		r.fail()
 		p.ctr.AddDrop(pmd.DropInvalid, 1)
 	}
 	if c == 0 {
 		return 0
 	}
 	got := p.caches.Rx.Alloc(pkts[:c])
+	p.rxHeld += got // pkts[:rxHeld] (of Rx's pkts) hold frames
 	if got < c {
 		// Out of frames: the chains not served go back to the ring, in order.
 		if err := r.unpop(r.chains[got:c]); err != nil {
-			r.broken = true
+			r.fail()
 		}
 		p.ctr.AddDrop(pmd.DropNoBuffer, 1)
 		c = got
@@ -192,7 +234,7 @@ func (p *Port) rx(r *ring, pkts []pmd.Pkt) int {
 		bytes += plen
 	}
 	if err := r.push(r.used[:c]); err != nil {
-		r.broken = true
+		r.fail()
 	}
 	if out < c {
 		p.caches.Rx.Free(pkts[out:c])
@@ -211,8 +253,14 @@ func (p *Port) rxChains(r *ring, pkts []pmd.Pkt, c, i, out, bytes, invalid int) 
 	pool := p.caches.Rx.Pool()
 	room := pool.FrameSize() - pool.Headroom()
 	spare := append(p.spare[:0], pkts[out:c]...)
+	// For leaveRx, should guest memory fault: the frames are those of
+	// pkts[:out] (of Rx's pkts, from base), of the segments being filled, and
+	// spare's.
+	base := p.rxHeld - c
+	p.spareHeld = true
 	npk, tooLong, noBuf := out, 0, 0
 	for ; i < c; i++ {
+		p.rxHeld, p.spare = base+out, spare
 		ch := &r.chains[i]
 		r.used[i] = ch.Used(0)
 		plen := chainLen(ch) - r.hdrLen
@@ -228,7 +276,7 @@ func (p *Port) rxChains(r *ring, pkts []pmd.Pkt, c, i, out, bytes, invalid int) 
 		if out+nseg > len(pkts) {
 			// No room left in this burst: the rest go back to the ring, in order.
 			if err := r.unpop(r.chains[i:c]); err != nil {
-				r.broken = true
+				r.fail()
 			}
 			c = i
 			break
@@ -242,14 +290,16 @@ func (p *Port) rxChains(r *ring, pkts []pmd.Pkt, c, i, out, bytes, invalid int) 
 		if k < nseg {
 			if got := p.caches.Rx.Alloc(segs[k:]); got < nseg-k {
 				spare = append(spare, segs[:k+got]...)
+				p.spare = spare
 				if err := r.unpop(r.chains[i:c]); err != nil {
-					r.broken = true
+					r.fail()
 				}
 				noBuf++
 				c = i
 				break
 			}
 		}
+		p.rxHeld, p.spare = base+out+nseg, spare
 		ok := true
 		for k := range segs {
 			n := min(room, plen-k*room)
@@ -270,8 +320,9 @@ func (p *Port) rxChains(r *ring, pkts []pmd.Pkt, c, i, out, bytes, invalid int) 
 		npk++
 		bytes += plen
 	}
+	p.rxHeld, p.spare = base+out, spare
 	if err := r.push(r.used[:c]); err != nil {
-		r.broken = true
+		r.fail()
 	}
 	p.caches.Rx.Free(spare)
 	p.ctr.AddRx(npk, bytes)
@@ -357,21 +408,41 @@ func writeChain(mem *vring.Memory, log *dirtyLog, ch *vring.Chain, off int, src 
 // header); without, it must fit one. A packet that can never fit is dropped (taken and
 // counted); when the guest has no buffers left, Tx stops and the rest stay the
 // caller's.
-func (p *Port) Tx(pkts []pmd.Pkt) int {
-	q := p.b.vqFor(p.qp, 0)
-	if q == nil {
+func (p *Port) Tx(pkts []pmd.Pkt) (n int) {
+	d := p.b.curDev.Load()
+	if d == nil {
 		return 0
 	}
+	q := d.queues[2*p.qp]
 	r := q.acquire()
 	if r == nil {
 		return 0
 	}
-	n := p.tx(r, pkts)
-	q.release()
-	if n > 0 {
-		p.caches.Tx.Free(pkts[:n])
+	if r.faulted {
+		q.release()
+		return 0
 	}
-	return n
+	defer p.leaveTx(d, q, r, pkts, &n, debug.SetPanicOnFault(true))
+	return p.tx(r, pkts)
+}
+
+// leaveTx ends a Tx burst: it gives the ring back to the control path and frees the
+// packets taken. After a fault on guest memory (memfault.go) it takes none: tx frees
+// nothing itself, so all the packets stay the caller's; and it has the device dropped.
+func (p *Port) leaveTx(d *device, q *vq, r *ring, pkts []pmd.Pkt, n *int, prev bool) {
+	debug.SetPanicOnFault(prev)
+	if v := recover(); v != nil {
+		if !r.owns(v) {
+			q.release()
+			panic(v)
+		}
+		*n = 0
+		p.faulted(d, r)
+	}
+	q.release()
+	if *n > 0 {
+		p.caches.Tx.Free(pkts[:*n])
+	}
 }
 
 // stashed returns the number of chains popped and not yet used, popping more (keeping
@@ -393,7 +464,7 @@ func (r *ring) fill(want int) int {
 	if err != nil {
 		// The n chains before the bad one join the stash: packets copied into them
 		// are pushed as usual and reach the guest.
-		r.broken = true
+		r.fail()
 	}
 	r.sTail += n
 	return r.sTail - r.sHead
@@ -674,7 +745,7 @@ func (r *ring) flushUsed(n int) {
 		return
 	}
 	if err := r.push(r.used[:n]); err != nil {
-		r.broken = true
+		r.fail()
 	}
 }
 

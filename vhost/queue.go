@@ -51,9 +51,13 @@ type ring struct {
 	mem    *vring.Memory
 	cur    vring.Cursor // over mem, for the datapath's one-buffer translations
 	call   int
+	errFd  int // SET_VRING_ERR's eventfd or -1, signalled when the ring breaks
 	hdrLen int
 	mrg    bool
 	broken bool
+	// faulted: an access to guest memory faulted (see memfault.go); Rx and Tx
+	// return 0 until the control goroutine drops the device.
+	faulted bool
 	// inOrder: a packed transmit queue with VIRTIO_F_IN_ORDER, completed with one
 	// used descriptor per burst (its entries have no length to report).
 	inOrder bool
@@ -83,11 +87,22 @@ const maxChainSegs = 64
 const maxChainDescs = 256
 
 func newRing(n int) *ring {
-	r := &ring{chains: make([]vring.Chain, n), used: make([]vring.Used, n), src: make([][]byte, n)}
+	r := &ring{errFd: -1, chains: make([]vring.Chain, n), used: make([]vring.Used, n), src: make([][]byte, n)}
 	for i := range r.chains {
 		r.chains[i].Segs = make([]vring.Seg, 0, maxChainSegs)
 	}
 	return r
+}
+
+// fail marks the ring broken: it takes nothing more from the guest. The first time,
+// it signals the front-end's error eventfd (vhost-user.rst, VHOST_USER_SET_VRING_ERR).
+func (r *ring) fail() {
+	if !r.broken {
+		r.broken = true
+		if r.errFd >= 0 {
+			uds.Signal(r.errFd, &r.sig)
+		}
+	}
 }
 
 func (r *ring) pop(c []vring.Chain) (int, error) {
@@ -187,9 +202,12 @@ func (q *vq) stop() *ring {
 	for q.busy.Load() != 0 {
 		runtime.Gosched()
 	}
-	if r != nil {
-		q.base, q.usedPos, q.usedWrap = r.base()
-		q.baseSet, q.usedSet = true, r.packed != nil
+	if r != nil && !r.faulted {
+		// base may write guest memory (a packed ring publishes its used flags);
+		// a fault there leaves the base as it was.
+		if guard(r.owns, func() { q.base, q.usedPos, q.usedWrap = r.base() }) == nil {
+			q.baseSet, q.usedSet = true, r.packed != nil
+		}
 	}
 	return r
 }
