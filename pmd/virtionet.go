@@ -529,13 +529,24 @@ func (v *VirtioNet) setupRings() error {
 		}
 		return d, a, u, roundUpInt(d, 4096) + roundUpInt(a, 4096) + roundUpInt(u, 4096)
 	}
-	_, _, _, per := layout(size)
-	if ctrlSize > 0 {
-		_, _, _, cper := layout(ctrlSize)
-		per = max(per, cper)
-	}
 	nq := 2*pairs + min(ctrlSize, 1)
-	total := nq*per + 4096
+	var per, total int
+	for {
+		_, _, _, per = layout(size)
+		if ctrlSize > 0 {
+			_, _, _, cper := layout(ctrlSize)
+			per = max(per, cper)
+		}
+		total = nq*per + 4096
+		// The ring memory is mapped once, at open, for the sizes the device offered
+		// then. One that offers larger queues after a Reset gets the largest that
+		// fit that memory: a driver may use a queue smaller than the device's
+		// maximum (§4.1.4.3, queue_size). Halving keeps a split size a power of two.
+		if v.rings == nil || total <= len(v.rings.Mem) || size == 1 {
+			break
+		}
+		size /= 2
+	}
 	if v.rings == nil {
 		m, _, err := sysmem.Map(sysmem.Options{Size: total, Huge: -1})
 		if err != nil {
@@ -545,6 +556,10 @@ func (v *VirtioNet) setupRings() error {
 		if v.ringIOVA, err = v.pci.Container.MapDMA(m.Mem[:roundUpInt(total, 4096)]); err != nil {
 			return err
 		}
+	}
+	if total > len(v.rings.Mem) {
+		// Only a layout the first init did not have (more queues) gets here.
+		return fmt.Errorf("%w: rings need %d bytes, %d were mapped at open", ErrDeviceBroken, total, len(v.rings.Mem))
 	}
 	clear(v.rings.Mem)
 	v.ctrlBuf = v.rings.Mem[nq*per:][:4096]

@@ -1,0 +1,112 @@
+package pmd
+
+import (
+	"encoding/binary"
+	"testing"
+
+	"github.com/dpkit/dpkit/internal/sysmem"
+	"github.com/dpkit/dpkit/internal/vfio"
+	"github.com/dpkit/dpkit/vring"
+)
+
+// fakeVirtioDevice is a VirtioNet whose common, notify and device configuration
+// windows are plain memory the test plays the device in: a register reads what was
+// last written to it, so the test sets what the device offers (device_feature, num_queues,
+// queue_size) before each step. No VFIO: the rings' memory is mapped beforehand, as
+// the first OpenVirtioNet would have (ringsFor).
+type fakeVirtioDevice struct {
+	v      *VirtioNet
+	common []byte
+}
+
+func newFakeVirtioDevice(t *testing.T, opts VirtioNetOptions) *fakeVirtioDevice {
+	t.Helper()
+	pool, err := NewPool(PoolOptions{Frames: 4096, FrameSize: 2048, Huge: HugeNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pool.Close() })
+	opts.Pool = pool
+	opts.QueuePairs = max(opts.QueuePairs, 1)
+	if opts.Timeout == 0 {
+		opts.Timeout = 100e6
+	}
+	v := &VirtioNet{opts: opts, poolIOVA: 1 << 30, poolMem: pool.Region(), ringIOVA: 1 << 20}
+	for range opts.QueuePairs {
+		v.qps = append(v.qps, &VirtioNetQueue{v: v, irqFd: -1})
+	}
+	if v.mem, err = vring.NewMemory(vring.Region{Addr: v.poolIOVA, Host: v.poolMem}); err != nil {
+		t.Fatal(err)
+	}
+	d := &fakeVirtioDevice{v: v, common: make([]byte, 0x40)}
+	v.common = vfio.MMIO(d.common)
+	v.notify = vfio.MMIO(make([]byte, 64))
+	v.device = vfio.MMIO(make([]byte, 16))
+	// The device offers VERSION_1 (bit 32: bit 0 of the upper word, which the fake
+	// reads for both halves) and has one queue pair.
+	d.set32(0x04, 1)
+	d.set16(0x12, 2)
+	t.Cleanup(func() {
+		if v.rings != nil {
+			v.rings.Unmap()
+		}
+	})
+	return d
+}
+
+func (d *fakeVirtioDevice) set16(off int, x uint16) { binary.LittleEndian.PutUint16(d.common[off:], x) }
+func (d *fakeVirtioDevice) set32(off int, x uint32) { binary.LittleEndian.PutUint32(d.common[off:], x) }
+
+// mapRings maps ring memory of n bytes, standing in for setupRings' first DMA mapping.
+func (d *fakeVirtioDevice) mapRings(t *testing.T, n int) {
+	m, _, err := sysmem.Map(sysmem.Options{Size: n, Huge: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.v.rings = m
+}
+
+// frames are the pool's frames in use (posted to a ring).
+func (d *fakeVirtioDevice) framesOut() int {
+	s := d.v.opts.Pool.Stats()
+	return s.Frames - s.Free
+}
+
+// TestVirtioNetResetQueueGrows: the ring memory is mapped once, sized for the queue
+// size the device offered at open; a device offering a larger maximum after a Reset
+// (within Options.QueueSize) must not make setupRings lay rings past that memory.
+// Before, the ring slices ran past the mapping and the driver panicked.
+func TestVirtioNetResetQueueGrows(t *testing.T) {
+	d := newFakeVirtioDevice(t, VirtioNetOptions{QueueSize: 1024})
+	// At open the device's maximum is 256: two queues of three pages and the
+	// control page, as setupRings maps them.
+	d.set16(0x18, 256)
+	d.mapRings(t, 2*3*4096+4096)
+	if err := d.v.init(); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.framesOut(); got != 256 {
+		t.Fatalf("%d frames posted, want 256", got)
+	}
+	// After a reset the device offers 1024.
+	d.set16(0x18, 1024)
+	err := func() (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				t.Fatalf("Reset panicked: %v", r)
+			}
+		}()
+		return d.v.Reset()
+	}()
+	if err != nil {
+		t.Fatalf("Reset: %v", err)
+	}
+	if got := d.framesOut(); got != 256 {
+		t.Errorf("%d frames posted after Reset, want 256 (the ring size the memory holds)", got)
+	}
+	d.v.reset()
+	d.v.reclaimAll()
+	if got := d.framesOut(); got != 0 {
+		t.Errorf("%d frames still out after reclaim", got)
+	}
+}
