@@ -36,6 +36,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -171,12 +172,14 @@ type vnQueue struct {
 // VirtioNetQueue is one RX/TX queue pair of a VirtioNet, a Port of its own. Rx and Tx
 // may run on two goroutines (one each), and each queue pair on its own.
 type VirtioNetQueue struct {
-	v        *VirtioNet
-	rx, tx   vnQueue
-	rxSkip   int   // buffers of a dropped mergeable packet still to come
-	rxPend   []Pkt // first buffers of a mergeable packet whose rest has not come
-	rxNeed   int   // how many buffers of that packet are still to come
-	err      error
+	v      *VirtioNet
+	rx, tx vnQueue
+	rxSkip int   // buffers of a dropped mergeable packet still to come
+	rxPend []Pkt // first buffers of a mergeable packet whose rest has not come
+	rxNeed int   // how many buffers of that packet are still to come
+	// err is the sticky error of a broken ring. Either side may set it while the
+	// other polls, and Check reads it from a third goroutine: hence atomic.
+	err      atomic.Pointer[error]
 	counters Counters
 	irqFd    int // eventfd of the RX queue's MSI-X vector (Interrupts), else -1
 }
@@ -607,7 +610,8 @@ func (v *VirtioNet) setupRings() error {
 		return nil
 	}
 	for i, qp := range v.qps {
-		qp.err, qp.rxSkip, qp.rxNeed = nil, 0, 0
+		qp.err.Store(nil)
+		qp.rxSkip, qp.rxNeed = 0, 0
 		if qp.rxPend == nil {
 			qp.rxPend = make([]Pkt, 0, MaxBurst)
 		}
@@ -660,21 +664,27 @@ func (qp *VirtioNetQueue) refill() {
 }
 
 func (qp *VirtioNetQueue) broken(err error) {
-	if qp.err == nil {
-		qp.err = fmt.Errorf("%w: %w", ErrDeviceBroken, err)
+	if qp.err.Load() == nil {
+		e := fmt.Errorf("%w: %w", ErrDeviceBroken, err)
+		qp.err.CompareAndSwap(nil, &e) // the first error stays
 	}
 }
 
 // Err returns the sticky error that stopped this queue pair (ErrDeviceBroken
 // wrapping the ring's error), or nil. VirtioNet.Reset clears it.
-func (qp *VirtioNetQueue) Err() error { return qp.err }
+func (qp *VirtioNetQueue) Err() error {
+	if e := qp.err.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
 
 // Err returns the first sticky error of a queue pair or of the control queue, or nil.
 // Reset clears them.
 func (v *VirtioNet) Err() error {
 	for _, qp := range v.qps {
-		if qp.err != nil {
-			return qp.err
+		if err := qp.Err(); err != nil {
+			return err
 		}
 	}
 	return v.err
@@ -702,7 +712,7 @@ func (v *VirtioNet) Tx(pkts []Pkt) int { return v.qps[0].Tx(pkts) }
 func (qp *VirtioNetQueue) Rx(pkts []Pkt) int {
 	v := qp.v
 	// No room (a full Batch polls with none) is no reason to drop a pending chain.
-	if qp.err != nil || v.closed || len(pkts) == 0 {
+	if qp.err.Load() != nil || v.closed || len(pkts) == 0 {
 		return 0
 	}
 	q := &qp.rx
@@ -877,12 +887,12 @@ func (qp *VirtioNetQueue) rxMerge(pkts []Pkt, out int, used []vring.Used, t *rxT
 // never be sent (see txChain) is taken and dropped.
 func (qp *VirtioNetQueue) Tx(pkts []Pkt) int {
 	v := qp.v
-	if qp.err != nil || v.closed {
+	if qp.err.Load() != nil || v.closed {
 		return 0
 	}
 	q := &qp.tx
 	qp.reclaimTx()
-	if qp.err != nil {
+	if qp.err.Load() != nil {
 		return 0
 	}
 	pool := v.opts.Pool
@@ -1045,8 +1055,8 @@ func (qp *VirtioNetQueue) WaitRx(timeout time.Duration) (bool, error) {
 	if qp.v.closed {
 		return false, ErrClosed
 	}
-	if qp.err != nil {
-		return false, qp.err
+	if err := qp.Err(); err != nil {
+		return false, err
 	}
 	// Only Rx refills the ring: give the device buffers first, or it could never
 	// receive nor signal. With none to give (the pool is empty) there is nothing
