@@ -750,7 +750,7 @@ func (qp *VirtioNetQueue) Rx(pkts []Pkt) int {
 			}
 			f := q.frames[u.ID]
 			hdr := pool.Bytes(f)[hr-virtioNetHdrLen:][:virtioNetHdrLen]
-			if hdr[10] != 1 || hdr[11] != 0 { // num_buffers
+			if (hdr[10] != 1 || hdr[11] != 0) && v.features&virtioNetFMrgRxbuf != 0 { // num_buffers
 				break
 			}
 			q.live[u.ID] = false
@@ -844,7 +844,12 @@ func (qp *VirtioNetQueue) rxMerge(pkts []Pkt, out int, used []vring.Used, t *rxT
 			continue
 		}
 		hdr := pool.Bytes(f)[hr-virtioNetHdrLen:][:virtioNetHdrLen]
-		nb := int(le16(hdr[10:]))
+		nb := 1
+		if v.features&virtioNetFMrgRxbuf != 0 {
+			// Without MRG_RXBUF a buffer is a whole packet (§5.1.6.3.1) and
+			// num_buffers means nothing: a device may leave the stale bytes there.
+			nb = int(le16(hdr[10:]))
+		}
 		if nb > len(pkts) || nb > MaxBurst {
 			// More buffers than a burst carries: drop them all.
 			qp.rxSkip = nb - 1

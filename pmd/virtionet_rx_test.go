@@ -55,6 +55,7 @@ func (q *fakeRxQueue) Err() error             { return nil }
 
 // rxHarness is a VirtioNetQueue over a fake RX ring, and the device's side: deliver
 // writes a packet into as many posted buffers as it takes, num_buffers in the first.
+// The device offers mergeable buffers (VIRTIO_NET_F_MRG_RXBUF).
 type rxHarness struct {
 	t    testing.TB
 	pool *Pool
@@ -68,7 +69,7 @@ func newRxHarness(t testing.TB, size int) *rxHarness {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pool.Close() })
-	v := &VirtioNet{opts: VirtioNetOptions{Pool: pool, PortID: 7}, notify: make([]byte, 64)}
+	v := &VirtioNet{opts: VirtioNetOptions{Pool: pool, PortID: 7}, notify: make([]byte, 64), features: virtioNetFMrgRxbuf}
 	fq := newFakeRxQueue(size)
 	qp := &VirtioNetQueue{v: v, irqFd: -1, rxPend: make([]Pkt, 0, MaxBurst)}
 	qp.rx = vnQueue{q: fq, size: size, frames: make([]Frame, size), live: make([]bool, size),
@@ -506,5 +507,33 @@ func TestVirtioNetRxTxBreakRace(t *testing.T) {
 	<-rxDone
 	if err := qp.Err(); !errors.Is(err, ErrDeviceBroken) || !errors.Is(err, vring.ErrUsedID) {
 		t.Fatalf("Err = %v", err)
+	}
+}
+
+// TestVirtioNetRxNumBuffersWithoutMrgRxbuf: without VIRTIO_NET_F_MRG_RXBUF every used
+// buffer is one whole packet (§5.1.6.3.1, §5.1.6.4), whatever the header's num_buffers
+// says: a device may leave it as the buffer held it (Linux's vhost-net did until a 2025 fix),
+// and the headroom of a recycled frame holds what the last user of the frame wrote
+// there. Before, Rx read num_buffers regardless, so stale bytes joined unrelated
+// packets into one chain. Found in review.
+func TestVirtioNetRxNumBuffersWithoutMrgRxbuf(t *testing.T) {
+	h := newRxHarness(t, 16)
+	h.qp.v.features &^= virtioNetFMrgRxbuf
+	var want [][]byte
+	for i := range 6 {
+		p := testPacket(i, 60+i)
+		want = append(want, p)
+		if !h.deliver(p, 3) { // num_buffers 3: stale bytes, not a device's count
+			t.Fatal("deliver")
+		}
+	}
+	got := h.receive(32)
+	if len(got) != len(want) {
+		t.Fatalf("received %d packets, want %d (drops %v)", len(got), len(want), h.qp.Stats().Drops)
+	}
+	for i := range got {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Fatalf("packet %d: %d bytes, want %d", i, len(got[i]), len(want[i]))
+		}
 	}
 }
