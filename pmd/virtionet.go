@@ -265,13 +265,7 @@ func (v *VirtioNet) open() error {
 			m = vfio.MMIO(b)
 			bars[int(c.bar)] = m
 		}
-		if uint64(c.offset)+uint64(c.length) > uint64(len(m)) {
-			return nil, fmt.Errorf("%w: capability type %d [%#x+%#x) outside BAR %d of %#x bytes",
-				ErrNotVirtioNet, c.typ, c.offset, c.length, c.bar, len(m))
-		}
-		// A full slice expression: accesses past the capability's window fail
-		// instead of reaching the registers after it.
-		return m[c.offset : c.offset+c.length : c.offset+c.length], nil
+		return capWindow(m, c)
 	}
 	if v.common, err = window(caps.common); err != nil {
 		return err

@@ -66,6 +66,19 @@ func parseVirtioCaps(cfg []byte) (virtioCaps, error) {
 	return out, nil
 }
 
+// capWindow returns the registers of capability c in its BAR, m.
+func capWindow(m vfio.MMIO, c virtioCap) (vfio.MMIO, error) {
+	// The end in 64 bits: offset+length may be 2^32, which 32 bits wrap to 0.
+	end := uint64(c.offset) + uint64(c.length)
+	if end > uint64(len(m)) {
+		return nil, fmt.Errorf("%w: capability type %d [%#x+%#x) outside BAR %d of %#x bytes",
+			ErrNotVirtioNet, c.typ, c.offset, c.length, c.bar, len(m))
+	}
+	// A full slice expression: accesses past the capability's window fail
+	// instead of reaching the registers after it.
+	return m[c.offset:end:end], nil
+}
+
 func le32(b []byte) uint32 {
 	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
 }

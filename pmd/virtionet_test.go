@@ -2,7 +2,10 @@ package pmd
 
 import (
 	"errors"
+	"fmt"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/dpkit/dpkit/internal/vfio"
 )
@@ -108,5 +111,35 @@ func TestMaxPairsShortWindow(t *testing.T) {
 	v.device = vfio.MMIO(bar[:10])
 	if got := v.maxPairs(); got != 0x1234 {
 		t.Errorf("maxPairs = %#x, want 0x1234", got)
+	}
+}
+
+// TestCapWindowEndsAt4GiB: a capability whose window ends exactly at 4 GiB
+// (offset+length = 2^32, which parseVirtioCaps accepts) in a BAR of 4 GiB or more is
+// cut from the BAR; before, the 32-bit end wrapped to 0 and slicing panicked. The BAR
+// is address space only (PROT_NONE, nothing touched).
+func TestCapWindowEndsAt4GiB(t *testing.T) {
+	bar, err := unix.Mmap(-1, 0, 1<<32+1<<16, unix.PROT_NONE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+	if err != nil {
+		t.Skipf("no 4 GiB of address space: %v", err)
+	}
+	defer unix.Munmap(bar)
+	cfg := virtioTestConfig()
+	put32(cfg[0x40+0x18*3+8:], 0x10000)     // common: offset
+	put32(cfg[0x40+0x18*3+12:], 0xffff0000) // length, to 2^32
+	c, err := parseVirtioCaps(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := func() (w vfio.MMIO, err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("panic: %v", r)
+			}
+		}()
+		return capWindow(vfio.MMIO(bar), c.common)
+	}()
+	if err != nil || len(w) != 0xffff0000 || cap(w) != 0xffff0000 {
+		t.Fatalf("window of %#x bytes (cap %#x): %v", len(w), cap(w), err)
 	}
 }
