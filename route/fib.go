@@ -89,6 +89,7 @@ type famWriter struct {
 	v6     bool
 	uni    map[uint32]*chunk // shared uniform chunks by entry value
 	uniMid map[uint32]*mid6
+	uniMax int // prune the two caches when they hold more than this
 	gen    uint64
 
 	pub4 *dir4
@@ -201,6 +202,7 @@ func (w *famWriter) publish4() *dir4 {
 		for j, c := range w.ov {
 			w.pub4.dir[j].Store(c) // release; pairs with the Load in lookup
 		}
+		w.pruneUniform()
 		return w.pub4
 	}
 	r := &dir4{}
@@ -208,7 +210,50 @@ func (w *famWriter) publish4() *dir4 {
 		r.dir[j].Store(w.slot4(j))
 	}
 	w.pub4 = r
+	w.pruneUniform()
 	return r
+}
+
+// pruneUniform drops the cached uniform chunks and mids that the published
+// structure no longer links. Without it the caches keep one block per
+// entry value ever seen (a short prefix moved through many next hops costs
+// 16 KiB per IPv4 next hop, for good). Dropping a cached block only means
+// a later use of its value allocates a new one; the blocks stay immutable
+// for readers that still hold them. The caches are rescanned when they
+// have doubled since the last prune, so the scan is amortised over the
+// blocks created in between.
+func (w *famWriter) pruneUniform() {
+	if len(w.uni)+len(w.uniMid) <= w.uniMax {
+		return
+	}
+	uni := map[uint32]*chunk{}
+	uniMid := map[uint32]*mid6{}
+	keep := func(c *chunk) {
+		if c.shared {
+			uni[c.tbl[0]] = c
+		}
+	}
+	if w.pub4 != nil {
+		for j := range w.pub4.dir {
+			keep(w.pub4.dir[j].Load())
+		}
+	}
+	if w.pub6 != nil {
+		for i := range w.pub6.dir {
+			m := w.pub6.dir[i].Load()
+			if m.shared {
+				c := m.dir[0].Load()
+				uniMid[c.tbl[0]] = m
+				keep(c)
+				continue
+			}
+			for k := range m.dir {
+				keep(m.dir[k].Load())
+			}
+		}
+	}
+	w.uni, w.uniMid = uni, uniMid
+	w.uniMax = 2*(len(uni)+len(uniMid)) + 16
 }
 
 func (w *famWriter) mid(i int) *mid6 {
@@ -281,6 +326,7 @@ func (w *famWriter) publish6() *root6 {
 		for p, c := range w.ov {
 			if m := w.pub6.dir[p>>8].Load(); !m.shared && !c.shared {
 				m.dir[p&0xff].Store(c) // release; pairs with the Load in lookup
+				w.pruneUniform()
 				return w.pub6
 			}
 		}
@@ -317,6 +363,7 @@ func (w *famWriter) publish6() *root6 {
 		for i, m := range w.ovM {
 			w.pub6.dir[i].Store(m) // release; pairs with the Load in lookup
 		}
+		w.pruneUniform()
 		return w.pub6
 	}
 	r := &root6{}
@@ -324,6 +371,7 @@ func (w *famWriter) publish6() *root6 {
 		r.dir[i].Store(w.mid(i))
 	}
 	w.pub6 = r
+	w.pruneUniform()
 	return r
 }
 

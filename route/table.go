@@ -487,6 +487,8 @@ func (t *Table) publish4(vrf uint32, st *vrfState) {
 		w.big4 = false
 		w.pub4 = nil
 		clear(w.ov)
+		// nothing published links the directory's uniform chunks now
+		w.uni, w.uniMax = map[uint32]*chunk{}, 0
 		small := make([]small4, 0, n)
 		for p, nh := range st.rib[0] {
 			a := p.Addr().As4()

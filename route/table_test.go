@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"net/netip"
+	"runtime"
 	"testing"
 )
 
@@ -319,5 +320,63 @@ func TestLookupAllocs(t *testing.T) {
 	})
 	if n != 0 {
 		t.Fatalf("lookups allocate %v per run", n)
+	}
+}
+
+func heapInUse() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// TestShortPrefixChurnMemory moves a short IPv4 prefix (whole chunks) and a
+// short IPv6 prefix (whole mids) through many next hops, then removes them:
+// the memory kept afterwards must be that of the routes left, not grow with
+// every next hop the prefixes ever had.
+func TestShortPrefixChurnMemory(t *testing.T) {
+	tb, err := New(Options{MaxVRFs: 2, MaxNextHops: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := make([]NextHopID, 1000)
+	for i := range ids {
+		if ids[i], err = tb.AddNextHop(NextHop{Kind: KindLocal, Port: uint32(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// enough routes that IPv4 uses the directory
+	for i := range 20 {
+		if err := tb.Insert(0, netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(100 + i)}), 8), ids[0]); err != nil {
+			t.Fatal(err)
+		}
+		if err := tb.Insert(0, netip.PrefixFrom(netip.AddrFrom16([16]byte{0x30, byte(i)}), 16), ids[0]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p4, p6 := netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001::/16")
+	before := heapInUse()
+	for _, id := range ids {
+		if err := tb.Insert(0, p4, id); err != nil {
+			t.Fatal(err)
+		}
+		if err := tb.Insert(0, p6, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if tb.Lookup(0, netip.MustParseAddr("10.1.2.3")) != ids[len(ids)-1] || tb.Lookup(0, netip.MustParseAddr("2001::1")) != ids[len(ids)-1] {
+		t.Fatal("churned prefixes lost")
+	}
+	if err := tb.Delete(0, p4); err != nil {
+		t.Fatal(err)
+	}
+	if err := tb.Delete(0, p6); err != nil {
+		t.Fatal(err)
+	}
+	grew := int64(heapInUse()) - int64(before)
+	t.Logf("heap grew %d KiB; %+v", grew>>10, tb.Stats())
+	if grew > 2<<20 {
+		t.Fatalf("%d KiB kept after the churned prefixes were removed", grew>>10)
 	}
 }
