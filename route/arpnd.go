@@ -142,6 +142,8 @@ const (
 	naFlagOvr    = 0x20
 )
 
+var solicitedNode = netip.MustParsePrefix("ff02::1:ff00:0/104")
+
 // AnswerNS turns a neighbour solicitation for an owned IPv6 address into a
 // neighbour advertisement in frame's storage and returns the reply
 // (frame[:n] for the reply length n, which may exceed len(frame) but never
@@ -187,9 +189,9 @@ func (r *Responder) AnswerNS(frame []byte) ([]byte, error) {
 	}
 	dad := src.IsUnspecified()
 	if dad {
-		// must go to the solicited-node multicast address ff02::1:ffXX:XXXX
-		d := dst.As16()
-		if slla != nil || !(d[0] == 0xff && d[1] == 0x02 && d[11] == 1 && d[12] == 0xff) {
+		// must go to a solicited-node multicast address: the 104-bit
+		// prefix ff02:0:0:0:0:1:ff00::/104, then any 24 bits
+		if slla != nil || !solicitedNode.Contains(dst) {
 			return nil, ErrNotSolicit
 		}
 	}

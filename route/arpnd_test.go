@@ -214,3 +214,20 @@ func FuzzAnswerNS(f *testing.F) {
 		}
 	})
 }
+
+// TestAnswerNSDADDestination: a DAD probe (unspecified source) is valid
+// only towards a solicited-node address, ff02::1:ffXX:XXXX, all of whose
+// other bytes are fixed (RFC 4291 §2.7.1, RFC 4861 §7.1.1).
+func TestAnswerNSDADDestination(t *testing.T) {
+	r := newResponder(t)
+	for _, dst := range []string{"ff02::101:ff00:1", "ff02:1::1:ff00:1", "ff02::8000:0:1:ff00:1"} {
+		f := nsRequest(t, netip.IPv6Unspecified(), netip.MustParseAddr(dst), gw6, false)
+		if _, err := r.AnswerNS(append(make([]byte, 0, 200), f...)); !errors.Is(err, ErrNotSolicit) {
+			t.Errorf("DAD probe to %s: %v, want ErrNotSolicit", dst, err)
+		}
+	}
+	f := nsRequest(t, netip.IPv6Unspecified(), netip.MustParseAddr("ff02::1:ff00:1"), gw6, false)
+	if _, err := r.AnswerNS(append(make([]byte, 0, 200), f...)); err != nil {
+		t.Fatalf("DAD probe to the solicited-node address: %v", err)
+	}
+}
