@@ -18,8 +18,15 @@ type Responder struct {
 }
 
 // Add makes the responder answer for addr with mac.
+// An IPv4-mapped IPv6 address is owned as the IPv4 address (ARP).
 func (r *Responder) Add(addr netip.Addr, mac MAC) error {
-	if !addr.IsValid() || addr.Zone() != "" || addr.IsMulticast() || addr.IsUnspecified() {
+	if !addr.IsValid() || addr.Zone() != "" {
+		return ErrBadPrefix
+	}
+	// check the address that will be owned: ::ffff:0.0.0.0 is not
+	// IsUnspecified, but owning it would answer ARP for 0.0.0.0
+	addr = addr.Unmap()
+	if addr.IsMulticast() || addr.IsUnspecified() {
 		return ErrBadPrefix
 	}
 	r.mu.Lock()
@@ -30,7 +37,7 @@ func (r *Responder) Add(addr netip.Addr, mac MAC) error {
 			m[a] = v
 		}
 	}
-	m[addr.Unmap()] = mac
+	m[addr] = mac
 	r.owned.Store(&m) // release; pairs with the Load in lookup
 	return nil
 }

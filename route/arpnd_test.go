@@ -231,3 +231,24 @@ func TestAnswerNSDADDestination(t *testing.T) {
 		t.Fatalf("DAD probe to the solicited-node address: %v", err)
 	}
 }
+
+// TestResponderAddMapped: an IPv4-mapped address is owned as the IPv4
+// address it maps, so it is refused for the same reasons.
+func TestResponderAddMapped(t *testing.T) {
+	var r Responder
+	for _, a := range []string{"0.0.0.0", "::ffff:0.0.0.0", "224.0.0.1", "::ffff:224.0.0.1", "::"} {
+		if err := r.Add(netip.MustParseAddr(a), gwMAC); !errors.Is(err, ErrBadPrefix) {
+			t.Errorf("Add(%s) = %v, want ErrBadPrefix", a, err)
+		}
+	}
+	f := arpRequest(t, netip.IPv4Unspecified())
+	if err := r.AnswerARP(f); !errors.Is(err, ErrNotOwned) {
+		t.Fatalf("ARP request for 0.0.0.0 answered: %v", err)
+	}
+	if err := r.Add(netip.MustParseAddr("::ffff:10.0.0.1"), gwMAC); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.AnswerARP(arpRequest(t, gw4)); err != nil {
+		t.Fatalf("mapped address not owned as IPv4: %v", err)
+	}
+}
