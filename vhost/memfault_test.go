@@ -194,3 +194,23 @@ func truncate(t *testing.T, f *fakeFront, size int64) {
 		t.Fatalf("truncate guest memory: %v (sealed?)", err)
 	}
 }
+
+// TestFaultedRepanics: a panic in a burst that is not a fault on the ring's guest
+// memory is a bug, and goes on after the queue is given back.
+func TestFaultedRepanics(t *testing.T) {
+	q, r, p := newVQ(1), newRing(1), &Port{}
+	q.busy.Store(1)
+	want := errors.New("a bug")
+	defer func() {
+		if v := recover(); v != want {
+			t.Fatalf("recovered %v, want the original panic", v)
+		}
+		if q.busy.Load() != 0 {
+			t.Fatal("queue left busy")
+		}
+		if r.faulted {
+			t.Fatal("ring marked faulted")
+		}
+	}()
+	p.faulted(nil, q, r, want)
+}

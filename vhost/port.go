@@ -96,23 +96,24 @@ func (p *Port) Rx(pkts []pmd.Pkt) (n int) {
 func (p *Port) leaveRx(d *device, q *vq, r *ring, pkts []pmd.Pkt, n *int, prev bool) {
 	debug.SetPanicOnFault(prev)
 	if v := recover(); v != nil {
-		if !r.owns(v) {
-			q.release()
-			panic(v)
-		}
+		p.faulted(d, q, r, v)
 		p.caches.Rx.Free(pkts[:p.rxHeld])
 		if p.spareHeld {
 			p.caches.Rx.Free(p.spare)
 		}
 		*n = 0
-		p.faulted(d, r)
 	}
 	q.release()
 }
 
-// faulted marks r faulted after its burst faulted on guest memory, counts the drop
-// and has the control goroutine drop the device.
-func (p *Port) faulted(d *device, r *ring) {
+// faulted handles v, recovered from a burst on r: a panic other than a fault on r's
+// guest memory goes on (a bug); a fault marks r faulted, counts the drop and has the
+// control goroutine drop the device.
+func (p *Port) faulted(d *device, q *vq, r *ring, v any) {
+	if !r.owns(v) {
+		q.release()
+		panic(v)
+	}
 	r.faulted = true
 	r.fail()
 	p.ctr.AddDrop(pmd.DropInvalid, 1)
@@ -432,12 +433,8 @@ func (p *Port) Tx(pkts []pmd.Pkt) (n int) {
 func (p *Port) leaveTx(d *device, q *vq, r *ring, pkts []pmd.Pkt, n *int, prev bool) {
 	debug.SetPanicOnFault(prev)
 	if v := recover(); v != nil {
-		if !r.owns(v) {
-			q.release()
-			panic(v)
-		}
+		p.faulted(d, q, r, v)
 		*n = 0
-		p.faulted(d, r)
 	}
 	q.release()
 	if *n > 0 {
