@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"testing"
+	"time"
 )
 
 func hdrSum(h []byte) uint16 {
@@ -46,5 +47,24 @@ func TestFrameReuse(t *testing.T) {
 	}
 	if hdrSum(ip[:20]) != 0xffff {
 		t.Errorf("IPv4 header checksum invalid over a stale buffer")
+	}
+}
+
+func TestPacer(t *testing.T) {
+	p := pacer{rate: 1e6} // one packet a microsecond
+	if n, w := p.allow(0, 10*time.Microsecond, 64); n != 10 || w != 0 {
+		t.Errorf("10 µs in, none sent: allow = %d, %v; want 10, 0", n, w)
+	}
+	if n, w := p.allow(0, time.Millisecond, 64); n != 64 {
+		t.Errorf("1 ms in, none sent: allow = %d, %v; want the 64 asked for", n, w)
+	}
+	if n, w := p.allow(100, 50*time.Microsecond, 64); n != 0 || w != 51*time.Microsecond {
+		t.Errorf("ahead by 50: allow = %d, %v; want 0 and a wait of 51 µs", n, w)
+	}
+	if n, w := p.allow(100, 100*time.Microsecond, 64); n != 0 || w != 20*time.Microsecond {
+		t.Errorf("on time: allow = %d, %v; want 0 and the least wait, 20 µs", n, w)
+	}
+	if n, w := (pacer{}).allow(1<<40, 0, 64); n != 64 || w != 0 {
+		t.Errorf("unpaced: allow = %d, %v; want 64, 0", n, w)
 	}
 }

@@ -1,9 +1,12 @@
 // Command pktgen sends fixed-size UDP frames out of an interface through an AF_XDP
 // socket as fast as the interface takes them (xdpsock's txonly), for packet-rate
 // measurements where the kernel's own sockets would be the bottleneck. It prints the
-// number of frames sent and the rate.
+// number of frames sent and the rate. With -rate it paces itself to that many packets
+// per second instead, for finding the highest rate a device under test forwards
+// without loss (RFC 2544 §26.1's throughput, or a partial-drop rate).
 //
 //	pktgen -i eth0 -dst-mac 00:00:5e:00:01:00 -src 10.1.1.2 -dst 10.1.2.2 -size 64 -duration 3s
+//	pktgen -i eth0 -dst-mac 00:00:5e:00:01:00 -src 10.1.1.2 -dst 10.1.2.2 -rate 0.5e6
 package main
 
 import (
@@ -30,13 +33,14 @@ func main() {
 	size := flag.Int("size", 64, "frame size in bytes (without FCS), 60..1514")
 	flows := flag.Int("flows", 16, "distinct UDP source ports, for flow hashing")
 	d := flag.Duration("duration", 3*time.Second, "how long to send")
+	rate := flag.Float64("rate", 0, "packets per second to offer (0: as fast as the interface takes them)")
 	flag.Parse()
 	mac, err1 := net.ParseMAC(*dstMAC)
 	s, err2 := netip.ParseAddr(*src)
 	t, err3 := netip.ParseAddr(*dst)
 	if *ifname == "" || err1 != nil || err2 != nil || err3 != nil || len(mac) != 6 || !s.Is4() || !t.Is4() ||
-		*size < 60 || *size > 1514 || *flows < 1 || *flows > 4096 || *d <= 0 {
-		fmt.Fprintln(os.Stderr, "usage: pktgen -i IF -dst-mac MAC -src IPv4 -dst IPv4 [-size 64] [-flows 16] [-duration 3s]")
+		*size < 60 || *size > 1514 || *flows < 1 || *flows > 4096 || *d <= 0 || !(*rate >= 0 && *rate <= 1e9) {
+		fmt.Fprintln(os.Stderr, "usage: pktgen -i IF -dst-mac MAC -src IPv4 -dst IPv4 [-size 64] [-flows 16] [-duration 3s] [-rate PPS]")
 		os.Exit(2)
 	}
 	ifi, err := net.InterfaceByName(*ifname)
@@ -48,7 +52,7 @@ func main() {
 	defer cancel()
 	ctx, cancel2 := context.WithTimeout(ctx, *d)
 	defer cancel2()
-	n, el, err := run(ctx, ifi, mac, s, t, *size, *flows)
+	n, el, err := run(ctx, ifi, mac, s, t, *size, *flows, *rate)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "pktgen:", err)
 		os.Exit(1)
@@ -82,7 +86,31 @@ func frame(b []byte, src, dst net.HardwareAddr, s, t netip.Addr, sport uint16) {
 	binary.BigEndian.PutUint16(ip[24:], uint16(len(ip)-20))
 }
 
-func run(ctx context.Context, ifi *net.Interface, dst net.HardwareAddr, s, t netip.Addr, size, flows int) (uint64, time.Duration, error) {
+// pacer spreads packets evenly at rate per second: due says how many may have been
+// sent by elapsed time since the start. A pacer of rate 0 does not limit.
+type pacer struct{ rate float64 }
+
+func (p pacer) due(elapsed time.Duration) uint64 {
+	if p.rate == 0 {
+		return ^uint64(0)
+	}
+	return uint64(p.rate * elapsed.Seconds())
+}
+
+// allow returns how many of want packets may go now, sent having gone already, and
+// how long to wait first when none may.
+func (p pacer) allow(sent uint64, elapsed time.Duration, want int) (int, time.Duration) {
+	due := p.due(elapsed)
+	if due > sent {
+		return int(min(due-sent, uint64(want))), 0
+	}
+	// The next packet is due when rate*t passes sent: sleep until then, at least a
+	// little, as the runtime's timers do not wake sooner anyway.
+	next := time.Duration(float64(sent+1) / p.rate * float64(time.Second))
+	return 0, max(next-elapsed, 20*time.Microsecond)
+}
+
+func run(ctx context.Context, ifi *net.Interface, dst net.HardwareAddr, s, t netip.Addr, size, flows int, rate float64) (uint64, time.Duration, error) {
 	p, err := xsk.Open(ifi.Name, 0, xsk.Options{})
 	if err != nil {
 		return 0, 0, err
@@ -95,8 +123,20 @@ func run(ctx context.Context, ifi *net.Interface, dst net.HardwareAddr, s, t net
 	var sent uint64
 	start := time.Now()
 	flow := 0
+	pace := pacer{rate}
 	for ctx.Err() == nil {
-		room := b.Room()[:pmd.DefaultBurst-b.Len()]
+		// Frames that the ring did not take wait in b and count against the pace
+		// only when they go.
+		want := pmd.DefaultBurst - b.Len()
+		if rate > 0 {
+			n, wait := pace.allow(sent+uint64(b.Len()), time.Since(start), want)
+			if wait > 0 && b.Len() == 0 {
+				time.Sleep(wait)
+				continue
+			}
+			want = n
+		}
+		room := b.Room()[:want]
 		k := cache.Alloc(room)
 		for i := range room[:k] {
 			pk := &room[i]
