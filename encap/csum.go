@@ -97,8 +97,9 @@ func ip4HeaderOK(h []byte) bool {
 // checksum makes the segment sum to the complement of its pseudo-header, a valid ICMP
 // checksum makes the message sum to zero, and a valid IPv4 header sums to zero. It
 // reports false when the packet is not one it can vouch for that way (a fragment,
-// extension headers, UDP without a checksum, another protocol, a length that disagrees
-// with the bytes); the caller then sums the bytes. Bytes after the IP datagram (link
+// extension headers, UDP without a checksum or with a length other than the IP
+// payload's, another protocol, a length that disagrees with the bytes); the caller
+// then sums the bytes. Bytes after the IP datagram (link
 // padding) are summed.
 //
 // The result is right whenever the inner checksums are; if they are not, the outer
@@ -147,7 +148,9 @@ func innerSum(p []byte) (uint64, bool) {
 	case 6: // TCP (RFC 9293 §3.1)
 		return acc, l4len >= 20
 	case 17: // UDP (RFC 768): zero means none was computed, nothing to lean on
-		return acc, l4len >= 8 && binary.BigEndian.Uint16(l4[6:]) != 0
+		// The checksum covers the UDP length's bytes, with that length in the
+		// pseudo-header; IP payload bytes after it (a surplus area) it does not cover.
+		return acc, l4len >= 8 && binary.BigEndian.Uint16(l4[6:]) != 0 && int(binary.BigEndian.Uint16(l4[4:])) == l4len
 	case 58: // ICMPv6 (RFC 4443 §2.3): pseudo-header like TCP's
 		return acc, p[0]>>4 == 6 && l4len >= 4
 	}

@@ -750,7 +750,8 @@ func (t *Tunnel) encapFastRun(pool *pmd.Pool, pkts []pmd.Pkt) int {
 
 // innerSum4 is innerSum, plus the Ethernet header's sum for an L2 payload, for
 // encapFastRun's payloads with Csum6Inner: an option-less IPv4 packet at ioff that
-// fills the payload, is no fragment, and is TCP or UDP with a checksum. It reports
+// fills the payload, is no fragment, and is TCP or UDP with a checksum and a UDP
+// length that fills the IP payload. It reports
 // false for anything else, which udp6Checksum then handles.
 func (t *Tunnel) innerSum4(frame []byte, off, plen, ioff int) (uint64, bool) {
 	if t.csum6 != Csum6Inner || plen < ioff+28 {
@@ -759,7 +760,8 @@ func (t *Tunnel) innerSum4(frame []byte, off, plen, ioff int) (uint64, bool) {
 	ip := (*[28]byte)(frame[off+ioff : off+ioff+28])
 	tl, proto := int(binary.BigEndian.Uint16(ip[2:])), ip[9]
 	if tl != plen-ioff || binary.BigEndian.Uint16(ip[6:])&0x3fff != 0 ||
-		!((proto == 6 && tl >= 40) || (proto == 17 && tl >= 28 && binary.BigEndian.Uint16(ip[26:]) != 0)) {
+		!((proto == 6 && tl >= 40) || (proto == 17 && tl >= 28 && binary.BigEndian.Uint16(ip[26:]) != 0 &&
+			int(binary.BigEndian.Uint16(ip[24:])) == tl-20)) {
 		return 0, false
 	}
 	// The header sums to zero; the segment to minus its pseudo-header (addresses,

@@ -913,3 +913,79 @@ func TestEncapFastPathTaken(t *testing.T) {
 		}
 	}
 }
+
+// udpSurplus returns an IPv4 or IPv6 UDP packet whose UDP length stops short of the
+// IP payload: surplus bytes follow the UDP datagram inside the IP datagram (RFC 768
+// lets the IP length exceed the UDP length; UDP options use that area). The UDP
+// checksum covers the UDP datagram only, with its own length in the pseudo-header.
+func udpSurplus(v6 bool, pay, surplus int) []byte {
+	ulen := 8 + pay
+	var p []byte
+	var ps uint64
+	if v6 {
+		p = make([]byte, 40+ulen+surplus)
+		p[0] = 0x60
+		binary.BigEndian.PutUint16(p[4:], uint16(ulen+surplus))
+		p[6], p[7] = 17, 64
+		copy(p[8:], v6A.AsSlice())
+		copy(p[24:], v6B.AsSlice())
+		ps = sum(17+uint64(ulen), p[8:40])
+	} else {
+		p = make([]byte, 20+ulen+surplus)
+		p[0] = 0x45
+		binary.BigEndian.PutUint16(p[2:], uint16(len(p)))
+		p[8], p[9] = 64, 17
+		copy(p[12:], v4A.AsSlice())
+		copy(p[16:], v4B.AsSlice())
+		binary.BigEndian.PutUint16(p[10:], checksum(p[:20]))
+		ps = sum(17+uint64(ulen), p[12:20])
+	}
+	hl := len(p) - ulen - surplus
+	u := p[hl:]
+	binary.BigEndian.PutUint16(u, 40000)
+	binary.BigEndian.PutUint16(u[2:], 53)
+	binary.BigEndian.PutUint16(u[4:], uint16(ulen))
+	for i := 8; i < len(u); i++ {
+		u[i] = byte(i*13 + 7)
+	}
+	c := ^fold(sum(ps, u[:ulen]))
+	if c == 0 {
+		c = 0xffff
+	}
+	binary.BigEndian.PutUint16(u[6:], c)
+	return p
+}
+
+// Csum6Inner derives the outer checksum from a UDP checksum that covers the UDP
+// datagram alone; bytes of the IP payload after it (the surplus area) are not in that
+// checksum, so the outer checksum must still come out as the full sum's.
+func TestEncapCsumInnerUDPSurplus(t *testing.T) {
+	pool := newPool(t)
+	c := pool.NewCache(16)
+	defer c.Flush()
+	for _, v6 := range []bool{false, true} {
+		for _, surplus := range []int{1, 4, 9} {
+			inner := udpSurplus(v6, 37, surplus)
+			var sums [2]uint16
+			for i, cs := range []Csum6{Csum6Full, Csum6Inner} {
+				tun := mustTunnel(t, Options{Type: MPLSoUDP, Src: v6A, Dst: v6B, Labels: []Label{{Label: 9}}, DSCP: -1, UDP6Checksum: cs})
+				pk := load(t, pool, c, inner)
+				pk.Hash, pk.Flags = 77, pmd.PktHashValid
+				if err := tun.Encap(pool, &pk); err != nil {
+					t.Fatal(err)
+				}
+				f := pool.Data(&pk)
+				sums[i] = binary.BigEndian.Uint16(f[14+40+6:])
+				d := NewDecapper(DecapOptions{VerifyUDPChecksum: true})
+				var r Result
+				if why := d.Decap(pool, &pk, &r); why != OK {
+					t.Errorf("v6 %v surplus %d csum6 %d: decap %v", v6, surplus, cs, why)
+				}
+				c.Free([]pmd.Pkt{pk})
+			}
+			if sums[0] != sums[1] {
+				t.Errorf("v6 %v surplus %d: Csum6Inner checksum %#04x, the full sum gives %#04x", v6, surplus, sums[1], sums[0])
+			}
+		}
+	}
+}
