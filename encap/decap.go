@@ -71,8 +71,9 @@ type Result struct {
 	// InnerIPVersion is 4 or 6 for an IP payload (the first nibble), 0 otherwise. For
 	// VXLAN and L2 MPLS the payload is Ethernet and this is 0.
 	InnerIPVersion int
-	// InnerVLAN is the VLAN id of a VXLAN frame's inner 802.1Q tag, 0 if untagged;
-	// with DecapOptions.StripInnerVLAN the tag has been removed.
+	// InnerVLAN is the VLAN id of a VXLAN frame's inner 802.1Q tag, 0 if untagged or
+	// priority-tagged; with DecapOptions.StripInnerVLAN the tag (a priority tag too)
+	// has been removed.
 	InnerVLAN uint16
 	// TOS is the outer header's DSCP and ECN byte (IPv4 TOS, IPv6 traffic class),
 	// for an egress that applies RFC 6040 §4.2.
@@ -234,7 +235,10 @@ func (d *Decapper) decapSlow(pool *pmd.Pool, pk *pmd.Pkt, r *Result) Reason {
 // whole datagram, which holds the inner packet.
 func (d *Decapper) strip(frame []byte, pk *pmd.Pkt, r *Result, end int) {
 	off := int(pk.Off) + r.OuterLen
-	if r.InnerVLAN != 0 && d.o.StripInnerVLAN {
+	// The tag, not its id, says what to strip: a priority tag (VLAN id 0, IEEE 802.1Q
+	// §9.6) has InnerVLAN 0 and goes too.
+	if d.o.StripInnerVLAN && r.Type == VXLAN && r.InnerLen >= 18 &&
+		binary.BigEndian.Uint16(frame[off+12:]) == EtherVLAN {
 		copy(frame[off+4:off+16], frame[off:off+12])
 		off += 4
 		r.OuterLen += 4

@@ -670,3 +670,29 @@ func testDecapFastPathTaken(t *testing.T, name string, base Options, fam string)
 		}
 	}
 }
+
+// A priority-tagged inner frame (an 802.1Q tag with VLAN id 0, IEEE 802.1Q §9.6)
+// carries no VLAN but still has a tag: StripInnerVLAN removes it like any other, and
+// InnerVLAN reports 0.
+func TestDecapStripPriorityTag(t *testing.T) {
+	pool := newPool(t)
+	c := pool.NewCache(16)
+	defer c.Flush()
+	untagged := innerEth(false, 120, 0)
+	tagged := append(append(append([]byte(nil), untagged[:12]...), 0x81, 0, 5<<5, 0), untagged[12:]...)
+	tun := mustTunnel(t, Options{Type: VXLAN, VNI: 5, Src: v4A, Dst: v4B, DSCP: -1})
+	pk := load(t, pool, c, tagged)
+	defer c.Free([]pmd.Pkt{pk})
+	if err := tun.Encap(pool, &pk); err != nil {
+		t.Fatal(err)
+	}
+	d := NewDecapper(DecapOptions{StripInnerVLAN: true})
+	var r Result
+	if why := d.Decap(pool, &pk, &r); why != OK || r.InnerVLAN != 0 {
+		t.Fatalf("%v %+v", why, r)
+	}
+	if got := pool.Data(&pk); !bytes.Equal(got, untagged) {
+		t.Errorf("priority tag left in place: ethertype %#04x, %d bytes, want %d",
+			binary.BigEndian.Uint16(got[12:]), len(got), len(untagged))
+	}
+}
