@@ -230,10 +230,12 @@ func (d *Decapper) decapSlow(pool *pmd.Pool, pk *pmd.Pkt, r *Result) Reason {
 }
 
 // strip moves pk past the outer headers r describes (and the inner VLAN tag, with
-// StripInnerVLAN), to end in its frame, and sets or clears its flow hash.
-// pmd.PktCsumValid stays: a device that verified the outer UDP checksum verified the
-// whole datagram, which holds the inner packet.
+// StripInnerVLAN), to end in its frame, and sets or clears its flow hash. It clears
+// pmd.PktCsumValid: a device's DATA_VALID vouches for one checksum, the outermost
+// (Linux's CHECKSUM_UNNECESSARY at csum_level 0), and a VXLAN or MPLS-over-UDP
+// datagram over IPv4 often has none at all; nothing has checked the inner packet's.
 func (d *Decapper) strip(frame []byte, pk *pmd.Pkt, r *Result, end int) {
+	pk.Flags &^= pmd.PktCsumValid
 	off := int(pk.Off) + r.OuterLen
 	// The tag, not its id, says what to strip: a priority tag (VLAN id 0, IEEE 802.1Q
 	// §9.6) has InnerVLAN 0 and goes too.
@@ -429,6 +431,7 @@ func (d *Decapper) decapFastRun(pool *pmd.Pool, pkts []pmd.Pkt, res []Result, n,
 			}
 			r.OuterLen, r.InnerLen = p, end-p
 			pk.Off, pk.Len = uint16(off+p), uint16(end-p)
+			pk.Flags &^= pmd.PktCsumValid // as strip
 			if d.o.InnerFlowHash {
 				l2 := r.Type == VXLAN || (r.NLabels > 0 && d.o.MPLSPayloadEthernet)
 				pk.Hash = FlowHash(frame[off+p:off+end:off+end], l2, d.o.Hash)

@@ -696,3 +696,49 @@ func TestDecapStripPriorityTag(t *testing.T) {
 			binary.BigEndian.Uint16(got[12:]), len(got), len(untagged))
 	}
 }
+
+// TestDecapClearsCsumValid: a device's DATA_VALID (pmd.PktCsumValid) vouches for
+// the outer checksum only, so every decap path takes it off the inner packet.
+func TestDecapClearsCsumValid(t *testing.T) {
+	pool := newPool(t)
+	c := pool.NewCache(64)
+	defer c.Flush()
+	for _, v := range variants() {
+		frame := build(t, pool, c, v)
+		for _, path := range []string{"Decap", "DecapBatch", "DecapChain", "DecapStage"} {
+			pk := load(t, pool, c, frame)
+			pk.Flags |= pmd.PktCsumValid
+			d := NewDecapper(DecapOptions{})
+			var r Result
+			ok := false
+			switch path {
+			case "Decap":
+				ok = d.Decap(pool, &pk, &r) == OK
+			case "DecapBatch":
+				var res [1]Result
+				ps := []pmd.Pkt{pk}
+				ok = d.DecapBatch(pool, ps, res[:], func(*pmd.Pkt, Reason) {}) == 1
+				pk = ps[0]
+			case "DecapChain":
+				ch := []pmd.Pkt{pk}
+				ok = d.DecapChain(pool, ch, &r) == OK
+				pk = ch[0]
+			case "DecapStage":
+				var b pmd.Batch
+				b.Room()[0] = pk
+				b.Grow(1)
+				d.DecapStage(pool, &b, func(*pmd.Pkt, Reason) {})
+				if ok = b.Len() == 1; ok {
+					pk = b.Pkts()[0]
+				}
+			}
+			if !ok {
+				t.Fatalf("%s/%s: not decapsulated", v.name, path)
+			}
+			if pk.Flags&pmd.PktCsumValid != 0 {
+				t.Errorf("%s/%s: inner packet still marked checksum-valid", v.name, path)
+			}
+			c.Free([]pmd.Pkt{pk})
+		}
+	}
+}
