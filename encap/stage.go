@@ -146,8 +146,12 @@ func EncapStage(pool *pmd.Pool, b *pmd.Batch, tunnels []*Tunnel, drop DropFunc) 
 // Spread moves src's packets into dst[k], k chosen from the packet's flow hash by a
 // multiply-shift over len(dst), the way RSS spreads flows over queues: one flow always
 // lands in the same batch, so its packets stay in order on one worker. Packets without
-// pmd.PktHashValid go to dst[0]. Packets whose batch is full stay in src, in order.
+// pmd.PktHashValid go to dst[0]. Packets whose batch is full stay in src, in order, as
+// all do when dst is empty.
 func Spread(src *pmd.Batch, dst []*pmd.Batch) {
+	if len(dst) == 0 {
+		return
+	}
 	pkts := src.Pkts()
 	n := 0
 	k := uint64(len(dst))

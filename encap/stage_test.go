@@ -179,6 +179,11 @@ func TestSpreadFull(t *testing.T) {
 	if src.Len() != 2 || src.Pkts()[0].Meta != 7 || src.Pkts()[1].Meta != 8 {
 		t.Fatalf("src %+v", src.Pkts())
 	}
+	// No batch at all is as good as all full (it used to index dst[0] and panic).
+	Spread(&src, nil)
+	if src.Len() != 2 || src.Pkts()[0].Meta != 7 || src.Pkts()[1].Meta != 8 {
+		t.Fatalf("src %+v after Spread to no batch", src.Pkts())
+	}
 }
 
 // Stats may be read while the owner decapsulates (run with -race).
