@@ -14,6 +14,9 @@ type PackedDevice struct {
 	peekWord  uint32 // PeekDirect's descriptor word; 0 when nothing is peeked
 	fenceWord uint32 // private word of fence
 	npend     int    // buffers UseDirect marked used and flushDirect has not published
+	// sigUnknown: after SetBase, whether the driver was notified for what was
+	// used before is not known; the next decision notifies unless disabled.
+	sigUnknown bool
 }
 
 // NewPackedDevice returns the device side of a packed ring; both wrap
@@ -25,18 +28,23 @@ func NewPackedDevice(r PackedRing, mem *Memory, o Options) (*PackedDevice, error
 	}
 	q.walk = chainWalk{mem: mem, maxBytes: o.maxBytes(), maxDescs: o.maxDescs()}
 	q.SetBase(0, true, 0, true)
+	q.sigUnknown = false // a fresh ring: nothing was used before
 	return q, nil
 }
 
 // SetBase sets the ring positions and wrap counters (vhost-user
 // SET_VRING_BASE for packed rings carries avail position and wrap) and
 // clears the broken state. Buffers UseDirect used and no call published yet
-// are forgotten: call Base first to keep them.
+// are forgotten: call Base first to keep them. Whoever used descriptors
+// before may not have notified the driver for them, so the first NeedNotify
+// after SetBase that has descriptors to report notifies unless the driver
+// disabled notifications (as DPDK's vhost does).
 func (q *PackedDevice) SetBase(availPos uint16, availWrap bool, usedPos uint16, usedWrap bool) {
 	q.availPos, q.availWrap = availPos%q.size, availWrap
 	q.usedPos, q.usedWrap = usedPos%q.size, usedWrap
 	q.sinceSig, q.inflight, q.err = 0, 0, nil
 	q.peekWord, q.npend = 0, 0
+	q.sigUnknown = true
 }
 
 // Base returns the avail and used positions and wrap counters, after
@@ -393,6 +401,15 @@ func (q *PackedDevice) NeedNotify() bool {
 	// of the descriptor flags.
 	fence(&q.fenceWord)
 	ev := load32(q.drvEv, 0)
+	if q.sigUnknown {
+		// First decision after SetBase: the event offset may lie behind
+		// descriptors used before the restart and never signalled
+		// (§2.8.10); notify once unless notifications are disabled.
+		q.sigUnknown = false
+		if uint16(ev>>16) != EventDisable {
+			return true
+		}
+	}
 	return packedNeedEvent(ev, q.eventIdx, q.usedPos, q.usedWrap, k, q.size)
 }
 

@@ -90,6 +90,9 @@ type SplitDevice struct {
 	usedFlags  uint16 // our copy of used.flags
 	signalled  uint16 // used.idx at the last NeedNotify decision
 	inflight   int    // popped and not yet pushed
+	// sigUnknown: signalled is not known to be the used.idx the driver was
+	// last notified for (after SetBase); the next decision notifies.
+	sigUnknown bool
 }
 
 // NewSplitDevice returns the device side of a split ring. mem translates the
@@ -103,17 +106,23 @@ func NewSplitDevice(r SplitRing, mem *Memory, o Options) (*SplitDevice, error) {
 	}
 	q.walk = chainWalk{mem: mem, maxBytes: o.maxBytes(), maxDescs: o.maxDescs()}
 	q.SetBase(load16(q.used, 2))
+	// A fresh ring has no used entry anyone could have left unsignalled.
+	q.sigUnknown = q.usedIdx != 0
 	return q, nil
 }
 
 // SetBase sets the next available index to consume (vhost-user
 // SET_VRING_BASE) and reloads used.idx and used.flags from the ring (after a
 // reconnect the ring's used.idx is the truth). It clears the broken state.
+// Whoever published the used entries before may not have notified the
+// driver for them, so the first NeedNotify after SetBase that has entries to
+// report notifies whatever used_event says (as Linux's vhost and QEMU do).
 func (q *SplitDevice) SetBase(lastAvail uint16) {
 	q.lastAvail, q.availCache = lastAvail, lastAvail
 	w := load32(q.used, 0)
 	q.usedFlags, q.usedIdx = uint16(w), uint16(w>>16)
 	q.signalled = q.usedIdx
+	q.sigUnknown = true
 	q.inflight = 0
 	q.err = nil
 }
@@ -331,6 +340,15 @@ func (q *SplitDevice) PushInOrder(used []Used) error {
 func (q *SplitDevice) NeedNotify() bool {
 	old, new := q.signalled, q.usedIdx
 	q.signalled = new
+	if old != new && q.sigUnknown {
+		// First decision after SetBase: the driver may be waiting on a
+		// used_event that entries published before the restart passed
+		// unsignalled (§2.7.10); with EVENT_IDX, notify once.
+		q.sigUnknown = false
+		if q.eventIdx {
+			return true
+		}
+	}
 	if q.eventIdx {
 		// used_event: driver-written. The seq-cst store of used.idx in Push
 		// precedes this load (store-load fence); pairs with the driver's
