@@ -579,12 +579,14 @@ func TestHardenPushAfterBadChain(t *testing.T) {
 					t.Fatalf("pushing the chains popped before the bad one: %v", err)
 				}
 				if l == "split" {
-					want := uint16(2)
+					// used.idx counts both; in order, one entry for both, at the
+					// first's position (§2.7.9).
+					pos := uint16(1)
 					if inOrder {
-						want = 1 // one entry for both (§2.7.9)
+						pos = 0
 					}
-					id, n := p.split.UsedElem(p.split.UsedIdx() - 1)
-					if p.split.UsedIdx() != want || id != uint32(c[1].ID) || n != 20 {
+					id, n := p.split.UsedElem(pos)
+					if p.split.UsedIdx() != 2 || id != uint32(c[1].ID) || n != 20 {
 						t.Fatalf("used.idx %d, last entry id %d len %d", p.split.UsedIdx(), id, n)
 					}
 				} else {
@@ -608,5 +610,33 @@ func TestHardenPushAfterBadChain(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestHardenInOrderBatchPastUsedIdx: with IN_ORDER a used entry completes the
+// buffers up to its id and used.idx moves on by their number (§2.7.9). A device
+// whose entry names a buffer beyond its used.idx advance breaks the queue once the
+// buffers the advance covers are completed, instead of the driver reading past
+// used.idx.
+func TestHardenInOrderBatchPastUsedIdx(t *testing.T) {
+	p := newPair(t, "split", 8, vring.FeatureInOrder)
+	a := p.g.Alloc(1024, 64)
+	var ids []uint16
+	for i := 0; i < 3; i++ {
+		id, err := p.drv.Add([]vring.Seg{{Addr: a + uint64(64*i), Len: 64, Write: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	p.drv.Publish()
+	p.split.PutUsedBatch(uint32(ids[2]), 10, 2) // names the third, counts two
+	u := make([]vring.Used, 8)
+	n, err := p.drv.Collect(u)
+	if !errors.Is(err, vring.ErrUsedIdx) || !errors.Is(err, vring.ErrBroken) {
+		t.Fatalf("Collect: %d, %v; want ErrUsedIdx", n, err)
+	}
+	if n != 2 || u[0].ID != ids[0] || u[1].ID != ids[1] {
+		t.Fatalf("completed %v, want the two buffers used.idx covers", u[:n])
 	}
 }

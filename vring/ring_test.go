@@ -245,7 +245,7 @@ func TestInOrderFeature(t *testing.T) {
 						if c[1].ID != c[0].ID+2 && r == 0 {
 							t.Fatalf("not in ring order: %d %d", c[0].ID, c[1].ID)
 						}
-						p.split.PutUsed(uint32(c[2].ID), 33)
+						p.split.PutUsedBatch(uint32(c[2].ID), 33, 3)
 					} else {
 						p.packed.PutUsed(c[2].ID, 33, 6)
 					}

@@ -315,9 +315,11 @@ func (q *SplitDevice) Push(used []Used) error {
 
 // PushInOrder completes used, which must be the oldest popped chains in pop
 // order, with one used entry for the last of them (VIRTIO_F_IN_ORDER,
-// §2.7.9); the driver treats the others as used completely, so their Len
-// is not transmitted. It returns ErrInvalid without IN_ORDER. Like Push, it
-// completes popped chains on a broken queue too.
+// §2.7.9): written at the ring position of the first, with used.idx moved
+// on by the size of the batch. The driver treats the others as used
+// completely, so their Len is not transmitted. It returns ErrInvalid
+// without IN_ORDER. Like Push, it completes popped chains on a broken queue
+// too.
 func (q *SplitDevice) PushInOrder(used []Used) error {
 	if !q.inOrder || len(used) > q.inflight {
 		return ErrInvalid
@@ -327,7 +329,7 @@ func (q *SplitDevice) PushInOrder(used []Used) error {
 	}
 	u := used[len(used)-1]
 	le.PutUint64(q.used[usedRingOff+8*int(q.usedIdx&q.mask):], uint64(u.ID)|uint64(u.Len)<<32)
-	q.usedIdx++
+	q.usedIdx += uint16(len(used))
 	q.inflight -= len(used)
 	// Release; pairs with the driver's acquire of used.idx.
 	store32(q.used, 0, uint32(q.usedFlags)|uint32(q.usedIdx)<<16)

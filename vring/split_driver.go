@@ -254,7 +254,11 @@ func (q *SplitDriver) Collect(dst []Used) (int, error) {
 	n := 0
 	for n < len(dst) {
 		if q.io.active {
-			n += q.drainInOrder(dst[n:])
+			k, err := q.drainInOrder(dst[n:])
+			n += k
+			if err != nil {
+				return n, err
+			}
 			continue
 		}
 		if q.lastUsed == q.usedCache {
@@ -288,11 +292,14 @@ func (q *SplitDriver) Collect(dst []Used) (int, error) {
 		} else if ln > q.state[id].writeCap {
 			return n, q.fail(id32, ErrUsedLen)
 		}
-		q.lastUsed++
 		if q.inOrder {
+			// §2.7.9: the entry completes the buffers from the oldest in flight
+			// through id, and the device advanced used.idx by their number;
+			// drainInOrder moves lastUsed past each.
 			q.io = inOrderPending{active: true, target: id, len: ln}
 			continue
 		}
+		q.lastUsed++
 		dst[n] = Used{ID: id, Len: ln, Slots: q.state[id].descs}
 		q.release(id)
 		n++
@@ -343,10 +350,16 @@ func (q *SplitDriver) collectRun(dst []Used) (int, error) {
 
 func (q *SplitDriver) account(k int) { q.inflight -= k }
 
-// drainInOrder completes buffers in avail order up to the pending target.
-func (q *SplitDriver) drainInOrder(dst []Used) int {
+// drainInOrder completes buffers in avail order up to the pending target, one used
+// ring position each (§2.7.9: the device skips forward by the size of the batch). A
+// batch longer than the device's used.idx advance breaks the queue.
+func (q *SplitDriver) drainInOrder(dst []Used) (int, error) {
 	n := 0
 	for n < len(dst) && q.io.active {
+		if q.lastUsed == q.usedCache {
+			return n, q.fail(uint32(q.io.target), ErrUsedIdx)
+		}
+		q.lastUsed++
 		h := q.order[q.completed&q.mask]
 		q.completed++
 		// A buffer completed implicitly was used completely (§2.8.9,
@@ -360,7 +373,7 @@ func (q *SplitDriver) drainInOrder(dst []Used) int {
 		dst[n] = u
 		n++
 	}
-	return n
+	return n, nil
 }
 
 func (q *SplitDriver) release(id uint16) {

@@ -194,6 +194,18 @@ func (s *Split) PutUsed(id, n uint32) {
 	s.SetUsedIdx(idx + 1)
 }
 
+// PutUsedBatch acts as a device with VIRTIO_F_IN_ORDER completing a batch of
+// batch buffers with one used entry (§2.7.9): the entry, for the batch's last
+// buffer, goes at used.idx, the position of its first, and used.idx advances by
+// batch.
+func (s *Split) PutUsedBatch(id, n uint32, batch uint16) {
+	idx := s.UsedIdx()
+	e := s.Ring.Used[4+8*(int(idx)%s.N):]
+	le.PutUint32(e, id)
+	le.PutUint32(e[4:], n)
+	s.SetUsedIdx(idx + batch)
+}
+
 // SetUsedIdx writes used.idx verbatim.
 func (s *Split) SetUsedIdx(v uint16) { le.PutUint16(s.Ring.Used[2:], v) }
 
