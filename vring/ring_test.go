@@ -356,6 +356,10 @@ func TestEventSuppression(t *testing.T) {
 					t.Fatalf("second notify=%v", got)
 				}
 				p.drv.DisableInterrupts()
+				if ev && l == "split" && p.split.AvailFlags() != 0 {
+					// §2.7.7.1: with EVENT_IDX the driver MUST keep avail.flags 0.
+					t.Fatalf("avail.flags %#x with EVENT_IDX", p.split.AvailFlags())
+				}
 				p.dev.Push([]vring.Used{c[2].Used(0)})
 				if !ev && p.dev.NeedNotify() {
 					t.Fatal("notify while disabled")

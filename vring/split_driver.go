@@ -231,8 +231,12 @@ func (q *SplitDriver) EnableInterrupts() (pending bool) {
 }
 
 // DisableInterrupts asks the device not to notify. With EVENT_IDX the
-// device may still notify once (used_event is left where it was).
+// device may still notify once (used_event is left where it was), and
+// avail.flags stays 0, as §2.7.7.1 requires of a driver with EVENT_IDX.
 func (q *SplitDriver) DisableInterrupts() {
+	if q.eventIdx {
+		return
+	}
 	q.availFlag |= AvailNoInterrupt
 	store32(q.avail, 0, uint32(q.availFlag)|uint32(q.published)<<16)
 }

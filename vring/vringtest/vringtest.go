@@ -163,6 +163,9 @@ func (s *Split) AvailIdx() uint16 { return le.Uint16(s.Ring.Avail[2:]) }
 // SetAvailIdx writes avail.idx verbatim.
 func (s *Split) SetAvailIdx(v uint16) { le.PutUint16(s.Ring.Avail[2:], v) }
 
+// AvailFlags returns avail.flags.
+func (s *Split) AvailFlags() uint16 { return le.Uint16(s.Ring.Avail[0:]) }
+
 // SetAvailFlags writes avail.flags.
 func (s *Split) SetAvailFlags(v uint16) { le.PutUint16(s.Ring.Avail[0:], v) }
 
