@@ -48,7 +48,8 @@ type Config struct {
 	// DefaultRingSize. A negative RxSize or TxSize leaves that ring out (a tx-only or
 	// rx-only socket).
 	RxSize, TxSize, FillSize, CompSize int
-	// Bind chooses zero-copy or copy mode.
+	// Bind chooses zero-copy or copy mode. A socket sharing a UMEM gets the mode of
+	// the UMEM's sockets: BindZeroCopy or BindCopy must match it (else ErrOptions).
 	Bind BindMode
 	// NoNeedWakeup turns off XDP_USE_NEED_WAKEUP: the kernel then never waits for a
 	// kick on rx, and every transmit kicks. Only useful with busy polling drivers.
@@ -276,6 +277,11 @@ func (s *Socket) setup(share *Socket, cfg Config) error {
 		// The kernel takes these from the UMEM's first socket and refuses them in a
 		// shared bind (xsk_bind: "Cannot specify flags for shared sockets").
 		return fmt.Errorf("%w: NoNeedWakeup and MultiBuffer must match the UMEM's first socket", ErrOptions)
+	}
+	if share != nil && ((cfg.Bind == BindZeroCopy && !share.zeroCopy) || (cfg.Bind == BindCopy && share.zeroCopy)) {
+		// So is the mode (xp_assign_dev_shared binds with the UMEM's zero-copy or copy),
+		// which would silently override a required one.
+		return fmt.Errorf("%w: Bind %v, but the UMEM's sockets are bound zero-copy %v", ErrOptions, cfg.Bind, share.zeroCopy)
 	}
 	var flags uint16
 	if s.wakeup {
