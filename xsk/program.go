@@ -213,6 +213,13 @@ func (p *Program) Mode() AttachMode {
 // Register directs frames of rx queue queue to s. The kernel drops the entry by itself
 // when s closes.
 func (p *Program) Register(queue int, s *Socket) error {
+	// Under the lock: Close releases the map's descriptor, whose number a new object
+	// may take at once.
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return ErrClosed
+	}
 	if err := p.xsks.Update(uint32(queue), uint32(s.FD()), ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("xsk: XSKMAP[%d] = socket: %w", queue, err)
 	}
@@ -221,6 +228,11 @@ func (p *Program) Register(queue int, s *Socket) error {
 
 // Unregister removes queue's entry; its frames go to the kernel stack again.
 func (p *Program) Unregister(queue int) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return ErrClosed
+	}
 	if err := p.xsks.Delete(uint32(queue)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("xsk: XSKMAP delete %d: %w", queue, err)
 	}
