@@ -336,9 +336,9 @@ func (p *Port) Tx(pkts []pmd.Pkt) int {
 
 // MaxTxSegments returns how many Pkts one packet may span in Tx: 1 without
 // MultiBuffer; with it, the smaller of the tx ring's size and the kernel's limit for
-// one packet. That limit is MAX_SKB_FRAGS+1 (18) in copy mode, assuming the kernel's
-// default build; in zero-copy mode the driver's xdp_zc_max_segs as the netdev netlink
-// family reports it, or 18 where it does not.
+// one packet. That limit is MAX_SKB_FRAGS (17) in copy mode, assuming the kernel's
+// default build (afxdp.CopyMaxSegs says why not 18); in zero-copy mode the driver's
+// xdp_zc_max_segs as the netdev netlink family reports it, or 17 where it does not.
 func (p *Port) MaxTxSegments() int { return p.txSegs }
 
 // TxChains implements pmd.ChainTxer: a socket bound with MultiBuffer sends chains.

@@ -20,12 +20,16 @@ const (
 	defaultSkbFragsLimit = 17 // MAX_SKB_FRAGS with the default CONFIG_MAX_SKB_FRAGS
 )
 
-// CopyMaxSegs is how many descriptors one packet may span on a copy-mode socket: the
-// first becomes the skb's linear part and each further one a page fragment, and
-// xsk_build_skb (net/xdp/xsk.c) refuses a chain past MAX_SKB_FRAGS fragments, counting
-// it in tx_invalid_descs. MAX_SKB_FRAGS is a kernel build option (17 by default, up
-// to 45); the default is assumed, which errs on the safe side for larger builds.
-const CopyMaxSegs = defaultSkbFragsLimit + 1
+// CopyMaxSegs is how many descriptors one packet may span on a copy-mode socket.
+// xsk_build_skb (net/xdp/xsk.c) refuses a chain past MAX_SKB_FRAGS fragments,
+// counting it in tx_invalid_descs. Most devices get the first descriptor copied into
+// the skb's linear part and each further one as a fragment, so MAX_SKB_FRAGS+1 would
+// go; but a device flagged IFF_TX_SKB_NO_LINEAR (virtio_net) gets every descriptor,
+// the first too, as a fragment of the UMEM's pages, so only MAX_SKB_FRAGS go, and
+// userspace cannot read the flag. MAX_SKB_FRAGS is a kernel build option (17 by
+// default, up to 45); the default is assumed, which errs on the safe side for larger
+// builds.
+const CopyMaxSegs = defaultSkbFragsLimit
 
 // ZeroCopyMaxSegs reads how many descriptors one packet may span on a zero-copy socket
 // of device ifindex (the driver's xdp_zc_max_segs, NETDEV_A_DEV_XDP_ZC_MAX_SEGS of the
