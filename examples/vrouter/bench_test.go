@@ -89,20 +89,24 @@ func searchPDR(b *testing.B, dir string, k1, k2 *topo.Pod, dstMAC string, hi flo
 
 // BenchmarkPodToPod measures pod-to-pod traffic across the two nodes, through the dpkit
 // vRouters (VXLAN) and, in the same run, through the Linux kernel's own path on the
-// same topology (a bridge and a vxlan device per node). tcp: iperf3 throughput
-// (Gbit/s). udp64: 64-byte UDP frames from an AF_XDP generator in pod k1; the rate
-// counted arriving at pod k2 (Mpps delivered) beside the rate offered, when the
-// generator sends as fast as it can; udp64-pdr: the highest rate forwarded with at most
-// 0.5% loss, found by bisection of a paced generator's rate (as FD.io CSIT's PDR), which
-// on a shared machine also spares the forwarder the generator's work on frames it
-// would have dropped anyway (at MTU 1500 only). One op is one measurement of 3 s (a
-// search of 7 trials of 1 s for udp64-pdr); run with -benchtime 1x. Both paths run with the pods' MTU at
-// 1500 (underlay 1600), with jumbo frames (pods 8950, underlay 9000, as a fabric with
-// jumbo frames runs an overlay), and with pods at 60000 on a 60100 underlay, near
-// IP's 64 KB limit: AF_XDP has no GSO, so this is as near as a vRouter on veth comes
-// to the 64 KB GSO packets the kernel path carries at any MTU. The vRouters carry
-// frames larger than a pool frame as AF_XDP multi-buffer chains. VR_ARGS in the environment adds flags to every vRouter, to
-// compare settings (VR_ARGS="-idle busy-poll", "-frame-size 2048").
+// same topology (a bridge and a vxlan device per node).
+//
+//   - tcp: iperf3 throughput (Gbit/s).
+//   - udp64: 64-byte UDP frames from an AF_XDP generator in pod k1, sent as fast as it
+//     can; the rate counted arriving at pod k2 (Mpps delivered) beside the rate offered.
+//   - udp64-pdr (at MTU 1500 only): the highest rate forwarded with at most 0.5% loss,
+//     found by bisecting a paced generator's rate (FD.io CSIT's PDR). On a shared
+//     machine it also shows whether the generator's work on frames that are dropped
+//     anyway holds the forwarder back.
+//
+// One op is one measurement of 3 s (a search of 7 trials of 1 s for udp64-pdr); run
+// with -benchtime 1x. Both paths run with the pods' MTU at 1500 (underlay 1600), with
+// jumbo frames (pods 8950, underlay 9000, as a fabric with jumbo frames runs an
+// overlay), and with pods at 60000 on a 60100 underlay, near IP's 64 KB limit: AF_XDP
+// has no GSO, so this is as near as a vRouter on veth comes to the 64 KB GSO packets
+// the kernel path carries at any MTU. The vRouters carry frames larger than a pool
+// frame as AF_XDP multi-buffer chains. VR_ARGS in the environment adds flags to every
+// vRouter, to compare settings (VR_ARGS="-idle busy-poll", "-frame-size 2048").
 func BenchmarkPodToPod(b *testing.B) {
 	testenv.NeedRoot(b)
 	testenv.NeedCommand(b, "ip", "iperf3", "curl", "ethtool")
@@ -113,8 +117,12 @@ func BenchmarkPodToPod(b *testing.B) {
 		b.Fatalf("build: %v\n%s", err, out)
 	}
 	const d = 3 * time.Second
-	for _, cell := range []struct{ mode, mtu string }{{"kernel", "mtu1500"}, {"vrouter", "mtu1500"}, {"kernel", "mtu9000"}, {"vrouter", "mtu9000"},
-		{"kernel", "mtu60000"}, {"vrouter", "mtu60000"}} {
+	cells := []struct{ mode, mtu string }{
+		{"kernel", "mtu1500"}, {"vrouter", "mtu1500"},
+		{"kernel", "mtu9000"}, {"vrouter", "mtu9000"},
+		{"kernel", "mtu60000"}, {"vrouter", "mtu60000"},
+	}
+	for _, cell := range cells {
 		mode := cell.mode
 		opts := topo.Options{Mode: topo.Kernel, PodOffloads: true}
 		if mode == "vrouter" {
