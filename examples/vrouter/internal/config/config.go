@@ -434,6 +434,19 @@ func (c *Config) Validate() error {
 
 	names := map[string]bool{}
 	socks := map[string]bool{}
+	// A pod address belongs to one pod of its VRF, and is no gateway there: the
+	// tables route it to one place, and a gateway's route (to the host) would take
+	// the pod's place. Pods may share a gateway.
+	type vrfAddr struct {
+		vrf string
+		a   netip.Addr
+	}
+	type gwRef struct {
+		k     vrfAddr
+		field string
+	}
+	podAddrs := map[vrfAddr]string{}
+	var gws []gwRef
 	for i := range c.Interfaces {
 		in := &c.Interfaces[i]
 		f := fmt.Sprintf("interfaces[%d]", i)
@@ -453,8 +466,15 @@ func (c *Config) Validate() error {
 		}
 		in.Addrs = in.Addrs[:0]
 		for k, s := range in.IPs {
-			if a := parseAddr(&p, fmt.Sprintf("%s.ips[%d]", f, k), s); a.IsValid() {
+			af := fmt.Sprintf("%s.ips[%d]", f, k)
+			if a := parseAddr(&p, af, s); a.IsValid() && hostAddr(&p, af, a) {
 				in.Addrs = append(in.Addrs, a)
+				key := vrfAddr{in.VRF, a}
+				if o, dup := podAddrs[key]; dup {
+					p.add(af, "%v is already %s in VRF %q", a, o, in.VRF)
+				} else {
+					podAddrs[key] = af
+				}
 			}
 		}
 		if in.MAC == "" {
@@ -467,8 +487,10 @@ func (c *Config) Validate() error {
 		}
 		in.Gateways = in.Gateways[:0]
 		for k, s := range in.Gateway {
-			if a := parseAddr(&p, fmt.Sprintf("%s.gateway[%d]", f, k), s); a.IsValid() {
+			gf := fmt.Sprintf("%s.gateway[%d]", f, k)
+			if a := parseAddr(&p, gf, s); a.IsValid() && hostAddr(&p, gf, a) {
 				in.Gateways = append(in.Gateways, a)
+				gws = append(gws, gwRef{vrfAddr{in.VRF, a}, gf})
 			}
 		}
 		switch in.Type {
@@ -502,10 +524,31 @@ func (c *Config) Validate() error {
 			p.add(f+".type", "%q is not one of veth, vhost", in.Type)
 		}
 	}
+	for _, g := range gws {
+		if o, ok := podAddrs[g.k]; ok {
+			p.add(g.field, "%v is a pod's address (%s)", g.k.a, o)
+		}
+	}
 	if len(p) > 0 {
 		return fmt.Errorf("%w:\n  %s", ErrInvalid, strings.Join(p, "\n  "))
 	}
 	return nil
+}
+
+// hostAddr reports whether a, a pod's address or gateway, is one the forwarding
+// tables and the ARP/ND responder can own: unicast, and IPv4 written as IPv4 (an
+// IPv4-mapped IPv6 address would be answered for in ARP while the pod's IPv4
+// packets failed its source check). It adds a problem when not.
+func hostAddr(p *problems, field string, a netip.Addr) bool {
+	switch {
+	case a.Is4In6():
+		p.add(field, "%v is an IPv4-mapped IPv6 address: write it as %v", a, a.Unmap())
+	case a.IsUnspecified() || a.IsMulticast() || a.IsLoopback() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		p.add(field, "%v is not a unicast address", a)
+	default:
+		return true
+	}
+	return false
 }
 
 // ReloadCheck reports why cur cannot replace old on a reload, or nil. A reload

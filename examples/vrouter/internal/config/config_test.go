@@ -174,3 +174,40 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestPodAddresses: a pod address or gateway that the tables cannot own, or an
+// address two places claim in one VRF, is refused naming the field. Before, these
+// passed Validate (and -check) and the vRouter then failed at start with a bare
+// "route: invalid prefix", or, for duplicates, started with one pod unreachable.
+func TestPodAddresses(t *testing.T) {
+	good, err := os.ReadFile("../../testdata/node1.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ from, to, field string }{
+		{"ips: [10.1.1.2]", "ips: [224.0.0.5]", "interfaces[0].ips[0]: 224.0.0.5 is not a unicast"},
+		{"ips: [10.1.1.2]", "ips: [0.0.0.0]", "interfaces[0].ips[0]"},
+		{"ips: [10.1.1.2]", "ips: [255.255.255.255]", "interfaces[0].ips[0]"},
+		{"ips: [10.1.1.2]", "ips: ['::ffff:10.1.1.2']", "interfaces[0].ips[0]: ::ffff:10.1.1.2 is an IPv4-mapped"},
+		{"ips: [10.1.1.2]", "ips: [10.1.1.2, '::']", "interfaces[0].ips[1]"},
+		{"gateway: [10.1.1.1]", "gateway: [ff02::1]", "interfaces[0].gateway[0]"},
+		{"ips: [10.1.1.3]", "ips: [10.1.1.2]", "interfaces[1].ips[0]: 10.1.1.2 is already interfaces[0].ips[0]"},
+		{"ips: [10.1.1.2]", "ips: [10.1.1.1]", "interfaces[0].gateway[0]: 10.1.1.1 is a pod's address (interfaces[0].ips[0])"},
+		{"ips: [10.1.1.3]", "ips: [10.1.1.1]", "interfaces[0].gateway[0]: 10.1.1.1 is a pod's address (interfaces[1].ips[0])"},
+	} {
+		if !strings.Contains(string(good), c.from) {
+			t.Fatalf("fixture lacks %q", c.from)
+		}
+		_, err := Parse([]byte(strings.Replace(string(good), c.from, c.to, 1)))
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.field) {
+			t.Errorf("%s -> %s: %v, want an error naming %q", c.from, c.to, err, c.field)
+		}
+	}
+	// The fixture's two pods share a gateway, which stays allowed; so does one
+	// address in two VRFs.
+	blue := strings.Replace(string(good), "\ninterfaces:", "\n  - {name: blue, vni: 200, label: 200}\ninterfaces:", 1)
+	blue = strings.Replace(blue, "vrf: red\n    ips: [10.1.1.3]", "vrf: blue\n    ips: [10.1.1.2]", 1)
+	if _, err := Parse([]byte(blue)); err != nil {
+		t.Errorf("one address in two VRFs: %v", err)
+	}
+}
