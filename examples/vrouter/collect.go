@@ -23,7 +23,7 @@ func (r *router) collect(f []metrics.Family) []metrics.Family {
 	wl := metrics.Family{Name: "vrouter_worker_loops_total", Help: "Poll loops each forwarding worker ran.", Type: "counter"}
 	wi := metrics.Family{Name: "vrouter_worker_idle_loops_total", Help: "Poll loops that found nothing, per forwarding worker.", Type: "counter"}
 	frag := metrics.Family{Name: "vrouter_fragmented_total", Help: "IPv4 packets without DF received per interface and fragmented to fit their tunnel.", Type: "counter"}
-	icmp := metrics.Family{Name: "vrouter_icmp_errors_sent_total", Help: "ICMP fragmentation-needed and ICMPv6 packet-too-big messages sent out of the interface.", Type: "counter"}
+	icmp := metrics.Family{Name: "vrouter_icmp_errors_sent_total", Help: "ICMP errors (fragmentation needed, packet too big, time exceeded) sent out of the interface.", Type: "counter"}
 	for _, in := range r.eng.Ifaces() {
 		l := []string{"interface", in.Name}
 		st := in.Stats()

@@ -90,7 +90,8 @@ type Iface struct {
 type Counters struct {
 	RxPackets, RxBytes, TxPackets, TxBytes pmd.Counter
 	Drops                                  [NumReasons]pmd.Counter
-	// ICMPSent counts the ICMP errors (too big) sent back out of the interface.
+	// ICMPSent counts the ICMP errors (too big, time exceeded) sent back out of the
+	// interface.
 	ICMPSent pmd.Counter
 	// Fragmented counts the IPv4 packets received on the interface that were
 	// fragmented to fit their tunnel.
@@ -631,7 +632,7 @@ func (w *Worker) fromLocal(t *Tables, in *Iface, pk *pmd.Pkt) {
 			return
 		}
 		if !decTTL4(d[14:]) {
-			w.drop(in, pk, DropTTLExpired)
+			w.ttlExpired(in, pk, d[14:])
 			return
 		}
 		w.forward(t, in, pk, t.Routes.Lookup4(in.VRF, h.dst4), false)
@@ -657,7 +658,7 @@ func (w *Worker) fromLocal(t *Tables, in *Iface, pk *pmd.Pkt) {
 			return
 		}
 		if !decHopLimit6(d[14:]) {
-			w.drop(in, pk, DropTTLExpired)
+			w.ttlExpired(in, pk, d[14:])
 			return
 		}
 		w.forward(t, in, pk, t.Routes.Lookup6(in.VRF, &h.dst6), false)

@@ -228,6 +228,10 @@ func TestPolicy(t *testing.T) {
 			t.Errorf("%v: %d drops, want %d", why, got, want)
 		}
 	}
+	// The expired packet alone is answered, with ICMP time exceeded.
+	if got := recv(pool, c, n1.pod); len(got) != 1 || got[0][14+9] != 1 || got[0][34] != 11 {
+		t.Fatalf("pod1 got %x, want one ICMP time exceeded", got)
+	}
 
 	// Traffic to the gateway goes to the host's TAP, addressed to the host.
 	send(t, pool, c, n1.pod, udp4(mac1, routerMAC, p1.Addrs[0], p1.Gateways[0], 64, "host"))
@@ -684,4 +688,64 @@ func arpRequest(mac [6]byte, sip, tip netip.Addr) []byte {
 	copy(arp[28:], sip.AsSlice())
 	copy(arp[38:], tip.AsSlice())
 	return arp
+}
+
+// TestTimeExceeded: a pod's packet whose TTL (hop limit) runs out at the vRouter is
+// dropped and answered from the pod's gateway with ICMP "time exceeded" (ICMPv6
+// "hop limit exceeded"), quoting the packet as it arrived, as a router does and
+// traceroute expects; an ICMP error whose TTL runs out is dropped unanswered.
+func TestTimeExceeded(t *testing.T) {
+	pool, c, e, pod, _, cfg := v6Node(t)
+	in := cfg.Interfaces[0]
+	mac := [6]byte(in.HW)
+	pods := e.ifaces[1]
+
+	f4 := udp4(mac, routerMAC, in.Addrs[0], netip.MustParseAddr("10.1.2.2"), 1, "trace")
+	send(t, pool, c, pod, f4)
+	e.Poll()
+	got := recv(pool, c, pod)
+	if len(got) != 1 {
+		t.Fatalf("IPv4: pod got %d frames, want the ICMP error (ttl_expired %d)", len(got), pods.Stats().Drops[DropTTLExpired])
+	}
+	r := got[0]
+	ip := r[14:34]
+	if [6]byte(r[0:6]) != mac || [6]byte(r[6:12]) != routerMAC || naiveSum(ip) != 0xffff || ip[9] != 1 ||
+		netip.AddrFrom4([4]byte(ip[12:16])) != in.Gateways[0] || netip.AddrFrom4([4]byte(ip[16:20])) != in.Addrs[0] {
+		t.Fatalf("IPv4 frame %x", r[:34])
+	}
+	m := r[34:]
+	if m[0] != 11 || m[1] != 0 || naiveSum(m) != 0xffff || !bytes.Equal(m[8:], f4[14:]) {
+		t.Fatalf("ICMP type %d code %d, quote %x", m[0], m[1], m[8:])
+	}
+
+	f6 := udp6(mac, routerMAC, in.Addrs[1], netip.MustParseAddr("fd00:2::2"), 1, "trace6")
+	send(t, pool, c, pod, f6)
+	e.Poll()
+	got = recv(pool, c, pod)
+	if len(got) != 1 {
+		t.Fatalf("IPv6: pod got %d frames, want the ICMPv6 error", len(got))
+	}
+	r = got[0]
+	ip6 := r[14:54]
+	m = r[54:]
+	ps := append(append(append([]byte(nil), ip6[8:40]...), 0, 0, byte(len(m)>>8), byte(len(m))), 0, 0, 0, 58)
+	if binary.BigEndian.Uint16(r[12:]) != etherIPv6 || ip6[6] != 58 || netip.AddrFrom16([16]byte(ip6[8:24])) != in.Gateways[1] ||
+		netip.AddrFrom16([16]byte(ip6[24:40])) != in.Addrs[1] || m[0] != 3 || m[1] != 0 ||
+		naiveSum(append(ps, m...)) != 0xffff || !bytes.Equal(m[8:], f6[14:]) {
+		t.Fatalf("ICMPv6 frame %x", r)
+	}
+
+	// An ICMP error (destination unreachable) with TTL 1 gets no answer.
+	icmpErr := append([]byte(nil), f4...)
+	icmpErr[14+9], icmpErr[34] = 1, 3
+	binary.BigEndian.PutUint16(icmpErr[24:], 0)
+	binary.BigEndian.PutUint16(icmpErr[24:], ipv4Checksum(icmpErr[14:34]))
+	send(t, pool, c, pod, icmpErr)
+	e.Poll()
+	if got := recv(pool, c, pod); len(got) != 0 {
+		t.Fatalf("an ICMP error was answered: %x", got[0])
+	}
+	if s := pods.Stats(); s.Drops[DropTTLExpired] != 3 || s.ICMPSent != 2 {
+		t.Fatalf("ttl_expired %d, ICMP sent %d; want 3, 2", s.Drops[DropTTLExpired], s.ICMPSent)
+	}
 }

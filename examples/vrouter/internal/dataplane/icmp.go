@@ -11,8 +11,9 @@ import (
 // pod's gateway address, with ICMP "fragmentation needed" (IPv4 with DF, RFC 792 and
 // RFC 1191 §4) or ICMPv6 "packet too big" (RFC 4443 §3.2), so that the pod's TCP
 // lowers its segment size instead of losing every large segment. IPv4 packets
-// without DF are dropped (the vRouter does not fragment), and so is everything when
-// the rate limit is spent.
+// without DF are fragmented instead (frag.go). A pod's packet whose TTL or hop limit
+// runs out here is answered with "time exceeded" (RFC 792, RFC 4443 §3.3), as
+// traceroute expects of a router. Nothing is sent when the rate limit is spent.
 
 // icmpRate and icmpBurst bound the ICMP errors sent out of one interface by one
 // worker (RFC 1812 §4.3.2.8, RFC 4443 §2.4(f)): a token bucket of icmpBurst, refilled
@@ -75,18 +76,43 @@ func ethHeader(out []byte, podMAC, routerMAC [6]byte, et uint16) {
 	binary.BigEndian.PutUint16(out[12:], et)
 }
 
+// ICMP message types the vRouter sends (RFC 792, RFC 4443).
+const (
+	icmp4Unreachable  = 3  // code 4: fragmentation needed and DF set
+	icmp4TimeExceeded = 11 // code 0: time to live exceeded in transit
+	icmp6TooBig       = 2
+	icmp6TimeExceeded = 3 // code 0: hop limit exceeded in transit
+)
+
 // tooBig4 writes into out the frame that tells the sender of ip (an IPv4 packet, as
 // much of it as the first buffer holds) that the next hop takes at most mtu bytes:
 // from gw to the packet's source, Ethernet from router to pod. It returns the frame's
 // length, or 0 when no message is due (no DF, a later fragment, an ICMP error, a
 // source that is not unicast).
 func tooBig4(out, ip []byte, podMAC, routerMAC [6]byte, gw uint32, mtu int) int {
+	if len(ip) < 20 || binary.BigEndian.Uint16(ip[6:])&0x4000 == 0 {
+		return 0
+	}
+	return icmpError4(out, ip, podMAC, routerMAC, gw, icmp4Unreachable, 4, uint32(min(mtu, 0xffff)))
+}
+
+// timeExceeded4 is tooBig4's "time to live exceeded in transit" (RFC 792, RFC 1812
+// §5.3.1), sent for a packet whose TTL ran out here.
+func timeExceeded4(out, ip []byte, podMAC, routerMAC [6]byte, gw uint32) int {
+	return icmpError4(out, ip, podMAC, routerMAC, gw, icmp4TimeExceeded, 0, 0)
+}
+
+// icmpError4 writes into out an ICMP error of type typ and code about ip, info being
+// the word after the checksum, from gw to ip's source; it returns the frame's length,
+// or 0 when no error may be sent about ip (a later fragment, an ICMP error, a source
+// that is not unicast: RFC 1122 §3.2.2, RFC 1812 §4.3.2.7).
+func icmpError4(out, ip []byte, podMAC, routerMAC [6]byte, gw uint32, typ, code byte, info uint32) int {
 	if len(ip) < 20 {
 		return 0
 	}
 	ihl := int(ip[0]&0xf) * 4
 	frag := binary.BigEndian.Uint16(ip[6:])
-	if ihl < 20 || len(ip) < ihl || frag&0x4000 == 0 || frag&0x1fff != 0 {
+	if ihl < 20 || len(ip) < ihl || frag&0x1fff != 0 {
 		return 0
 	}
 	if ip[9] == 1 && len(ip) > ihl {
@@ -116,10 +142,9 @@ func tooBig4(out, ip []byte, podMAC, routerMAC [6]byte, gw uint32, mtu int) int 
 	binary.BigEndian.PutUint32(h[16:], src)
 	binary.BigEndian.PutUint16(h[10:], ipv4Checksum(h))
 	m := out[34:n]
-	m[0], m[1] = 3, 4 // destination unreachable, fragmentation needed and DF set
+	m[0], m[1] = typ, code
 	binary.BigEndian.PutUint16(m[2:], 0)
-	binary.BigEndian.PutUint16(m[4:], 0)
-	binary.BigEndian.PutUint16(m[6:], uint16(min(mtu, 0xffff)))
+	binary.BigEndian.PutUint32(m[4:], info)
 	copy(m[8:], ip[:q])
 	binary.BigEndian.PutUint16(m[2:], ^fold16(sum16(0, m)))
 	return n
@@ -129,6 +154,16 @@ func tooBig4(out, ip []byte, podMAC, routerMAC [6]byte, gw uint32, mtu int) int 
 // as fits in the minimum MTU of 1280 (RFC 4443 §3.2). No message is due about an
 // ICMPv6 error (§2.4(e)) or to a source that is not unicast.
 func tooBig6(out, ip []byte, podMAC, routerMAC [6]byte, gw *[16]byte, mtu int) int {
+	return icmpError6(out, ip, podMAC, routerMAC, gw, icmp6TooBig, 0, uint32(max(mtu, 1280)))
+}
+
+// timeExceeded6 is ICMPv6 "hop limit exceeded in transit" (RFC 4443 §3.3).
+func timeExceeded6(out, ip []byte, podMAC, routerMAC [6]byte, gw *[16]byte) int {
+	return icmpError6(out, ip, podMAC, routerMAC, gw, icmp6TimeExceeded, 0, 0)
+}
+
+// icmpError6 is icmpError4 for ICMPv6.
+func icmpError6(out, ip []byte, podMAC, routerMAC [6]byte, gw *[16]byte, typ, code byte, info uint32) int {
 	if len(ip) < 40 {
 		return 0
 	}
@@ -158,9 +193,9 @@ func tooBig6(out, ip []byte, podMAC, routerMAC [6]byte, gw *[16]byte, mtu int) i
 	copy(h[8:24], gw[:])
 	copy(h[24:40], ip[8:24])
 	m := out[54:n]
-	m[0], m[1] = 2, 0 // packet too big
+	m[0], m[1] = typ, code
 	binary.BigEndian.PutUint16(m[2:], 0)
-	binary.BigEndian.PutUint32(m[4:], uint32(max(mtu, 1280)))
+	binary.BigEndian.PutUint32(m[4:], info)
 	copy(m[8:], ip[:q])
 	// Pseudo-header (RFC 8200 §8.1): addresses, length, next header.
 	acc := sum16(0, h[8:40]) + uint32(8+q) + 58
@@ -171,30 +206,50 @@ func tooBig6(out, ip []byte, podMAC, routerMAC [6]byte, gw *[16]byte, mtu int) i
 // tooBig drops pk, a pod's packet too big for its tunnel, and answers it with the
 // ICMP error that reports mtu when one is due. ip is the packet's IP header on.
 func (w *Worker) tooBig(in *Iface, pk *pmd.Pkt, ip []byte, mtu int) {
-	if in.Kind == Pod && len(ip) > 0 {
-		var r [1]pmd.Pkt
-		if w.cache.Alloc(r[:]) == 1 {
-			out := w.pool.Bytes(r[0].Frame)[r[0].Off:]
-			n := 0
-			switch {
-			case ip[0]>>4 == 4 && len(in.Gw4) > 0:
-				n = tooBig4(out, ip, in.MAC, w.e.routerMAC, in.Gw4[0], mtu)
-			case ip[0]>>4 == 6 && len(in.Gw6) > 0:
-				n = tooBig6(out, ip, in.MAC, w.e.routerMAC, &in.Gw6[0], mtu)
-			}
-			// The token only when a message is due: packets that get none (no DF,
-			// fragments, errors) must not use up the pod's answers.
-			if n > 0 && w.icmp[in.idx].allowed() {
-				r[0].Len = uint16(n)
-				seg := w.seg
-				w.seg = nil // the reply is one frame, whatever pk is
-				w.queue(in, in.idx, &r[0])
-				w.seg = seg
-				in.stats[w.id].ICMPSent.Add(1)
-			} else {
-				w.cache.Free(r[:])
-			}
-		}
-	}
+	w.icmpError(in, ip, false, mtu)
 	w.drop(in, pk, DropTooBig)
+}
+
+// ttlExpired drops pk, a packet whose TTL or hop limit ran out, and answers a pod's
+// with ICMP "time exceeded" when one is due, as a router does (traceroute counts on
+// it). ip is the packet's IP header on, its TTL as it arrived.
+func (w *Worker) ttlExpired(in *Iface, pk *pmd.Pkt, ip []byte) {
+	w.icmpError(in, ip, true, 0)
+	w.drop(in, pk, DropTTLExpired)
+}
+
+// icmpError sends the pod in the ICMP error about ip, the IP packet it sent: time
+// exceeded, or too big naming mtu; within the rate limit and only when one is due.
+func (w *Worker) icmpError(in *Iface, ip []byte, ttl bool, mtu int) {
+	if in.Kind != Pod || len(ip) == 0 {
+		return
+	}
+	var r [1]pmd.Pkt
+	if w.cache.Alloc(r[:]) != 1 {
+		return
+	}
+	out := w.pool.Bytes(r[0].Frame)[r[0].Off:]
+	n := 0
+	switch {
+	case ip[0]>>4 == 4 && len(in.Gw4) > 0 && ttl:
+		n = timeExceeded4(out, ip, in.MAC, w.e.routerMAC, in.Gw4[0])
+	case ip[0]>>4 == 4 && len(in.Gw4) > 0:
+		n = tooBig4(out, ip, in.MAC, w.e.routerMAC, in.Gw4[0], mtu)
+	case ip[0]>>4 == 6 && len(in.Gw6) > 0 && ttl:
+		n = timeExceeded6(out, ip, in.MAC, w.e.routerMAC, &in.Gw6[0])
+	case ip[0]>>4 == 6 && len(in.Gw6) > 0:
+		n = tooBig6(out, ip, in.MAC, w.e.routerMAC, &in.Gw6[0], mtu)
+	}
+	// The token only when a message is due: packets that get none (no DF,
+	// fragments, errors) must not use up the pod's answers.
+	if n > 0 && w.icmp[in.idx].allowed() {
+		r[0].Len = uint16(n)
+		seg := w.seg
+		w.seg = nil // the reply is one frame, whatever the packet is
+		w.queue(in, in.idx, &r[0])
+		w.seg = seg
+		in.stats[w.id].ICMPSent.Add(1)
+	} else {
+		w.cache.Free(r[:])
+	}
 }
