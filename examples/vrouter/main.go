@@ -356,7 +356,7 @@ func (r *router) openXDPUplink(cfg *config.Config, addIface func(*dataplane.Ifac
 	if err != nil {
 		return fmt.Errorf("uplink XSKMAP: %w", err)
 	}
-	if r.filterPg, err = xdpfilter.Load(r.filterMp); err != nil {
+	if r.filterPg, err = xdpfilter.Load(r.filterMp, cfg.Node.Addr); err != nil {
 		return err
 	}
 	if r.filter, err = xsk.NewProgramFrom(r.filterPg, r.filterMp); err != nil {
