@@ -13,6 +13,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -299,9 +300,12 @@ func (c *Config) Validate() error {
 		p.add("control_cpus", "overlaps forwarding_cpus (%s)", c.FwdCPUs)
 	}
 	if c.Metrics != "" {
-		host, _, err := net.SplitHostPort(c.Metrics)
-		if ip, perr := netip.ParseAddr(host); err != nil || perr != nil || !ip.IsLoopback() {
-			p.add("metrics", "%q must be a loopback host:port", c.Metrics)
+		// The port as a number: net.Listen would refuse one out of range only when
+		// the vRouter starts, and take a service name or an empty port.
+		host, port, err := net.SplitHostPort(c.Metrics)
+		_, nerr := strconv.ParseUint(port, 10, 16)
+		if ip, perr := netip.ParseAddr(host); err != nil || perr != nil || nerr != nil || !ip.IsLoopback() {
+			p.add("metrics", "%q must be a loopback host:port, the port a number up to 65535", c.Metrics)
 		}
 	}
 	if c.LogLevel == "" {
