@@ -628,14 +628,14 @@ func (w *Worker) fromLocal(t *Tables, in *Iface, pk *pmd.Pkt) {
 			return
 		}
 		if in.Kind == Pod && has4(in.Gw4, h.dst4) {
-			w.toHost(in, pk, d)
+			w.toHost(in, in.VRF, pk, d)
 			return
 		}
 		if !decTTL4(d[14:]) {
 			w.ttlExpired(in, pk, d[14:])
 			return
 		}
-		w.forward(t, in, pk, t.Routes.Lookup4(in.VRF, h.dst4), false)
+		w.forward(t, in, in.VRF, pk, t.Routes.Lookup4(in.VRF, h.dst4), false)
 	case etherIPv6:
 		if h.proto == 58 && h.l4 < len(d) && d[h.l4] == 135 { // neighbour solicitation
 			if dadOwn(in, &h.src6, d[h.l4:]) {
@@ -654,20 +654,24 @@ func (w *Worker) fromLocal(t *Tables, in *Iface, pk *pmd.Pkt) {
 			return
 		}
 		if in.Kind == Pod && has6(in.Gw6, &h.dst6) {
-			w.toHost(in, pk, d)
+			w.toHost(in, in.VRF, pk, d)
 			return
 		}
 		if !decHopLimit6(d[14:]) {
 			w.ttlExpired(in, pk, d[14:])
 			return
 		}
-		w.forward(t, in, pk, t.Routes.Lookup6(in.VRF, &h.dst6), false)
+		w.forward(t, in, in.VRF, pk, t.Routes.Lookup6(in.VRF, &h.dst6), false)
 	}
 }
 
-// toHost sends a pod's frame addressed to its gateway to the host's TAP.
-func (w *Worker) toHost(in *Iface, pk *pmd.Pkt, d []byte) {
-	if w.e.exception < 0 {
+// toHost sends a frame of VRF vrf that is for the host (addressed to a pod's
+// gateway, or routed to the exception path) to the host's TAP. The TAP belongs to
+// one VRF, the one what the host sends through it is routed in: a frame of another
+// VRF has no exception path, as the host's answer would reach that VRF's pod with
+// the address, another tenant's.
+func (w *Worker) toHost(in *Iface, vrf uint32, pk *pmd.Pkt, d []byte) {
+	if w.e.exception < 0 || w.e.ifaces[w.e.exception].VRF != vrf {
 		w.drop(in, pk, DropNoException)
 		return
 	}
@@ -676,13 +680,14 @@ func (w *Worker) toHost(in *Iface, pk *pmd.Pkt, d []byte) {
 	w.queue(in, w.e.exception, pk)
 }
 
-// forward sends pk (an Ethernet frame whose IP header follows at 14) where nh says.
-// fromTunnel marks frames that arrived through a tunnel: they never go back into one.
-func (w *Worker) forward(t *Tables, in *Iface, pk *pmd.Pkt, id route.NextHopID, fromTunnel bool) {
+// forward sends pk (an Ethernet frame whose IP header follows at 14, looked up in
+// VRF vrf) where nh says. fromTunnel marks frames that arrived through a tunnel:
+// they never go back into one.
+func (w *Worker) forward(t *Tables, in *Iface, vrf uint32, pk *pmd.Pkt, id route.NextHopID, fromTunnel bool) {
 	for hops := 0; hops < 2; hops++ { // an ECMP group resolves to a member once
 		if id == route.NoRoute {
 			if t.UnknownToHost && w.e.exception >= 0 {
-				w.toHost(in, pk, w.pool.Data(pk))
+				w.toHost(in, vrf, pk, w.pool.Data(pk))
 				return
 			}
 			w.drop(in, pk, DropNoRoute)
@@ -698,7 +703,7 @@ func (w *Worker) forward(t *Tables, in *Iface, pk *pmd.Pkt, id route.NextHopID, 
 			w.drop(in, pk, DropDiscard)
 			return
 		case route.KindReceive:
-			w.toHost(in, pk, w.pool.Data(pk))
+			w.toHost(in, vrf, pk, w.pool.Data(pk))
 			return
 		case route.KindLocal:
 			d := w.pool.Data(pk)
@@ -828,14 +833,14 @@ func (w *Worker) fromUplink(t *Tables, in *Iface, pk *pmd.Pkt) {
 			w.drop(in, pk, DropTTLExpired)
 			return
 		}
-		w.forward(t, in, pk, t.Routes.Lookup4(vrf, h.dst4), true)
+		w.forward(t, in, vrf, pk, t.Routes.Lookup4(vrf, h.dst4), true)
 		return
 	}
 	if !decHopLimit6(d[14:]) {
 		w.drop(in, pk, DropTTLExpired)
 		return
 	}
-	w.forward(t, in, pk, t.Routes.Lookup6(vrf, &h.dst6), true)
+	w.forward(t, in, vrf, pk, t.Routes.Lookup6(vrf, &h.dst6), true)
 }
 
 // answerARP replies to ARP requests for the VRF's gateways and pods.

@@ -749,3 +749,78 @@ func TestTimeExceeded(t *testing.T) {
 		t.Fatalf("ttl_expired %d, ICMP sent %d; want 3, 2", s.Drops[DropTTLExpired], s.ICMPSent)
 	}
 }
+
+// TestExceptionOtherVRF: the exception TAP is the first VRF's: what the host sends
+// into it is routed in that VRF. A pod of another VRF must not reach the host
+// through it (its gateway, an exception route, unknown destinations), or the host's
+// answers, routed in the first VRF, go to whichever pod there has the address:
+// another tenant's, as VRFs may overlap. Such packets are dropped as
+// no_exception_path; the first VRF's pods still reach the host.
+func TestExceptionOtherVRF(t *testing.T) {
+	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 1024, Huge: pmd.HugeNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.Parse([]byte(`
+node: {name: n1, underlay_ip: 192.168.50.1}
+uplink: {interface: ul}
+exception: {tap: t, unknown: exception}
+vrfs:
+  - {name: red, vni: 100, label: 100}
+  - name: blue
+    vni: 200
+    label: 200
+    routes: [{prefix: 10.8.0.0/16, action: exception}]
+interfaces:
+  - {name: red1, type: veth, vrf: red, ips: [10.1.1.2], mac: "02:00:00:00:01:02", gateway: [10.1.1.1], veth: {interface: v1}}
+  - {name: blue1, type: veth, vrf: blue, ips: [10.1.1.2], mac: "02:00:00:00:02:02", gateway: [10.1.1.1], veth: {interface: v2}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var far []pmd.Port
+	port := func() pmd.Port {
+		a, b, _ := pmd.NewRingPair(pmd.RingPairOptions{Pool: pool})
+		far = append(far, a, b)
+		return a
+	}
+	ifaces := []*Iface{{Name: "ul", Kind: Uplink, Queues: []pmd.Port{port()}}}
+	for i, in := range c.Interfaces {
+		ifaces = append(ifaces, &Iface{Name: in.Name, Kind: Pod, Queues: []pmd.Port{port()}, VRF: VRFID(i), MAC: [6]byte(in.HW),
+			IP4: []uint32{IP4(in.Addrs[0])}, Gw4: []uint32{IP4(in.Gateways[0])}})
+	}
+	ifaces = append(ifaces, &Iface{Name: "t", Kind: Exception, Queues: []pmd.Port{port()}, VRF: VRFID(0), MAC: [6]byte{2, 0xee, 0, 0, 0, 1}})
+	red, blue, host := far[3], far[5], far[7]
+	e := New(Config{Pool: pool, Ifaces: ifaces, RouterMAC: routerMAC, Decap: encap.DecapOptions{Local: []netip.Addr{c.Node.Addr}}})
+	tabs, err := Build(c, map[string]int{"red1": 1, "blue1": 2}, [6]byte{2, 0, 0, 0, 0x50, 1}, routerMAC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Publish(tabs)
+	cache := pool.NewCache(64)
+	t.Cleanup(func() {
+		e.Close()
+		for _, p := range far {
+			p.Close()
+		}
+		cache.Flush()
+		pool.Close()
+	})
+	r1, b1 := c.Interfaces[0], c.Interfaces[1]
+	for _, dst := range []string{"10.1.1.1", "10.8.0.1", "172.16.0.1"} { // gateway, exception route, unknown
+		send(t, pool, cache, blue, udp4([6]byte(b1.HW), routerMAC, b1.Addrs[0], netip.MustParseAddr(dst), 64, "blue"))
+		e.Poll()
+		if got := recv(pool, cache, host); len(got) != 0 {
+			t.Fatalf("blue's packet to %s reached the host, whose answer would go to red's 10.1.1.2", dst)
+		}
+	}
+	if n := e.ifaces[2].Stats().Drops[DropNoException]; n != 3 {
+		t.Errorf("blue: %d no_exception_path drops, want 3", n)
+	}
+	send(t, pool, cache, red, udp4([6]byte(r1.HW), routerMAC, r1.Addrs[0], r1.Gateways[0], 64, "red"))
+	send(t, pool, cache, red, udp4([6]byte(r1.HW), routerMAC, r1.Addrs[0], netip.MustParseAddr("172.16.0.1"), 64, "red"))
+	e.Poll()
+	if got := recv(pool, cache, host); len(got) != 2 {
+		t.Fatalf("red's packets to the host: %d arrived, want 2", len(got))
+	}
+}
