@@ -646,13 +646,29 @@ func (t *Tunnel) encapSlow(frame []byte, pk *pmd.Pkt, ch *chainTail) error {
 // which it leaves any other packet, unchanged: it runs over pkts, touching the frames
 // a few packets ahead, up to the first packet it does not take, and returns how many
 // it did.
+//
+// The outer IPv4 and IPv6 cases are separate loops: with both in one, the loop body
+// kept more values live than there are registers, and the IPv4 case (the common
+// one, and the cheaper) paid for the IPv6 one's spills and branches. Their first
+// halves, which packets they take and the flow hash, are the same code written out
+// twice (as helpers they were not inlined, and a call per packet cost more than the
+// split saved): a change to one belongs in the other. The IPv4 loop makes no call: Go
+// treats every register as clobbered by a call, and values live across even a call
+// on a rare branch tended to be kept on the stack for the whole body.
 func (t *Tunnel) encapFastRun(pool *pmd.Pool, pkts []pmd.Pkt) int {
+	if t.v6 {
+		return t.encapFast6(pool, pkts)
+	}
+	return t.encapFast4(pool, pkts)
+}
+
+// encapFast4 is encapFastRun for an outer IPv4 header.
+func (t *Tunnel) encapFast4(pool *pmd.Pool, pkts []pmd.Pkt) int {
 	var sink byte
 	for i := range pkts {
 		sink += touch(pool, pkts, i)
 		frame, pk := pool.Bytes(pkts[i].Frame), &pkts[i]
-		off, plen, hl := int(pk.Off), int(pk.Len), t.n
-		ioff := int(t.ioff)
+		off, plen, hl, ioff := int(pk.Off), int(pk.Len), t.n, int(t.ioff)
 		if off < t.fastOff || pk.Flags&(pmd.PktCsumPartial|pmd.PktMore) != 0 || plen < ioff+24 || plen > t.maxPlen || off+plen > len(frame) {
 			keep(sink)
 			return i
@@ -669,7 +685,7 @@ func (t *Tunnel) encapFastRun(pool *pmd.Pool, pkts []pmd.Pkt) int {
 			return i
 		}
 		hash := pk.Hash
-		if pk.Flags&pmd.PktHashValid == 0 && (t.udp || t.v6) {
+		if pk.Flags&pmd.PktHashValid == 0 && t.udp {
 			// FlowHash's IPv4 case: the ports of TCP, UDP and SCTP unless a fragment.
 			proto := ip[9]
 			ports := uint64(binary.BigEndian.Uint32(ip[20:])) & portMask[proto]
@@ -691,37 +707,99 @@ func (t *Tunnel) encapFastRun(pool *pmd.Pool, pkts []pmd.Pkt) int {
 		ttl, tos := lttl&t.ttlKeep|t.ttlSet, ip[1]&t.tosKeep|t.tosSet
 		start := off - hl
 		tl := uint64(plen + hl - t.l3)
-		if t.v6 {
-			// The block encapSlow writes, so that the headroom ends up alike too.
-			if hl <= 64 {
-				*(*[64]byte)(frame[off-64 : off]) = t.tmpl64
-			} else {
-				*(*[128]byte)(frame[off-128 : off]) = t.tmpl128
-			}
-			// Version, traffic class, flow label (RFC 6438), payload length, next
-			// header (the template's), hop limit.
-			o := start + t.l3
-			binary.BigEndian.PutUint64(frame[o:o+8], 6<<60|uint64(tos)<<52|uint64(hash&0xfffff)<<32|
-				(tl-40)<<16|uint64(t.proto)<<8|uint64(ttl))
-		} else {
-			frag := uint64(binary.BigEndian.Uint16(ip[6:]))&t.dfKeep | t.dfSet
-			var id uint64
-			if frag == 0 { // DFClear, or DFCopy of a clear bit
-				id = uint64(uint16(t.id.Add(1)))
-			}
-			*(*[64]byte)(frame[off-64 : off]) = t.tmpl64
-			acc := t.ipBase + uint64(tos) + tl + id + frag + uint64(ttl)<<8
-			o := start + t.l3
-			iph := (*[12]byte)(frame[o : o+12])
-			binary.BigEndian.PutUint64(iph[:], 0x45<<56|uint64(tos)<<48|tl<<32|id<<16|frag)
-			binary.BigEndian.PutUint32(iph[8:], uint32(ttl)<<24|uint32(t.proto)<<16|uint32(^fold32(acc)))
+		frag := uint64(binary.BigEndian.Uint16(ip[6:]))&t.dfKeep | t.dfSet
+		var id uint64
+		if frag == 0 { // DFClear, or DFCopy of a clear bit
+			id = uint64(uint16(t.id.Add(1)))
 		}
-		o := start + t.l4
+		*(*[64]byte)(frame[off-64 : off]) = t.tmpl64
+		acc := t.ipBase + uint64(tos) + tl + id + frag + uint64(ttl)<<8
+		o := start + t.l3
+		iph := (*[12]byte)(frame[o : o+12])
+		binary.BigEndian.PutUint64(iph[:], 0x45<<56|uint64(tos)<<48|tl<<32|id<<16|frag)
+		binary.BigEndian.PutUint32(iph[8:], uint32(ttl)<<24|uint32(t.proto)<<16|uint32(^fold32(acc)))
+		o = start + t.l4
+		if t.udp {
+			port := uint16(t.portLo + uint32(uint64(hash)*uint64(t.portSp)>>32))
+			ulen := uint16(plen + hl - t.l4)
+			u := (*[8]byte)(frame[o : o+8])
+			binary.BigEndian.PutUint64(u[:], uint64(port)<<48|uint64(t.dport)<<32|uint64(ulen)<<16)
+		} else if t.gre {
+			g := (*[4]byte)(frame[o : o+4])
+			binary.BigEndian.PutUint16(g[2:], EtherIPv4)
+		}
+		for _, o := range t.ttlOff[:t.nCopy] {
+			frame[start+int(o)] = lttl
+		}
+		pk.Off = uint16(start)
+		pk.Len = uint16(plen + hl)
+	}
+	keep(sink)
+	return len(pkts)
+}
+
+// encapFast6 is encapFastRun for an outer IPv6 header.
+func (t *Tunnel) encapFast6(pool *pmd.Pool, pkts []pmd.Pkt) int {
+	var sink byte
+	for i := range pkts {
+		sink += touch(pool, pkts, i)
+		frame, pk := pool.Bytes(pkts[i].Frame), &pkts[i]
+		off, plen, hl, ioff := int(pk.Off), int(pk.Len), t.n, int(t.ioff)
+		if off < t.fastOff || pk.Flags&(pmd.PktCsumPartial|pmd.PktMore) != 0 || plen < ioff+24 || plen > t.maxPlen || off+plen > len(frame) {
+			keep(sink)
+			return i
+		}
+		if t.innerL2 {
+			if e := (*[14]byte)(frame[off : off+14]); e[12] != 0x08 || e[13] != 0 {
+				keep(sink)
+				return i
+			}
+		}
+		ip := (*[24]byte)(frame[off+ioff : off+ioff+24])
+		if ip[0] != 0x45 {
+			keep(sink)
+			return i
+		}
+		hash := pk.Hash
+		if pk.Flags&pmd.PktHashValid == 0 { // the flow label takes it whatever the type
+			// FlowHash's IPv4 case: the ports of TCP, UDP and SCTP unless a fragment.
+			proto := ip[9]
+			ports := uint64(binary.BigEndian.Uint32(ip[20:])) & portMask[proto]
+			if binary.BigEndian.Uint16(ip[6:])&0x3fff != 0 {
+				ports = 0
+			}
+			if t.hash.Symmetric {
+				hash = hash4(uint64(binary.BigEndian.Uint32(ip[12:])), uint64(binary.BigEndian.Uint32(ip[16:])), proto,
+					ports>>16, ports&0xffff, t.hash)
+			} else {
+				// hash4 without the ordering: the addresses are one big-endian word.
+				h := mix(binary.BigEndian.Uint64(ip[12:])^t.hash.Seed, uint64(proto)<<32|ports)
+				hash = uint32(h ^ h>>32)
+			}
+			pk.Hash = hash
+			pk.Flags |= pmd.PktHashValid
+		}
+		lttl := ip[8]
+		ttl, tos := lttl&t.ttlKeep|t.ttlSet, ip[1]&t.tosKeep|t.tosSet
+		start := off - hl
+		tl := uint64(plen + hl - t.l3)
+		// The block encapSlow writes, so that the headroom ends up alike too.
+		if hl <= 64 {
+			*(*[64]byte)(frame[off-64 : off]) = t.tmpl64
+		} else {
+			*(*[128]byte)(frame[off-128 : off]) = t.tmpl128
+		}
+		// Version, traffic class, flow label (RFC 6438), payload length, next
+		// header (the template's), hop limit.
+		o := start + t.l3
+		binary.BigEndian.PutUint64(frame[o:o+8], 6<<60|uint64(tos)<<52|uint64(hash&0xfffff)<<32|
+			(tl-40)<<16|uint64(t.proto)<<8|uint64(ttl))
+		o = start + t.l4
 		if t.udp {
 			port := uint16(t.portLo + uint32(uint64(hash)*uint64(t.portSp)>>32))
 			ulen := uint16(plen + hl - t.l4)
 			var c uint16
-			if t.v6 && t.csum6 != Csum6Zero {
+			if t.csum6 != Csum6Zero {
 				if ps, ok := t.innerSum4(frame, off, plen, ioff); ok {
 					// udp6Checksum with innerSum done inline.
 					if c = ^fold(t.udpBase + 2*uint64(ulen) + uint64(port) + ps + t.nCopy*uint64(lttl)); c == 0 {
@@ -742,7 +820,6 @@ func (t *Tunnel) encapFastRun(pool *pmd.Pool, pkts []pmd.Pkt) int {
 		}
 		pk.Off = uint16(start)
 		pk.Len = uint16(plen + hl)
-		continue
 	}
 	keep(sink)
 	return len(pkts)
