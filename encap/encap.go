@@ -798,13 +798,15 @@ func (t *Tunnel) encapFast6(pool *pmd.Pool, pkts []pmd.Pkt) int {
 		if t.udp {
 			port := uint16(t.portLo + uint32(uint64(hash)*uint64(t.portSp)>>32))
 			ulen := uint16(plen + hl - t.l4)
+			// udp6Checksum's cases, the full sum and innerSum4's common case without
+			// its call.
 			var c uint16
-			if t.csum6 != Csum6Zero {
+			switch t.csum6 {
+			case Csum6Full:
+				c = t.udp6Finish(sum(0, frame[off:off+plen]), lttl, port, ulen)
+			case Csum6Inner:
 				if ps, ok := t.innerSum4(frame, off, plen, ioff); ok {
-					// udp6Checksum with innerSum done inline.
-					if c = ^fold(t.udpBase + 2*uint64(ulen) + uint64(port) + ps + t.nCopy*uint64(lttl)); c == 0 {
-						c = 0xffff
-					}
+					c = t.udp6Finish(ps, lttl, port, ulen)
 				} else {
 					c = t.udp6Checksum(frame[off:off+plen:off+plen], 4, ioff, lttl, port, ulen)
 				}
@@ -909,8 +911,15 @@ func (t *Tunnel) udp6Checksum(payload []byte, ver, ioff int, lttl uint8, port, u
 	if !ok {
 		ps = sum(0, payload)
 	}
-	acc := t.udpBase + 2*uint64(ulen) + uint64(port) + ps + t.nCopy*uint64(lttl)
-	c := ^fold(acc)
+	return t.udp6Finish(ps, lttl, port, ulen)
+}
+
+// udp6Finish returns the UDP checksum under an IPv6 outer header given ps, the
+// payload's sum: the template's share is in udpBase, the UDP length counts twice (in
+// the pseudo-header and the UDP header), and each label TTL copied from the payload
+// once.
+func (t *Tunnel) udp6Finish(ps uint64, lttl uint8, port, ulen uint16) uint16 {
+	c := ^fold(t.udpBase + 2*uint64(ulen) + uint64(port) + ps + t.nCopy*uint64(lttl))
 	if c == 0 {
 		c = 0xffff // RFC 768: a computed zero is sent as all ones
 	}
