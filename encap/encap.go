@@ -395,7 +395,7 @@ func NewTunnel(o Options) (*Tunnel, error) {
 	copy(t.tmpl128[128-p:], h[:p])
 	t.ipBase = uint64(fold(t.ipBase))
 	if t.udp && t.v6 {
-		t.udpBase = pseudo + sum(0, h[t.l4:p])
+		t.udpBase = uint64(fold(pseudo + sum(0, h[t.l4:p])))
 	}
 	t.maxPlen = min(0xffff-p, t.mtu+t.l3-p)
 	t.fast = t.vlan == 0 && (t.v6 || p <= 64)
@@ -845,9 +845,13 @@ func (t *Tunnel) innerSum4(frame []byte, off, plen, ioff int) (uint64, bool) {
 	}
 	// The header sums to zero; the segment to minus its pseudo-header (addresses,
 	// protocol, length), as innerSum explains.
+	// The addresses' four words summed two at a time in 32-bit lanes. The pseudo-header
+	// sum ps is at most six words, below 6·0xffff, so 16·0xffff - ps, positive and
+	// congruent to -ps modulo 0xffff, negates it without folding it first.
 	a := binary.BigEndian.Uint64(ip[12:])
-	ps := uint64(proto) + uint64(tl-20) + a>>48 + a>>32&0xffff + a>>16&0xffff + a&0xffff
-	acc := 0xffff - uint64(fold32(ps))
+	a = a&0x0000ffff0000ffff + a>>16&0x0000ffff0000ffff
+	ps := (uint64(proto) + uint64(tl-20)) + (a>>32 + a&0xffffffff)
+	acc := 16*0xffff - ps
 	if ioff > 0 {
 		e := (*[14]byte)(frame[off : off+14])
 		acc += uint64(binary.BigEndian.Uint16(e[0:])) + uint64(binary.BigEndian.Uint16(e[2:])) +
@@ -917,9 +921,12 @@ func (t *Tunnel) udp6Checksum(payload []byte, ver, ioff int, lttl uint8, port, u
 // udp6Finish returns the UDP checksum under an IPv6 outer header given ps, the
 // payload's sum: the template's share is in udpBase, the UDP length counts twice (in
 // the pseudo-header and the UDP header), and each label TTL copied from the payload
-// once.
+// once. ps must be below 2^24, as the sums of sum, innerSum and innerSum4 are (a few
+// 16-bit words each): the whole is then below 2^32 and fold32's two steps fold it,
+// where fold's four would lengthen the chain of dependent operations every packet
+// waits on.
 func (t *Tunnel) udp6Finish(ps uint64, lttl uint8, port, ulen uint16) uint16 {
-	c := ^fold(t.udpBase + 2*uint64(ulen) + uint64(port) + ps + t.nCopy*uint64(lttl))
+	c := ^fold32(t.udpBase + 2*uint64(ulen) + uint64(port) + t.nCopy*uint64(lttl) + ps)
 	if c == 0 {
 		c = 0xffff // RFC 768: a computed zero is sent as all ones
 	}
