@@ -714,16 +714,24 @@ func (t *Tunnel) encapFast4(pool *pmd.Pool, pkts []pmd.Pkt) int {
 		}
 		*(*[64]byte)(frame[off-64 : off]) = t.tmpl64
 		acc := t.ipBase + uint64(tos) + tl + id + frag + uint64(ttl)<<8
+		// Only the fields that vary go in, each with a store of its own: the template
+		// holds version/IHL, protocol and the UDP destination port already, and
+		// separate narrow stores take fewer instructions than shifting the fields
+		// into words.
 		o := start + t.l3
 		iph := (*[12]byte)(frame[o : o+12])
-		binary.BigEndian.PutUint64(iph[:], 0x45<<56|uint64(tos)<<48|tl<<32|id<<16|frag)
-		binary.BigEndian.PutUint32(iph[8:], uint32(ttl)<<24|uint32(t.proto)<<16|uint32(^fold32(acc)))
+		iph[1] = tos
+		binary.BigEndian.PutUint16(iph[2:], uint16(tl))
+		binary.BigEndian.PutUint32(iph[4:], uint32(id<<16|frag))
+		iph[8] = ttl
+		binary.BigEndian.PutUint16(iph[10:], ^fold32(acc))
 		o = start + t.l4
 		if t.udp {
 			port := uint16(t.portLo + uint32(uint64(hash)*uint64(t.portSp)>>32))
 			ulen := uint16(plen + hl - t.l4)
 			u := (*[8]byte)(frame[o : o+8])
-			binary.BigEndian.PutUint64(u[:], uint64(port)<<48|uint64(t.dport)<<32|uint64(ulen)<<16)
+			binary.BigEndian.PutUint16(u[0:], port)
+			binary.BigEndian.PutUint16(u[4:], ulen)
 		} else if t.gre {
 			g := (*[4]byte)(frame[o : o+4])
 			binary.BigEndian.PutUint16(g[2:], EtherIPv4)
@@ -791,9 +799,12 @@ func (t *Tunnel) encapFast6(pool *pmd.Pool, pkts []pmd.Pkt) int {
 		}
 		// Version, traffic class, flow label (RFC 6438), payload length, next
 		// header (the template's), hop limit.
+		// The next header is the template's.
 		o := start + t.l3
-		binary.BigEndian.PutUint64(frame[o:o+8], 6<<60|uint64(tos)<<52|uint64(hash&0xfffff)<<32|
-			(tl-40)<<16|uint64(t.proto)<<8|uint64(ttl))
+		iph := (*[8]byte)(frame[o : o+8])
+		binary.BigEndian.PutUint32(iph[0:], 6<<28|uint32(tos)<<20|hash&0xfffff)
+		binary.BigEndian.PutUint16(iph[4:], uint16(tl-40))
+		iph[7] = ttl
 		o = start + t.l4
 		if t.udp {
 			port := uint16(t.portLo + uint32(uint64(hash)*uint64(t.portSp)>>32))
@@ -812,7 +823,9 @@ func (t *Tunnel) encapFast6(pool *pmd.Pool, pkts []pmd.Pkt) int {
 				}
 			}
 			u := (*[8]byte)(frame[o : o+8])
-			binary.BigEndian.PutUint64(u[:], uint64(port)<<48|uint64(t.dport)<<32|uint64(ulen)<<16|uint64(c))
+			binary.BigEndian.PutUint16(u[0:], port)
+			binary.BigEndian.PutUint16(u[4:], ulen)
+			binary.BigEndian.PutUint16(u[6:], c)
 		} else if t.gre {
 			g := (*[4]byte)(frame[o : o+4])
 			binary.BigEndian.PutUint16(g[2:], EtherIPv4)
