@@ -715,9 +715,9 @@ func (t *Tunnel) encapFast4(pool *pmd.Pool, pkts []pmd.Pkt) int {
 		*(*[64]byte)(frame[off-64 : off]) = t.tmpl64
 		acc := t.ipBase + uint64(tos) + tl + id + frag + uint64(ttl)<<8
 		// Only the fields that vary go in, each with a store of its own: the template
-		// holds version/IHL, protocol and the UDP destination port already, and
-		// separate narrow stores take fewer instructions than shifting the fields
-		// into words.
+		// holds version/IHL, protocol, the UDP destination port and its zero
+		// checksum already, and separate narrow stores take fewer instructions than
+		// shifting the fields into words.
 		o := start + t.l3
 		iph := (*[12]byte)(frame[o : o+12])
 		iph[1] = tos
@@ -857,10 +857,10 @@ func (t *Tunnel) innerSum4(frame []byte, off, plen, ioff int) (uint64, bool) {
 		return 0, false
 	}
 	// The header sums to zero; the segment to minus its pseudo-header (addresses,
-	// protocol, length), as innerSum explains.
-	// The addresses' four words summed two at a time in 32-bit lanes. The pseudo-header
-	// sum ps is at most six words, below 6·0xffff, so 16·0xffff - ps, positive and
-	// congruent to -ps modulo 0xffff, negates it without folding it first.
+	// protocol, length), as innerSum explains. The addresses' four words are summed
+	// two at a time in 32-bit lanes. The pseudo-header sum ps is at most six words,
+	// below 6·0xffff, so 16·0xffff - ps, positive and congruent to -ps modulo 0xffff,
+	// negates it without folding it first.
 	a := binary.BigEndian.Uint64(ip[12:])
 	a = a&0x0000ffff0000ffff + a>>16&0x0000ffff0000ffff
 	ps := (uint64(proto) + uint64(tl-20)) + (a>>32 + a&0xffffffff)
