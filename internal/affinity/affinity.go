@@ -3,7 +3,9 @@
 package affinity
 
 import (
+	"errors"
 	"os"
+	"strconv"
 
 	"golang.org/x/sys/unix"
 )
@@ -63,4 +65,49 @@ func processNow() (Mask, error) {
 		}
 	}
 	return m, nil
+}
+
+// SetProcessThreads pins every thread of the process to the CPUs in m, including the
+// runtime's idle threads and its template thread. The threads the runtime starts later
+// inherit m: a new thread takes its affinity from the thread that clones it, which is
+// either one of these or, when the cloning goroutine is locked to its thread, the
+// template thread (which LockOSThread starts while the thread is still unlocked).
+// A goroutine that pins its own locked thread afterwards narrows just that thread.
+//
+// It walks /proc/self/task until a pass finds no thread it has not pinned, so a thread
+// cloned from an unpinned one during the walk is pinned too. A thread that exits
+// meanwhile is skipped.
+func SetProcessThreads(m *Mask) error {
+	var s unix.CPUSet
+	s.Zero()
+	for cpu := 0; cpu < MaxCPUs; cpu++ {
+		if m[cpu/64]&(1<<(cpu%64)) != 0 {
+			s.Set(cpu)
+		}
+	}
+	done := map[int]bool{}
+	for pass := 0; ; pass++ {
+		ents, err := os.ReadDir("/proc/self/task")
+		if err != nil {
+			return err
+		}
+		fresh := 0
+		for _, e := range ents {
+			tid, err := strconv.Atoi(e.Name())
+			if err != nil || done[tid] {
+				continue
+			}
+			fresh++
+			if err := unix.SchedSetaffinity(tid, &s); err != nil && err != unix.ESRCH {
+				return os.NewSyscallError("sched_setaffinity", err)
+			}
+			done[tid] = true
+		}
+		if fresh == 0 {
+			return nil
+		}
+		if pass == 100 {
+			return errors.New("affinity: threads kept appearing while the process was pinned")
+		}
+	}
 }

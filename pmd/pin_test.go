@@ -1,0 +1,141 @@
+package pmd
+
+import (
+	"context"
+	"os"
+	"runtime"
+	"strconv"
+	"sync"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/dpkit/dpkit/internal/affinity"
+)
+
+// threadSets returns the CPU set of every thread of the process, by thread id.
+func threadSets(t *testing.T) map[int]CPUSet {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sets := map[int]CPUSet{}
+	for _, e := range ents {
+		tid, _ := strconv.Atoi(e.Name())
+		var s unix.CPUSet
+		if unix.SchedGetaffinity(tid, &s) != nil {
+			continue // exited
+		}
+		var c CPUSet
+		for cpu := 0; cpu < MaxCPUs; cpu++ {
+			if s.IsSet(cpu) {
+				c.m[cpu/64] |= 1 << (cpu % 64)
+			}
+		}
+		sets[tid] = c
+	}
+	return sets
+}
+
+// TestPinProcess: after PinProcess every thread runs on the control set, and so do the
+// threads the runtime starts afterwards, from unlocked and from locked goroutines; a
+// pinned Worker's thread narrows itself to its own CPU, outside the set, and goes back
+// to the set when the worker stops.
+func TestPinProcess(t *testing.T) {
+	m, err := affinity.Process()
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := CPUSet{m: m}
+	cpus := all.CPUs()
+	if len(cpus) < 2 {
+		t.Skip("needs 2 CPUs")
+	}
+	ctl, fwd := CPUSetOf(cpus[0]), CPUSetOf(cpus[len(cpus)-1])
+	if err := PinProcess(ctl); err != nil {
+		t.Fatal(err)
+	}
+	defer PinProcess(all)
+	check := func(when string) {
+		t.Helper()
+		for tid, s := range threadSets(t) {
+			if s != ctl {
+				t.Errorf("%s: thread %d runs on %s, want %s", when, tid, s, ctl)
+			}
+		}
+	}
+	check("after PinProcess")
+
+	// New threads: goroutines that hold their threads make the runtime start more,
+	// some cloned while the cloning goroutine is itself locked.
+	release := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			var inner sync.WaitGroup
+			for j := 0; j < 2; j++ {
+				inner.Add(1)
+				go func() {
+					defer inner.Done()
+					runtime.LockOSThread()
+					defer runtime.UnlockOSThread()
+					<-release
+				}()
+			}
+			<-release
+			inner.Wait()
+		}()
+	}
+	before := len(threadSets(t))
+	for len(threadSets(t)) < before+8 {
+		runtime.Gosched()
+	}
+	check("with new threads")
+	close(release)
+	wg.Wait()
+
+	seen := make(chan CPUSet, 1)
+	w, err := NewWorker(WorkerOptions{Name: "pin", CPUs: fwd}, func() int {
+		var s unix.CPUSet
+		if unix.SchedGetaffinity(0, &s) == nil {
+			select {
+			case seen <- CPUSetOf(cpusOf(&s)...):
+			default:
+			}
+		}
+		return 0
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- w.Run(ctx) }()
+	if got := <-seen; got != fwd {
+		t.Errorf("worker thread runs on %s, want %s", got, fwd)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	check("after the worker stopped")
+
+	if err := PinProcess(CPUSet{}); err == nil {
+		t.Error("PinProcess of the empty set: no error")
+	}
+}
+
+func cpusOf(s *unix.CPUSet) []int {
+	var cpus []int
+	for cpu := 0; cpu < MaxCPUs; cpu++ {
+		if s.IsSet(cpu) {
+			cpus = append(cpus, cpu)
+		}
+	}
+	return cpus
+}
