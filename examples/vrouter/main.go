@@ -53,6 +53,12 @@ var xskConfig = xsk.Config{TxBudget: 256, MultiBuffer: true}
 var routerMAC = [6]byte{0x00, 0x00, 0x5e, 0x00, 0x01, 0x00}
 
 func main() {
+	// SIGHUP asks for a reload. It is caught from the first moment: reading the
+	// configuration and opening the interfaces take a while, and a reload asked for
+	// meanwhile would otherwise kill the process (the signal's default action). run
+	// carries it out once forwarding runs.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
 	cfgPath := flag.String("config", "", "configuration file (YAML)")
 	logJSON := flag.Bool("log-json", false, "log as JSON instead of text")
 	frames := flag.Int("frames", 16384, "packet buffers in the pool")
@@ -99,7 +105,7 @@ func main() {
 	slog.SetDefault(log)
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
-	if err := run(ctx, cfg, *cfgPath, *frames, log); err != nil {
+	if err := run(ctx, cfg, *cfgPath, *frames, hup, log); err != nil {
 		log.Error("vrouter stopped", "err", err)
 		os.Exit(1)
 	}
@@ -128,8 +134,9 @@ type router struct {
 	xskTried bool // an AF_XDP socket was opened (or tried): see openXSK
 }
 
-// run runs the vRouter of cfg (read from path, for reloads) until ctx ends.
-func run(ctx context.Context, cfg *config.Config, path string, frames int, log *slog.Logger) (err error) {
+// run runs the vRouter of cfg (read from path) until ctx ends, reloading path's
+// routes on each value from hup.
+func run(ctx context.Context, cfg *config.Config, path string, frames int, hup <-chan os.Signal, log *slog.Logger) (err error) {
 	r := &router{log: log, captures: map[string]*pmd.CapturePort{}, names: map[string]int{}}
 	defer r.close()
 	// One forwarding worker per forwarding CPU (one unpinned worker without a set).
@@ -143,9 +150,14 @@ func run(ctx context.Context, cfg *config.Config, path string, frames int, log *
 	}
 	r.eng.Publish(tabs)
 
-	// Control work (vhost-user sockets, reloads, the ops endpoint) runs on the
-	// control CPUs; each forwarding worker pins itself to its CPU.
+	// Control work (vhost-user sockets, reloads, the ops endpoint, the Go runtime's
+	// own threads) runs on the control CPUs: the whole process is confined to them
+	// before the workers start, and each forwarding worker then pins its own thread to
+	// its CPU.
 	if cfg.CtlCPUs.Count() > 0 {
+		if err := pmd.PinProcess(cfg.CtlCPUs); err != nil {
+			return fmt.Errorf("control_cpus: %w", err)
+		}
 		log.Info("control CPUs", "cpus", cfg.CtlCPUs.String())
 	}
 	idle, ok := map[string]pmd.IdlePolicy{"busy-poll": pmd.IdleBusyPoll, "yield": pmd.IdleYield,
@@ -184,13 +196,17 @@ func run(ctx context.Context, cfg *config.Config, path string, frames int, log *
 		log.Info("operations endpoint", "addr", srv.Addr())
 	}
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+	// The reload goroutine ends before run closes what it opened, whichever way run
+	// ends.
+	ran, reloads := make(chan struct{}), make(chan struct{})
+	defer func() { close(ran); <-reloads }()
 	go func() {
+		defer close(reloads)
 		for {
 			select {
 			case <-ctx.Done():
+				return
+			case <-ran:
 				return
 			case <-hup:
 				r.reload(path, cfg)

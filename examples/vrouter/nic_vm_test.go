@@ -118,7 +118,7 @@ remotes:
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	if err := run(ctx, cfg, path, 4096, log); err == nil || !strings.Contains(err.Error(), "vfio-pci") {
+	if err := run(ctx, cfg, path, 4096, nil, log); err == nil || !strings.Contains(err.Error(), "vfio-pci") {
 		t.Fatalf("unbound NIC: %v", err)
 	}
 	if err := pmd.BindVFIO(bdf); err != nil {
@@ -130,7 +130,7 @@ remotes:
 		}
 	}()
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, cfg, path, 4096, log) }()
+	go func() { done <- run(ctx, cfg, path, 4096, nil, log) }()
 	stopped := false
 	stop := func() {
 		if !stopped {

@@ -80,9 +80,15 @@ func (c *Cluster) Config(i int, encap string, extraRoutes ...string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "node: {name: n%d, underlay_ip: %s}\n", i+1, n.Underlay)
 	fmt.Fprintf(&b, "uplink: {interface: ul, xdp_mode: auto, queues: %d}\n", c.T.Queues)
-	if c.T.Queues > 1 {
+	switch {
+	case c.T.ForwardingCPUs != "":
+		fmt.Fprintf(&b, "forwarding_cpus: %q\n", c.T.ForwardingCPUs)
+	case c.T.Queues > 1:
 		// One forwarding worker per queue; with more workers than CPUs they share.
 		fmt.Fprintf(&b, "forwarding_cpus: \"0-%d\"\n", c.T.Queues-1)
+	}
+	if c.T.ControlCPUs != "" {
+		fmt.Fprintf(&b, "control_cpus: %q\n", c.T.ControlCPUs)
 	}
 	fmt.Fprintf(&b, "metrics: 127.0.0.1:9470\nlog_level: info\n")
 	fmt.Fprintf(&b, "exception: {tap: vrhost, unknown: drop}\n")
@@ -192,6 +198,14 @@ func (c *Cluster) StartVRouter(i int) error {
 	Exec(n.NS, "ip", "addr", "add", gw+"/32", "dev", "vrhost")
 	Exec(n.NS, "ip", "route", "add", fmt.Sprintf("10.1.%d.0/24", i+1), "dev", "vrhost", "src", gw)
 	return nil
+}
+
+// Pid returns the process id of node i's vRouter (0 if it is not running).
+func (c *Cluster) Pid(i int) int {
+	if c.vr[i] == nil {
+		return 0
+	}
+	return c.vr[i].cmd.Process.Pid
 }
 
 // Reload rewrites node i's config and sends SIGHUP.

@@ -64,9 +64,11 @@ type Topology struct {
 	Queues int // Options.Queues, at least 1
 	IPv6   bool
 	Prefix string
-	Nodes  [2]*Node
-	Pods   []*Pod
-	made   []string // namespaces created, for Down
+	// Options.ForwardingCPUs and Options.ControlCPUs.
+	ForwardingCPUs, ControlCPUs string
+	Nodes                       [2]*Node
+	Pods                        []*Pod
+	made                        []string // namespaces created, for Down
 }
 
 // Options shape the topology.
@@ -87,6 +89,9 @@ type Options struct {
 	// peer's queue q), and in VRouter mode each vRouter opens them all and runs that
 	// many forwarding workers, and DPDK-style pods attach with that many queue pairs.
 	Queues int
+	// ForwardingCPUs and ControlCPUs, when set, are every vRouter's forwarding_cpus
+	// and control_cpus (VRouter mode).
+	ForwardingCPUs, ControlCPUs string
 }
 
 func run(args ...string) (string, error) {
@@ -126,7 +131,8 @@ func Up(opts Options) (t *Topology, err error) {
 	}
 	var b [3]byte
 	rand.Read(b[:])
-	t = &Topology{Mode: opts.Mode, PodMTU: opts.PodMTU, IPv6: opts.IPv6 && opts.Mode == VRouter, Queues: max(opts.Queues, 1), Prefix: "vr" + hex.EncodeToString(b[:])}
+	t = &Topology{Mode: opts.Mode, PodMTU: opts.PodMTU, IPv6: opts.IPv6 && opts.Mode == VRouter, Queues: max(opts.Queues, 1), Prefix: "vr" + hex.EncodeToString(b[:]),
+		ForwardingCPUs: opts.ForwardingCPUs, ControlCPUs: opts.ControlCPUs}
 	defer func() {
 		if err != nil {
 			t.Down()
