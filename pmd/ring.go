@@ -96,6 +96,12 @@ func (r *Ring[T]) Enqueue(src []T) int { return r.enqueue(src, false) }
 
 // EnqueueBulk adds all of src, or nothing if it does not fit, and reports which.
 func (r *Ring[T]) EnqueueBulk(src []T) bool {
+	// More than the ring holds can never fit. enqueue clamps a request to
+	// MaxRingSize, so without this check a bulk of more than that would move
+	// MaxRingSize elements into an empty ring of that size and report none.
+	if len(src) > int(r.size) {
+		return false
+	}
 	return len(src) == 0 || r.enqueue(src, true) == len(src)
 }
 
@@ -105,6 +111,11 @@ func (r *Ring[T]) Dequeue(dst []T) int { return r.dequeue(dst, false) }
 // DequeueBulk fills all of dst, or takes nothing if the ring holds fewer, and reports
 // which.
 func (r *Ring[T]) DequeueBulk(dst []T) bool {
+	// The ring never holds more than its size; see EnqueueBulk for why the clamp in
+	// dequeue must not see a longer bulk.
+	if len(dst) > int(r.size) {
+		return false
+	}
 	return len(dst) == 0 || r.dequeue(dst, true) == len(dst)
 }
 

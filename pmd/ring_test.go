@@ -225,3 +225,35 @@ func TestRingZeroAlloc(t *testing.T) {
 		}
 	}
 }
+
+// TestRingBulkLongerThanMax: EnqueueBulk and DequeueBulk are all or nothing, like
+// rte_ring's bulk calls, even for a slice longer than MaxRingSize. A burst that long
+// is clamped to MaxRingSize; a bulk one must not be, or a ring of MaxRingSize moves
+// MaxRingSize elements and still reports that it moved none. Zero-size elements keep
+// the rings and slices of this test free of memory.
+func TestRingBulkLongerThanMax(t *testing.T) {
+	for _, m := range ringModes {
+		t.Run(m.name, func(t *testing.T) {
+			r, err := NewRing[struct{}](MaxRingSize, m.flags)
+			if err != nil {
+				t.Fatal(err)
+			}
+			huge := make([]struct{}, MaxRingSize+1)
+			if r.EnqueueBulk(huge) {
+				t.Fatal("EnqueueBulk of more than the ring holds succeeded")
+			}
+			if n := r.Len(); n != 0 {
+				t.Fatalf("a refused EnqueueBulk left %d elements in the ring", n)
+			}
+			if n := r.Enqueue(huge); n != MaxRingSize {
+				t.Fatalf("Enqueue took %d, want %d", n, MaxRingSize)
+			}
+			if r.DequeueBulk(huge) {
+				t.Fatal("DequeueBulk of more than the ring holds succeeded")
+			}
+			if n := r.Len(); n != MaxRingSize {
+				t.Fatalf("a refused DequeueBulk took %d elements", MaxRingSize-n)
+			}
+		})
+	}
+}
