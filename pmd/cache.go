@@ -15,10 +15,22 @@ type Cache struct {
 }
 
 // NewCache returns an empty cache holding about size frames (0 means
-// DefaultCacheSize). It keeps up to twice that before spilling.
+// DefaultCacheSize). It keeps up to twice that before spilling. The size is reduced
+// to (Frames-1)/2 when the pool is too small for it (as DPDK refuses a mempool cache
+// whose flush threshold exceeds the pool), so that the cache can never hold every
+// frame of the pool.
 func (p *Pool) NewCache(size int) *Cache {
 	if size <= 0 {
 		size = DefaultCacheSize
+	}
+	// A cache spills only when a Put finds it full. Were its capacity, twice the
+	// size, as large as the pool, the cache a port frees sent frames into could end
+	// up holding all of them with no Put left to make it spill, and the port's Rx
+	// cache (or any other) would find the pool empty for ever. Keeping the capacity
+	// below the pool's frames leaves at least one frame outside it; the floor of 1
+	// matters only for pools of one or two frames.
+	if limit := max((int(p.n)-1)/2, 1); size > limit {
+		size = limit
 	}
 	return &Cache{pool: p, stack: make([]Frame, 0, 2*size), size: size}
 }

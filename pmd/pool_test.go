@@ -357,3 +357,23 @@ func TestAppendLenLimit(t *testing.T) {
 		t.Fatalf("Append to 65535 bytes: Len %d", pk[0].Len)
 	}
 }
+
+// TestPortCachesSmallPool: a port with caches of its own (NewPortCaches, default size)
+// on a pool of 256 frames receives into frames of its Rx cache and frees what it sent
+// to its Tx cache. That cache spilled only once it held twice DefaultCacheSize (512)
+// frames, more than the pool has, so after eight bursts it held every frame and Rx
+// found none, for ever, with no frame in use. Every round must get frames.
+func TestPortCachesSmallPool(t *testing.T) {
+	p := newTestPool(t, 256)
+	pc := NewPortCaches(p, 0)
+	defer pc.Close()
+	var pkts [32]Pkt
+	for round := 0; round < 100; round++ {
+		n := pc.Rx.Alloc(pkts[:])
+		if n == 0 {
+			t.Fatalf("round %d: no frame for Rx with none in use: Rx cache %d, Tx cache %d, pool %d",
+				round, pc.Rx.Len(), pc.Tx.Len(), p.Stats().Free)
+		}
+		pc.Tx.Free(pkts[:n])
+	}
+}

@@ -386,10 +386,24 @@ func TestJumboChains(t *testing.T) {
 		n1 := newNodeMTU(t, pool, 1, "vxlan", ul1, 1500)
 		p1 := n1.cfg.Interfaces[0]
 		frame := udp4([6]byte(p1.HW), routerMAC, p1.Addrs[0], netip.MustParseAddr("10.1.2.2"), 64, strings.Repeat("x", 3000))
+		// DF set: without it the packet is fragmented to fit (TestFragment). Before
+		// the pool's caches were kept below half the pool, this test's cache took
+		// all 256 frames, fragmenting found none, and a packet without DF was
+		// dropped as too_big for that reason.
+		frame[14+6] |= 0x40
+		binary.BigEndian.PutUint16(frame[14+10:], 0)
+		binary.BigEndian.PutUint16(frame[14+10:], ipv4Checksum(frame[14:34]))
 		sendChain(t, pool, c, n1.pod, frame, 1500)
 		pump(n1)
 		if got := dropped(n1, 1, DropTooBig); got != 1 {
 			t.Fatalf("too_big drops %d, want 1", got)
+		}
+		if f := n1.eng.ifaces[1].Stats().Fragmented; f != 0 {
+			t.Fatalf("a DF packet was fragmented (%d)", f)
+		}
+		// The pod is told: ICMP destination unreachable, fragmentation needed.
+		if got, _ := recvChains(pool, c, n1.pod); len(got) != 1 || len(got[0]) < 36 || got[0][14+9] != 1 || got[0][34] != 3 || got[0][35] != 4 {
+			t.Fatalf("pod got %d frames, want one ICMP fragmentation needed", len(got))
 		}
 		allFramesBack(t, pool, c, []*Engine{n1.eng}, ul1, ul2) // the dropped chain too
 	})
