@@ -246,7 +246,11 @@ func (p *Pool) Data(pk *Pkt) []byte {
 // Append grows pk by n bytes at its end, within the frame and the 16-bit length, and
 // reports whether it fit.
 func (p *Pool) Append(pk *Pkt, n int) bool {
-	if n < 0 || int(pk.Off)+int(pk.Len)+n > p.frameSize || int(pk.Len)+n > 0xffff {
+	// Compare n with the room left rather than adding it to the offset and length:
+	// the sum overflows for an n near math.MaxInt, turns negative and passes both
+	// checks. The room is at most a frame, so Len+n below cannot overflow.
+	room := p.frameSize - int(pk.Off) - int(pk.Len)
+	if n < 0 || n > room || int(pk.Len)+n > 0xffff {
 		return false
 	}
 	pk.Len += uint16(n)

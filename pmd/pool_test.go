@@ -3,6 +3,7 @@ package pmd
 import (
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"strconv"
@@ -375,5 +376,29 @@ func TestPortCachesSmallPool(t *testing.T) {
 				round, pc.Rx.Len(), pc.Tx.Len(), p.Stats().Free)
 		}
 		pc.Tx.Free(pkts[:n])
+	}
+}
+
+// TestAppendHugeN: Append summed offset, length and n in an int, so an n near
+// math.MaxInt overflowed both bounds checks to negative sums, and Append said yes
+// and wrapped Len. It must refuse any n past the frame's end.
+func TestAppendHugeN(t *testing.T) {
+	p := newTestPool(t, 4)
+	c := p.NewCache(1)
+	var pk [1]Pkt
+	if c.Alloc(pk[:]) != 1 {
+		t.Fatal("alloc")
+	}
+	defer func() { c.Free(pk[:]); c.Flush() }()
+	if !p.Append(&pk[0], 1) {
+		t.Fatal("Append 1")
+	}
+	for _, n := range []int{math.MaxInt, math.MaxInt - 100, math.MaxInt - p.FrameSize()} {
+		if p.Append(&pk[0], n) {
+			t.Errorf("Append(%d) to a 1-byte packet succeeded; Len is now %d", n, pk[0].Len)
+		}
+		if pk[0].Len != 1 {
+			t.Fatalf("a refused Append changed Len to %d", pk[0].Len)
+		}
 	}
 }
