@@ -102,7 +102,9 @@ func (b *Batch) Room() []Pkt { return b.pkts[b.n:] }
 
 // Grow commits n packets written into Room.
 func (b *Batch) Grow(n int) {
-	if n < 0 || b.n+n > MaxBurst {
+	// n against the room, not b.n+n against MaxBurst: the sum overflows for an n
+	// near math.MaxInt and would let a negative length through.
+	if n < 0 || n > MaxBurst-b.n {
 		panic("pmd: Batch.Grow beyond capacity")
 	}
 	b.n += n

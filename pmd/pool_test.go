@@ -402,3 +402,17 @@ func TestAppendHugeN(t *testing.T) {
 		}
 	}
 }
+
+// TestBatchGrowOverflow: Grow's capacity check added n to the batch's length, which
+// overflows for an n near math.MaxInt; the check passed and the length went
+// negative, where it should panic as for any n beyond the room.
+func TestBatchGrowOverflow(t *testing.T) {
+	var b Batch
+	b.Push(Pkt{})
+	defer func() {
+		if recover() == nil {
+			t.Errorf("Grow(math.MaxInt) did not panic; Len is %d", b.Len())
+		}
+	}()
+	b.Grow(math.MaxInt)
+}
