@@ -206,7 +206,9 @@ func (w *Worker) idleWait(empty int, sleep *time.Duration) {
 	case IdleAdaptive:
 		switch {
 		case empty <= w.opts.SpinLoops:
-		case empty <= w.opts.SpinLoops+w.opts.YieldLoops:
+		// empty > SpinLoops here, so the difference cannot overflow where the sum
+		// SpinLoops+YieldLoops would for a YieldLoops of math.MaxInt ("never sleep").
+		case empty-w.opts.SpinLoops <= w.opts.YieldLoops:
 			runtime.Gosched()
 		default:
 			w.backoff(sleep)

@@ -3,6 +3,7 @@ package pmd
 import (
 	"context"
 	"errors"
+	"math"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -75,5 +76,24 @@ func TestRunWorkers(t *testing.T) {
 	}
 	if a.Load() == 0 || b.Load() == 0 {
 		t.Fatalf("a %d b %d rounds", a.Load(), b.Load())
+	}
+}
+
+// TestWorkerAdaptiveHugeYieldLoops: YieldLoops = math.MaxInt asks an adaptive worker
+// to yield, never sleep, once it stops spinning. The phase check added SpinLoops and
+// YieldLoops, which overflowed to a negative bound, so the worker slept right after
+// spinning instead.
+func TestWorkerAdaptiveHugeYieldLoops(t *testing.T) {
+	w, err := NewWorker(WorkerOptions{Idle: IdleAdaptive, SpinLoops: 10, YieldLoops: math.MaxInt,
+		SleepMin: time.Microsecond, SleepMax: time.Millisecond}, func() int { return 0 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	sleep := time.Microsecond
+	for empty := 11; empty < 20; empty++ {
+		w.idleWait(empty, &sleep)
+	}
+	if sleep != time.Microsecond {
+		t.Fatalf("the worker slept (back-off now %v) in its yield phase", sleep)
 	}
 }
