@@ -159,7 +159,7 @@ func (p *TapPort) Tx(pkts []Pkt) int {
 	if p.closed.Load() {
 		return 0
 	}
-	n, sent, bytes, bad := 0, 0, 0, 0
+	n, sent, bytes, bad, long := 0, 0, 0, 0, 0
 loop:
 	for n < len(pkts) {
 		// One frame, or a chain gathered into one write: pkts[n:k+1].
@@ -177,7 +177,9 @@ loop:
 				if k == len(pkts) {
 					break loop
 				}
-				bad++
+				// Too long for the port, not refused by the kernel: it never
+				// reached a write, so it counts as DropTooLong (as RingPort's).
+				long++
 				n = k + 1
 				continue loop
 			}
@@ -201,6 +203,7 @@ loop:
 	p.cache.Free(pkts[:n])
 	p.ctr.AddTx(sent, bytes)
 	p.ctr.AddDrop(DropTxError, bad)
+	p.ctr.AddDrop(DropTooLong, long)
 	return n
 }
 

@@ -1,0 +1,49 @@
+package pmd
+
+import (
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// newSocketTap returns a TapPort over one end of a SOCK_SEQPACKET socket pair, which
+// like a TAP device reads and writes one frame per call, and the other end. It needs
+// neither root nor /dev/net/tun.
+func newSocketTap(t *testing.T, pool *Pool) (*TapPort, int) {
+	t.Helper()
+	sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Skipf("socketpair: %v", err)
+	}
+	t.Cleanup(func() { unix.Close(sp[1]) })
+	return &TapPort{fd: sp[0], name: "socketpair", pool: pool, cache: pool.NewCache(64),
+		big: make([]byte, tapMaxFrame), iov: make([][]byte, 0, MaxBurst)}, sp[1]
+}
+
+// TestTapTxChainTooLong: a chain of more segments than one writev gathers is dropped
+// as too long (DropTooLong), as the ring port counts it, not as a send the kernel
+// refused (DropTxError): it never reached the kernel.
+func TestTapTxChainTooLong(t *testing.T) {
+	pool := newTestPool(t, 1024)
+	tp, _ := newSocketTap(t, pool)
+	defer tp.Close()
+	c := pool.NewCache(64)
+	defer c.Flush()
+	pkts := make([]Pkt, MaxBurst+1)
+	if c.Alloc(pkts) != len(pkts) {
+		t.Fatal("alloc")
+	}
+	for i := range pkts[:MaxBurst] {
+		pool.Append(&pkts[i], 1)
+		pkts[i].Flags = PktMore
+	}
+	pool.Append(&pkts[MaxBurst], 1)
+	if n := tp.Tx(pkts); n != len(pkts) {
+		c.Free(pkts[n:])
+		t.Fatalf("Tx took %d of the %d-segment chain", n, len(pkts))
+	}
+	st := tp.Stats()
+	if st.Drops[DropTooLong] != 1 || st.Drops[DropTxError] != 0 || st.TxPackets != 0 {
+		t.Fatalf("drops %v, tx %d: want one too_long", st.Drops, st.TxPackets)
+	}
+}
