@@ -147,14 +147,15 @@ func (p *FrontendPort) gpa(f pmd.Frame) uint64 {
 	return uint64(sysmem.Addr(p.pool.Region())) + p.pool.Addr(f)
 }
 
-// refill posts fresh frames on the receive queue (published by the caller).
-func (p *FrontendPort) refill() {
+// refill posts fresh frames on the receive queue (published by the caller) and
+// returns how many it posted.
+func (p *FrontendPort) refill() (added int) {
 	h := p.pool.Headroom()
 	blen := uint32(p.pool.FrameSize() - h + p.hdrLen)
 	for {
 		want := min(p.rx.free(), len(p.tmp))
 		if want == 0 {
-			return
+			return added
 		}
 		got := p.caches.Rx.Alloc(p.tmp[:want])
 		for i := range p.tmp[:got] {
@@ -162,12 +163,13 @@ func (p *FrontendPort) refill() {
 			id, err := p.rx.add(p.gpa(fr)+uint64(h-p.hdrLen), blen, true)
 			if err != nil {
 				p.caches.Rx.Free(p.tmp[i:got])
-				return
+				return added
 			}
 			p.rx.frames[id] = fr
+			added++
 		}
 		if got < want {
-			return
+			return added
 		}
 	}
 }
@@ -273,8 +275,13 @@ func (p *FrontendPort) Rx(pkts []pmd.Pkt) int {
 	if nfree > 0 {
 		p.caches.Rx.Put(p.fr[:nfree])
 	}
-	if n > 0 {
-		p.refill()
+	// Refill on every call, not only after buffers came back used: a refill that
+	// found the pool empty may have left the queue with no buffer posted, and the
+	// back-end then completes nothing that would bring the next refill. The driver
+	// keeps the receive queue supplied (VIRTIO 1.2 §5.1.6.3); DPDK's virtio PMD
+	// likewise refills whenever its receive queue is not full. With the queue full
+	// this costs one comparison.
+	if p.rx.free() > 0 && p.refill() > 0 {
 		p.rx.publish()
 	}
 	p.ctr.AddRx(npk, bytes)
