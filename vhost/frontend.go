@@ -118,11 +118,34 @@ func (f *Frontend) stopRings() bool {
 			var st [sizeState]byte
 			le.PutUint32(st[:], uint32(2*qp+dir))
 			if _, err := f.request(ReqGetVringBase, st[:]); err != nil {
-				return hangup(err)
+				return f.closedBy(err)
 			}
 		}
 	}
 	return true
+}
+
+// closedBy reports whether err, from a request, means the back-end closed the
+// connection, and so let go of the rings (vhost-user.rst, "Ring states": only a
+// stopped ring, or a back-end gone, leaves its buffers to the front-end). EPIPE
+// from sending says less: only that the back-end no longer reads.
+// Backend.Close shuts down its reading side first, then stops its rings and closes
+// the socket only after that, so the rings may still run when the send fails. A
+// failed send is confirmed by reading on until the socket reports the close (end of
+// file or reset), within the deadline stopRings set; whatever arrives meanwhile is
+// discarded.
+func (f *Frontend) closedBy(err error) bool {
+	if !errors.Is(err, syscall.EPIPE) {
+		return hangup(err)
+	}
+	var b [hdrSize]byte
+	for {
+		fds, err := f.conn.ReadFull(b[:])
+		uds.CloseAll(fds)
+		if err != nil {
+			return hangup(err)
+		}
+	}
 }
 
 // Negotiated features.
