@@ -10,6 +10,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/dpkit/dpkit/internal/uds"
@@ -165,6 +166,7 @@ func (b *Backend) Serve(ctx context.Context) error {
 	b.ln = ln
 	b.mu.Unlock()
 	defer ln.Close()
+	var pause time.Duration // after an accept that failed for want of resources
 	for {
 		c, err := ln.AcceptUnix()
 		if err != nil {
@@ -178,10 +180,33 @@ func (b *Backend) Serve(ctx context.Context) error {
 			if errors.As(err, &ne) && ne.Timeout() {
 				continue
 			}
-			return fmt.Errorf("vhost: accept: %w", err)
+			if !acceptRetry(err) {
+				return fmt.Errorf("vhost: accept: %w", err)
+			}
+			// Out of descriptors or memory for a moment: the connection waits in
+			// the backlog. Keep the socket and try again after a pause, doubling
+			// up to a second, as the client role redials after a failed dial.
+			pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+			b.log.Warn("vhost: accept failed, retrying", "path", b.opts.Path, "err", err, "in", pause)
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-b.stop:
+				return ErrClosed
+			case <-time.After(pause):
+			}
+			continue
 		}
+		pause = 0
 		b.serveConn(c)
 	}
+}
+
+// acceptRetry reports whether a failed accept is worth retrying: the process or the
+// system ran out of descriptors or memory, which a moment later may be back.
+func acceptRetry(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM)
 }
 
 func (b *Backend) serveClient(ctx context.Context) error {
