@@ -696,6 +696,18 @@ func (d *device) start(q *vq) error {
 			return fmt.Errorf("%w: queue %d: %v", ErrInvalid, q.idx, err)
 		}
 		dev.SetBase(uint16(q.base))
+		if u := dev.UsedIdx(); u != uint16(q.base) {
+			// The ring's used.idx counts the chains a device completed; a base
+			// that disagrees with it comes from a front-end that sets the ring up
+			// again without knowing where the device got to: DPDK's virtio-user
+			// sends SET_VRING_BASE 0 whenever a back-end (re)connects to its
+			// running rings. Taken as sent, the driver's avail.idx would read as
+			// hundreds of chains ahead (a broken ring) or stale entries would be
+			// served again. Resume from used.idx, as DPDK's vhost does
+			// (vhost-user.rst, "Ring states": SET_VRING_BASE; QEMU's restart and
+			// reconnect both send used.idx, so for QEMU nothing changes).
+			dev.SetBase(u)
+		}
 		dev.DisableNotify()
 		r.split = dev
 	}
