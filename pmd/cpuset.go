@@ -206,13 +206,13 @@ func (s CPUSet) CheckAvailable() error {
 	return nil
 }
 
-// PinProcess confines the whole process to s: every thread it has now, and every thread
-// the Go runtime starts later (see affinity.SetProcessThreads), so the garbage
-// collector, timers, control goroutines and cgo-free syscalls all stay on s. Call it
-// before starting pinned Workers; each then narrows its own locked thread to its CPUs,
-// which may lie outside s. This is how a program keeps its control work off the
-// forwarding CPUs, as DPDK's control threads stay off the lcores' CPUs. The set must be
-// non-empty and available (CheckAvailable).
+// PinProcess confines the whole process to s: every thread it has now, and every
+// thread the Go runtime starts later (see affinity.SetProcessThreads), so the
+// garbage collector, timers, blocking system calls and control goroutines all stay
+// on s. Call it before starting pinned Workers; each then narrows its own locked
+// thread to its CPUs, which may lie outside s. This is how a program keeps its
+// control work off the forwarding CPUs, as DPDK's control threads stay off the
+// lcores' CPUs. The set must be non-empty and available (CheckAvailable).
 func PinProcess(s CPUSet) error {
 	if s.Count() == 0 {
 		return fmt.Errorf("%w: empty", ErrCPUSet)
