@@ -8,8 +8,6 @@ import (
 	"sync"
 	"testing"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/dpkit/dpkit/internal/affinity"
 )
 
@@ -23,17 +21,11 @@ func threadSets(t *testing.T) map[int]CPUSet {
 	sets := map[int]CPUSet{}
 	for _, e := range ents {
 		tid, _ := strconv.Atoi(e.Name())
-		var s unix.CPUSet
-		if unix.SchedGetaffinity(tid, &s) != nil {
+		m, err := affinity.ThreadOf(tid)
+		if err != nil {
 			continue // exited
 		}
-		var c CPUSet
-		for cpu := 0; cpu < MaxCPUs; cpu++ {
-			if s.IsSet(cpu) {
-				c.m[cpu/64] |= 1 << (cpu % 64)
-			}
-		}
-		sets[tid] = c
+		sets[tid] = CPUSet{m: m}
 	}
 	return sets
 }
@@ -101,10 +93,9 @@ func TestPinProcess(t *testing.T) {
 
 	seen := make(chan CPUSet, 1)
 	w, err := NewWorker(WorkerOptions{Name: "pin", CPUs: fwd}, func() int {
-		var s unix.CPUSet
-		if unix.SchedGetaffinity(0, &s) == nil {
+		if m, err := affinity.Thread(); err == nil {
 			select {
-			case seen <- CPUSetOf(cpusOf(&s)...):
+			case seen <- CPUSet{m: m}:
 			default:
 			}
 		}
@@ -128,14 +119,4 @@ func TestPinProcess(t *testing.T) {
 	if err := PinProcess(CPUSet{}); err == nil {
 		t.Error("PinProcess of the empty set: no error")
 	}
-}
-
-func cpusOf(s *unix.CPUSet) []int {
-	var cpus []int
-	for cpu := 0; cpu < MaxCPUs; cpu++ {
-		if s.IsSet(cpu) {
-			cpus = append(cpus, cpu)
-		}
-	}
-	return cpus
 }

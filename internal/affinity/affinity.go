@@ -16,8 +16,8 @@ const MaxCPUs = 1024
 // Mask is a CPU bit set, bit i of word i/64 for CPU i.
 type Mask [MaxCPUs / 64]uint64
 
-// SetThread pins the calling thread to the CPUs in m.
-func SetThread(m *Mask) error {
+// set converts m to the kernel's CPU set.
+func (m *Mask) set() unix.CPUSet {
 	var s unix.CPUSet
 	s.Zero()
 	for cpu := 0; cpu < MaxCPUs; cpu++ {
@@ -25,22 +25,37 @@ func SetThread(m *Mask) error {
 			s.Set(cpu)
 		}
 	}
-	return os.NewSyscallError("sched_setaffinity", unix.SchedSetaffinity(0, &s))
+	return s
 }
 
-// Thread returns the CPUs the calling thread may run on.
-func Thread() (Mask, error) {
-	var s unix.CPUSet
+// maskOf converts the kernel's CPU set to a Mask.
+func maskOf(s *unix.CPUSet) Mask {
 	var m Mask
-	if err := unix.SchedGetaffinity(0, &s); err != nil {
-		return m, os.NewSyscallError("sched_getaffinity", err)
-	}
 	for cpu := 0; cpu < MaxCPUs; cpu++ {
 		if s.IsSet(cpu) {
 			m[cpu/64] |= 1 << (cpu % 64)
 		}
 	}
-	return m, nil
+	return m
+}
+
+// SetThread pins the calling thread to the CPUs in m.
+func SetThread(m *Mask) error {
+	s := m.set()
+	return os.NewSyscallError("sched_setaffinity", unix.SchedSetaffinity(0, &s))
+}
+
+// Thread returns the CPUs the calling thread may run on.
+func Thread() (Mask, error) { return ThreadOf(0) }
+
+// ThreadOf returns the CPUs thread tid (of any process; 0 for the calling thread)
+// may run on.
+func ThreadOf(tid int) (Mask, error) {
+	var s unix.CPUSet
+	if err := unix.SchedGetaffinity(tid, &s); err != nil {
+		return Mask{}, os.NewSyscallError("sched_getaffinity", err)
+	}
+	return maskOf(&s), nil
 }
 
 // procMask is the process's CPU set as the program started, before any thread was
@@ -53,19 +68,7 @@ var procMask, procErr = processNow()
 // process's.
 func Process() (Mask, error) { return procMask, procErr }
 
-func processNow() (Mask, error) {
-	var s unix.CPUSet
-	var m Mask
-	if err := unix.SchedGetaffinity(os.Getpid(), &s); err != nil {
-		return m, os.NewSyscallError("sched_getaffinity", err)
-	}
-	for cpu := 0; cpu < MaxCPUs; cpu++ {
-		if s.IsSet(cpu) {
-			m[cpu/64] |= 1 << (cpu % 64)
-		}
-	}
-	return m, nil
-}
+func processNow() (Mask, error) { return ThreadOf(os.Getpid()) }
 
 // SetProcessThreads pins every thread of the process to the CPUs in m, including the
 // runtime's idle threads and its template thread. The threads the runtime starts later
@@ -78,13 +81,7 @@ func processNow() (Mask, error) {
 // cloned from an unpinned one during the walk is pinned too. A thread that exits
 // meanwhile is skipped.
 func SetProcessThreads(m *Mask) error {
-	var s unix.CPUSet
-	s.Zero()
-	for cpu := 0; cpu < MaxCPUs; cpu++ {
-		if m[cpu/64]&(1<<(cpu%64)) != 0 {
-			s.Set(cpu)
-		}
-	}
+	s := m.set()
 	done := map[int]bool{}
 	for pass := 0; ; pass++ {
 		ents, err := os.ReadDir("/proc/self/task")
