@@ -35,8 +35,9 @@ type Options struct {
 	// empty leaves it.
 	SocketGroup string
 	// ReconnectMin and ReconnectMax bound the client's back-off; 0 means 100 ms and
-	// 2 s. The back-off doubles after each failed dial and each connection that ended
-	// within ReconnectMax; a connection that lasted longer is redialled at once.
+	// 2 s (or ReconnectMin, if that is longer), and a minimum above a set maximum is
+	// refused. The back-off doubles after each failed dial and each connection that
+	// ended within ReconnectMax; a connection that lasted longer is redialled at once.
 	ReconnectMin, ReconnectMax time.Duration
 	// QueuePairs is the number of queue pairs offered (MQ); 0 means 1.
 	QueuePairs int
@@ -68,11 +69,27 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("%w: MTU %d", ErrOptions, o.MTU)
 	case o.ReconnectMin < 0 || o.ReconnectMax < 0:
 		return fmt.Errorf("%w: negative reconnect delay", ErrOptions)
+	case o.ReconnectMax != 0 && o.ReconnectMin > o.ReconnectMax:
+		return fmt.Errorf("%w: ReconnectMin %v above ReconnectMax %v", ErrOptions, o.ReconnectMin, o.ReconnectMax)
 	}
 	return nil
 }
 
 func (o *Options) queuePairs() int { return max(o.QueuePairs, 1) }
+
+func (o *Options) reconnectMin() time.Duration {
+	if o.ReconnectMin == 0 {
+		return 100 * time.Millisecond
+	}
+	return o.ReconnectMin
+}
+
+func (o *Options) reconnectMax() time.Duration {
+	if o.ReconnectMax == 0 {
+		return max(2*time.Second, o.reconnectMin())
+	}
+	return o.ReconnectMax
+}
 
 // Backend is a vhost-user net back-end on one socket: one front-end at a time (a
 // reconnecting one is accepted again after it drops), one pmd.Port per queue pair.
@@ -210,13 +227,7 @@ func acceptRetry(err error) bool {
 }
 
 func (b *Backend) serveClient(ctx context.Context) error {
-	minD, maxD := b.opts.ReconnectMin, b.opts.ReconnectMax
-	if minD == 0 {
-		minD = 100 * time.Millisecond
-	}
-	if maxD == 0 {
-		maxD = 2 * time.Second
-	}
+	minD, maxD := b.opts.reconnectMin(), b.opts.reconnectMax()
 	delay := minD
 	var d net.Dialer
 	for {

@@ -2,6 +2,7 @@ package vhost
 
 import (
 	"context"
+	"errors"
 	"net"
 	"path/filepath"
 	"sync/atomic"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dpkit/dpkit/internal/uds"
+	"github.com/dpkit/dpkit/pmd"
 )
 
 // TestClientReconnectBackoff: in client mode, a front-end that accepts and hangs up
@@ -106,5 +108,21 @@ func TestDialFailMQ(t *testing.T) {
 	if err == nil {
 		f.Close()
 		t.Fatal("Dial succeeded against a back-end that refused SET_VRING_ADDR")
+	}
+}
+
+// TestReconnectBounds: a back-off minimum above its maximum is refused, and a
+// minimum above the default maximum (2 s) is not cut to it.
+func TestReconnectBounds(t *testing.T) {
+	o := Options{Path: "x", Pool: &pmd.Pool{}, ReconnectMin: 3 * time.Second, ReconnectMax: time.Second}
+	if err := o.Validate(); !errors.Is(err, ErrOptions) {
+		t.Fatalf("min 3 s, max 1 s: %v, want ErrOptions", err)
+	}
+	o.ReconnectMax = 0
+	if err := o.Validate(); err != nil {
+		t.Fatalf("min 3 s, default max: %v", err)
+	}
+	if d := o.reconnectMax(); d != 3*time.Second {
+		t.Fatalf("default max with min 3 s = %v, want 3 s", d)
 	}
 }
