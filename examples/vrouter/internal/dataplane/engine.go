@@ -605,13 +605,7 @@ func (w *Worker) fromLocal(t *Tables, in *Iface, pk *pmd.Pkt) {
 	}
 	h := &w.hdr
 	if !parse(d, len(d)+w.segBytes, h) {
-		if len(d) >= 14 {
-			if et := binary.BigEndian.Uint16(d[12:]); et != etherIPv4 && et != etherIPv6 && et != etherARP {
-				w.drop(in, pk, DropEthertype)
-				return
-			}
-		}
-		w.drop(in, pk, DropMalformed)
+		w.drop(in, pk, unparsed(d))
 		return
 	}
 	switch h.ethertype {
@@ -824,8 +818,12 @@ func (w *Worker) fromUplink(t *Tables, in *Iface, pk *pmd.Pkt) {
 	}
 	d := w.pool.Data(pk)
 	h := &w.hdr
-	if !parse(d, len(d)+w.segBytes, h) || h.ethertype == etherARP {
-		w.drop(in, pk, DropMalformed)
+	if !parse(d, len(d)+w.segBytes, h) {
+		w.drop(in, pk, unparsed(d))
+		return
+	}
+	if h.ethertype == etherARP {
+		w.drop(in, pk, DropARP) // flooded by a VTEP: the vRouter answers only its pods
 		return
 	}
 	if h.ethertype == etherIPv4 {
@@ -841,6 +839,17 @@ func (w *Worker) fromUplink(t *Tables, in *Iface, pk *pmd.Pkt) {
 		return
 	}
 	w.forward(t, in, vrf, pk, t.Routes.Lookup6(vrf, &h.dst6), true)
+}
+
+// unparsed is the drop reason for a frame parse refused: an ethertype the vRouter
+// does not carry, or a malformed frame.
+func unparsed(d []byte) Reason {
+	if len(d) >= 14 {
+		if et := binary.BigEndian.Uint16(d[12:]); et != etherIPv4 && et != etherIPv6 && et != etherARP {
+			return DropEthertype
+		}
+	}
+	return DropMalformed
 }
 
 // answerARP replies to ARP requests for the VRF's gateways and pods.

@@ -838,3 +838,30 @@ interfaces:
 		t.Fatalf("red's packets to the host: %d arrived, want 2", len(got))
 	}
 }
+
+// TestTunnelledARP: an ARP frame inside VXLAN (a kernel VTEP floods them) is counted
+// as ARP not answered, not as malformed: the vRouter routes, and answers ARP only on
+// its pods' ports.
+func TestTunnelledARP(t *testing.T) {
+	pool, c, n1, n2 := twoNodes(t, "vxlan")
+	p1, p2 := n1.cfg.Interfaces[0], n2.cfg.Interfaces[0]
+	send(t, pool, c, n1.pod, udp4([6]byte(p1.HW), routerMAC, p1.Addrs[0], p2.Addrs[0], 64, "x"))
+	n1.eng.Poll()
+	got := recv(pool, c, n2.eng.ifaces[0].Queues[0]) // what node 1 sent on the underlay
+	if len(got) != 1 || len(got[0]) < 50 {
+		t.Fatalf("underlay got %d frames", len(got))
+	}
+	f := append(got[0][:50:50], arpRequest([6]byte(p1.HW), p1.Addrs[0], p2.Addrs[0])...)
+	binary.BigEndian.PutUint16(f[16:], uint16(len(f)-14))
+	binary.BigEndian.PutUint16(f[24:], 0)
+	binary.BigEndian.PutUint16(f[24:], ipv4Checksum(f[14:34]))
+	binary.BigEndian.PutUint16(f[38:], uint16(len(f)-34))
+	send(t, pool, c, n1.eng.ifaces[0].Queues[0], f)
+	n2.eng.Poll()
+	if got := recv(pool, c, n2.pod); len(got) != 0 {
+		t.Fatalf("pod got %d frames", len(got))
+	}
+	if a, m := dropped(n2, 0, DropARP), dropped(n2, 0, DropMalformed); a != 1 || m != 0 {
+		t.Fatalf("arp drops %d, malformed %d; want 1, 0", a, m)
+	}
+}
