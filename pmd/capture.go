@@ -42,7 +42,7 @@ var ErrCaptureActive = errors.New("pmd: capture already running")
 // writer: when the writer falls behind, captures are dropped and counted.
 //
 // Rx, Tx, Stats and Close follow the wrapped port's rules; Start and Stop may be called
-// from any goroutine.
+// from any goroutine. Close ends a running capture first.
 type CapturePort struct {
 	Port
 	pool *Pool
@@ -160,6 +160,14 @@ func (c *CapturePort) Stop() (CaptureStats, error) {
 	close(cp.stop)
 	err := <-cp.done
 	return CaptureStats{Captured: cp.captured.Load(), Dropped: cp.dropped.Load()}, err
+}
+
+// Close ends a running capture as Stop does (for every queue of a group: the
+// session is theirs together), then closes the wrapped port. The error is the
+// capture's, if its writer failed, joined to the port's.
+func (c *CapturePort) Close() error {
+	_, err := c.Stop()
+	return errors.Join(err, c.Port.Close())
 }
 
 // Rx receives from the wrapped port and captures what arrived.

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -239,4 +240,43 @@ func TestCaptureTooLarge(t *testing.T) {
 		t.Fatal(err)
 	}
 	ca.Stop()
+}
+
+// TestCaptureClose: closing a port with a capture running ends the capture as Stop
+// does: what was captured is written out and the writer goroutine ends.
+func TestCaptureClose(t *testing.T) {
+	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 512, Huge: pmd.HugeNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	a, b, _ := pmd.NewRingPair(pmd.RingPairOptions{Pool: pool})
+	defer b.Close()
+	ca := pmd.NewCapturePort(a, pool)
+	cache := pool.NewCache(32)
+	defer cache.Flush()
+	before := runtime.NumGoroutine()
+	var file bytes.Buffer
+	if err := ca.Start(&file, pmd.CaptureOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var pkts [8]pmd.Pkt
+	n := cache.Alloc(pkts[:])
+	for i := range pkts[:n] {
+		pool.Append(&pkts[i], 60)
+	}
+	sent := ca.Tx(pkts[:n])
+	if err := ca.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cache.Free(pkts[:b.Rx(pkts[:])])
+	if got := runtime.NumGoroutine(); got > before {
+		t.Fatalf("%d goroutines after Close, %d before Start", got, before)
+	}
+	if want := 24 + sent*(16+60); file.Len() != want {
+		t.Fatalf("pcap of %d bytes after Close, want %d (%d packets)", file.Len(), want, sent)
+	}
+	if st, err := ca.Stop(); err != nil || st != (pmd.CaptureStats{}) {
+		t.Fatalf("Stop after Close: %+v, %v", st, err)
+	}
 }
