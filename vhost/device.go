@@ -484,15 +484,12 @@ func (d *device) setVringAddr(m *message) ([]byte, error) {
 		return nil, fmt.Errorf("%w: vring address flags %#x", ErrInvalid, a.Flags)
 	}
 	// A ring being re-addressed stops (QEMU re-sends addresses when it turns
-	// logging on); it restarts below if still ready.
-	running := q.stop() != nil
+	// logging on); it restarts below if still ready. A ring whose kick came
+	// first starts now: the kick started it (vhost-user "Ring states"), and now
+	// it is ready.
+	q.stop()
 	q.addr, q.addrSet = a, true
-	if running {
-		if err := d.start(q); err != nil {
-			return nil, err
-		}
-	}
-	return nil, nil
+	return nil, d.start(q)
 }
 
 func (d *device) setVringBase(m *message) ([]byte, error) {

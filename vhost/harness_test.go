@@ -34,6 +34,8 @@ type fakeFront struct {
 	ids      map[[2]int]uint64 // (queue, id) → first segment's address
 	proto    uint64            // extra protocol features negotiate asks for
 	devRing  map[int]uint64    // queue → guest address of the ring part the device writes
+	// addrLast makes setupQueue send SET_VRING_ADDR after the kick, call and enable.
+	addrLast bool
 }
 
 const fakeMemSize = 8 << 20
@@ -256,10 +258,15 @@ func (f *fakeFront) setupQueue(i, n int) {
 		base = 1 << 15 // a fresh packed ring: avail wrap counter 1, as QEMU sends it
 	}
 	f.must(ReqSetVringBase, stateB(uint32(i), base))
-	f.must(ReqSetVringAddr, a)
+	if !f.addrLast {
+		f.must(ReqSetVringAddr, a)
+	}
 	f.must(ReqSetVringKick, u64b(uint64(i)), kick)
 	f.must(ReqSetVringCall, u64b(uint64(i)), call)
 	f.must(ReqSetVringEnable, stateB(uint32(i), 1))
+	if f.addrLast {
+		f.must(ReqSetVringAddr, a)
+	}
 }
 
 func (f *fakeFront) add(q int, segs []vring.Seg) {

@@ -68,6 +68,26 @@ func TestResetRingStaysStopped(t *testing.T) {
 	}
 }
 
+// TestAddrAfterKick: a ring whose kick, call and enable come before its addresses
+// starts when the addresses come: the vhost-user spec starts a ring at its kick,
+// and it is ready then.
+func TestAddrAfterKick(t *testing.T) {
+	for _, packed := range []bool{false, true} {
+		b, path := testBackend(t, nil)
+		f := newFakeFront(t, path)
+		f.packed, f.addrLast = packed, true
+		feat := uint64(FeatureVersion1)
+		if packed {
+			feat |= FeatureRingPacked
+		}
+		f.negotiate(feat)
+		f.setupQueue(0, 256)
+		if !b.Port(0).TxReady() {
+			t.Fatalf("packed %v: ring not running after its addresses came last", packed)
+		}
+	}
+}
+
 // sparseMemfd returns a memfd of size bytes with nothing allocated, closed at the
 // end of the test.
 func sparseMemfd(t *testing.T, name string, size int64) int {
