@@ -268,7 +268,7 @@ func (c *Config) Validate() error {
 		if ul.XDPMode != "" {
 			p.add("uplink.xdp_mode", "applies to uplink.interface only")
 		}
-		if ul.HostTap != "" && (len(ul.HostTap) > 15 || strings.ContainsAny(ul.HostTap, "/ %")) {
+		if ul.HostTap != "" && !newIfName(ul.HostTap) {
 			p.add("uplink.host_tap", "%q is not an interface name", ul.HostTap)
 		}
 	default:
@@ -313,8 +313,8 @@ func (c *Config) Validate() error {
 	}
 	oneOf(&p, "log_level", c.LogLevel, "debug", "info", "warn", "error")
 	if e := c.Exception; e != nil {
-		if e.Tap == "" || len(e.Tap) > 15 {
-			p.add("exception.tap", "%q must be an interface name of 1..15 bytes", e.Tap)
+		if !newIfName(e.Tap) {
+			p.add("exception.tap", "%q is not an interface name", e.Tap)
 		}
 		if e.Unknown == "" {
 			e.Unknown = "drop"
@@ -596,4 +596,13 @@ func ReloadCheck(old, cur *Config) error {
 		}
 	}
 	return nil
+}
+
+// newIfName reports whether name can name an interface the vRouter creates: what
+// the kernel's dev_valid_name accepts (1..15 bytes, not "." or "..", no '/', ':' or
+// white space), and no '%', which the kernel would take as a template for a name of
+// its own choosing.
+func newIfName(name string) bool {
+	return name != "" && len(name) <= 15 && name != "." && name != ".." &&
+		!strings.ContainsAny(name, "/:% \t\n\v\f\r")
 }

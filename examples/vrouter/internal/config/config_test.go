@@ -61,6 +61,11 @@ func TestValidationNamesTheField(t *testing.T) {
 		{"name: pod1", "name: uplink", "interfaces[0].name: \"uplink\" is reserved"},
 		{"name: pod1", "name: exception", "interfaces[0].name: \"exception\" is reserved"},
 		{"log_level: info", "log_level: info\nextra_field: 1", "extra_field"},
+		{"tap: vrhost1", "tap: a/b", "exception.tap"},
+		{"tap: vrhost1", `tap: "t%d"`, "exception.tap"},
+		{"tap: vrhost1", `tap: ".."`, "exception.tap"},
+		{"tap: vrhost1", `tap: "a:b"`, "exception.tap"},
+		{"tap: vrhost1", `tap: "a\tb"`, "exception.tap"},
 	}
 	for _, c := range cases {
 		if !strings.Contains(string(good), c.from) {
@@ -89,6 +94,8 @@ func TestValidationNamesTheField(t *testing.T) {
 		{"host_tap: vhost0", "host_tap: vhost0\n  mtu: 100", "uplink.mtu"},
 		{"host_tap: vhost0", "host_tap: vhost0\n  xdp_mode: native", "uplink.xdp_mode"},
 		{"host_tap: vhost0", "host_tap: a/b", "uplink.host_tap"},
+		{"host_tap: vhost0", `host_tap: "."`, "uplink.host_tap"},
+		{"host_tap: vhost0", `host_tap: "v:1"`, "uplink.host_tap"},
 		{"host_tap: vhost0", "host_tap: pod1", "uplink.host_tap"},
 	} {
 		_, err := Parse([]byte(strings.Replace(nic, m.from, m.to, 1)))
