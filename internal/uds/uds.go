@@ -70,6 +70,9 @@ func Listen(path string, mode os.FileMode, group string) (*Listener, error) {
 		c, derr := net.Dial("unix", path)
 		if derr == nil {
 			c.Close()
+		}
+		if derr == nil || errors.Is(derr, syscall.EAGAIN) {
+			// EAGAIN: a live listener whose accept queue is full.
 			return nil, fmt.Errorf("%w: %s", ErrInUse, path)
 		}
 		if !errors.Is(derr, syscall.ECONNREFUSED) {

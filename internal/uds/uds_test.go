@@ -149,3 +149,38 @@ func TestListenLongPath(t *testing.T) {
 		t.Fatalf("socket file after Close: %v", err)
 	}
 }
+
+// TestListenBusyListenerInUse: a live listener whose accept queue is full refuses a
+// connect with EAGAIN, not ECONNREFUSED; Listen reports it as in use. Before, the probe's
+// EAGAIN came back as a plain error, not ErrInUse (found in review).
+func TestListenBusyListenerInUse(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.sock")
+	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
+	if err := syscall.Bind(fd, &syscall.SockaddrUnix{Name: path}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	// Fill the accept queue (a backlog of 0 holds one connection).
+	for {
+		c, err := net.Dial("unix", path)
+		if err != nil {
+			if !errors.Is(err, syscall.EAGAIN) {
+				t.Fatal(err)
+			}
+			break
+		}
+		defer c.Close()
+	}
+	if _, err := Listen(path, 0, ""); !errors.Is(err, ErrInUse) {
+		t.Fatalf("Listen on a live socket with a full accept queue: %v, want ErrInUse", err)
+	}
+	if _, err := os.Lstat(path); err != nil {
+		t.Fatalf("the live socket's file: %v", err)
+	}
+}
