@@ -20,7 +20,10 @@ func writev(fd int, iov [][]byte) error {
 		n++
 	}
 	if n == 0 {
-		return nil
+		// writev(2) with nothing to write returns 0 without reaching the device; a
+		// write(2) of an empty frame gets the device's EINVAL (shorter than an
+		// Ethernet header), and so does this.
+		return unix.EINVAL
 	}
 	_, _, e := unix.Syscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&v[0])), uintptr(n))
 	if e != 0 {
