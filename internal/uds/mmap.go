@@ -39,6 +39,10 @@ func MapFd(fd int, size, offset uint64) (*FdMapping, error) {
 	if size == 0 || offset+size < offset || offset+size > 1<<47 {
 		return nil, fmt.Errorf("%w: size %#x offset %#x", ErrBadMapping, size, offset)
 	}
+	// Best effort: memfds made with MFD_ALLOW_SEALING accept it, others refuse. The
+	// seal comes before the size is read, so that a sealed file cannot shrink below
+	// the range between the check and the mapping.
+	unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, unix.F_SEAL_SHRINK)
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		return nil, os.NewSyscallError("fstat", err)
@@ -49,8 +53,6 @@ func MapFd(fd int, size, offset uint64) (*FdMapping, error) {
 	if uint64(st.Size) < offset+size {
 		return nil, fmt.Errorf("%w: file is %d bytes, range ends at %d", ErrBadMapping, st.Size, offset+size)
 	}
-	// Best effort: memfds made with MFD_ALLOW_SEALING accept it, others refuse.
-	unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, unix.F_SEAL_SHRINK)
 	pg, err := filePageSize(fd)
 	if err != nil {
 		return nil, err
