@@ -252,7 +252,7 @@ func TestPoolSharedFd(t *testing.T) {
 func TestPoolHugepages(t *testing.T) {
 	testenv.NeedRoot(t)
 	testenv.NeedFeature(t, "free 2 MiB hugepages (make deps reserves them)", func() error {
-		free, err := os.ReadFile("/proc/sys/vm/nr_hugepages")
+		free, err := os.ReadFile("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages")
 		if err != nil {
 			return err
 		}

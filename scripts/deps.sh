@@ -54,7 +54,7 @@ install_tool benchstat golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c
 # Hugepages: make sure some 2 MiB pages exist for the hugepage paths of the tests,
 # raising the pool if it is small and never lowering it (other processes share it).
 want=512
-hp=/proc/sys/vm/nr_hugepages
+hp=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages # not vm.nr_hugepages: the default size may be 1 GiB
 if [ -w "$hp" ]; then
   have=$(cat "$hp")
   if [ "$have" -lt "$want" ]; then
