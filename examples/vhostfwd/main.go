@@ -34,27 +34,40 @@ func main() {
 	group := flag.String("group", "", "socket file group when listening")
 	stats := flag.Duration("stats", 5*time.Second, "statistics interval (0: off)")
 	flag.Parse()
+	if err := run(*pathA, *pathB, *client, os.FileMode(*mode), *group, *stats); err != nil {
+		log.Fatal(err)
+	}
+}
 
+// run forwards until SIGINT or SIGTERM, or until a socket fails; either way it
+// closes the back-ends, which removes their socket files, before it returns.
+func run(pathA, pathB string, client bool, mode os.FileMode, group string, stats time.Duration) error {
 	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 16384, Name: "vhostfwd"})
 	if err != nil {
-		log.Fatal(err)
+		return err
 	}
 	defer pool.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 
 	var be [2]*vhost.Backend
-	for i, p := range []string{*pathA, *pathB} {
+	errc := make(chan error, len(be))
+	for i, p := range []string{pathA, pathB} {
 		be[i], err = vhost.NewBackend(vhost.Options{
-			Path: p, Client: *client, SocketMode: os.FileMode(*mode), SocketGroup: *group,
+			Path: p, Client: client, SocketMode: mode, SocketGroup: group,
 			Pool: pool, PortID: uint16(i),
 		})
 		if err != nil {
-			log.Fatal(err)
+			return err
 		}
+		// Close waits for Serve to end and remove the socket file.
+		defer be[i].Close()
 		go func(b *vhost.Backend) {
 			if err := b.Serve(ctx); err != nil && ctx.Err() == nil {
-				log.Fatal(err)
+				errc <- err
+				cancel()
 			}
 		}(be[i])
 	}
@@ -64,7 +77,7 @@ func main() {
 	cache := pool.NewCache(0)
 	defer cache.Flush()
 	if err := pmd.ShareCache(cache, a, b); err != nil { // one goroutine polls both
-		log.Fatal(err)
+		return err
 	}
 	var batch pmd.Batch
 	forward := func(from, to pmd.Port) int {
@@ -81,10 +94,16 @@ func main() {
 		if forward(a, b)+forward(b, a) == 0 {
 			time.Sleep(10 * time.Microsecond)
 		}
-		if *stats > 0 && time.Since(last) > *stats {
+		if stats > 0 && time.Since(last) > stats {
 			last = time.Now()
 			log.Printf("a: %+v attached=%v", a.Stats(), be[0].Attached())
 			log.Printf("b: %+v attached=%v", b.Stats(), be[1].Attached())
 		}
+	}
+	select {
+	case err := <-errc:
+		return err
+	default:
+		return nil
 	}
 }

@@ -1,0 +1,53 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestSocketsRemoved: vhostfwd removes its socket files when it stops, on SIGTERM and
+// on a socket that fails, instead of leaving them for the next run to find.
+func TestSocketsRemoved(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.sock"), filepath.Join(dir, "b.sock")
+	gone := func(paths ...string) {
+		t.Helper()
+		for _, p := range paths {
+			if _, err := os.Lstat(p); err == nil {
+				t.Errorf("%s left behind", p)
+			}
+		}
+	}
+
+	// The same path twice: the second listen fails while the first is up.
+	if err := run(a, a, false, 0o600, "", 0); err == nil {
+		t.Error("the same socket twice accepted")
+	}
+	gone(a)
+
+	done := make(chan error, 1)
+	go func() { done <- run(a, b, false, 0o600, "", 0) }()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		_, ea := os.Lstat(a)
+		_, eb := os.Lstat(b)
+		if ea == nil && eb == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("sockets not created")
+		}
+	}
+	syscall.Kill(os.Getpid(), syscall.SIGTERM)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no exit on SIGTERM")
+	}
+	gone(a, b)
+}
