@@ -16,6 +16,7 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"log"
 	"os"
 	"os/signal"
@@ -30,13 +31,26 @@ func main() {
 	pathA := flag.String("a", "/tmp/vhostfwd-a.sock", "first vhost-user socket")
 	pathB := flag.String("b", "/tmp/vhostfwd-b.sock", "second vhost-user socket")
 	client := flag.Bool("client", false, "connect to the sockets instead of listening")
-	mode := flag.Uint("mode", 0o660, "socket file mode when listening")
+	mode := flag.Uint("mode", 0o660, "socket file mode when listening, in octal with a leading 0 (0660)")
 	group := flag.String("group", "", "socket file group when listening")
 	stats := flag.Duration("stats", 5*time.Second, "statistics interval (0: off)")
 	flag.Parse()
-	if err := run(*pathA, *pathB, *client, os.FileMode(*mode), *group, *stats); err != nil {
+	m, err := socketMode(*mode)
+	if err != nil {
 		log.Fatal(err)
 	}
+	if err := run(*pathA, *pathB, *client, m, *group, *stats); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// socketMode checks -mode: permission bits only. A mode written without its leading 0
+// (-mode 660) is read as decimal, and its low nine bits are not the ones meant.
+func socketMode(m uint) (os.FileMode, error) {
+	if m > uint(os.ModePerm) {
+		return 0, fmt.Errorf("-mode %d (%#o): not a permission mode; octal needs a leading 0, as in 0660", m, m)
+	}
+	return os.FileMode(m), nil
 }
 
 // run forwards until SIGINT or SIGTERM, or until a socket fails; either way it

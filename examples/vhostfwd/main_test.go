@@ -51,3 +51,16 @@ func TestSocketsRemoved(t *testing.T) {
 	}
 	gone(a, b)
 }
+
+// TestSocketMode: -mode takes permission bits only; 660 without its leading 0 is
+// decimal 660 (0o1224), which made the sockets -w--w-r--.
+func TestSocketMode(t *testing.T) {
+	if m, err := socketMode(0o660); err != nil || m != 0o660 {
+		t.Errorf("socketMode(0660) = %v, %v", m, err)
+	}
+	for _, m := range []uint{660, 0o1777, 1<<32 | 0o660} {
+		if _, err := socketMode(m); err == nil {
+			t.Errorf("-mode %d accepted", m)
+		}
+	}
+}
