@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/binary"
 	"net"
 	"net/netip"
@@ -66,5 +67,18 @@ func TestPacer(t *testing.T) {
 	}
 	if n, w := (pacer{}).allow(1<<40, 0, 64); n != 64 || w != 0 {
 		t.Errorf("unpaced: allow = %d, %v; want 64, 0", n, w)
+	}
+}
+
+// TestSleepEnds: a pacing wait ends with the context. At -rate 0.2 the first packet
+// is due after 5 s, and pktgen -duration 1s took those 5 s, and a Ctrl-C waited them
+// out (at -rate 1e-6, eleven days).
+func TestSleepEnds(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	sleep(ctx, time.NewTimer(0), time.Hour)
+	if el := time.Since(start); el > 10*time.Second {
+		t.Errorf("sleep outlasted its context by %v", el)
 	}
 }

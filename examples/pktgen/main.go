@@ -110,6 +110,17 @@ func (p pacer) allow(sent uint64, elapsed time.Duration, want int) (int, time.Du
 	return 0, max(next-elapsed, 20*time.Microsecond)
 }
 
+// sleep waits d on t, or less if ctx ends first: at a low -rate the next packet may
+// be due long after -duration or a Ctrl-C.
+func sleep(ctx context.Context, t *time.Timer, d time.Duration) {
+	t.Reset(d)
+	select {
+	case <-ctx.Done():
+		t.Stop()
+	case <-t.C:
+	}
+}
+
 func run(ctx context.Context, ifi *net.Interface, dst net.HardwareAddr, s, t netip.Addr, size, flows int, rate float64) (uint64, time.Duration, error) {
 	p, err := xsk.Open(ifi.Name, 0, xsk.Options{})
 	if err != nil {
@@ -124,6 +135,8 @@ func run(ctx context.Context, ifi *net.Interface, dst net.HardwareAddr, s, t net
 	start := time.Now()
 	flow := 0
 	pace := pacer{rate}
+	timer := time.NewTimer(0)
+	defer timer.Stop()
 	for ctx.Err() == nil {
 		// Frames that the ring did not take wait in b and count against the pace
 		// only when they go.
@@ -131,7 +144,7 @@ func run(ctx context.Context, ifi *net.Interface, dst net.HardwareAddr, s, t net
 		if rate > 0 {
 			n, wait := pace.allow(sent+uint64(b.Len()), time.Since(start), want)
 			if wait > 0 && b.Len() == 0 {
-				time.Sleep(wait)
+				sleep(ctx, timer, wait)
 				continue
 			}
 			want = n
