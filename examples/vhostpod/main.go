@@ -61,6 +61,9 @@ func run(ctx context.Context, log *slog.Logger, sock string, listen bool, tapNam
 		QueuePairs: queues})
 	dcancel()
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped (SIGINT, SIGTERM) before a back-end came
+		}
 		return err
 	}
 	defer fe.Close()
