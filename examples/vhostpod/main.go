@@ -3,6 +3,9 @@
 // virtio-user does, and bridges that port to a TAP device in its own network
 // namespace, so the pod's kernel stack (ping, iperf3) talks through vhost-user.
 //
+// With -listen it owns the socket and, whenever the back-end hangs up (a vRouter
+// restarting), listens for it again; without, it exits with an error then.
+//
 //	vhostpod -socket /run/vrouter/pod.sock [-listen] -tap eth0 [-queues N]
 package main
 
@@ -23,7 +26,7 @@ import (
 
 func main() {
 	sock := flag.String("socket", "", "vhost-user socket path")
-	listen := flag.Bool("listen", false, "own the socket and wait for the back-end (server role, as virtio-user server=1)")
+	listen := flag.Bool("listen", false, "own the socket and wait for the back-end, again whenever it hangs up (server role, as virtio-user server=1)")
 	tapName := flag.String("tap", "eth0", "TAP device to create in this namespace")
 	split := flag.Bool("split", false, "use split rings instead of packed")
 	queues := flag.Int("queues", 1, "queue pairs to set up (the back-end must offer as many); packets from the TAP spread over them by flow hash")
@@ -56,15 +59,35 @@ func run(ctx context.Context, log *slog.Logger, sock string, listen bool, tapNam
 	if split {
 		disable = vhost.FeatureRingPacked
 	}
+	cache := pool.NewCache(0)
+	defer cache.Flush()
+	opts := vhost.FrontendOptions{Path: sock, Listen: listen, Pool: pool, DisableFeatures: disable, QueuePairs: queues}
+	for {
+		down, err := attach(ctx, log, opts, tap, cache)
+		if err != nil || !down {
+			return err
+		}
+		// The back-end hung up (a vRouter restarting): as virtio-user with
+		// server=1, a listening pod waits for it again.
+		if !listen {
+			return fmt.Errorf("back-end on %s hung up", sock)
+		}
+		log.Warn("back-end hung up; listening again", "socket", sock)
+	}
+}
+
+// attach dials the back-end and bridges it to tap until ctx is done (down false) or
+// the back-end goes away (down true).
+func attach(ctx context.Context, log *slog.Logger, opts vhost.FrontendOptions, tap pmd.Port, cache *pmd.Cache) (down bool, err error) {
+	pool, sock, queues := opts.Pool, opts.Path, opts.QueuePairs
 	dctx, dcancel := context.WithTimeout(ctx, time.Minute)
-	fe, err := vhost.Dial(dctx, vhost.FrontendOptions{Path: sock, Listen: listen, Pool: pool, DisableFeatures: disable,
-		QueuePairs: queues})
+	fe, err := vhost.Dial(dctx, opts)
 	dcancel()
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil // stopped (SIGINT, SIGTERM) before a back-end came
+			return false, nil // stopped (SIGINT, SIGTERM) before a back-end came
 		}
-		return err
+		return false, err
 	}
 	defer fe.Close()
 	log.Info("attached", "socket", sock, "features", fmt.Sprintf("%#x", fe.Features()))
@@ -72,11 +95,11 @@ func run(ctx context.Context, log *slog.Logger, sock string, listen bool, tapNam
 	for q := range ports {
 		ports[q] = fe.Port(q)
 	}
-	cache := pool.NewCache(0)
-	defer cache.Flush()
 	if err := pmd.ShareCache(cache, append([]pmd.Port{tap}, ports...)...); err != nil { // the worker polls all
-		return err
+		return false, err
 	}
+	wctx, wcancel := context.WithCancel(ctx)
+	defer wcancel()
 	var b pmd.Batch
 	out := make([]pmd.Batch, queues)
 	send := func(b *pmd.Batch, to pmd.Port) {
@@ -85,6 +108,11 @@ func run(ctx context.Context, log *slog.Logger, sock string, listen bool, tapNam
 		b.Reset()
 	}
 	poll := func() int {
+		if fe.Down() {
+			down = true
+			wcancel()
+			return 0
+		}
 		n := 0
 		for _, p := range ports {
 			if k := b.Rx(p); k > 0 {
@@ -120,7 +148,8 @@ func run(ctx context.Context, log *slog.Logger, sock string, listen bool, tapNam
 	}
 	w, err := pmd.NewWorker(pmd.WorkerOptions{Name: "pod", Idle: pmd.IdleAdaptive, SpinLoops: 256}, poll)
 	if err != nil {
-		return err
+		return false, err
 	}
-	return w.Run(ctx)
+	err = w.Run(wctx)
+	return down && ctx.Err() == nil, err
 }

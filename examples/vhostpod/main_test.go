@@ -10,6 +10,8 @@ import (
 
 	"github.com/dpkit/dpkit/internal/nettest"
 	"github.com/dpkit/dpkit/internal/testenv"
+	"github.com/dpkit/dpkit/pmd"
+	"github.com/dpkit/dpkit/vhost"
 )
 
 // TestStopWhileListening: a pod told to stop while it waits for its back-end (-listen)
@@ -46,5 +48,50 @@ func TestStopWhileListening(t *testing.T) {
 	}
 	if _, err := os.Lstat(sock); err == nil {
 		t.Error("socket left behind")
+	}
+}
+
+// TestReattach: a listening pod whose back-end hangs up (a vRouter restarting) listens
+// again and attaches to the next one. It used to go on polling the dead connection,
+// unreachable and silent, until killed.
+func TestReattach(t *testing.T) {
+	testenv.NeedRoot(t)
+	ns := nettest.NewNS(t)
+	sock := filepath.Join(t.TempDir(), "pod.sock")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- ns.Do(func() error {
+			return run(ctx, slog.New(slog.DiscardHandler), sock, true, "eth0", false, 1)
+		})
+	}()
+	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	for i := range 2 {
+		be, err := vhost.NewBackend(vhost.Options{Path: sock, Client: true, Pool: pool})
+		if err != nil {
+			t.Fatal(err)
+		}
+		bctx, bcancel := context.WithCancel(ctx)
+		served := make(chan struct{})
+		go func() { be.Serve(bctx); close(served) }()
+		deadline := time.Now().Add(10 * time.Second)
+		for !be.Attached() && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		attached := be.Attached()
+		bcancel()
+		<-served
+		if !attached {
+			t.Fatalf("back-end %d: the pod did not attach", i+1)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
