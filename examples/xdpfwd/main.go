@@ -77,6 +77,10 @@ func (c *config) validate() error {
 		return fmt.Errorf("-burst must be in 1..%d", pmd.MaxBurst)
 	case c.queues < 0 || c.frames < 0:
 		return errors.New("-queues and -frames must not be negative")
+	case c.duration < 0 || c.interval < 0:
+		// 0 is the documented "forever" and "off": a negative one is a mistake,
+		// not either of those.
+		return errors.New("-duration and -stats must not be negative")
 	case c.ring < 1:
 		// The UMEM is sized from it: 0 would size it for empty rings while the
 		// sockets took the default size.

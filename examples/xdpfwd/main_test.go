@@ -61,6 +61,8 @@ func TestValidateFlags(t *testing.T) {
 		{a: "x", ring: 512, burst: 0},              // burst
 		{a: "x", ring: 512, burst: 32, queues: -1}, // queues
 		{a: "x", ring: 512, burst: 32, copyMode: true, zeroCopy: true},
+		{a: "x", ring: 512, burst: 32, duration: -time.Second}, // ran until interrupted
+		{a: "x", ring: 512, burst: 32, interval: -time.Second}, // turned statistics off
 	} {
 		if err := c.validate(); err == nil {
 			t.Errorf("%+v accepted", c)
