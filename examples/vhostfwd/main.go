@@ -35,6 +35,9 @@ func main() {
 	group := flag.String("group", "", "socket file group when listening")
 	stats := flag.Duration("stats", 5*time.Second, "statistics interval (0: off)")
 	flag.Parse()
+	if flag.NArg() > 0 || *stats < 0 {
+		log.Fatal("usage: vhostfwd [-a PATH] [-b PATH] [-client] [-mode 0660] [-group G] [-stats 5s]; no arguments, a -stats of 0 or more")
+	}
 	m, err := socketMode(*mode)
 	if err != nil {
 		log.Fatal(err)
