@@ -62,6 +62,10 @@ func main() {
 	flag.DurationVar(&c.busyPoll, "busy-poll", 0, "SO_BUSY_POLL time (e.g. 20us); 0 disables")
 	flag.DurationVar(&c.duration, "duration", 0, "stop after this long; 0 runs until interrupted")
 	flag.Parse()
+	if flag.NArg() > 0 {
+		// xdpfwd -a veth0 veth1 would reflect on veth0 and ignore veth1.
+		log.Fatalf("xdpfwd: unexpected arguments %q (the second interface is -b)", flag.Args())
+	}
 	if err := run(c); err != nil {
 		log.Fatalf("xdpfwd: %v", err)
 	}
