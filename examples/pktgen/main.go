@@ -39,7 +39,8 @@ func main() {
 	s, err2 := netip.ParseAddr(*src)
 	t, err3 := netip.ParseAddr(*dst)
 	if *ifname == "" || err1 != nil || err2 != nil || err3 != nil || len(mac) != 6 || !s.Is4() || !t.Is4() ||
-		*size < 60 || *size > 1514 || *flows < 1 || *flows > 4096 || *d <= 0 || !(*rate >= 0 && *rate <= 1e9) {
+		*size < 60 || *size > 1514 || *flows < 1 || *flows > 4096 || *d <= 0 || !(*rate >= 0 && *rate <= 1e9) ||
+		flag.NArg() > 0 {
 		fmt.Fprintln(os.Stderr, "usage: pktgen -i IF -dst-mac MAC -src IPv4 -dst IPv4 [-size 64] [-flows 16] [-duration 3s] [-rate PPS]")
 		os.Exit(2)
 	}
