@@ -4,9 +4,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/dpkit/dpkit/internal/afxdp"
 	"github.com/dpkit/dpkit/pmd"
@@ -183,7 +185,8 @@ func FuzzPortHostileKernel(f *testing.F) {
 }
 
 func TestOptionsValidate(t *testing.T) {
-	bad := []Config{{Queue: -1}, {RxSize: 3}, {FillSize: -1}, {RxSize: -1, TxSize: -1}, {Bind: 7}, {BusyPoll: -1}}
+	bad := []Config{{Queue: -1}, {RxSize: 3}, {FillSize: -1}, {RxSize: -1, TxSize: -1}, {Bind: 7}, {BusyPoll: -1},
+		{BusyPoll: 500 * time.Nanosecond}, {BusyPoll: math.MaxInt32*time.Microsecond + time.Microsecond}, {BusyPoll: time.Microsecond, BusyPollBudget: 1 << 16}}
 	for _, c := range bad {
 		if err := c.Validate(); err == nil {
 			t.Errorf("%+v accepted", c)

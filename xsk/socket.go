@@ -3,6 +3,7 @@ package xsk
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -105,6 +106,15 @@ func (c *Config) Validate() error {
 	}
 	if c.BusyPoll < 0 || c.BusyPollBudget < 0 || c.TxBudget < 0 {
 		return fmt.Errorf("%w: negative busy-poll or tx budget", ErrOptions)
+	}
+	// The kernel takes SO_BUSY_POLL as an int of microseconds and the budget as at
+	// most 65535 (sk_setsockopt): a shorter or longer time would be cut, to 0 (off)
+	// or to another value, without an error.
+	if c.BusyPoll != 0 && (c.BusyPoll < time.Microsecond || c.BusyPoll/time.Microsecond > math.MaxInt32) {
+		return fmt.Errorf("%w: BusyPoll %v not in 1µs..%v", ErrOptions, c.BusyPoll, math.MaxInt32*time.Microsecond)
+	}
+	if c.BusyPollBudget > math.MaxUint16 {
+		return fmt.Errorf("%w: BusyPollBudget %d above 65535", ErrOptions, c.BusyPollBudget)
 	}
 	return nil
 }
