@@ -1,8 +1,10 @@
 package route
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
+	"slices"
 )
 
 // NextHopID is a small index into a Table's next-hop table. It is what a
@@ -157,21 +159,39 @@ func resilientBuckets(old []NextHopID, members []NextHopID, n int) []NextHopID {
 		ms = append(ms, mw{id: m, target: 1})
 	}
 	total := len(members)
-	// scale weights to n buckets: floor shares, remainder to the first ones
+	if len(old) != n {
+		old = nil
+	}
+	// scale weights to n buckets: floor shares, then one more bucket each
+	// to the members holding the most buckets now (ties: lower id), so the
+	// shares depend neither on member order nor move a flow when the set is
+	// unchanged
+	held := make([]int, len(ms))
+	for _, m := range old {
+		if i, ok := idx[m]; ok {
+			held[i]++
+		}
+	}
 	assigned := 0
 	for i := range ms {
 		w := ms[i].target
 		ms[i].target = w * n / total
 		assigned += ms[i].target
 	}
-	for i := 0; assigned < n; i = (i + 1) % len(ms) {
+	order := make([]int, len(ms))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int {
+		if held[a] != held[b] {
+			return held[b] - held[a]
+		}
+		return cmp.Compare(ms[a].id, ms[b].id)
+	})
+	for _, i := range order[:n-assigned] {
 		ms[i].target++
-		assigned++
 	}
 	out := make([]NextHopID, n)
-	if len(old) != n {
-		old = nil
-	}
 	free := make([]int, 0, n)
 	for b := 0; b < n; b++ {
 		if old != nil {

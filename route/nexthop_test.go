@@ -103,3 +103,42 @@ func TestNextHopValidate(t *testing.T) {
 		t.Fatal("bad options accepted")
 	}
 }
+
+// TestECMPMemberOrder re-sets a group with the same members in another
+// order (as a controller that keeps them in a map would): Members' doc says
+// order does not matter, so no bucket may move.
+func TestECMPMemberOrder(t *testing.T) {
+	tb, ids := newTestTable(t, 3)
+	g, err := tb.AddNextHop(NextHop{Kind: KindECMP, Members: []NextHopID{ids[0], ids[1], ids[2]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ms := range [][]NextHopID{
+		{ids[2], ids[1], ids[0]},
+		{ids[1], ids[0], ids[2]},
+		{ids[0], ids[2], ids[1]},
+	} {
+		before := tb.NextHop(g).Buckets()
+		if err := tb.SetNextHop(g, NextHop{Kind: KindECMP, Members: ms}); err != nil {
+			t.Fatal(err)
+		}
+		after := tb.NextHop(g).Buckets()
+		for i := range before {
+			if before[i] != after[i] {
+				t.Fatalf("members %v: bucket %d moved from %d to %d", ms, i, before[i], after[i])
+			}
+		}
+	}
+	// a fresh group's buckets do not depend on member order either
+	h, err := tb.AddNextHop(NextHop{Kind: KindECMP, Members: []NextHopID{ids[2], ids[0], ids[1]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := map[NextHopID]int{}
+	for _, m := range tb.NextHop(h).Buckets() {
+		count[m]++
+	}
+	if count[ids[0]] != 86 || count[ids[1]] != 85 || count[ids[2]] != 85 {
+		t.Fatalf("fresh group shares %v depend on member order", count)
+	}
+}
