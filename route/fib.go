@@ -194,7 +194,7 @@ func (w *famWriter) normalize(c *chunk) *chunk {
 // publish4 makes the batch visible and returns the root to store in the
 // VRF slot (the same root when published in place).
 func (w *famWriter) publish4() *dir4 {
-	defer clear(w.ov)
+	defer w.resetOverlays()
 	for j, c := range w.ov {
 		w.ov[j] = w.normalize(c)
 	}
@@ -212,6 +212,24 @@ func (w *famWriter) publish4() *dir4 {
 	w.pub4 = r
 	w.pruneUniform()
 	return r
+}
+
+// resetOverlays empties the overlays after a batch. A cleared map keeps
+// its storage, so maps that a batch grew (a short prefix touches up to 4096
+// IPv4 slots or 65536 IPv6 chunks: about 150 KiB or 2.5 MiB of map) are
+// dropped instead, or every VRF would keep its largest batch's for good.
+func (w *famWriter) resetOverlays() {
+	if len(w.ov) > 64 {
+		w.ov = map[int]*chunk{}
+	} else {
+		clear(w.ov)
+	}
+	if len(w.ovM) > 64 {
+		w.ovM = map[int]*mid6{}
+	} else {
+		clear(w.ovM)
+	}
+	w.ovN = [256]int{}
 }
 
 // pruneUniform drops the cached uniform chunks and mids that the published
@@ -314,11 +332,7 @@ func (w *famWriter) apply6(key *[16]byte, plen int, o *op) {
 }
 
 func (w *famWriter) publish6() *root6 {
-	defer func() {
-		clear(w.ov)
-		clear(w.ovM)
-		w.ovN = [256]int{}
-	}()
+	defer w.resetOverlays()
 	for p, c := range w.ov {
 		w.ov[p] = w.normalize(c)
 	}

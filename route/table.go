@@ -486,7 +486,7 @@ func (t *Table) publish4(vrf uint32, st *vrfState) {
 	if w.big4 && n <= smallMin || !w.big4 && n <= smallMax {
 		w.big4 = false
 		w.pub4 = nil
-		clear(w.ov)
+		w.resetOverlays()
 		// nothing published links the directory's uniform chunks now
 		w.uni, w.uniMax = map[uint32]*chunk{}, 0
 		small := make([]small4, 0, n)

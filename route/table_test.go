@@ -380,3 +380,44 @@ func TestShortPrefixChurnMemory(t *testing.T) {
 		t.Fatalf("%d KiB kept after the churned prefixes were removed", grew>>10)
 	}
 }
+
+// TestWriterScratchMemory gives many VRFs a default route (which touches
+// every IPv4 directory slot) and a short IPv6 prefix over populated mids
+// (which touches every chunk of those mids): the writer's per-batch
+// overlays must not keep the storage of those batches, which would cost
+// each VRF more than its whole published table, invisible in Stats.
+func TestWriterScratchMemory(t *testing.T) {
+	tb, err := New(Options{MaxVRFs: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nh, _ := tb.AddNextHop(NextHop{Kind: KindReceive})
+	const nv = 200
+	before := heapInUse()
+	for v := uint32(0); v < nv; v++ {
+		var b Batch
+		for i := range 16 {
+			b.Insert(v, netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 0, byte(i), 0}), 24), nh)
+			b.Insert(v, netip.PrefixFrom(netip.AddrFrom16([16]byte{0x20 + byte(i), 1}), 64), nh)
+		}
+		if err := tb.Apply(&b); err != nil {
+			t.Fatal(err)
+		}
+		b.Reset()
+		b.Insert(v, netip.MustParsePrefix("0.0.0.0/0"), nh)
+		b.Insert(v, netip.MustParsePrefix("2000::/3"), nh)
+		if err := tb.Apply(&b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	grew := int64(heapInUse()) - int64(before)
+	s := tb.Stats()
+	pub := int64(s.Bytes4 + s.Bytes6)
+	t.Logf("heap grew %d KiB per VRF, published structures %d KiB per VRF", grew/nv>>10, pub/nv>>10)
+	if grew > 3*pub/2 {
+		t.Fatalf("heap grew %d KiB for %d KiB of published structures", grew>>10, pub>>10)
+	}
+	if tb.Lookup(nv-1, netip.MustParseAddr("192.0.2.1")) != nh || tb.Lookup(nv-1, netip.MustParseAddr("2001::1")) != nh {
+		t.Fatal("routes lost")
+	}
+}
