@@ -421,3 +421,49 @@ func TestWriterScratchMemory(t *testing.T) {
 		t.Fatal("routes lost")
 	}
 }
+
+// TestWithdrawnRoutesMemory loads VRFs with many routes of both families,
+// then withdraws all but a few: what stays must be about the size of the
+// routes left, not of the routes the VRFs once had.
+func TestWithdrawnRoutesMemory(t *testing.T) {
+	tb, err := New(Options{MaxVRFs: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nh, _ := tb.AddNextHop(NextHop{Kind: KindReceive})
+	const n = 40000
+	p4 := func(i int) netip.Prefix {
+		return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 32)
+	}
+	p6 := func(i int) netip.Prefix {
+		return netip.PrefixFrom(netip.AddrFrom16([16]byte{0x20, 1, 13: byte(i >> 16), 14: byte(i >> 8), 15: byte(i)}), 128)
+	}
+	before := heapInUse()
+	for v := uint32(0); v < 2; v++ {
+		var b Batch
+		for i := range n {
+			b.Insert(v, p4(i), nh)
+			b.Insert(v, p6(i), nh)
+		}
+		if err := tb.Apply(&b); err != nil {
+			t.Fatal(err)
+		}
+		b.Reset()
+		for i := 10; i < n; i++ {
+			b.Delete(v, p4(i))
+			b.Delete(v, p6(i))
+		}
+		if err := tb.Apply(&b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	grew := int64(heapInUse()) - int64(before)
+	s := tb.Stats()
+	t.Logf("heap grew %d KiB; %+v", grew>>10, s)
+	if grew > 1<<20 {
+		t.Fatalf("%d KiB kept for %d routes left", grew>>10, s.Routes4+s.Routes6)
+	}
+	if tb.Lookup(1, p4(9).Addr()) != nh || tb.Lookup(1, p6(9).Addr()) != nh || tb.Lookup(1, p4(10).Addr()) != NoRoute {
+		t.Fatal("routes left are wrong")
+	}
+}
