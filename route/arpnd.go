@@ -103,6 +103,19 @@ func l2(frame []byte) (int, uint16, bool) {
 // request, or a gratuitous announcement), ErrNotOwned. On error frame is
 // unchanged.
 func (r *Responder) AnswerARP(frame []byte) error {
+	return r.AnswerARPProxy(frame, nil)
+}
+
+// Proxy decides whether a router answers for an address it does not own: for one
+// it routes elsewhere, say, so that hosts on one subnet spread over several nodes
+// reach each other through it (proxy ARP, RFC 1027; proxy neighbour
+// advertisements, RFC 4861 §7.2.8). It returns the MAC to answer with. It runs on
+// the answering goroutine and must not allocate to keep answers allocation-free.
+type Proxy func(target netip.Addr) (MAC, bool)
+
+// AnswerARPProxy is AnswerARP that, for a target the responder does not own, asks
+// proxy (when not nil) and answers with the MAC it returns.
+func (r *Responder) AnswerARPProxy(frame []byte, proxy Proxy) error {
 	off, et, ok := l2(frame)
 	if !ok || len(frame) < off+28 {
 		return ErrShortFrame
@@ -121,6 +134,9 @@ func (r *Responder) AnswerARP(frame []byte) error {
 		return ErrNotARPRequest // announcement, or a multicast sender
 	}
 	mac, ok := r.lookup(netip.AddrFrom4([4]byte(tpa)))
+	if !ok && proxy != nil {
+		mac, ok = proxy(netip.AddrFrom4([4]byte(tpa)))
+	}
 	if !ok {
 		return ErrNotOwned
 	}
@@ -163,6 +179,14 @@ var solicitedNode = netip.MustParsePrefix("ff02::1:ff00:0/104")
 // carries the Router and Override flags and a target link-layer option.
 // On error frame is unchanged.
 func (r *Responder) AnswerNS(frame []byte) ([]byte, error) {
+	return r.AnswerNSProxy(frame, nil)
+}
+
+// AnswerNSProxy is AnswerNS that, for a target the responder does not own, asks
+// proxy (when not nil) and answers with the MAC it returns. A proxied
+// advertisement has the Override flag clear (RFC 4861 §7.2.8), so that it never
+// replaces a cache entry the target's own advertisement made.
+func (r *Responder) AnswerNSProxy(frame []byte, proxy Proxy) ([]byte, error) {
 	off, et, ok := l2(frame)
 	if !ok || len(frame) < off+ipv6HdrLen+24 {
 		return nil, ErrShortFrame
@@ -202,7 +226,12 @@ func (r *Responder) AnswerNS(frame []byte) ([]byte, error) {
 			return nil, ErrNotSolicit
 		}
 	}
+	flags := byte(naFlagRouter | naFlagOvr)
 	mac, ok := r.lookup(target)
+	if !ok && proxy != nil {
+		mac, ok = proxy(target)
+		flags = naFlagRouter
+	}
 	if !ok {
 		return nil, ErrNotOwned
 	}
@@ -212,7 +241,6 @@ func (r *Responder) AnswerNS(frame []byte) ([]byte, error) {
 	}
 	var ethDst [6]byte
 	var ipDst [16]byte
-	flags := byte(naFlagRouter | naFlagOvr)
 	switch {
 	case dad:
 		ethDst = [6]byte{0x33, 0x33, 0, 0, 0, 1}

@@ -252,3 +252,65 @@ func TestResponderAddMapped(t *testing.T) {
 		t.Fatalf("mapped address not owned as IPv4: %v", err)
 	}
 }
+
+// TestAnswerProxy: for a target it does not own, the responder answers with what
+// the proxy returns, and not when the proxy declines; an owned target is answered
+// without asking; a proxied neighbour advertisement has Override clear (RFC 4861
+// §7.2.8), an owned one set. Proxied answers allocate nothing.
+func TestAnswerProxy(t *testing.T) {
+	r := newResponder(t)
+	remote4, remote6 := netip.MustParseAddr("10.0.5.7"), netip.MustParseAddr("fd00::5:7")
+	proxyMAC := MAC{0x02, 0, 0x5e, 0, 1, 0}
+	asked := 0
+	proxy := Proxy(func(a netip.Addr) (MAC, bool) {
+		asked++
+		return proxyMAC, a == remote4 || a == remote6
+	})
+	f := arpRequest(t, remote4)
+	if err := r.AnswerARPProxy(f, proxy); err != nil {
+		t.Fatal(err)
+	}
+	arp, _ := gopacket.NewPacket(f, layers.LayerTypeEthernet, gopacket.Default).Layer(layers.LayerTypeARP).(*layers.ARP)
+	if arp == nil || arp.Operation != layers.ARPReply || MAC(arp.SourceHwAddress) != proxyMAC ||
+		netip.AddrFrom4([4]byte(arp.SourceProtAddress)) != remote4 {
+		t.Fatalf("proxied ARP reply %+v", arp)
+	}
+	if err := r.AnswerARPProxy(arpRequest(t, netip.MustParseAddr("10.0.5.8")), proxy); !errors.Is(err, ErrNotOwned) {
+		t.Fatalf("declined target: %v", err)
+	}
+	asked = 0
+	if err := r.AnswerARPProxy(arpRequest(t, gw4), proxy); err != nil || asked != 0 {
+		t.Fatalf("owned target: %v, proxy asked %d times", err, asked)
+	}
+	for _, c := range []struct {
+		target   netip.Addr
+		mac      MAC
+		override bool
+	}{{remote6, proxyMAC, false}, {gw6, gwMAC, true}} {
+		out, err := r.AnswerNSProxy(append(make([]byte, 0, 2048), nsRequest(t, pod6, c.target, c.target, true)...), proxy)
+		if err != nil {
+			t.Fatalf("%v: %v", c.target, err)
+		}
+		p := gopacket.NewPacket(out, layers.LayerTypeEthernet, gopacket.Default)
+		na, _ := p.Layer(layers.LayerTypeICMPv6NeighborAdvertisement).(*layers.ICMPv6NeighborAdvertisement)
+		if na == nil || len(na.Options) != 1 || MAC(na.Options[0].Data) != c.mac || na.Override() != c.override || !na.Router() || !na.Solicited() {
+			t.Fatalf("%v: NA %+v", c.target, na)
+		}
+		if icmp6Checksum(out[14+8:14+40], out[14+40:]) != 0 {
+			t.Fatalf("%v: bad checksum", c.target)
+		}
+	}
+	if _, err := r.AnswerNSProxy(append(make([]byte, 0, 2048), nsRequest(t, pod6, pod6, netip.MustParseAddr("fd00::5:8"), true)...), proxy); !errors.Is(err, ErrNotOwned) {
+		t.Fatalf("declined NS target: %v", err)
+	}
+	a, ns := arpRequest(t, remote4), nsRequest(t, pod6, remote6, remote6, true)
+	buf := make([]byte, 2048)
+	if n := testing.AllocsPerRun(100, func() {
+		copy(buf, a)
+		r.AnswerARPProxy(buf[:len(a)], proxy)
+		copy(buf, ns)
+		r.AnswerNSProxy(buf[:len(ns)], proxy)
+	}); n != 0 {
+		t.Fatalf("%v allocs per proxied answer pair", n)
+	}
+}

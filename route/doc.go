@@ -2,7 +2,8 @@
 // IPv6 longest-prefix-match tables, the next hops they resolve to (local
 // ports, overlay tunnels, ECMP groups, discard, receive), a neighbour table
 // (ARP/ND results) and a Responder that answers ARP requests and neighbour
-// solicitations for the addresses the vRouter owns.
+// solicitations for the addresses the vRouter owns, and, through a Proxy, for
+// addresses it routes (proxy ARP).
 //
 // # Packet flow
 //
