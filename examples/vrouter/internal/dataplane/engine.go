@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"encoding/binary"
+	"net/netip"
 	"slices"
 	"strconv"
 	"sync/atomic"
@@ -136,8 +137,9 @@ type Tables struct {
 	// VRF of each VNI and MPLS label this node expects.
 	VNIs   map[uint32]uint32
 	Labels map[uint32]uint32
-	// ARP/ND responders per VRF: the gateways and the VRF's other pods (proxy ARP,
-	// so pods on one subnet reach each other through the vRouter).
+	// ARP/ND responders per VRF: the gateways and the VRF's pods; Worker.proxy
+	// answers for the rest of what the VRF routes (proxy ARP, so pods on one
+	// subnet reach each other through the vRouter, on one node or several).
 	Responders map[uint32]*route.Responder
 	// UnknownToHost sends unroutable packets to the exception path.
 	UnknownToHost bool
@@ -191,6 +193,10 @@ type Worker struct {
 	seg      []pmd.Pkt
 	segBytes int
 	frags    [maxFragments]pmd.Pkt // fragment4's
+	// The ARP/ND request being answered, for proxy: its tables and interface.
+	askT    *Tables
+	askIn   *Iface
+	proxyFn route.Proxy // proxy, made once: a method value made per call allocates
 }
 
 // rxQueue is a queue a worker owns: it polls it, and transmits on it what it and the
@@ -245,6 +251,8 @@ func New(cfg Config) *Engine {
 		e.workers = append(e.workers, &Worker{e: e, pool: cfg.Pool, id: i, cache: cfg.Pool.NewCache(512),
 			decap: encap.NewDecapper(cfg.Decap), out: make([]outQueue, len(cfg.Ifaces)),
 			icmp: make([]icmpBucket, len(cfg.Ifaces))})
+		w := e.workers[i]
+		w.proxyFn = w.proxy
 	}
 	owner := make([][]int, len(cfg.Ifaces)) // owner[i][q]: the worker of queue q
 	load := make([]int, nw)
@@ -863,11 +871,35 @@ func (w *Worker) answerARP(t *Tables, in *Iface, pk *pmd.Pkt, d []byte) {
 		w.drop(in, pk, DropSpoofIP) // the sender protocol address must be the pod's
 		return
 	}
-	if resp == nil || resp.AnswerARP(d) != nil {
+	w.askT, w.askIn = t, in
+	if resp == nil || resp.AnswerARPProxy(d, w.proxyFn) != nil {
 		w.drop(in, pk, DropARP)
 		return
 	}
 	w.queue(in, in.idx, pk)
+}
+
+// proxy answers ARP and neighbour solicitations, on w.askIn's behalf, for the
+// addresses its VRF routes somewhere else: another pod, a remote node (one or an
+// ECMP group of them) or the host. So pods of one subnet spread over several nodes
+// reach each other through the vRouter, which answers for them all with its MAC, as
+// Contrail's vRouter does. Addresses routed back to the asking port, discarded or
+// not routed are not answered.
+func (w *Worker) proxy(a netip.Addr) (route.MAC, bool) {
+	t, in := w.askT, w.askIn
+	var id route.NextHopID
+	if a.Is4() {
+		id = t.Routes.Lookup4(in.VRF, IP4(a))
+	} else {
+		b := a.As16()
+		id = t.Routes.Lookup6(in.VRF, &b)
+	}
+	nh := t.Routes.NextHop(id)
+	if id == route.NoRoute || nh == nil || nh.Kind == route.KindDiscard ||
+		(nh.Kind == route.KindLocal && int(nh.Port) == in.idx) {
+		return route.MAC{}, false
+	}
+	return route.MAC(w.e.routerMAC), true
 }
 
 // dadOwn reports whether the neighbour solicitation ns, from src, is a duplicate
@@ -891,7 +923,8 @@ func (w *Worker) answerNS(t *Tables, in *Iface, pk *pmd.Pkt) {
 		return
 	}
 	full := w.pool.Bytes(pk.Frame)[pk.Off:]
-	reply, err := resp.AnswerNS(full[:pk.Len])
+	w.askT, w.askIn = t, in
+	reply, err := resp.AnswerNSProxy(full[:pk.Len], w.proxyFn)
 	if err != nil {
 		w.drop(in, pk, DropARP)
 		return

@@ -361,3 +361,57 @@ func TestDADOnTap(t *testing.T) {
 		t.Fatalf("the host's DAD probe for gateway %v was answered: NA %x", gw, got[0])
 	}
 }
+
+// TestProxyARP: a pod asking for an address its VRF routes elsewhere (a remote
+// node's pod on the same subnet, IPv4 or IPv6) gets the router MAC, so one subnet
+// can span nodes; an address discarded, not routed, or routed to the asking pod
+// itself is not answered.
+func TestProxyARP(t *testing.T) {
+	pool, c, e, pod, _, cfg := v6Node(t)
+	y := strings.Replace(fmt.Sprintf(nodeYAML, 1, 2, "vxlan"), "ips: [10.1.1.2]", "ips: [10.1.1.2, 'fd00:1::2']", 1)
+	y = strings.Replace(y, "gateway: [10.1.1.1]", "gateway: [10.1.1.1, 'fd00:1::1']", 1)
+	y = strings.Replace(y, "- {prefix: 10.9.0.0/16, action: discard}", "- {prefix: 10.9.0.0/16, action: discard}\n      - {prefix: 'fd00:1::100/120', remote: peer}\n      - {prefix: 'fd00:1::200/120', interface: pod}", 1)
+	withRoute, err := config.Parse([]byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tabs, err := Build(withRoute, map[string]int{"pod": 1}, [6]byte{2, 0, 0, 0, 0x50, 1}, routerMAC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Publish(tabs)
+	in := cfg.Interfaces[0]
+	mac := [6]byte(in.HW)
+	for _, c4 := range []struct {
+		target string
+		answer bool
+	}{{"10.1.2.7", true}, {"10.9.0.5", false}, {"172.16.0.1", false}} {
+		send(t, pool, c, pod, arpRequest(mac, in.Addrs[0], netip.MustParseAddr(c4.target)))
+		e.Poll()
+		got := recv(pool, c, pod)
+		if c4.answer != (len(got) == 1) || (c4.answer && [6]byte(got[0][22:28]) != routerMAC) {
+			t.Fatalf("ARP for %s: %x, answer %v", c4.target, got, c4.answer)
+		}
+	}
+	for _, c6 := range []struct {
+		target string
+		answer bool
+	}{{"fd00:1::105", true}, {"fd00:1::205", false}, {"fd00:9::1", false}} {
+		tg := netip.MustParseAddr(c6.target)
+		o := tg.As16()
+		sn := netip.AddrFrom16([16]byte{0xff, 0x02, 11: 1, 12: 0xff, 13: o[13], 14: o[14], 15: o[15]})
+		send(t, pool, c, pod, ns(mac, [6]byte{0x33, 0x33, 0xff, o[13], o[14], o[15]}, in.Addrs[1], sn, tg, true))
+		e.Poll()
+		got := recv(pool, c, pod)
+		if c6.answer != (len(got) == 1) {
+			t.Fatalf("NS for %s: %d replies, answer %v", c6.target, len(got), c6.answer)
+		}
+		// The NA's target link-layer option carries the router MAC; Override is clear.
+		if c6.answer && ([6]byte(got[0][len(got[0])-6:]) != routerMAC || got[0][14+40+4]&0x20 != 0) {
+			t.Fatalf("NS for %s: NA %x", c6.target, got[0])
+		}
+	}
+	if n := e.ifaces[1].Stats().Drops[DropARP]; n != 4 {
+		t.Fatalf("%d ARP/ND requests dropped, want 4", n)
+	}
+}
