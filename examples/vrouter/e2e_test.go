@@ -327,7 +327,8 @@ func TestPathMTU(t *testing.T) {
 }
 
 // TestNodeFeatures exercises one node's policy and operations with VXLAN: a pod on the
-// same node, ARP from a kernel pod, a spoofed source, host-bound traffic to the TAP,
+// same node, ARP from a kernel pod (for its gateway, and proxied for a remote pod), a
+// spoofed source, host-bound traffic to the TAP,
 // a route change under traffic, a restarted DPDK pod, capture, and a clean shutdown.
 func TestNodeFeatures(t *testing.T) {
 	needE2E(t)
@@ -353,6 +354,19 @@ func TestNodeFeatures(t *testing.T) {
 		out, _ := topo.Exec(k1.NS, "ip", "neigh", "show", k1.Gateway)
 		if !strings.Contains(out, "00:00:5e:00:01:00") {
 			t.Errorf("kernel pod did not resolve its gateway to the router MAC: %q", out)
+		}
+	})
+	t.Run("proxy-arp", func(t *testing.T) {
+		// k2's subnet on k1's link, as if the two pods shared one subnet across
+		// the nodes: k1 asks ARP for k2 itself, and the vRouter answers.
+		if _, err := topo.Exec(k1.NS, "ip", "route", "add", k2.Addr+"/32", "dev", "eth0"); err != nil {
+			t.Fatal(err)
+		}
+		defer topo.Exec(k1.NS, "ip", "route", "del", k2.Addr+"/32", "dev", "eth0")
+		mustReach(t, k1, k2)
+		out, _ := topo.Exec(k1.NS, "ip", "neigh", "show", k2.Addr)
+		if !strings.Contains(out, "00:00:5e:00:01:00") {
+			t.Errorf("kernel pod did not resolve %s, on its link, to the router MAC: %q", k2.Addr, out)
 		}
 	})
 	t.Run("spoofed-source", func(t *testing.T) {
