@@ -35,6 +35,10 @@ const (
 
 	dmaMapRead  = 1 << 0
 	dmaMapWrite = 1 << 1
+
+	iommuInfoSize = 24     // sizeof(struct vfio_iommu_type1_info)
+	iommuInfoCaps = 1 << 1 // VFIO_IOMMU_INFO_CAPS
+	capIOVARange  = 1      // VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE
 )
 
 // IOMMU types (VFIO_SET_IOMMU arguments).

@@ -20,5 +20,6 @@
 // Limits: Debian's kernel is built without CONFIG_VFIO_NOIOMMU, so the no-IOMMU path is
 // untested here, and with it MapDMA reports ErrNotSupported (dpkit does not use
 // physical addresses). The IOVA space used is the low 39 bits, which every VT-d
-// supports.
+// supports, less the reserved regions the kernel reports (x86's MSI window at
+// 0xfee00000), where it refuses mappings.
 package vfio

@@ -63,7 +63,7 @@ func FuzzCapabilities(f *testing.F) {
 }
 
 func TestIOVAAlloc(t *testing.T) {
-	a := newIOVAAlloc(4096, 1<<32)
+	a := newIOVAAlloc(4096, 1<<32, nil)
 	x, err := a.alloc(2 << 20)
 	if err != nil || x%(2<<20) != 0 || x == 0 {
 		t.Fatalf("%#x %v", x, err)

@@ -79,8 +79,8 @@ func (c *Container) attach(g *Group) error {
 		}
 		c.iommu = t
 		if t != IOMMUNone {
-			pg, aperture := c.iommuInfo()
-			c.iova = newIOVAAlloc(pg, aperture)
+			pg, aperture, usable := c.iommuInfo()
+			c.iova = newIOVAAlloc(pg, aperture, usable)
 		}
 		return nil
 	}
@@ -88,18 +88,30 @@ func (c *Container) attach(g *Group) error {
 	return fmt.Errorf("%w: no usable IOMMU type", ErrNotSupported)
 }
 
-// iommuInfo returns the smallest supported IOMMU page size (4 KiB if unknown) and the
-// top of the usable IOVA range (a conservative 39-bit space: every VT-d supports it).
-func (c *Container) iommuInfo() (uint64, uint64) {
-	b := make([]byte, 24)
-	le.PutUint32(b, 24)
+// iommuInfo returns the smallest supported IOMMU page size (4 KiB if unknown), the
+// top of the usable IOVA range (a conservative 39-bit space: every VT-d supports it)
+// and the ranges the kernel accepts mappings in (nil if it does not say).
+func (c *Container) iommuInfo() (uint64, uint64, []iovaSpan) {
+	b := make([]byte, iommuInfoSize)
+	le.PutUint32(b, iommuInfoSize)
 	pg := uint64(4096)
-	if _, err := ioctl(c.f.Fd(), ioIOMMUGetInfo, b); err == nil {
-		if sizes := le.Uint64(b[8:]); sizes != 0 {
-			pg = sizes & -sizes
+	if _, err := ioctl(c.f.Fd(), ioIOMMUGetInfo, b); err != nil {
+		return pg, 1 << 39, nil
+	}
+	if sizes := le.Uint64(b[8:]); sizes != 0 {
+		pg = sizes & -sizes
+	}
+	// The ranges come in a capability chain, for which the kernel asks (argsz) for a
+	// larger buffer than the struct.
+	var usable []iovaSpan
+	if n := le.Uint32(b); le.Uint32(b[4:])&iommuInfoCaps != 0 && n > iommuInfoSize && n <= 1<<20 {
+		b = make([]byte, n)
+		le.PutUint32(b, n)
+		if _, err := ioctl(c.f.Fd(), ioIOMMUGetInfo, b); err == nil {
+			usable = iovaRanges(b)
 		}
 	}
-	return pg, 1 << 39
+	return pg, 1 << 39, usable
 }
 
 // MapDMA makes mem readable and writable by the devices of the container at a new
