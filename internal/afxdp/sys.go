@@ -130,12 +130,15 @@ func Bind(fd int, flags uint16, ifindex, queue uint32, sharedFd int) error {
 	return nil
 }
 
-// Options reads XDP_OPTIONS and reports whether the socket is in zero-copy mode.
+// ZeroCopy reads XDP_OPTIONS and reports whether the socket is in zero-copy mode.
 func ZeroCopy(fd int) (bool, error) {
 	var v uint32
 	n, err := getsockoptPtr(fd, unix.SOL_XDP, unix.XDP_OPTIONS, ptrU32(&v), 4)
-	if err != nil || n != 4 {
+	if err != nil {
 		return false, os.NewSyscallError("getsockopt(XDP_OPTIONS)", err)
+	}
+	if n != 4 {
+		return false, fmt.Errorf("getsockopt(XDP_OPTIONS): %d bytes, want 4", n)
 	}
 	return v&unix.XDP_OPTIONS_ZEROCOPY != 0, nil
 }
