@@ -165,13 +165,20 @@ func (c *Container) UnmapDMA(iova uint64) error {
 	if _, err := ioctl(c.f.Fd(), ioIOMMUUnmapDMA, b); err != nil {
 		return os.NewSyscallError("VFIO_IOMMU_UNMAP_DMA", err)
 	}
+	if got := le.Uint64(b[16:]); got != size { // the kernel writes back what it unmapped
+		return fmt.Errorf("vfio: VFIO_IOMMU_UNMAP_DMA at IOVA %#x unmapped %#x of %#x bytes", iova, got, size)
+	}
 	delete(c.maps, iova)
 	c.iova.free(iova, size)
 	return nil
 }
 
 // Close releases the container. Live DMA mappings go with it.
-func (c *Container) Close() error { return c.f.Close() }
+func (c *Container) Close() error {
+	c.mu.Lock() // not under a MapDMA or UnmapDMA, which use the descriptor
+	defer c.mu.Unlock()
+	return c.f.Close()
+}
 
 // Group is an open IOMMU group (/dev/vfio/N). Owned by one goroutine.
 type Group struct {

@@ -105,6 +105,20 @@ func TestGuestBindOpenDMA(t *testing.T) {
 		t.Errorf("read past the BAR: %v", err)
 	}
 
+	// The kernel reported the usable IOVA ranges, the x86 MSI window outside them.
+	p.Container.mu.Lock()
+	usable := p.Container.iova.usable
+	p.Container.mu.Unlock()
+	if len(usable) == 0 {
+		t.Error("no usable IOVA ranges read from VFIO_IOMMU_GET_INFO")
+	}
+	for _, u := range usable {
+		if u.first <= 0xfee00000 && 0xfee00000 <= u.last {
+			t.Errorf("usable IOVA range %#x-%#x holds the MSI window", u.first, u.last)
+		}
+	}
+	t.Logf("usable IOVA ranges %x", usable)
+
 	// DMA map and unmap 2 MiB and a 4 KiB page; IOVAs must differ and be aligned.
 	mem, err := unix.Mmap(-1, 0, 2<<20, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_POPULATE)
 	if err != nil {
