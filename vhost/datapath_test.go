@@ -66,7 +66,7 @@ func testDatapath(t *testing.T, feat uint64) {
 	})
 	if f.packed {
 		// The transmit ring: with IN_ORDER a burst is completed by one used
-		// descriptor (§2.8.9), without it by one per buffer.
+		// descriptor (§2.8.8), without it by one per buffer.
 		ring := f.host[f.devRing[1]-f.gpa:]
 		marked := 0
 		for i := 0; i < 40; i++ {

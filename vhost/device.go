@@ -677,7 +677,7 @@ func (d *device) start(q *vq) error {
 		dev.DisableNotify()
 		r.packed = dev
 		// The guest's transmit queue (odd index) completes whole bursts at once:
-		// Rx pushes every chain it popped, in pop order (§2.8.9: one used
+		// Rx pushes every chain it popped, in pop order (§2.8.8: one used
 		// descriptor, the last buffer's id, stands for all of them).
 		r.inOrder = q.idx%2 == 1 && d.has(FeatureInOrder)
 	} else {

@@ -21,7 +21,7 @@
 // mergeable buffers into a chain.
 //
 // With VIRTIO_F_IN_ORDER on a packed ring, Port.Rx completes each burst of the
-// guest's transmit queue with one used descriptor, the last buffer's id (§2.8.9), as
+// guest's transmit queue with one used descriptor, the last buffer's id (§2.8.8), as
 // DPDK's vhost does: the guest reads one descriptor where it read 32.
 //
 // On a packed ring, Port.Tx puts a packet that fits the next buffer straight into it

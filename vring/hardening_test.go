@@ -592,7 +592,7 @@ func TestHardenPushAfterBadChain(t *testing.T) {
 				} else {
 					last := 1
 					if inOrder {
-						last = 0 // one descriptor for both (§2.8.9)
+						last = 0 // one descriptor for both (§2.8.8)
 					}
 					d := p.packed.GetDesc(last)
 					if d.Flags&vringtest.UsedBits(true) != vringtest.UsedBits(true) || d.ID != c[1].ID || d.Len != 20 {

@@ -178,7 +178,7 @@ func (q *PackedDevice) PeekDirect() (addr uint64, n uint32, write, ok bool) {
 // written, in its own slot. It writes the length at once and leaves the
 // flags that publish it to the next NeedNotify (which a datapath calls after
 // each burst), Push or Base, which publish all the buffers used so far
-// together, in ring order (§2.8.21). It returns ErrInvalid when PeekDirect did
+// together, in ring order (§2.8.9). It returns ErrInvalid when PeekDirect did
 // not report a buffer since the last UseDirect.
 //
 // Publishing per burst keeps the driver off the descriptors' cache lines while
@@ -289,7 +289,7 @@ func (q *PackedDevice) readChain(w uint32, c *Chain) error {
 
 // Push writes used descriptors for used (each with the Slots of its chain,
 // see Chain.Used) and publishes the whole batch at once: the first
-// descriptor's flags are stored last (§2.8.21). A driver then never sees part
+// descriptor's flags are stored last (§2.8.9). A driver then never sees part
 // of a packet spread over several mergeable buffers; DPDK's virtio PMD drops
 // such a packet when its last buffers are not used yet.
 //
@@ -349,7 +349,7 @@ func (q *PackedDevice) Push(used []Used) error {
 
 // PushInOrder completes used, which must be the oldest popped chains in pop
 // order, with one used descriptor carrying the last buffer's id
-// (VIRTIO_F_IN_ORDER, §2.8.9) and skips the ring positions of all of them;
+// (VIRTIO_F_IN_ORDER, §2.8.8) and skips the ring positions of all of them;
 // the driver treats the others as used completely. It returns ErrInvalid
 // without IN_ORDER. Like Push, it completes popped chains on a broken queue
 // too.
@@ -387,7 +387,7 @@ func (q *PackedDevice) PushInOrder(used []Used) error {
 }
 
 // NeedNotify reports whether the driver wants a used-buffer notification
-// for the descriptors used since the last call (§2.8.10, §2.8.21.3).
+// for the descriptors used since the last call (§2.8.10, §2.8.22).
 func (q *PackedDevice) NeedNotify() bool {
 	q.flushDirect()
 	k := q.sinceSig

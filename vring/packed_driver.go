@@ -2,8 +2,8 @@ package vring
 
 import "sync/atomic"
 
-// PackedDriver is the driver side of a packed virtqueue (§2.8.13,
-// §2.8.14). Buffer ids are allocated from a private FIFO, so with in-order
+// PackedDriver is the driver side of a packed virtqueue (§2.8.21,
+// §2.8.22). Buffer ids are allocated from a private FIFO, so with in-order
 // completion they are reused in ring order. It is owned by one goroutine.
 type PackedDriver struct {
 	packedCommon
@@ -304,7 +304,7 @@ func (q *PackedDriver) fail(idx uint32, err error) error {
 
 // Collect fills dst with used buffers and returns how many, validating the
 // id and length the device wrote. With IN_ORDER a used descriptor may
-// complete several buffers (§2.8.9); the earlier ones are reported with
+// complete several buffers (§2.8.8); the earlier ones are reported with
 // their writable capacity as Len (they were used completely).
 func (q *PackedDriver) Collect(dst []Used) (int, error) {
 	if q.err != nil {
@@ -478,7 +478,7 @@ func (q *PackedDriver) drainInOrder(dst []Used) int {
 	n := 0
 	for n < len(dst) && q.io.active {
 		id := q.posID[q.usedPos]
-		// A buffer completed implicitly was used completely (§2.8.9,
+		// A buffer completed implicitly was used completely (§2.8.8,
 		// §2.7.9): its length is its writable capacity.
 		u := Used{ID: id, Len: q.state[id].writeCap, Slots: q.state[id].slots}
 		if id == q.io.target {

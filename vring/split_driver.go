@@ -366,7 +366,7 @@ func (q *SplitDriver) drainInOrder(dst []Used) (int, error) {
 		q.lastUsed++
 		h := q.order[q.completed&q.mask]
 		q.completed++
-		// A buffer completed implicitly was used completely (§2.8.9,
+		// A buffer completed implicitly was used completely (§2.8.8,
 		// §2.7.9): its length is its writable capacity.
 		u := Used{ID: h, Len: q.state[h].writeCap, Slots: q.state[h].descs}
 		if h == q.io.target {
