@@ -12,7 +12,7 @@
 //	                                             header + num_buffers (MRG_RXBUF)
 //	kick eventfd  ──► (not waited on: the back-end polls; notifications disabled)
 //	call eventfd  ◄── after a batch of used entries, when the driver asks for it
-//	                  (EVENT_IDX / NO_INTERRUPT, VIRTIO 1.2 §2.7.10, §2.8.10)
+//	                  (EVENT_IDX / NO_INTERRUPT, VIRTIO 1.2 §2.7.7, §2.8.10)
 //
 // Packets longer than a pool frame (jumbo frames) travel as pmd chains (Pkts flagged
 // pmd.PktMore): Port.Rx copies such a guest packet into as many frames as it needs,

@@ -338,14 +338,14 @@ func (q *SplitDevice) PushInOrder(used []Used) error {
 
 // NeedNotify reports whether the driver wants a used-buffer notification
 // (an interrupt / call eventfd) for the entries pushed since the last call
-// (§2.7.10). Call it after Push.
+// (§2.7.7). Call it after Push.
 func (q *SplitDevice) NeedNotify() bool {
 	old, new := q.signalled, q.usedIdx
 	q.signalled = new
 	if old != new && q.sigUnknown {
 		// First decision after SetBase: the driver may be waiting on a
 		// used_event that entries published before the restart passed
-		// unsignalled (§2.7.10); with EVENT_IDX, notify once.
+		// unsignalled (§2.7.7); with EVENT_IDX, notify once.
 		q.sigUnknown = false
 		if q.eventIdx {
 			return true
