@@ -64,8 +64,11 @@ func (p *Port) TxReady() bool {
 func (p *Port) UseCaches(rx, tx *pmd.Cache) error { return p.caches.Use(rx, tx) }
 
 // Rx copies packets the guest transmitted into fresh pool frames, without the
-// virtio-net header, and returns how many it filled. Chains that are shorter than the
-// header, do not fit a frame, or cannot be read are completed and counted as drops.
+// virtio-net header, and returns how many of pkts it filled. A packet longer than a
+// frame is copied into as many frames as it needs and returned as a pmd chain
+// (pmd.PktMore on all but its last frame); one that needs more frames than len(pkts)
+// or pmd.MaxBurst is completed and counted as a drop (DropTooLong), as are chains
+// shorter than the header or that cannot be read (DropInvalid).
 func (p *Port) Rx(pkts []pmd.Pkt) (n int) {
 	d := p.b.curDev.Load()
 	if d == nil {
