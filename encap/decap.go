@@ -106,7 +106,7 @@ func KeyType(k uint32) Type { return Type(k >> 24) }
 func KeyID(k uint32) uint32 { return k & 0xffffff }
 
 // DecapOptions configure a Decapper. The zero value accepts tunnel frames to any
-// destination and verifies only IPv4 header checksums.
+// destination and verifies only IPv4 header and GRE checksums.
 type DecapOptions struct {
 	// Local restricts accepted outer destinations to these addresses; empty accepts
 	// any (the XDP program or the NIC already steered the traffic).
