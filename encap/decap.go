@@ -166,7 +166,8 @@ func NewDecapper(o DecapOptions) *Decapper {
 
 // DecapStats are a Decapper's counters.
 type DecapStats struct {
-	// Decapsulated counts frames stripped (and classified, for Classify stages).
+	// Decapsulated counts frames stripped. ClassifyStage counts only the frames it
+	// refuses: those it keeps are counted by the Decap that follows.
 	Decapsulated uint64
 	// Drops counts refusals by reason; Drops[OK] is unused.
 	Drops [NumReasons]uint64
