@@ -31,7 +31,7 @@ const (
 	DropECN                 // outer CE over a not-ECT inner packet (RFC 6040 §4.2), with DecapOptions.ECN
 	DropNoTunnel            // EncapStage: the packet's Meta names no tunnel
 	DropNoHeadroom          // EncapStage: ErrNoHeadroom
-	DropTooLong             // EncapStage: ErrTooLong, ErrNotTaggable or ErrPartialCsum
+	DropTooLong             // EncapStage: ErrTooLong, ErrNotTaggable, ErrPartialCsum or ErrChain
 	DropMTU                 // EncapStage: ErrMTU
 	NumReasons
 )
