@@ -135,7 +135,8 @@ type Options struct {
 	// MTU is the largest outer IP datagram the uplink carries (its L3 MTU); Encap
 	// refuses longer results with ErrMTU, leaving the packet to the caller (for an
 	// ICMP "fragmentation needed" or "packet too big", RFC 1191, RFC 8201). 0 means no
-	// limit but the IP length field's.
+	// limit but the frame's: an encapsulated frame, Ethernet header included, longer
+	// than 65535 bytes fails with ErrTooLong.
 	MTU int
 	// UDP source port range for the flow hash; zeros mean 49152..65535.
 	SrcPortMin, SrcPortMax uint16

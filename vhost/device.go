@@ -281,7 +281,7 @@ func (d *device) getMaxMemSlots(*message) ([]byte, error) { return u64(MaxMemSlo
 func (d *device) setStatus(m *message) ([]byte, error) {
 	d.status = uint8(le.Uint64(m.payload))
 	if d.status == 0 {
-		// A device reset (VIRTIO 1.2 §2.1.2): stop every queue. Each waits for a
+		// A device reset (VIRTIO 1.2 §2.4): stop every queue. Each waits for a
 		// new kick, as after GET_VRING_BASE, so that a memory change before the
 		// front-end sets the rings up again (startAll) leaves them stopped.
 		for _, q := range d.queues {

@@ -302,7 +302,6 @@ func (q *PackedDevice) Push(used []Used) error {
 	if len(used) == 0 {
 		return nil
 	}
-	q.flushDirect()
 	// Every entry's Slots is checked before anything is written.
 	var bad bool
 	for _, u := range used {
@@ -311,6 +310,7 @@ func (q *PackedDevice) Push(used []Used) error {
 	if bad {
 		return ErrInvalid
 	}
+	q.flushDirect()
 	firstOff := 16*int(q.usedPos) + descWordOff
 	var firstWord uint32
 	desc, size := q.desc, uint32(q.size)
