@@ -97,10 +97,12 @@ func run(pathA, pathB string, client bool, mode os.FileMode, group string, stats
 		return err
 	}
 	var batch pmd.Batch
-	forward := func(from, to pmd.Port) int {
+	var txFull [2]uint64 // packets dropped because the port sending them to a (0), b (1) had no room
+	forward := func(from, to pmd.Port, full *uint64) int {
 		n := batch.Rx(from)
 		if n > 0 {
 			batch.Tx(to)
+			*full += uint64(len(batch.Pkts()))
 			cache.Free(batch.Pkts()) // the peer had no room: drop
 			batch.Reset()
 		}
@@ -108,13 +110,13 @@ func run(pathA, pathB string, client bool, mode os.FileMode, group string, stats
 	}
 	last := time.Now()
 	for ctx.Err() == nil {
-		if forward(a, b)+forward(b, a) == 0 {
+		if forward(a, b, &txFull[1])+forward(b, a, &txFull[0]) == 0 {
 			time.Sleep(10 * time.Microsecond)
 		}
 		if stats > 0 && time.Since(last) > stats {
 			last = time.Now()
-			log.Printf("a: %+v attached=%v", a.Stats(), be[0].Attached())
-			log.Printf("b: %+v attached=%v", b.Stats(), be[1].Attached())
+			log.Printf("a: %+v tx-full-drops=%d attached=%v", a.Stats(), txFull[0], be[0].Attached())
+			log.Printf("b: %+v tx-full-drops=%d attached=%v", b.Stats(), txFull[1], be[1].Attached())
 		}
 	}
 	select {

@@ -187,6 +187,11 @@ func run(c config) error {
 
 	var stopped atomic.Bool
 	var wg sync.WaitGroup
+	for _, p := range append(pa[:len(pa):len(pa)], pb...) {
+		if txFull[p] == nil {
+			txFull[p] = new(atomic.Uint64)
+		}
+	}
 	for q := range qn {
 		wg.Add(1)
 		go func() {
@@ -270,11 +275,16 @@ func pass(c *config, pool *pmd.Pool, cache *pmd.Cache, b *pmd.Batch, in, out *xs
 	b.Tx(out)
 	if b.Len() > 0 {
 		// The tx ring is full: drop what did not fit rather than stall the rx side.
+		txFull[out].Add(uint64(pmd.PacketCount(b.Pkts())))
 		cache.Free(b.Pkts())
 		b.Reset()
 	}
 	return n
 }
+
+// txFull counts, per port, the packets dropped because its tx ring had no room
+// for them. Filled before the workers start; read-only after.
+var txFull = map[*xsk.Port]*atomic.Uint64{}
 
 type snap struct{ rx, tx, drops uint64 }
 
@@ -284,7 +294,7 @@ func snapshot(ports []*xsk.Port) snap {
 		st := p.Stats()
 		s.rx += st.RxPackets
 		s.tx += st.TxPackets
-		s.drops += st.TotalDrops()
+		s.drops += st.TotalDrops() + txFull[p].Load()
 		if k, err := p.Socket().Stats(); err == nil {
 			s.drops += k.RxDropped + k.RxRingFull + k.TxInvalidDescs
 		}
