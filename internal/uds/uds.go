@@ -102,7 +102,7 @@ func Listen(path string, mode os.FileMode, group string) (*Listener, error) {
 		return nil, err
 	}
 	if mode != 0 {
-		if err := os.Chmod(name, mode.Perm()); err != nil {
+		if err := chmodSocket(name, mode.Perm()); err != nil {
 			return fail(err)
 		}
 	}
@@ -135,6 +135,27 @@ func Listen(path string, mode os.FileMode, group string) (*Listener, error) {
 		}
 	}
 	return &Listener{UnixListener: l, path: path, dev: st.Dev, ino: st.Ino}, nil
+}
+
+// chmodSocket sets the permissions of the socket file name without following a
+// symbolic link: one that replaced the socket between bind and chmod (someone with
+// write access to the directory) would otherwise have a root back-end change its
+// target's mode. fchmodat2 with AT_SYMLINK_NOFOLLOW (Linux 6.6) refuses a link;
+// before it, the file is checked to be a socket first, which leaves a window there.
+func chmodSocket(name string, mode os.FileMode) error {
+	err := unix.Fchmodat(unix.AT_FDCWD, name, uint32(mode), unix.AT_SYMLINK_NOFOLLOW)
+	if !errors.Is(err, unix.EOPNOTSUPP) {
+		return os.NewSyscallError("fchmodat2", err)
+	}
+	// A link (which has no mode of its own), or a kernel without fchmodat2.
+	fi, err := os.Lstat(name)
+	if err != nil {
+		return err
+	}
+	if fi.Mode()&os.ModeSocket == 0 {
+		return fmt.Errorf("%w: %s", ErrNotSocket, name)
+	}
+	return os.Chmod(name, mode)
 }
 
 func lookupGroup(g string) (int, error) {

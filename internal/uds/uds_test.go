@@ -184,3 +184,34 @@ func TestListenBusyListenerInUse(t *testing.T) {
 		t.Fatalf("the live socket's file: %v", err)
 	}
 }
+
+// TestChmodSocketNoFollow: the socket's mode is set on the socket itself; a symbolic
+// link put in its place is refused and its target keeps its mode.
+func TestChmodSocketNoFollow(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "s")
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := chmodSocket(sock, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Lstat(sock); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("socket mode %v, want 0600", fi.Mode().Perm())
+	}
+	target, link := filepath.Join(dir, "target"), filepath.Join(dir, "link")
+	if err := os.WriteFile(target, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := chmodSocket(link, 0o666); err == nil {
+		t.Fatal("chmod through a symbolic link accepted")
+	}
+	if fi, _ := os.Stat(target); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("the link's target changed mode to %v", fi.Mode().Perm())
+	}
+}
