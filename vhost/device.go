@@ -526,9 +526,15 @@ func (d *device) getVringBase(m *message) ([]byte, error) {
 	}
 	q.stop()
 	q.dropKick()
+	base := q.base
+	if !q.baseSet && d.has(FeatureRingPacked) {
+		// Never set nor run: a fresh packed ring, positions 0 and both wrap
+		// counters 1 (VIRTIO 1.2 §2.8.1), in the encoding SET_VRING_BASE takes.
+		base = 1<<15 | 1<<31
+	}
 	out := make([]byte, sizeState)
 	le.PutUint32(out, s.Index)
-	le.PutUint32(out[4:], q.base)
+	le.PutUint32(out[4:], base)
 	return out, nil
 }
 

@@ -88,6 +88,19 @@ func TestAddrAfterKick(t *testing.T) {
 	}
 }
 
+// TestPackedBaseFresh: GET_VRING_BASE of a packed ring that never ran and had no
+// SET_VRING_BASE reports a fresh ring, positions 0 with both wrap counters 1
+// (VIRTIO 1.2 §2.8.1), not wrap counters 0.
+func TestPackedBaseFresh(t *testing.T) {
+	_, path := testBackend(t, nil)
+	f := newFakeFront(t, path)
+	f.negotiate(FeatureVersion1 | FeatureRingPacked)
+	f.must(ReqSetVringNum, stateB(0, 256))
+	if got := f.get(ReqGetVringBase, stateB(0, 0)) >> 32; got != 1<<15|1<<31 {
+		t.Fatalf("fresh packed ring base %#x, want %#x", got, uint32(1<<15|1<<31))
+	}
+}
+
 // sparseMemfd returns a memfd of size bytes with nothing allocated, closed at the
 // end of the test.
 func sparseMemfd(t *testing.T, name string, size int64) int {
