@@ -89,10 +89,14 @@ func (c *chunk) set(g, i int, v uint32) {
 	}
 }
 
+// maxGroups bounds a chunk's groups: lookups form a group's pool offset as
+// index<<8 in 32 bits. Reaching it takes 16 GiB of groups in one chunk.
+const maxGroups = 1 << 24
+
 // newGroup appends a group filled with v.
 func (c *chunk) newGroup(v uint32) int {
 	g := len(c.pool) >> 8
-	if g >= 1<<31-1 {
+	if g >= maxGroups {
 		panic("route: group index overflow")
 	}
 	for range 256 {
@@ -108,6 +112,9 @@ func (c *chunk) cowGroup(g int) int {
 		return g
 	}
 	n := len(c.pool) >> 8
+	if n >= maxGroups {
+		panic("route: group index overflow")
+	}
 	c.pool = append(c.pool, c.pool[g<<8:][:256]...)
 	c.garbage++
 	return n
