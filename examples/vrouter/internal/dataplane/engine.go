@@ -884,13 +884,18 @@ func (w *Worker) answerARP(t *Tables, in *Iface, pk *pmd.Pkt, d []byte) {
 // ECMP group of them) or the host. So pods of one subnet spread over several nodes
 // reach each other through the vRouter, which answers for them all with its MAC, as
 // Contrail's vRouter does. Addresses routed back to the asking port, discarded or
-// not routed are not answered.
+// not routed are not answered, nor IPv6 link-local ones: they are on the asker's own
+// link and never routed (RFC 4291 §2.5.6), whatever route covers them (::/0), and
+// each pod probes its own for duplicates (RFC 4862 §5.4) as its interface comes up.
 func (w *Worker) proxy(a netip.Addr) (route.MAC, bool) {
 	t, in := w.askT, w.askIn
 	var id route.NextHopID
 	if a.Is4() {
 		id = t.Routes.Lookup4(in.VRF, IP4(a))
 	} else {
+		if a.IsLinkLocalUnicast() {
+			return route.MAC{}, false
+		}
 		b := a.As16()
 		id = t.Routes.Lookup6(in.VRF, &b)
 	}

@@ -415,3 +415,54 @@ func TestProxyARP(t *testing.T) {
 		t.Fatalf("%d ARP/ND requests dropped, want 4", n)
 	}
 }
+
+// TestProxyLinkLocal: a pod's link-local address (fe80::/10) is on its own link and
+// never routed (RFC 4291 §2.5.6), so a VRF route covering it (a default route ::/0)
+// must not make the vRouter answer for it: every pod runs duplicate address detection
+// for its link-local address as its interface comes up, and an answer marks it
+// dadfailed.
+func TestProxyLinkLocal(t *testing.T) {
+	pool, c, e, pod, _, cfg := v6Node(t)
+	y := strings.Replace(fmt.Sprintf(nodeYAML, 1, 2, "vxlan"), "ips: [10.1.1.2]", "ips: [10.1.1.2, 'fd00:1::2']", 1)
+	y = strings.Replace(y, "gateway: [10.1.1.1]", "gateway: [10.1.1.1, 'fd00:1::1']", 1)
+	y = strings.Replace(y, "- {prefix: 10.9.0.0/16, action: discard}", "- {prefix: 10.9.0.0/16, action: discard}\n      - {prefix: '::/0', remote: peer}", 1)
+	withDefault, err := config.Parse([]byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tabs, err := Build(withDefault, map[string]int{"pod": 1}, [6]byte{2, 0, 0, 0, 0x50, 1}, routerMAC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Publish(tabs)
+	in := cfg.Interfaces[0]
+	mac := [6]byte(in.HW)
+	ll := netip.MustParseAddr("fe80::ff:fe00:102")
+	o := ll.As16()
+	sn := netip.AddrFrom16([16]byte{0xff, 0x02, 11: 1, 12: 0xff, 13: o[13], 14: o[14], 15: o[15]})
+	snMAC := [6]byte{0x33, 0x33, 0xff, o[13], o[14], o[15]}
+	// The pod's DAD probe for its link-local address, and a solicitation for another
+	// link-local address (a neighbour the pod heard of).
+	send(t, pool, c, pod, ns(mac, snMAC, netip.IPv6Unspecified(), sn, ll, false))
+	e.Poll()
+	if got := recv(pool, c, pod); len(got) != 0 {
+		t.Fatalf("the pod's DAD probe for its link-local %v was answered: NA %x", ll, got[0])
+	}
+	other := netip.MustParseAddr("fe80::1")
+	o = other.As16()
+	sn = netip.AddrFrom16([16]byte{0xff, 0x02, 11: 1, 12: 0xff, 13: o[13], 14: o[14], 15: o[15]})
+	send(t, pool, c, pod, ns(mac, [6]byte{0x33, 0x33, 0xff, o[13], o[14], o[15]}, in.Addrs[1], sn, other, true))
+	e.Poll()
+	if got := recv(pool, c, pod); len(got) != 0 {
+		t.Fatalf("NS for link-local %v was answered: NA %x", other, got[0])
+	}
+	// A global address the default route covers is still answered.
+	g := netip.MustParseAddr("fd00:1::77")
+	o = g.As16()
+	sn = netip.AddrFrom16([16]byte{0xff, 0x02, 11: 1, 12: 0xff, 13: o[13], 14: o[14], 15: o[15]})
+	send(t, pool, c, pod, ns(mac, [6]byte{0x33, 0x33, 0xff, o[13], o[14], o[15]}, in.Addrs[1], sn, g, true))
+	e.Poll()
+	if got := recv(pool, c, pod); len(got) != 1 {
+		t.Fatalf("NS for %v: %d answers, want 1", g, len(got))
+	}
+}
