@@ -834,6 +834,11 @@ func (w *Worker) fromUplink(t *Tables, in *Iface, pk *pmd.Pkt) {
 		w.drop(in, pk, DropARP) // flooded by a VTEP: the vRouter answers only its pods
 		return
 	}
+	if h.ethertype == etherIPv4 && (h.dst4>>28 == 0xe || h.dst4 == 0xffffffff) ||
+		h.ethertype == etherIPv6 && h.dst6[0] == 0xff {
+		w.drop(in, pk, DropARP) // flooded control traffic, as dropped from a pod
+		return
+	}
 	if h.ethertype == etherIPv4 {
 		if !decTTL4(d[14:]) {
 			w.drop(in, pk, DropTTLExpired)

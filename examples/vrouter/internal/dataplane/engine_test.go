@@ -865,3 +865,47 @@ func TestTunnelledARP(t *testing.T) {
 		t.Fatalf("arp drops %d, malformed %d; want 1, 0", a, m)
 	}
 }
+
+// TestTunnelledMulticast: broadcast and multicast inside VXLAN (a kernel VTEP floods
+// them: DHCP, mDNS, IGMP, neighbour solicitations) are control traffic the vRouter
+// does not route, as when a pod sends them: counted as control_ignored, not as
+// ttl_expired or no_route, and never routed (here: to the host, as unknown).
+func TestTunnelledMulticast(t *testing.T) {
+	pool, c, n1, n2 := twoNodes(t, "vxlan")
+	n2.eng.tables.Load().UnknownToHost = true
+	p1, p2 := n1.cfg.Interfaces[0], n2.cfg.Interfaces[0]
+	send(t, pool, c, n1.pod, udp4([6]byte(p1.HW), routerMAC, p1.Addrs[0], p2.Addrs[0], 64, "x"))
+	n1.eng.Poll()
+	got := recv(pool, c, n2.eng.ifaces[0].Queues[0]) // what node 1 sent on the underlay
+	if len(got) != 1 || len(got[0]) < 50 {
+		t.Fatalf("underlay got %d frames", len(got))
+	}
+	outer := got[0][:50:50]
+	mac1 := [6]byte(p1.HW)
+	inner := [][]byte{
+		udp4(mac1, [6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, p1.Addrs[0], netip.MustParseAddr("255.255.255.255"), 64, "dhcp"),
+		udp4(mac1, [6]byte{1, 0, 0x5e, 0, 0, 0xfb}, p1.Addrs[0], netip.MustParseAddr("224.0.0.251"), 255, "mdns"),
+		udp4(mac1, [6]byte{1, 0, 0x5e, 0, 0, 0x16}, p1.Addrs[0], netip.MustParseAddr("224.0.0.22"), 1, "igmp"),
+		udp6(mac1, [6]byte{0x33, 0x33, 0, 0, 0, 0xfb}, netip.MustParseAddr("fd00:1::2"), netip.MustParseAddr("ff02::fb"), 255, "mdns6"),
+	}
+	for _, in := range inner {
+		f := append(outer, in...)
+		binary.BigEndian.PutUint16(f[16:], uint16(len(f)-14))
+		binary.BigEndian.PutUint16(f[24:], 0)
+		binary.BigEndian.PutUint16(f[24:], ipv4Checksum(f[14:34]))
+		binary.BigEndian.PutUint16(f[38:], uint16(len(f)-34))
+		send(t, pool, c, n1.eng.ifaces[0].Queues[0], f)
+	}
+	for i := 0; i < 2*exceptionEvery; i++ {
+		n2.eng.Poll()
+	}
+	if got := recv(pool, c, n2.host); len(got) != 0 {
+		t.Fatalf("host got %d tunnelled multicast frames", len(got))
+	}
+	if got := recv(pool, c, n2.pod); len(got) != 0 {
+		t.Fatalf("pod got %d tunnelled multicast frames", len(got))
+	}
+	if a, ttl, nr := dropped(n2, 0, DropARP), dropped(n2, 0, DropTTLExpired), dropped(n2, 0, DropNoRoute); a != 4 || ttl != 0 || nr != 0 {
+		t.Fatalf("control_ignored %d, ttl_expired %d, no_route %d; want 4, 0, 0", a, ttl, nr)
+	}
+}
