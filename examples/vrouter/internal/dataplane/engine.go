@@ -872,6 +872,11 @@ func (w *Worker) answerARP(t *Tables, in *Iface, pk *pmd.Pkt, d []byte) {
 		w.drop(in, pk, DropMalformed) // no ARP message fills a jumbo frame
 		return
 	}
+	if a := d[14:]; binary.BigEndian.Uint16(a[0:]) != 1 || binary.BigEndian.Uint16(a[2:]) != etherIPv4 ||
+		a[4] != 6 || a[5] != 4 {
+		w.drop(in, pk, DropARP) // not Ethernet/IPv4: the sender address is not where it is read below
+		return
+	}
 	if in.Kind == Pod && !has4(in.IP4, binary.BigEndian.Uint32(d[14+14:])) {
 		w.drop(in, pk, DropSpoofIP) // the sender protocol address must be the pod's
 		return

@@ -466,3 +466,34 @@ func TestProxyLinkLocal(t *testing.T) {
 		t.Fatalf("NS for %v: %d answers, want 1", g, len(got))
 	}
 }
+
+// TestARPNotEthernetIPv4: an ARP message that is not Ethernet/IPv4 (other hardware
+// or protocol types or sizes: its sender address is elsewhere, or not an IPv4
+// address) is ARP the vRouter does not answer, counted as control_ignored; the
+// pod's source check reads the sender address of Ethernet/IPv4 ARP only.
+func TestARPNotEthernetIPv4(t *testing.T) {
+	pool, c, e, pod, _, cfg := v6Node(t)
+	in := cfg.Interfaces[0]
+	mac := [6]byte(in.HW)
+	for _, hdr := range [][]byte{
+		{0, 6, 8, 0, 6, 4, 0, 1},       // IEEE 802 hardware
+		{0, 1, 0x86, 0xdd, 6, 4, 0, 1}, // IPv6 protocol type
+		{0, 1, 8, 0, 8, 4, 0, 1},       // 8-byte hardware addresses
+		{0, 1, 8, 0, 6, 16, 0, 1},      // 16-byte protocol addresses
+	} {
+		f := arpRequest(mac, in.Addrs[0], in.Gateways[0])
+		copy(f[14:], hdr)
+		// What lies where an Ethernet/IPv4 request has its sender address is not one.
+		copy(f[28:], []byte{1, 2, 3, 4})
+		f = append(f, make([]byte, 32)...)
+		send(t, pool, c, pod, f)
+	}
+	e.Poll()
+	if got := recv(pool, c, pod); len(got) != 0 {
+		t.Fatalf("%d answers", len(got))
+	}
+	st := e.ifaces[1].Stats()
+	if st.Drops[DropARP] != 4 || st.Drops[DropSpoofIP] != 0 {
+		t.Fatalf("control_ignored %d, spoofed_ip %d; want 4, 0", st.Drops[DropARP], st.Drops[DropSpoofIP])
+	}
+}
