@@ -877,6 +877,13 @@ func (w *Worker) answerARP(t *Tables, in *Iface, pk *pmd.Pkt, d []byte) {
 		w.drop(in, pk, DropARP) // not Ethernet/IPv4: the sender address is not where it is read below
 		return
 	}
+	if spa, tpa := binary.BigEndian.Uint32(d[14+14:]), binary.BigEndian.Uint32(d[14+24:]); spa == 0 &&
+		(in.Kind == Exception || in.Kind == Pod && has4(in.IP4, tpa)) {
+		// An address conflict probe (RFC 5227 §2.1.1) for the prober's own address,
+		// as dadOwn: an answer would tell it the address is in use.
+		w.drop(in, pk, DropARP)
+		return
+	}
 	if in.Kind == Pod && !has4(in.IP4, binary.BigEndian.Uint32(d[14+14:])) {
 		w.drop(in, pk, DropSpoofIP) // the sender protocol address must be the pod's
 		return

@@ -497,3 +497,29 @@ func TestARPNotEthernetIPv4(t *testing.T) {
 		t.Fatalf("control_ignored %d, spoofed_ip %d; want 4, 0", st.Drops[DropARP], st.Drops[DropSpoofIP])
 	}
 }
+
+// TestARPProbe: an address conflict probe (RFC 5227 §2.1.1: ARP request from sender
+// address 0.0.0.0) for the prober's own address is not answered, as duplicate
+// address detection probes are not (TestDADOwnAddress, TestDADOnTap): from a pod
+// for its address, or from the host for the pods' gateway it configures on the
+// exception TAP. An answer tells the prober its address is in use. The pod's probe
+// is control traffic, not a spoofed source.
+func TestARPProbe(t *testing.T) {
+	pool, c, e, pod, tap, cfg := v6Node(t)
+	in := cfg.Interfaces[0]
+	send(t, pool, c, pod, arpRequest([6]byte(in.HW), netip.IPv4Unspecified(), in.Addrs[0]))
+	host := [6]byte{2, 0xee, 0, 0, 0, 1}
+	send(t, pool, c, tap, arpRequest(host, netip.IPv4Unspecified(), in.Gateways[0]))
+	for i := 0; i < 2*exceptionEvery; i++ {
+		e.Poll()
+	}
+	if got := recv(pool, c, pod); len(got) != 0 {
+		t.Fatalf("the pod's probe for its own %v was answered: %x", in.Addrs[0], got[0])
+	}
+	if got := recv(pool, c, tap); len(got) != 0 {
+		t.Fatalf("the host's probe for gateway %v was answered: %x", in.Gateways[0], got[0])
+	}
+	if st := e.ifaces[1].Stats(); st.Drops[DropARP] != 1 || st.Drops[DropSpoofIP] != 0 {
+		t.Fatalf("pod: control_ignored %d, spoofed_ip %d; want 1, 0", st.Drops[DropARP], st.Drops[DropSpoofIP])
+	}
+}
