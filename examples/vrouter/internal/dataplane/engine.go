@@ -900,7 +900,8 @@ func (w *Worker) answerARP(t *Tables, in *Iface, pk *pmd.Pkt, d []byte) {
 // addresses its VRF routes somewhere else: another pod, a remote node (one or an
 // ECMP group of them) or the host. So pods of one subnet spread over several nodes
 // reach each other through the vRouter, which answers for them all with its MAC, as
-// Contrail's vRouter does. Addresses routed back to the asking port, discarded or
+// Contrail's vRouter does. Addresses routed back to the asking port (a pod's own
+// route, or the host's when the host asks on the exception TAP), discarded or
 // not routed are not answered, nor IPv6 link-local ones: they are on the asker's own
 // link and never routed (RFC 4291 §2.5.6), whatever route covers them (::/0), and
 // each pod probes its own for duplicates (RFC 4862 §5.4) as its interface comes up.
@@ -918,7 +919,8 @@ func (w *Worker) proxy(a netip.Addr) (route.MAC, bool) {
 	}
 	nh := t.Routes.NextHop(id)
 	if id == route.NoRoute || nh == nil || nh.Kind == route.KindDiscard ||
-		(nh.Kind == route.KindLocal && int(nh.Port) == in.idx) {
+		(nh.Kind == route.KindLocal && int(nh.Port) == in.idx) ||
+		(nh.Kind == route.KindReceive && in.Kind == Exception) {
 		return route.MAC{}, false
 	}
 	return route.MAC(w.e.routerMAC), true

@@ -523,3 +523,36 @@ func TestARPProbe(t *testing.T) {
 		t.Fatalf("pod: control_ignored %d, spoofed_ip %d; want 1, 0", st.Drops[DropARP], st.Drops[DropSpoofIP])
 	}
 }
+
+// TestProxyARPHost: the host asking on the exception TAP for an address the VRF
+// routes to the host itself (an exception route) gets no answer: that address is
+// routed back to the asking port, as a pod's own route is (TestProxyARP). With an
+// answer the host sent such packets to the vRouter, which sent them back to it.
+func TestProxyARPHost(t *testing.T) {
+	pool, c, e, _, tap, cfg := v6Node(t)
+	y := strings.Replace(fmt.Sprintf(nodeYAML, 1, 2, "vxlan"), "- {prefix: 10.9.0.0/16, action: discard}",
+		"- {prefix: 10.9.0.0/16, action: discard}\n      - {prefix: 10.8.0.0/16, action: exception}", 1)
+	withRoute, err := config.Parse([]byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tabs, err := Build(withRoute, map[string]int{"pod": 1}, [6]byte{2, 0, 0, 0, 0x50, 1}, routerMAC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Publish(tabs)
+	host := [6]byte{2, 0xee, 0, 0, 0, 1}
+	gw := cfg.Interfaces[0].Gateways[0]
+	for _, c4 := range []struct {
+		target string
+		answer bool
+	}{{"10.8.0.5", false}, {"10.1.2.7", true}} {
+		send(t, pool, c, tap, arpRequest(host, gw, netip.MustParseAddr(c4.target)))
+		for i := 0; i < 2*exceptionEvery; i++ {
+			e.Poll()
+		}
+		if got := recv(pool, c, tap); c4.answer != (len(got) == 1) {
+			t.Fatalf("the host's ARP for %s: %d answers, answer %v", c4.target, len(got), c4.answer)
+		}
+	}
+}
