@@ -438,6 +438,7 @@ func (c *Config) Validate() error {
 
 	names := map[string]bool{}
 	socks := map[string]bool{}
+	veths := map[string]bool{} // AF_XDP binds one socket to a veth's queue
 	// A pod address belongs to one pod of its VRF, and is no gateway there: the
 	// tables route it to one place, and a gateway's route (to the host) would take
 	// the pod's place. Pods may share a gateway.
@@ -501,6 +502,12 @@ func (c *Config) Validate() error {
 		case "veth":
 			if in.Veth == nil || in.Veth.Interface == "" {
 				p.add(f+".veth.interface", "required for type veth")
+			} else if in.Veth.Interface == c.Uplink.Interface {
+				p.add(f+".veth.interface", "%q is the uplink", in.Veth.Interface)
+			} else if veths[in.Veth.Interface] {
+				p.add(f+".veth.interface", "%q used twice", in.Veth.Interface)
+			} else {
+				veths[in.Veth.Interface] = true
 			}
 			if in.Vhost != nil {
 				p.add(f+".vhost", "not allowed for type veth")
