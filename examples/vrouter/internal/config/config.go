@@ -366,6 +366,14 @@ func (c *Config) Validate() error {
 	}
 	vrfs := map[string]bool{}
 	vnis, labels := map[uint32]string{}, map[uint32]string{}
+	// Routes of one address, checked against the pods' below: the route would take
+	// the place of the pod's own.
+	type hostRoute struct {
+		vrf   string
+		p     netip.Prefix
+		field string
+	}
+	var hostRoutes []hostRoute
 	for i := range c.VRFs {
 		v := &c.VRFs[i]
 		f := fmt.Sprintf("vrfs[%d]", i)
@@ -388,6 +396,7 @@ func (c *Config) Validate() error {
 			p.add(f+".label", "%d already used by VRF %q", v.Label, o)
 		}
 		labels[v.Label] = v.Name
+		prefixes := map[netip.Prefix]string{} // one route per prefix: a later one would replace it
 		for j := range v.Routes {
 			r := &v.Routes[j]
 			rf := fmt.Sprintf("%s.routes[%d]", f, j)
@@ -399,6 +408,14 @@ func (c *Config) Validate() error {
 				p.add(rf+".prefix", "%v has host bits set (did you mean %v?)", pfx, pfx.Masked())
 			} else {
 				r.P = pfx
+				if o, dup := prefixes[pfx]; dup {
+					p.add(rf+".prefix", "%v is routed by %s already", pfx, o)
+				} else {
+					prefixes[pfx] = rf
+				}
+				if pfx.IsSingleIP() {
+					hostRoutes = append(hostRoutes, hostRoute{v.Name, pfx, rf + ".prefix"})
+				}
 			}
 			n := 0
 			if r.Remote != "" {
@@ -538,6 +555,11 @@ func (c *Config) Validate() error {
 	for _, g := range gws {
 		if o, ok := podAddrs[g.k]; ok {
 			p.add(g.field, "%v is a pod's address (%s)", g.k.a, o)
+		}
+	}
+	for _, r := range hostRoutes {
+		if o, ok := podAddrs[vrfAddr{r.vrf, r.p.Addr()}]; ok {
+			p.add(r.field, "%v is a pod's address (%s), routed to it", r.p, o)
 		}
 	}
 	if len(p) > 0 {
