@@ -35,7 +35,7 @@ type Reason uint8
 const (
 	DropSpoofMAC    Reason = iota // a pod sent from a MAC not its own
 	DropSpoofIP                   // a pod sent from an address not its own
-	DropMalformed                 // a frame too short or inconsistent to forward
+	DropMalformed                 // a frame too short or inconsistent to forward, or a bad IPv4 header checksum
 	DropTTLExpired                // TTL or hop limit would reach zero
 	DropNoRoute                   // no route, and unknown destinations are dropped
 	DropDiscard                   // a discard route matched

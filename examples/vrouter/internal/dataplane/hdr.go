@@ -24,7 +24,8 @@ type hdr struct {
 }
 
 // parse reads Ethernet (untagged: pods send untagged frames) and the IPv4 or IPv6
-// header. ARP frames return ok with ethertype etherARP and nothing else filled. The
+// header; an IPv4 header whose checksum fails is refused, as a router must (RFC 1812
+// §5.2.2). ARP frames return ok with ethertype etherARP and nothing else filled. The
 // frame is n bytes long, of which b is the first part (a chain's first segment): the
 // headers must lie in b.
 func parse(b []byte, n int, h *hdr) bool {
@@ -43,7 +44,7 @@ func parse(b []byte, n int, h *hdr) bool {
 		}
 		ihl := int(ip[0]&0x0f) * 4
 		tot := int(binary.BigEndian.Uint16(ip[2:]))
-		if ihl < 20 || tot < ihl || tot > n-14 || ihl > len(ip) {
+		if ihl < 20 || tot < ihl || tot > n-14 || ihl > len(ip) || !ipv4HeaderOK(ip[:ihl]) {
 			return false
 		}
 		h.src4 = binary.BigEndian.Uint32(ip[12:])
@@ -91,6 +92,19 @@ func decHopLimit6(ip []byte) bool {
 	}
 	ip[7]--
 	return true
+}
+
+// ipv4HeaderOK reports whether the IPv4 header h (options included) sums to 0xffff,
+// its checksum verifying (RFC 791, RFC 1071).
+func ipv4HeaderOK(h []byte) bool {
+	var s uint32
+	for i := 0; i+1 < len(h); i += 2 {
+		s += uint32(binary.BigEndian.Uint16(h[i:]))
+	}
+	// At most 30 words: two folds leave 16 bits.
+	s = s&0xffff + s>>16
+	s = s&0xffff + s>>16
+	return s == 0xffff
 }
 
 // ipv4Checksum computes the header checksum of an IPv4 header whose checksum field

@@ -67,3 +67,38 @@ func TestDecHopLimit6(t *testing.T) {
 		t.Fatalf("hop limit %d", ip[7])
 	}
 }
+
+// TestParseIPv4Checksum: an IPv4 header whose checksum fails is refused (RFC 1812
+// §5.2.2), options included in the sum; a valid one, with options, parses.
+func TestParseIPv4Checksum(t *testing.T) {
+	var h hdr
+	for ttl := 1; ttl <= 255; ttl += 17 {
+		f := ipv4Frame(byte(ttl))
+		if !parse(f, len(f), &h) {
+			t.Fatalf("ttl %d: valid header refused", ttl)
+		}
+		for _, at := range []int{8, 10, 11, 19} {
+			g := append([]byte(nil), f...)
+			g[14+at] ^= 0x40
+			if parse(g, len(g), &h) {
+				t.Fatalf("ttl %d: header with byte %d flipped parsed", ttl, at)
+			}
+		}
+	}
+	// 24 bytes: a 4-byte option (NOP x4) in the sum.
+	f := make([]byte, 14+24+8)
+	binary.BigEndian.PutUint16(f[12:], etherIPv4)
+	ip := f[14:]
+	ip[0] = 0x46
+	binary.BigEndian.PutUint16(ip[2:], 32)
+	ip[8], ip[9] = 64, 17
+	copy(ip[20:24], []byte{1, 1, 1, 1})
+	binary.BigEndian.PutUint16(ip[10:], ipv4Checksum(ip[:24]))
+	if !parse(f, len(f), &h) {
+		t.Fatal("valid header with options refused")
+	}
+	ip[22] = 0
+	if parse(f, len(f), &h) {
+		t.Fatal("header with a changed option parsed")
+	}
+}
