@@ -552,6 +552,16 @@ func (c *Config) Validate() error {
 			p.add(f+".type", "%q is not one of veth, vhost", in.Type)
 		}
 	}
+	// The TAPs the vRouter creates take names of the node's kernel interfaces.
+	taps := [][2]string{{"uplink.host_tap", c.Uplink.HostTap}}
+	if c.Exception != nil {
+		taps = append(taps, [2]string{"exception.tap", c.Exception.Tap})
+	}
+	for _, tap := range taps {
+		if n := tap[1]; n != "" && (veths[n] || n == c.Uplink.Interface) {
+			p.add(tap[0], "%q is the name of the uplink or of a pod's veth", n)
+		}
+	}
 	for _, g := range gws {
 		if o, ok := podAddrs[g.k]; ok {
 			p.add(g.field, "%v is a pod's address (%s)", g.k.a, o)

@@ -66,6 +66,8 @@ func TestValidationNamesTheField(t *testing.T) {
 		{"tap: vrhost1", `tap: ".."`, "exception.tap"},
 		{"tap: vrhost1", `tap: "a:b"`, "exception.tap"},
 		{"tap: vrhost1", `tap: "a\tb"`, "exception.tap"},
+		{"tap: vrhost1", "tap: ul1", "exception.tap"},
+		{"tap: vrhost1", "tap: vpod1", "exception.tap"},
 		{"interface: vpod1", "interface: ul1", "interfaces[0].veth.interface: \"ul1\" is the uplink"},
 		// A second veth pod on the first's veth: AF_XDP binds one socket per queue.
 		{"type: vhost\n    vrf: red\n    ips: [10.1.1.3]\n    mac: 02:00:00:01:01:03\n    gateway: [10.1.1.1]\n    vhost:\n      socket: /run/vrouter/dpdk1.sock\n      role: client",
