@@ -249,6 +249,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Uplink.GatewayMAC != "" {
 		c.Uplink.GwMAC = parseMAC(&p, "uplink.gateway_mac", c.Uplink.GatewayMAC)
+		if len(c.Uplink.GwMAC) == 6 && c.Uplink.GwMAC[0]&1 != 0 {
+			p.add("uplink.gateway_mac", "%s is a multicast address", c.Uplink.GwMAC)
+		}
 	}
 	switch ul := &c.Uplink; {
 	case ul.Interface == "" && ul.PCI == "":
@@ -406,6 +409,9 @@ func (c *Config) Validate() error {
 				p.add(rf+".prefix", "%q is not a prefix", r.Prefix)
 			} else if pfx != pfx.Masked() {
 				p.add(rf+".prefix", "%v has host bits set (did you mean %v?)", pfx, pfx.Masked())
+			} else if pfx.Addr().Is4In6() {
+				// An IPv6 route that IPv4 lookups would never match.
+				p.add(rf+".prefix", "%v is IPv4-mapped IPv6: write the IPv4 prefix", pfx)
 			} else {
 				r.P = pfx
 				if o, dup := prefixes[pfx]; dup {

@@ -48,6 +48,7 @@ func TestValidationNamesTheField(t *testing.T) {
 		{"remote: node2", "remote: node3", "vrfs[0].routes[0].remote"},
 		{"ecmp: [node2]", "ecmp: [node2, nodeX]", "vrfs[0].routes[1].ecmp[1]"},
 		{"prefix: 10.1.2.0/24", "prefix: 10.1.2.1/24", "vrfs[0].routes[0].prefix: 10.1.2.1/24 has host bits"},
+		{"prefix: 10.1.2.0/24", "prefix: '::ffff:10.1.2.0/120'", "vrfs[0].routes[0].prefix: ::ffff:10.1.2.0/120 is IPv4-mapped"},
 		{"action: exception", "action: explode", "vrfs[0].routes[2].action"},
 		{"type: veth", "type: sriov", "interfaces[0].type"},
 		{"vrf: red\n    ips: [10.1.1.2]", "vrf: blue\n    ips: [10.1.1.2]", "interfaces[0].vrf"},
@@ -67,6 +68,7 @@ func TestValidationNamesTheField(t *testing.T) {
 		{"tap: vrhost1", `tap: "a:b"`, "exception.tap"},
 		{"tap: vrhost1", `tap: "a\tb"`, "exception.tap"},
 		{"tap: vrhost1", "tap: ul1", "exception.tap"},
+		{"xdp_mode: auto", "xdp_mode: auto\n  gateway_mac: '01:00:5e:00:00:01'", "uplink.gateway_mac: 01:00:5e:00:00:01 is a multicast address"},
 		{"tap: vrhost1", "tap: vpod1", "exception.tap"},
 		{"interface: vpod1", "interface: ul1", "interfaces[0].veth.interface: \"ul1\" is the uplink"},
 		// A second veth pod on the first's veth: AF_XDP binds one socket per queue.
