@@ -920,10 +920,16 @@ func (w *Worker) proxy(a netip.Addr) (route.MAC, bool) {
 	nh := t.Routes.NextHop(id)
 	if id == route.NoRoute || nh == nil || nh.Kind == route.KindDiscard ||
 		(nh.Kind == route.KindLocal && int(nh.Port) == in.idx) ||
-		(nh.Kind == route.KindReceive && in.Kind == Exception) {
+		(nh.Kind == route.KindReceive && !w.hostPath(in)) {
 		return route.MAC{}, false
 	}
 	return route.MAC(w.e.routerMAC), true
+}
+
+// hostPath reports whether in's packets routed to the host reach it: in is not the
+// exception TAP itself, and the TAP serves in's VRF (toHost drops the others).
+func (w *Worker) hostPath(in *Iface) bool {
+	return in.Kind != Exception && w.e.exception >= 0 && w.e.ifaces[w.e.exception].VRF == in.VRF
 }
 
 // dadOwn reports whether the neighbour solicitation ns, from src, is a duplicate

@@ -837,6 +837,18 @@ interfaces:
 	if got := recv(pool, cache, host); len(got) != 2 {
 		t.Fatalf("red's packets to the host: %d arrived, want 2", len(got))
 	}
+	// Blue gets no proxy ARP answer for what its VRF routes to the host, which it
+	// cannot reach; red does.
+	send(t, pool, cache, blue, arpRequest([6]byte(b1.HW), b1.Addrs[0], netip.MustParseAddr("10.8.0.1")))
+	e.Poll()
+	if got := recv(pool, cache, blue); len(got) != 0 {
+		t.Fatalf("blue's ARP for 10.8.0.1, routed to the unreachable host, was answered")
+	}
+	send(t, pool, cache, red, arpRequest([6]byte(r1.HW), r1.Addrs[0], netip.MustParseAddr("172.16.0.1")))
+	e.Poll()
+	if got := recv(pool, cache, red); len(got) != 0 {
+		t.Fatalf("red's ARP for an unrouted address was answered")
+	}
 }
 
 // TestTunnelledARP: an ARP frame inside VXLAN (a kernel VTEP floods them) is counted
