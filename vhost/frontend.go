@@ -155,6 +155,7 @@ func (f *Frontend) Features() uint64 { return f.features }
 func (f *Frontend) Port(i int) *FrontendPort { return f.ports[i] }
 
 // Dial connects to (or, with Listen, waits for) a back-end and sets up the device.
+// ctx bounds the whole of it, the handshake included (30 s without a deadline).
 func Dial(ctx context.Context, opts FrontendOptions) (*Frontend, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
@@ -192,8 +193,17 @@ func Dial(ctx context.Context, opts FrontendOptions) (*Frontend, error) {
 	} else {
 		c.SetDeadline(time.Now().Add(30 * time.Second))
 	}
-	if err := f.setup(); err != nil {
+	// Cancelling ctx ends the handshake too: it cuts the socket's wait short.
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
+	err := f.setup()
+	if !stop() && err == nil {
+		err = ctx.Err() // cancelled meanwhile: the socket's deadline may be cut
+	}
+	if err != nil {
 		f.Close()
+		if ctx.Err() != nil {
+			err = errors.Join(err, ctx.Err())
+		}
 		return nil, err
 	}
 	c.SetDeadline(time.Time{})

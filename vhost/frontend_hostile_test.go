@@ -1,0 +1,109 @@
+package vhost
+
+import (
+	"context"
+	"errors"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/dpkit/dpkit/internal/uds"
+)
+
+// fakeBack is a scripted vhost-user back-end for front-end tests: it accepts one
+// connection at its path and hands every message the front-end sends (descriptors
+// closed) to handle, which answers through reply; handle returning false ends the
+// reading, leaving the connection open until the test ends.
+type fakeBack struct {
+	path string
+	conn chan *uds.Conn
+}
+
+func newFakeBack(t *testing.T, handle func(c *uds.Conn, h header, p []byte) bool) *fakeBack {
+	t.Helper()
+	b := &fakeBack{path: filepath.Join(shortTempDir(t), "fake.sock"), conn: make(chan *uds.Conn, 1)}
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: b.path, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done, quit := make(chan struct{}), make(chan struct{})
+	var uc *net.UnixConn
+	accepted := make(chan struct{})
+	t.Cleanup(func() {
+		close(quit)
+		ln.Close()
+		select {
+		case <-accepted:
+			uc.Close()
+		default:
+		}
+		<-done
+	})
+	go func() {
+		defer close(done)
+		var err error
+		uc, err = ln.AcceptUnix()
+		if err != nil {
+			return
+		}
+		close(accepted)
+		c := uds.NewConn(uc)
+		b.conn <- c
+		for {
+			var hb [hdrSize]byte
+			fds, err := c.ReadFull(hb[:])
+			uds.CloseAll(fds)
+			if err != nil {
+				return
+			}
+			h := decodeHeader(hb[:])
+			p := make([]byte, h.size)
+			if h.size > 0 {
+				fds, err := c.ReadFull(p)
+				uds.CloseAll(fds)
+				if err != nil {
+					return
+				}
+			}
+			if !handle(c, h, p) {
+				// Stay connected, silent, until the test ends.
+				<-quit
+				return
+			}
+		}
+	}()
+	return b
+}
+
+// fakeReply sends the reply to req with payload.
+func fakeReply(c *uds.Conn, req Request, payload []byte) {
+	b := make([]byte, hdrSize+len(payload))
+	encodeHeader(b, header{req: req, flags: flagVersion | flagReply, size: uint32(len(payload))})
+	copy(b[hdrSize:], payload)
+	c.Write(b)
+}
+
+// TestDialCancelDuringHandshake: a back-end that accepts the connection and never
+// answers holds Dial in the handshake; cancelling Dial's context must end it, as it
+// ends the connect or the listening accept. Before, only a deadline on the context
+// bounded the handshake, so a cancelled Dial went on waiting for 30 s.
+func TestDialCancelDuringHandshake(t *testing.T) {
+	b := newFakeBack(t, func(c *uds.Conn, h header, p []byte) bool {
+		return h.req != ReqGetFeatures // silent from GET_FEATURES on
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	t0 := time.Now()
+	f, err := Dial(ctx, FrontendOptions{Path: b.path, Pool: sharedPool(t)})
+	if err == nil {
+		f.Close()
+		t.Fatal("Dial succeeded against a silent back-end")
+	}
+	if d := time.Since(t0); d > 5*time.Second {
+		t.Fatalf("Dial returned %v after its context was cancelled: %v", d, err)
+	}
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("Dial: %v, want it to wrap context.Canceled", err)
+	}
+}
