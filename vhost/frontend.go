@@ -73,6 +73,7 @@ type Frontend struct {
 	fds      []int
 	mu       sync.Mutex
 	closed   bool
+	live     bool        // setup made receive buffers available to the back-end
 	down     atomic.Bool // the back-end hung up or broke the protocol
 	hungUp   atomic.Bool // the back-end closed the connection
 	closing  atomic.Bool // Close took the socket back from watch
@@ -417,6 +418,7 @@ func (f *Frontend) setup() error {
 			}
 		}
 	}
+	f.live = true
 	for _, p := range f.ports {
 		p.rx.publish()
 	}
@@ -461,7 +463,8 @@ func (f *Frontend) Close() error {
 		f.conn.SetReadDeadline(time.Now())
 		<-f.watchEnd
 	}
-	stopped := f.hungUp.Load() || f.stopRings()
+	// A Dial that failed made no buffer available: no ring has anything to stop.
+	stopped := f.hungUp.Load() || !f.live || f.stopRings()
 	f.down.Store(true)
 	err := f.conn.Close()
 	withheld := 0

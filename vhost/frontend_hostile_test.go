@@ -107,3 +107,62 @@ func TestDialCancelDuringHandshake(t *testing.T) {
 		t.Errorf("Dial: %v, want it to wrap context.Canceled", err)
 	}
 }
+
+// honest answers h as a back-end offering features and proto would, acking every
+// request that asks for it.
+func honest(c *uds.Conn, h header, features, proto uint64) {
+	switch h.req {
+	case ReqGetFeatures:
+		fakeReply(c, h.req, u64(features))
+		return
+	case ReqGetProtocolFeatures:
+		fakeReply(c, h.req, u64(proto))
+		return
+	case ReqGetQueueNum:
+		fakeReply(c, h.req, u64(8))
+		return
+	case ReqGetVringBase:
+		fakeReply(c, h.req, make([]byte, sizeState))
+		return
+	}
+	if h.flags&flagNeedReply != 0 {
+		fakeReply(c, h.req, u64(0))
+	}
+}
+
+// TestDialFailReturnsFrames: a Dial that fails late in the handshake (here the
+// back-end refuses SET_VRING_ENABLE, then says nothing more) has posted receive
+// buffers but made none available: they are published only once the device is set
+// up. Its frames must all be back in the pool, without waiting on the back-end to
+// stop rings it never ran. Before, Close asked it to, and a back-end that did not
+// answer within a second had the frames left out of the pool, a queue's worth per
+// failed Dial.
+func TestDialFailReturnsFrames(t *testing.T) {
+	for _, packed := range []bool{false, true} {
+		t.Run(map[bool]string{false: "split", true: "packed"}[packed], func(t *testing.T) {
+			feat := uint64(FeatureVersion1 | FeatureProtocolFeatures)
+			if packed {
+				feat |= FeatureRingPacked
+			}
+			b := newFakeBack(t, func(c *uds.Conn, h header, p []byte) bool {
+				if h.req == ReqSetVringEnable {
+					fakeReply(c, h.req, u64(1))
+					return false
+				}
+				honest(c, h, feat, ProtoReplyAck)
+				return true
+			})
+			pool := sharedPool(t)
+			t0 := time.Now()
+			f, err := Dial(context.Background(), FrontendOptions{Path: b.path, Pool: pool})
+			if err == nil {
+				f.Close()
+				t.Fatal("Dial succeeded though the back-end refused SET_VRING_ENABLE")
+			}
+			t.Logf("Dial: %v (after %v)", err, time.Since(t0))
+			if st := pool.Stats(); st.Free != st.Frames {
+				t.Errorf("after the failed Dial %d of %d frames are back in the pool", st.Free, st.Frames)
+			}
+		})
+	}
+}
