@@ -60,8 +60,9 @@ func (o *FrontendOptions) Validate() error {
 // exposes each queue pair as a pmd.Port. Packets travel in pool frames, zero-copy: the
 // virtio-net header is written into the headroom in front of the data.
 //
-// Dial and Close are safe for concurrent use with Err; each FrontendPort follows
-// pmd.Port's rules.
+// Close and Down are safe for concurrent use, with each other and with the ports'
+// Err and Stats; each FrontendPort follows pmd.Port's rules, and Close comes after
+// the goroutines calling Rx and Tx stopped.
 type Frontend struct {
 	opts     FrontendOptions
 	conn     *uds.Conn
