@@ -118,9 +118,14 @@ func (f *Frontend) stopRings() bool {
 		}
 		for dir := range 2 {
 			var st [sizeState]byte
-			le.PutUint32(st[:], uint32(2*qp+dir))
-			if _, err := f.request(ReqGetVringBase, st[:]); err != nil {
+			idx := uint32(2*qp + dir)
+			le.PutUint32(st[:], idx)
+			r, err := f.request(ReqGetVringBase, st[:])
+			if err != nil {
 				return f.closedBy(err)
+			}
+			if len(r) != sizeState || le.Uint32(r) != idx {
+				return false // an answer for another ring stops not this one
 			}
 		}
 	}

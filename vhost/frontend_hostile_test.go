@@ -110,7 +110,7 @@ func TestDialCancelDuringHandshake(t *testing.T) {
 
 // honest answers h as a back-end offering features and proto would, acking every
 // request that asks for it.
-func honest(c *uds.Conn, h header, features, proto uint64) {
+func honest(c *uds.Conn, h header, p []byte, features, proto uint64) {
 	switch h.req {
 	case ReqGetFeatures:
 		fakeReply(c, h.req, u64(features))
@@ -122,7 +122,9 @@ func honest(c *uds.Conn, h header, features, proto uint64) {
 		fakeReply(c, h.req, u64(8))
 		return
 	case ReqGetVringBase:
-		fakeReply(c, h.req, make([]byte, sizeState))
+		st := make([]byte, sizeState)
+		copy(st, p[:min(len(p), 4)]) // the ring's index, base 0
+		fakeReply(c, h.req, st)
 		return
 	}
 	if h.flags&flagNeedReply != 0 {
@@ -149,7 +151,7 @@ func TestDialFailReturnsFrames(t *testing.T) {
 					fakeReply(c, h.req, u64(1))
 					return false
 				}
-				honest(c, h, feat, ProtoReplyAck)
+				honest(c, h, p, feat, ProtoReplyAck)
 				return true
 			})
 			pool := sharedPool(t)
@@ -164,5 +166,32 @@ func TestDialFailReturnsFrames(t *testing.T) {
 				t.Errorf("after the failed Dial %d of %d frames are back in the pool", st.Free, st.Frames)
 			}
 		})
+	}
+}
+
+// TestCloseChecksStoppedRing: a GET_VRING_BASE answer naming another ring does not
+// confirm that the ring asked about stopped, so Close keeps the receive frames
+// posted to it (the back-end may still write them); honest answers free them all.
+func TestCloseChecksStoppedRing(t *testing.T) {
+	feat := uint64(FeatureVersion1 | FeatureProtocolFeatures)
+	for _, wrong := range []bool{false, true} {
+		b := newFakeBack(t, func(c *uds.Conn, h header, p []byte) bool {
+			if h.req == ReqGetVringBase && wrong {
+				fakeReply(c, h.req, make([]byte, sizeState)) // always ring 0
+				return true
+			}
+			honest(c, h, p, feat, ProtoReplyAck)
+			return true
+		})
+		pool := sharedPool(t)
+		f, err := Dial(context.Background(), FrontendOptions{Path: b.path, Pool: pool})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		st := pool.Stats()
+		if back := st.Free == st.Frames; back == wrong {
+			t.Errorf("answers for the wrong ring %v: %d of %d frames back after Close", wrong, st.Free, st.Frames)
+		}
 	}
 }
