@@ -191,3 +191,35 @@ func TestOpenQueuesSeparately(t *testing.T) {
 		t.Error("the program stayed attached after the last port closed")
 	}
 }
+
+// TestOpenPassingSharedProgram: an Open given the device's built-in program
+// (Options.Program = an earlier port's Program(), as examples/xdpfwd does) holds it
+// like an Open without one. Before, it took no reference, so closing the port whose
+// Open attached the program detached it from under the later port, whose queue then
+// went to the kernel stack.
+func TestOpenPassingSharedProgram(t *testing.T) {
+	const queues = 2
+	e := newEnv(t, queues, 0)
+	p0 := e.openA(t, 0, Options{})
+	p1 := e.openA(t, 1, Options{Program: p0.Program()})
+	defer p1.Close()
+	attached := func() bool { x := e.a.Link(t, e.v.A).Attrs().Xdp; return x != nil && x.Attached }
+	if err := p0.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !attached() {
+		t.Fatal("closing the first port detached the program the second was opened with")
+	}
+	senders := e.sendersB(t, queues)
+	sendFrames(t, senders[1], udpFrame(e.v.MACA, e.v.MACB, ipB, ipA, 7301, 8100, []byte("after close")))
+	rxUntil(t, p1, 3*time.Second, func(b []byte) bool {
+		sp, _, _, err := parseUDP(b)
+		return err == nil && sp == 7301
+	})
+	if err := p1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if attached() {
+		t.Error("the program stayed attached after the last port closed")
+	}
+}

@@ -22,7 +22,8 @@ type Options struct {
 	// Open or OpenAll of this process attached it and a port of it is still open (the
 	// first one's ProgramOptions and Attach apply; a different explicit Attach is an
 	// error), else a new one loaded with ProgramOptions and attached with Attach.
-	// It is detached and closed with the last such port.
+	// It is detached and closed with the last such port; a port opened with the
+	// built-in program passed here (an earlier port's Program) counts as one.
 	Program        *Program
 	ProgramOptions ProgramOptions
 	Attach         AttachMode
@@ -148,6 +149,13 @@ func open(ifname string, queues []int, opts Options) (_ []*Port, err error) {
 	var progRef *refs
 	switch {
 	case prog != nil:
+		// The device's built-in program, as an earlier port's Program returns it, is
+		// held like nil's: else closing the ports of the Open that attached it would
+		// detach it from under these.
+		if release := holdSharedProgram(prog); release != nil {
+			undo = append(undo, release)
+			progRef = &refs{fn: release}
+		}
 	case opts.PinnedMap != "":
 		if prog, err = LoadPinnedMap(opts.PinnedMap); err != nil {
 			return nil, err
@@ -255,7 +263,27 @@ func sharedProgram(ifname string, ifindex int, opts Options) (*Program, func() e
 		return nil, nil, fmt.Errorf("%w: %s: Attach %v, but an earlier Open attached the program %v", ErrOptions, ifname, opts.Attach, m)
 	}
 	d.users++
-	return d.prog, func() error {
+	return d.prog, d.release(key), nil
+}
+
+// holdSharedProgram takes a reference on prog if it is a device's built-in program,
+// and returns the function that gives it back; nil for any other program.
+func holdSharedProgram(prog *Program) func() error {
+	devPrograms.mu.Lock()
+	defer devPrograms.mu.Unlock()
+	for key, d := range devPrograms.m {
+		if d.prog == prog {
+			d.users++
+			return d.release(key)
+		}
+	}
+	return nil
+}
+
+// release returns the function that gives back one reference to d, detaching and
+// closing its program with the last.
+func (d *devProgram) release(key devKey) func() error {
+	return func() error {
 		devPrograms.mu.Lock()
 		defer devPrograms.mu.Unlock()
 		if d.users--; d.users > 0 {
@@ -263,5 +291,5 @@ func sharedProgram(ifname string, ifindex int, opts Options) (*Program, func() e
 		}
 		delete(devPrograms.m, key)
 		return d.prog.Close()
-	}, nil
+	}
 }
