@@ -223,3 +223,35 @@ func TestOpenPassingSharedProgram(t *testing.T) {
 		t.Error("the program stayed attached after the last port closed")
 	}
 }
+
+// TestOpenPassingOpenedUMEM: an Open given the UMEM an earlier Open made
+// (Options.UMEM = an earlier port's Socket().UMEM()) shares it, and the last port of
+// either closes it. Before, the earlier port's Close tried to close the UMEM under the
+// later port's socket and failed ("UMEM closed with 1 sockets open"), and nothing
+// closed it after: its pool's region stayed mapped.
+func TestOpenPassingOpenedUMEM(t *testing.T) {
+	const queues = 2
+	e := newEnv(t, queues, 0)
+	senders := e.sendersB(t, queues)
+	e.openA(t, 0, Options{}).Close() // warm up the runtime's own descriptors
+	fds, maps := countFds(t), countMaps(t)
+	p0 := e.openA(t, 0, Options{})
+	p1 := e.openA(t, 1, Options{UMEM: p0.Socket().UMEM()})
+	if err := p0.Close(); err != nil {
+		t.Error(err)
+	}
+	sendFrames(t, senders[1], udpFrame(e.v.MACA, e.v.MACB, ipB, ipA, 7401, 8100, []byte("shared umem")))
+	rxUntil(t, p1, 3*time.Second, func(b []byte) bool {
+		sp, _, _, err := parseUDP(b)
+		return err == nil && sp == 7401
+	})
+	if err := p1.Close(); err != nil {
+		t.Error(err)
+	}
+	if n := countMaps(t); n != maps {
+		t.Errorf("%d mappings before, %d after", maps, n)
+	}
+	if n := countFds(t); n > fds {
+		t.Errorf("%d descriptors before, %d after", fds, n)
+	}
+}

@@ -13,7 +13,9 @@ import (
 // 2048-entry rings, zero-copy if possible, and the built-in program attached natively
 // if possible.
 type Options struct {
-	// UMEM to use; nil makes one from UMEMOptions, closed with the port(s).
+	// UMEM to use; nil makes one from UMEMOptions, closed with the port(s). One an
+	// earlier Open made (a port's Socket().UMEM()) is closed with the last port of
+	// either.
 	UMEM        *UMEM
 	UMEMOptions UMEMOptions
 	// Socket configures each socket; Open takes the queue from its argument.
@@ -94,6 +96,23 @@ type refs struct {
 	fn func() error
 }
 
+// hold takes one more reference unless the last one is gone.
+func (r *refs) hold() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.n == 0 {
+		return false
+	}
+	r.n++
+	return true
+}
+
+func (r *refs) add(k int) {
+	r.mu.Lock()
+	r.n += k
+	r.mu.Unlock()
+}
+
 func (r *refs) release() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -131,6 +150,7 @@ func open(ifname string, queues []int, opts Options) (_ []*Port, err error) {
 	}()
 	u := opts.UMEM
 	var umemRef *refs
+	heldUMEM := false // umemRef counts a reference of this open's own
 	if u == nil {
 		uo := opts.UMEMOptions
 		if uo.Pool == nil && uo.Frames == 0 {
@@ -144,6 +164,11 @@ func open(ifname string, queues []int, opts Options) (_ []*Port, err error) {
 		}
 		undo = append(undo, u.Close)
 		umemRef = &refs{fn: u.Close}
+	} else if r := u.openRefs(); r != nil && r.hold() {
+		// A UMEM an earlier Open made, closed by its last port: these ports hold it
+		// too, or it would be closed under them.
+		undo = append(undo, r.release)
+		umemRef, heldUMEM = r, true
 	}
 	prog := opts.Program
 	var progRef *refs
@@ -191,9 +216,15 @@ func open(ifname string, queues []int, opts Options) (_ []*Port, err error) {
 			p.cleanup = append(p.cleanup, progRef.release)
 		}
 		if umemRef != nil {
-			umemRef.n++
+			umemRef.add(1)
 			p.cleanup = append(p.cleanup, umemRef.release)
 		}
+	}
+	switch {
+	case heldUMEM:
+		umemRef.release() // the ports hold it now
+	case umemRef != nil:
+		u.setOpenRefs(umemRef)
 	}
 	return ports, nil
 }

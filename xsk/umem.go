@@ -82,6 +82,20 @@ type UMEM struct {
 	mu     sync.Mutex
 	socks  []*Socket // bound sockets, any of which can lend its fd to XDP_SHARED_UMEM
 	closed bool
+	opened *refs // the ports that close the UMEM, when Open made it
+}
+
+// openRefs returns the references of the ports that close the UMEM, if Open made it.
+func (u *UMEM) openRefs() *refs {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.opened
+}
+
+func (u *UMEM) setOpenRefs(r *refs) {
+	u.mu.Lock()
+	u.opened = r
+	u.mu.Unlock()
 }
 
 // NewUMEM prepares a UMEM. Nothing is registered with the kernel until the first
