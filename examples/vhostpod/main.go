@@ -11,8 +11,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -64,6 +66,12 @@ func run(ctx context.Context, log *slog.Logger, sock string, listen bool, tapNam
 	opts := vhost.FrontendOptions{Path: sock, Listen: listen, Pool: pool, DisableFeatures: disable, QueuePairs: queues}
 	for {
 		down, err := attach(ctx, log, opts, tap, cache)
+		if listen && hungUp(err) {
+			// The back-end went away during the handshake (restarting again):
+			// wait for it as after any hang-up.
+			log.Warn("back-end hung up while attaching; listening again", "socket", sock, "err", err)
+			continue
+		}
 		if err != nil || !down {
 			return err
 		}
@@ -74,6 +82,12 @@ func run(ctx context.Context, log *slog.Logger, sock string, listen bool, tapNam
 		}
 		log.Warn("back-end hung up; listening again", "socket", sock)
 	}
+}
+
+// hungUp reports whether err says the peer closed the connection.
+func hungUp(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)
 }
 
 // attach dials the back-end and bridges it to tap until ctx is done (down false) or
