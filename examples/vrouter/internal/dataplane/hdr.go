@@ -44,7 +44,17 @@ func parse(b []byte, n int, h *hdr) bool {
 		}
 		ihl := int(ip[0]&0x0f) * 4
 		tot := int(binary.BigEndian.Uint16(ip[2:]))
-		if ihl < 20 || tot < ihl || tot > n-14 || ihl > len(ip) || !ipv4HeaderOK(ip[:ihl]) {
+		if ihl < 20 || tot < ihl || tot > n-14 || ihl > len(ip) {
+			return false
+		}
+		if ihl == 20 { // no options, the common case: the sum written out
+			s := uint64(binary.LittleEndian.Uint32(ip[0:4])) + uint64(binary.LittleEndian.Uint32(ip[4:8])) +
+				uint64(binary.LittleEndian.Uint32(ip[8:12])) + uint64(binary.LittleEndian.Uint32(ip[12:16])) +
+				uint64(binary.LittleEndian.Uint32(ip[16:20]))
+			if fold32(s) != 0xffff {
+				return false
+			}
+		} else if !ipv4HeaderOK(ip[:ihl]) {
 			return false
 		}
 		h.src4 = binary.BigEndian.Uint32(ip[12:])
@@ -94,17 +104,26 @@ func decHopLimit6(ip []byte) bool {
 	return true
 }
 
-// ipv4HeaderOK reports whether the IPv4 header h (options included) sums to 0xffff,
-// its checksum verifying (RFC 791, RFC 1071).
+// ipv4HeaderOK reports whether the IPv4 header h (options included; its length a
+// multiple of 4, as IHL makes it) sums to 0xffff, its checksum verifying (RFC 791,
+// RFC 1071). It adds 32-bit words in host order: the ones' complement sum does not
+// depend on byte order (RFC 1071 §2(B)), and all ones is all ones either way.
 func ipv4HeaderOK(h []byte) bool {
-	var s uint32
-	for i := 0; i+1 < len(h); i += 2 {
-		s += uint32(binary.BigEndian.Uint16(h[i:]))
+	var s uint64
+	for len(h) >= 4 {
+		s += uint64(binary.LittleEndian.Uint32(h))
+		h = h[4:]
 	}
-	// At most 30 words: two folds leave 16 bits.
+	return fold32(s) == 0xffff
+}
+
+// fold32 folds a sum of at most 15 32-bit words (below 2^36) to 16 bits, with the
+// carries added back (ones' complement).
+func fold32(s uint64) uint64 {
+	s = s&0xffffffff + s>>32
 	s = s&0xffff + s>>16
 	s = s&0xffff + s>>16
-	return s == 0xffff
+	return s&0xffff + s>>16
 }
 
 // ipv4Checksum computes the header checksum of an IPv4 header whose checksum field
