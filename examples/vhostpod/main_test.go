@@ -14,21 +14,28 @@ import (
 	"github.com/dpkit/dpkit/vhost"
 )
 
-// TestStopWhileListening: a pod told to stop while it waits for its back-end (-listen)
-// stops cleanly, as it does once attached, and removes its socket. It used to end
-// with exit status 1 and "vhost: accept: ... use of closed network connection".
-func TestStopWhileListening(t *testing.T) {
+// listeningPod runs a pod with -listen in a namespace of its own until ctx ends; done
+// gets what run returned.
+func listeningPod(t *testing.T, ctx context.Context) (sock string, done chan error) {
 	testenv.NeedRoot(t)
 	ns := nettest.NewNS(t)
-	sock := filepath.Join(t.TempDir(), "pod.sock")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
+	sock = filepath.Join(t.TempDir(), "pod.sock")
+	done = make(chan error, 1)
 	go func() {
 		done <- ns.Do(func() error {
 			return run(ctx, slog.New(slog.DiscardHandler), sock, true, "eth0", false, 1)
 		})
 	}()
+	return sock, done
+}
+
+// TestStopWhileListening: a pod told to stop while it waits for its back-end (-listen)
+// stops cleanly, as it does once attached, and removes its socket. It used to end
+// with exit status 1 and "vhost: accept: ... use of closed network connection".
+func TestStopWhileListening(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sock, done := listeningPod(t, ctx)
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		if _, err := os.Lstat(sock); err == nil {
 			break
@@ -57,17 +64,9 @@ func TestStopWhileListening(t *testing.T) {
 // side before the pod's handshake ends, so it may hang up during the handshake too,
 // which the pod must survive as well.
 func TestReattach(t *testing.T) {
-	testenv.NeedRoot(t)
-	ns := nettest.NewNS(t)
-	sock := filepath.Join(t.TempDir(), "pod.sock")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		done <- ns.Do(func() error {
-			return run(ctx, slog.New(slog.DiscardHandler), sock, true, "eth0", false, 1)
-		})
-	}()
+	sock, done := listeningPod(t, ctx)
 	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 1024})
 	if err != nil {
 		t.Fatal(err)

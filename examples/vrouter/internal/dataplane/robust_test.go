@@ -13,6 +13,37 @@ import (
 	"github.com/dpkit/dpkit/pmd"
 )
 
+// v6YAML is node 1 of nodeYAML with an IPv6 address and gateway for its pod, and
+// routes (YAML flow mappings, one per line) added to its VRF.
+func v6YAML(routes ...string) string {
+	y := strings.Replace(fmt.Sprintf(nodeYAML, 1, 2, "vxlan"), "ips: [10.1.1.2]", "ips: [10.1.1.2, 'fd00:1::2']", 1)
+	y = strings.Replace(y, "gateway: [10.1.1.1]", "gateway: [10.1.1.1, 'fd00:1::1']", 1)
+	for _, r := range routes {
+		y = strings.Replace(y, "      - {prefix: 10.9.0.0/16, action: discard}\n", "      - {prefix: 10.9.0.0/16, action: discard}\n      - "+r+"\n", 1)
+	}
+	return y
+}
+
+// publishV6 gives v6Node's engine e the tables of v6YAML(routes...).
+func publishV6(t *testing.T, e *Engine, routes ...string) {
+	t.Helper()
+	y := v6YAML(routes...)
+	for _, r := range routes {
+		if !strings.Contains(y, r) {
+			t.Fatalf("route %s not added to the configuration", r)
+		}
+	}
+	c, err := config.Parse([]byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tabs, err := Build(c, map[string]int{"pod": 1}, [6]byte{2, 0, 0, 0, 0x50, 1}, routerMAC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Publish(tabs)
+}
+
 // v6Node is one node whose pod has an IPv4 and an IPv6 address.
 func v6Node(t *testing.T) (*pmd.Pool, *pmd.Cache, *Engine, pmd.Port, pmd.Port, *config.Config) {
 	t.Helper()
@@ -20,9 +51,7 @@ func v6Node(t *testing.T) (*pmd.Pool, *pmd.Cache, *Engine, pmd.Port, pmd.Port, *
 	if err != nil {
 		t.Fatal(err)
 	}
-	y := strings.Replace(fmt.Sprintf(nodeYAML, 1, 2, "vxlan"), "ips: [10.1.1.2]", "ips: [10.1.1.2, 'fd00:1::2']", 1)
-	y = strings.Replace(y, "gateway: [10.1.1.1]", "gateway: [10.1.1.1, 'fd00:1::1']", 1)
-	c, err := config.Parse([]byte(y))
+	c, err := config.Parse([]byte(v6YAML("")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -368,18 +397,7 @@ func TestDADOnTap(t *testing.T) {
 // itself is not answered.
 func TestProxyARP(t *testing.T) {
 	pool, c, e, pod, _, cfg := v6Node(t)
-	y := strings.Replace(fmt.Sprintf(nodeYAML, 1, 2, "vxlan"), "ips: [10.1.1.2]", "ips: [10.1.1.2, 'fd00:1::2']", 1)
-	y = strings.Replace(y, "gateway: [10.1.1.1]", "gateway: [10.1.1.1, 'fd00:1::1']", 1)
-	y = strings.Replace(y, "- {prefix: 10.9.0.0/16, action: discard}", "- {prefix: 10.9.0.0/16, action: discard}\n      - {prefix: 'fd00:1::100/120', remote: peer}\n      - {prefix: 'fd00:1::200/120', interface: pod}", 1)
-	withRoute, err := config.Parse([]byte(y))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tabs, err := Build(withRoute, map[string]int{"pod": 1}, [6]byte{2, 0, 0, 0, 0x50, 1}, routerMAC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.Publish(tabs)
+	publishV6(t, e, "{prefix: 'fd00:1::100/120', remote: peer}", "{prefix: 'fd00:1::200/120', interface: pod}")
 	in := cfg.Interfaces[0]
 	mac := [6]byte(in.HW)
 	for _, c4 := range []struct {
@@ -423,18 +441,7 @@ func TestProxyARP(t *testing.T) {
 // dadfailed.
 func TestProxyLinkLocal(t *testing.T) {
 	pool, c, e, pod, _, cfg := v6Node(t)
-	y := strings.Replace(fmt.Sprintf(nodeYAML, 1, 2, "vxlan"), "ips: [10.1.1.2]", "ips: [10.1.1.2, 'fd00:1::2']", 1)
-	y = strings.Replace(y, "gateway: [10.1.1.1]", "gateway: [10.1.1.1, 'fd00:1::1']", 1)
-	y = strings.Replace(y, "- {prefix: 10.9.0.0/16, action: discard}", "- {prefix: 10.9.0.0/16, action: discard}\n      - {prefix: '::/0', remote: peer}", 1)
-	withDefault, err := config.Parse([]byte(y))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tabs, err := Build(withDefault, map[string]int{"pod": 1}, [6]byte{2, 0, 0, 0, 0x50, 1}, routerMAC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.Publish(tabs)
+	publishV6(t, e, "{prefix: '::/0', remote: peer}")
 	in := cfg.Interfaces[0]
 	mac := [6]byte(in.HW)
 	ll := netip.MustParseAddr("fe80::ff:fe00:102")
