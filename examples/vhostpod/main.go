@@ -3,8 +3,10 @@
 // virtio-user does, and bridges that port to a TAP device in its own network
 // namespace, so the pod's kernel stack (ping, iperf3) talks through vhost-user.
 //
-// With -listen it owns the socket and, whenever the back-end hangs up (a vRouter
-// restarting), listens for it again; without, it exits with an error then.
+// With -listen it owns the socket, waits for the back-end as long as it takes and,
+// whenever the back-end hangs up (a vRouter restarting), listens for it again;
+// without, it dials the back-end (giving up after a minute) and exits with an error
+// when it hangs up.
 //
 //	vhostpod -socket /run/vrouter/pod.sock [-listen] -tap eth0 [-queues N]
 package main
@@ -84,6 +86,9 @@ func run(ctx context.Context, log *slog.Logger, sock string, listen bool, tapNam
 	}
 }
 
+// dialTimeout bounds a Dial to a listening back-end (without -listen).
+var dialTimeout = time.Minute
+
 // hungUp reports whether err says the peer closed the connection.
 func hungUp(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
@@ -94,7 +99,13 @@ func hungUp(err error) bool {
 // the back-end goes away (down true).
 func attach(ctx context.Context, log *slog.Logger, opts vhost.FrontendOptions, tap pmd.Port, cache *pmd.Cache) (down bool, err error) {
 	pool, sock, queues := opts.Pool, opts.Path, opts.QueuePairs
-	dctx, dcancel := context.WithTimeout(ctx, time.Minute)
+	// Dialling a back-end that is not there fails at once, but a listening pod waits
+	// for its back-end however long it takes to come, as virtio-user with server=1
+	// does; once one connects, Dial bounds the handshake itself.
+	dctx, dcancel := context.WithCancel(ctx)
+	if !opts.Listen {
+		dctx, dcancel = context.WithTimeout(ctx, dialTimeout)
+	}
 	fe, err := vhost.Dial(dctx, opts)
 	dcancel()
 	if err != nil {

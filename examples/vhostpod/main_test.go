@@ -101,3 +101,26 @@ func TestReattach(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestListenWaitsForever: a listening pod waits for its back-end however long it
+// takes, as virtio-user with server=1 does; it used to give up after Dial's minute
+// (here dialTimeout, made short) and exit with an error.
+func TestListenWaitsForever(t *testing.T) {
+	defer func(d time.Duration) { dialTimeout = d }(dialTimeout)
+	dialTimeout = 20 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sock, done := listeningPod(t, ctx)
+	select {
+	case err := <-done:
+		t.Fatalf("the pod stopped listening after %v: %v", dialTimeout, err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if _, err := os.Lstat(sock); err != nil {
+		t.Fatalf("socket gone: %v", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
