@@ -312,7 +312,7 @@ type PoolStats struct {
 func (p *Pool) Stats() PoolStats {
 	return PoolStats{
 		Frames:    int(p.n),
-		Free:      p.free.Len(),
+		Free:      min(p.free.Len(), int(p.n)), // the ring may be larger than the pool
 		Exhausted: p.exhausted.Load(),
 		BadFrees:  p.badFrees.Load(),
 	}

@@ -416,3 +416,42 @@ func TestBatchGrowOverflow(t *testing.T) {
 	}()
 	b.Grow(math.MaxInt)
 }
+
+// TestPoolStatsFreeWithinFrames reads Stats while goroutines take and return frames:
+// Free must never exceed Frames. Ring.Len read the consumer tail, then the producer
+// tail; frames taken and returned between the two loads counted twice, so a pool of
+// 5 frames (a free ring of 8) reported hundreds free.
+func TestPoolStatsFreeWithinFrames(t *testing.T) {
+	p := newTestPool(t, 5)
+	var stop sync.WaitGroup
+	done := make(chan struct{})
+	for g := 0; g < 4; g++ {
+		stop.Add(1)
+		go func() {
+			defer stop.Done()
+			var f [1]Frame
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				if p.Get(f[:]) == 1 {
+					p.Put(f[:])
+				}
+			}
+		}()
+	}
+	worst := 0
+	for i := 0; i < 1000000; i++ {
+		worst = max(worst, p.Stats().Free)
+	}
+	close(done)
+	stop.Wait()
+	if worst > 5 {
+		t.Errorf("Stats().Free reached %d in a pool of 5 frames", worst)
+	}
+	if f := p.Stats().Free; f != 5 {
+		t.Errorf("after the run %d frames free, want 5", f)
+	}
+}

@@ -81,14 +81,16 @@ func NewRing[T any](size int, flags RingFlags) (*Ring[T], error) {
 // Cap returns the ring's capacity.
 func (r *Ring[T]) Cap() int { return int(r.size) }
 
-// Len returns how many elements are in the ring. It is a snapshot: with concurrent
-// users it may be stale by the time it returns.
+// Len returns how many elements are in the ring, at most its capacity. It is a
+// snapshot: with concurrent users it may be stale by the time it returns.
 func (r *Ring[T]) Len() int {
 	// Load the consumer tail first: it only grows, so prod tail read after it is at
-	// least as new and the difference is never negative.
+	// least as new and the difference is never negative. It may be too large, though:
+	// elements dequeued and enqueued again between the two loads count twice, so the
+	// difference is capped at the capacity, as DPDK's rte_ring_count caps it.
 	ct := r.cons.tail.Load()
 	pt := r.prod.tail.Load()
-	return int(pt - ct)
+	return int(min(pt-ct, r.size))
 }
 
 // Enqueue adds as many elements of src as fit, in order, and returns how many it added.
