@@ -2,6 +2,7 @@ package pmd_test
 
 import (
 	"bytes"
+	"fmt"
 	"testing"
 
 	"github.com/google/gopacket/pcapgo"
@@ -189,5 +190,38 @@ func TestRingPortTxChainLongerThanRing(t *testing.T) {
 	}
 	if s := pool.Stats(); s.Free != pool.Frames() {
 		t.Errorf("%d of %d frames free after the test: the dropped chain leaked", s.Free, pool.Frames())
+	}
+}
+
+// TestBatchFilterChains: Filter takes a chain as one packet: keep sees its first
+// segment only, and the chain is kept or dropped whole. Deciding per segment, it
+// asked keep about continuation segments (which carry no headers) and could keep a
+// segment whose chain head was dropped, or drop a chain's last segment and leave the
+// one before with PktMore joining the next packet.
+func TestBatchFilterChains(t *testing.T) {
+	var b pmd.Batch
+	// Packets: 1, chain 2-3-4, 5, chain 6-7.
+	for i, more := range []bool{false, true, true, false, false, true, false} {
+		room := b.Room()
+		room[0] = pmd.Pkt{Meta: uint32(i + 1)}
+		if more {
+			room[0].Flags = pmd.PktMore
+		}
+		b.Grow(1)
+	}
+	var asked, dropped []uint32
+	n := b.Filter(func(pk *pmd.Pkt) bool {
+		asked = append(asked, pk.Meta)
+		return pk.Meta != 2 // drop the first chain
+	}, func(pk *pmd.Pkt) { dropped = append(dropped, pk.Meta) })
+	var kept []uint32
+	for _, pk := range b.Pkts() {
+		kept = append(kept, pk.Meta)
+	}
+	if n != 1 || fmt.Sprint(asked) != "[1 2 5 6]" || fmt.Sprint(dropped) != "[2 3 4]" || fmt.Sprint(kept) != "[1 5 6 7]" {
+		t.Fatalf("Filter returned %d, asked about %v, dropped %v, kept %v", n, asked, dropped, kept)
+	}
+	if pmd.PacketCount(b.Pkts()) != 3 || b.Pkts()[2].Flags&pmd.PktMore == 0 || b.Pkts()[3].Flags&pmd.PktMore != 0 {
+		t.Fatal("chain flags wrong after Filter")
 	}
 }

@@ -140,20 +140,29 @@ func (b *Batch) Tx(port Port) int {
 }
 
 // Filter keeps the packets for which keep returns true, in order, and hands the others
-// to drop (which takes ownership of their frames). It returns how many were dropped.
+// to drop (which takes ownership of their frames). A chain (PktMore) is one packet:
+// keep sees its first segment, the whole chain stays or goes, and drop gets each of
+// its segments. It returns how many packets were dropped.
 func (b *Batch) Filter(keep func(*Pkt) bool, drop func(*Pkt)) int {
-	w := 0
-	for i := 0; i < b.n; i++ {
+	w, dropped := 0, 0
+	for i := 0; i < b.n; {
+		j := i + 1 // the packet is pkts[i:j]
+		for j < b.n && b.pkts[j-1].Flags&PktMore != 0 {
+			j++
+		}
 		if keep(&b.pkts[i]) {
 			if w != i { // a copy onto itself would stall store forwarding
-				b.pkts[w] = b.pkts[i]
+				copy(b.pkts[w:], b.pkts[i:j])
 			}
-			w++
+			w += j - i
 		} else {
-			drop(&b.pkts[i])
+			for k := i; k < j; k++ {
+				drop(&b.pkts[k])
+			}
+			dropped++
 		}
+		i = j
 	}
-	dropped := b.n - w
 	b.n = w
 	return dropped
 }
