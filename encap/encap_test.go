@@ -536,6 +536,25 @@ func TestFlowHashSymmetric(t *testing.T) {
 	}
 }
 
+// FlowHash takes an IPv6 packet's ports whatever its addresses: flows between two
+// hosts that differ only in their ports hash apart, even to a destination whose
+// interface identifier's low 32 bits are all ones (a port bit OR-ed into an address
+// bit that is set is lost).
+func TestFlowHashIPv6Ports(t *testing.T) {
+	p := mkInnerIP(true, 60, 64, 0)
+	copy(p[24:], netip.MustParseAddr("fd00::ffff:ffff").AsSlice())
+	for _, sym := range []bool{false, true} {
+		seen := map[uint32]bool{}
+		for sp := range 64 {
+			binary.BigEndian.PutUint16(p[40:], 40000+uint16(sp))
+			seen[FlowHash(p, false, HashOptions{Symmetric: sym})] = true
+		}
+		if len(seen) < 60 {
+			t.Errorf("symmetric %v: %d distinct hashes over 64 source ports", sym, len(seen))
+		}
+	}
+}
+
 func ExampleTunnel_Encap() {
 	pool, _ := pmd.NewPool(pmd.PoolOptions{Frames: 64, Huge: pmd.HugeNever})
 	defer pool.Close()

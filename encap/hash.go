@@ -67,7 +67,7 @@ func FlowHash(b []byte, eth bool, o HashOptions) uint32 {
 		if o.Symmetric && (a0 > b0 || (a0 == b0 && (a1 > b1 || (a1 == b1 && sp > dp)))) {
 			a0, a1, b0, b1, sp, dp = b0, b1, a0, a1, dp, sp
 		}
-		h = mix(a0^o.Seed, a1) ^ mix(b0, b1^uint64(ip[6])<<32|sp<<16|dp)
+		h = mix(a0^o.Seed, a1) ^ mix(b0, b1^(uint64(ip[6])<<32|sp<<16|dp))
 		h = mix(h, 6)
 	default:
 		return uint32(mix(o.Seed, uint64(len(b))))
