@@ -14,7 +14,7 @@ type Reason uint8
 
 const (
 	OK               Reason = iota
-	DropTruncated           // shorter than its headers say
+	DropTruncated           // shorter than its headers say, or an Ethernet payload shorter than its header
 	DropBadEthertype        // not IPv4 or IPv6 (after at most two VLAN tags): not tunnel traffic
 	DropBadVersion          // IP version field does not match the ethertype
 	DropBadHeader           // malformed header: IHL, lengths
@@ -384,13 +384,11 @@ func (d *Decapper) decapFastRun(pool *pmd.Pool, pkts []pmd.Pkt, res []Result, n,
 				switch binary.BigEndian.Uint16(u[2:]) {
 				case PortVXLAN:
 					p = l4 + 16
-					if ulen < 16 || u[8]&0x08 == 0 {
-						goto slow
+					if ulen < 16 || u[8]&0x08 == 0 || end < p+14 {
+						goto slow // no inner Ethernet header too
 					}
-					if end >= p+14 {
-						if e := (*[14]byte)(frame[off+p : off+p+14]); e[12] == 0x81 && e[13] == 0 {
-							goto slow // an inner VLAN tag
-						}
+					if e := (*[14]byte)(frame[off+p : off+p+14]); e[12] == 0x81 && e[13] == 0 {
+						goto slow // an inner VLAN tag
 					}
 					r.Type, r.VNI = VXLAN, binary.BigEndian.Uint32(u[12:])>>8
 				case PortMPLSoUDP:
@@ -427,7 +425,11 @@ func (d *Decapper) decapFastRun(pool *pmd.Pool, pkts []pmd.Pkt, res []Result, n,
 					goto slow
 				}
 			}
-			if r.Type != VXLAN && !(r.NLabels > 0 && d.o.MPLSPayloadEthernet) && end > p {
+			if r.NLabels > 0 && d.o.MPLSPayloadEthernet {
+				if end < p+14 {
+					goto slow // no inner Ethernet header
+				}
+			} else if r.Type != VXLAN && end > p {
 				r.InnerIPVersion = int(frame[off+p] >> 4)
 			}
 			r.OuterLen, r.InnerLen = p, end-p
@@ -676,6 +678,11 @@ func (d *Decapper) classify(b []byte, n int, csumValid bool, r *Result, pend *pe
 		}
 	default:
 		return DropUnknownProto
+	}
+	// RFC 7348 §5 and RFC 4448: an Ethernet payload has its header; Linux drops
+	// a shorter one too (__iptunnel_pull_header pulls ETH_HLEN).
+	if (r.Type == VXLAN || r.NLabels > 0 && d.o.MPLSPayloadEthernet) && n-p < 14 {
+		return DropTruncated
 	}
 	switch {
 	case r.Type == VXLAN:

@@ -366,6 +366,8 @@ func FuzzRoundTrip(f *testing.F) {
 			case why == DropTTLExpired && (o.Type == MPLSoUDP || o.Type == MPLSoGRE || o.TTL == 0):
 				// A TTL copied from a payload whose TTL byte is 0 is expired on
 				// arrival: a legitimate refusal.
+			case why == DropTruncated && (o.Type == VXLAN || o.InnerEthernet) && len(inner) < 14:
+				// An Ethernet payload without its header: refused on arrival.
 			case why == DropBadChecksum && o.UDP6Checksum == Csum6Inner:
 				// Derived from inner checksums that are wrong: the receiver drops
 				// it, as it must. Check that they are wrong.
@@ -739,6 +741,41 @@ func TestDecapClearsCsumValid(t *testing.T) {
 				t.Errorf("%s/%s: inner packet still marked checksum-valid", v.name, path)
 			}
 			c.Free([]pmd.Pkt{pk})
+		}
+	}
+}
+
+// TestDecapShortEthernet: a VXLAN frame (RFC 7348 §5) or an L2 VPN's MPLS payload
+// (RFC 4448) carries an Ethernet frame, whose header is not optional; Linux
+// drops a payload shorter than ETH_HLEN (__iptunnel_pull_header). Decap refuses it
+// as truncated rather than hand on a "frame" without a header.
+func TestDecapShortEthernet(t *testing.T) {
+	pool := newPool(t)
+	c := pool.NewCache(16)
+	defer c.Flush()
+	for _, name := range []string{"vxlan/outer4", "vxlan/outer6", "mplsoudp-3labels-l2/outer4", "mplsogre-3labels-l2/outer6"} {
+		v := findVariant(t, name)
+		for n := 0; n <= 14; n++ {
+			f := build(t, pool, c, variant{opts: v.opts, inner: v.inner[:n]})
+			want := DropTruncated
+			if n == 14 {
+				want = OK
+			}
+			for _, path := range []string{"Decap", "DecapChain"} {
+				d := NewDecapper(DecapOptions{VerifyUDPChecksum: true, MPLSPayloadEthernet: v.opts.InnerEthernet})
+				pk := load(t, pool, c, f)
+				var r Result
+				var why Reason
+				if path == "Decap" {
+					why = d.Decap(pool, &pk, &r)
+				} else {
+					why = d.DecapChain(pool, one(&pk), &r)
+				}
+				if why != want {
+					t.Errorf("%s, %d-byte payload, %s: %v, want %v", name, n, path, why, want)
+				}
+				c.Free([]pmd.Pkt{pk})
+			}
 		}
 	}
 }
