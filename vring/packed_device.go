@@ -117,8 +117,10 @@ func (q *PackedDevice) Pop(chains []Chain) (int, error) {
 	return n, nil
 }
 
-// Unpop returns the last popped (and not pushed) chains to the ring, in
-// the order Pop returned them: the next Pop returns them again.
+// Unpop returns the last len(chains) chains Pop returned to the ring, in the
+// order Pop returned them: the next Pop returns them again. None of them, nor
+// any chain popped after them, may have been pushed: Unpop only moves the ring's
+// position back.
 func (q *PackedDevice) Unpop(chains []Chain) error {
 	if len(chains) > q.inflight {
 		return ErrInvalid

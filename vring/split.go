@@ -220,9 +220,10 @@ func (q *SplitDevice) Pop(chains []Chain) (int, error) {
 	return n, nil
 }
 
-// Unpop returns the last len(chains) popped (and not pushed) chains to the
-// ring: the next Pop returns them again. A vhost backend uses it when a
-// packet needs more buffers (MRG_RXBUF) than are available yet.
+// Unpop returns the last len(chains) chains Pop returned to the ring: the next
+// Pop returns them again. None of them, nor any chain popped after them, may
+// have been pushed: Unpop only moves the ring's position back. A vhost backend
+// uses it when a packet needs more buffers (MRG_RXBUF) than are available yet.
 func (q *SplitDevice) Unpop(chains []Chain) error {
 	if len(chains) > q.inflight {
 		return ErrInvalid
