@@ -79,10 +79,6 @@ func runModel(t *testing.T, layout string, n, featBits int, seed uint64, steps i
 	tables := p.g.Alloc(16*n*n, 16)
 	tableBusy := make([]bool, n)
 
-	type pushedBuf struct {
-		b   modelBuf
-		len uint32
-	}
 	var (
 		added     []modelBuf            // added, not published, in order
 		availQ    []modelBuf            // published, not popped, in avail order
