@@ -94,6 +94,14 @@ func csum6(src, dst []byte, msg []byte) uint16 {
 	return ^fold16(s)
 }
 
+// nsSolicited is ns to target's solicited-node group (ff02::1:ffXX:XXXX, RFC 4291
+// §2.7.1) and its multicast MAC (33:33:ff:XX:XX:XX, RFC 2464 §7), as a host sends it.
+func nsSolicited(mac [6]byte, src, target netip.Addr, withSLLA bool) []byte {
+	o := target.As16()
+	sn := netip.AddrFrom16([16]byte{0xff, 0x02, 11: 1, 12: 0xff, 13: o[13], 14: o[14], 15: o[15]})
+	return ns(mac, [6]byte{0x33, 0x33, 0xff, o[13], o[14], o[15]}, src, sn, target, withSLLA)
+}
+
 // ns builds a neighbour solicitation from mac/src for target, to dst.
 func ns(mac [6]byte, ethDst [6]byte, src, dst, target netip.Addr, withSLLA bool) []byte {
 	plen := 24
@@ -130,10 +138,7 @@ func TestDADOwnAddress(t *testing.T) {
 	pool, c, e, pod, _, cfg := v6Node(t)
 	in := cfg.Interfaces[0]
 	own := in.Addrs[1]
-	o := own.As16()
-	sn := netip.AddrFrom16([16]byte{0xff, 0x02, 11: 1, 12: 0xff, 13: o[13], 14: o[14], 15: o[15]})
-	send(t, pool, c, pod, ns([6]byte(in.HW), [6]byte{0x33, 0x33, 0xff, o[13], o[14], o[15]},
-		netip.IPv6Unspecified(), sn, own, false))
+	send(t, pool, c, pod, nsSolicited([6]byte(in.HW), netip.IPv6Unspecified(), own, false))
 	e.Poll()
 	if got := recv(pool, c, pod); len(got) != 0 {
 		t.Fatalf("the pod's DAD probe for its own address %v was answered: NA %x", own, got[0])
@@ -379,10 +384,7 @@ func TestRobustDecTTL4Exhaustive(t *testing.T) {
 func TestDADOnTap(t *testing.T) {
 	pool, c, e, _, tap, cfg := v6Node(t)
 	gw := cfg.Interfaces[0].Gateways[1]
-	g := gw.As16()
-	sn := netip.AddrFrom16([16]byte{0xff, 0x02, 11: 1, 12: 0xff, 13: g[13], 14: g[14], 15: g[15]})
-	send(t, pool, c, tap, ns([6]byte{2, 0xee, 0, 0, 0, 1}, [6]byte{0x33, 0x33, 0xff, g[13], g[14], g[15]},
-		netip.IPv6Unspecified(), sn, gw, false))
+	send(t, pool, c, tap, nsSolicited([6]byte{2, 0xee, 0, 0, 0, 1}, netip.IPv6Unspecified(), gw, false))
 	for i := 0; i < 2*exceptionEvery; i++ {
 		e.Poll()
 	}
@@ -415,10 +417,7 @@ func TestProxyARP(t *testing.T) {
 		target string
 		answer bool
 	}{{"fd00:1::105", true}, {"fd00:1::205", false}, {"fd00:9::1", false}} {
-		tg := netip.MustParseAddr(c6.target)
-		o := tg.As16()
-		sn := netip.AddrFrom16([16]byte{0xff, 0x02, 11: 1, 12: 0xff, 13: o[13], 14: o[14], 15: o[15]})
-		send(t, pool, c, pod, ns(mac, [6]byte{0x33, 0x33, 0xff, o[13], o[14], o[15]}, in.Addrs[1], sn, tg, true))
+		send(t, pool, c, pod, nsSolicited(mac, in.Addrs[1], netip.MustParseAddr(c6.target), true))
 		e.Poll()
 		got := recv(pool, c, pod)
 		if c6.answer != (len(got) == 1) {
@@ -445,29 +444,22 @@ func TestProxyLinkLocal(t *testing.T) {
 	in := cfg.Interfaces[0]
 	mac := [6]byte(in.HW)
 	ll := netip.MustParseAddr("fe80::ff:fe00:102")
-	o := ll.As16()
-	sn := netip.AddrFrom16([16]byte{0xff, 0x02, 11: 1, 12: 0xff, 13: o[13], 14: o[14], 15: o[15]})
-	snMAC := [6]byte{0x33, 0x33, 0xff, o[13], o[14], o[15]}
 	// The pod's DAD probe for its link-local address, and a solicitation for another
 	// link-local address (a neighbour the pod heard of).
-	send(t, pool, c, pod, ns(mac, snMAC, netip.IPv6Unspecified(), sn, ll, false))
+	send(t, pool, c, pod, nsSolicited(mac, netip.IPv6Unspecified(), ll, false))
 	e.Poll()
 	if got := recv(pool, c, pod); len(got) != 0 {
 		t.Fatalf("the pod's DAD probe for its link-local %v was answered: NA %x", ll, got[0])
 	}
 	other := netip.MustParseAddr("fe80::1")
-	o = other.As16()
-	sn = netip.AddrFrom16([16]byte{0xff, 0x02, 11: 1, 12: 0xff, 13: o[13], 14: o[14], 15: o[15]})
-	send(t, pool, c, pod, ns(mac, [6]byte{0x33, 0x33, 0xff, o[13], o[14], o[15]}, in.Addrs[1], sn, other, true))
+	send(t, pool, c, pod, nsSolicited(mac, in.Addrs[1], other, true))
 	e.Poll()
 	if got := recv(pool, c, pod); len(got) != 0 {
 		t.Fatalf("NS for link-local %v was answered: NA %x", other, got[0])
 	}
 	// A global address the default route covers is still answered.
 	g := netip.MustParseAddr("fd00:1::77")
-	o = g.As16()
-	sn = netip.AddrFrom16([16]byte{0xff, 0x02, 11: 1, 12: 0xff, 13: o[13], 14: o[14], 15: o[15]})
-	send(t, pool, c, pod, ns(mac, [6]byte{0x33, 0x33, 0xff, o[13], o[14], o[15]}, in.Addrs[1], sn, g, true))
+	send(t, pool, c, pod, nsSolicited(mac, in.Addrs[1], g, true))
 	e.Poll()
 	if got := recv(pool, c, pod); len(got) != 1 {
 		t.Fatalf("NS for %v: %d answers, want 1", g, len(got))
