@@ -673,7 +673,7 @@ func (w *Worker) fromLocal(t *Tables, in *Iface, pk *pmd.Pkt) {
 // VRF has no exception path, as the host's answer would reach that VRF's pod with
 // the address, another tenant's.
 func (w *Worker) toHost(in *Iface, vrf uint32, pk *pmd.Pkt, d []byte) {
-	if w.e.exception < 0 || w.e.ifaces[w.e.exception].VRF != vrf {
+	if !w.e.hostServes(vrf) {
 		w.drop(in, pk, DropNoException)
 		return
 	}
@@ -929,7 +929,13 @@ func (w *Worker) proxy(a netip.Addr) (route.MAC, bool) {
 // hostPath reports whether in's packets routed to the host reach it: in is not the
 // exception TAP itself, and the TAP serves in's VRF (toHost drops the others).
 func (w *Worker) hostPath(in *Iface) bool {
-	return in.Kind != Exception && w.e.exception >= 0 && w.e.ifaces[w.e.exception].VRF == in.VRF
+	return in.Kind != Exception && w.e.hostServes(in.VRF)
+}
+
+// hostServes reports whether the exception TAP takes host-bound packets of VRF vrf:
+// there is one, and it is that VRF's.
+func (e *Engine) hostServes(vrf uint32) bool {
+	return e.exception >= 0 && e.ifaces[e.exception].VRF == vrf
 }
 
 // dadOwn reports whether the neighbour solicitation ns, from src, is a duplicate
