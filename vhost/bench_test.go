@@ -27,8 +27,8 @@ import (
 //	go test -run '^$' -bench Testpmd -benchtime 10000000x ./vhost
 //
 // Both testpmds and dpkit's pool live on 2 MiB hugepages when the machine has free
-// ones, as DPDK deployments do (hugeDir explains why it matters). On a shared machine
-// compare several interleaved runs, never one.
+// ones, as DPDK deployments do (testpmd.Options.Huge says why it matters). On a
+// shared machine compare several interleaved runs, never one.
 //
 // CPUs: the back-end (dpkit's Go thread or net_vhost's forwarding lcore) runs on CPU
 // 0, the virtio-user forwarding lcore on CPU 1.
@@ -85,14 +85,14 @@ func benchDpkit(b *testing.B, g2h bool, vdev func(path string) string, size int)
 	}
 	tp := startTestpmdMem(b, true, "0,1", 0, vdev(path))
 	waitFor(b, "queues", be.ready)
-	tp.run(fmt.Sprintf("set txpkts %d", size))
+	tp.Run(fmt.Sprintf("set txpkts %d", size))
 	if g2h {
-		tp.run("set fwd txonly")
+		tp.Run("set fwd txonly")
 	} else {
-		tp.run("set fwd rxonly")
+		tp.Run("set fwd rxonly")
 	}
 	rtt0 := lineRTT(b)
-	tp.run("start")
+	tp.Run("start")
 	port := be.Port(0)
 	// One goroutine drives the port, so it shares its cache with the port, as a
 	// pmd worker (or a DPDK lcore) does.
@@ -146,7 +146,7 @@ func benchDpkit(b *testing.B, g2h bool, vdev func(path string) string, size int)
 	}
 	el := time.Since(start)
 	b.StopTimer()
-	tp.run("stop")
+	tp.Run("stop")
 	b.ReportMetric(float64(done)/el.Seconds()/1e6, "Mpps")
 	// How full the bursts were: 32 means dpkit was the bottleneck, a few means it
 	// waited on the guest.
@@ -159,24 +159,24 @@ func benchNetVhost(b *testing.B, g2h bool, vdev func(path string) string, size i
 	// net_vhost forwards on lcore 0 (main 1); virtio-user forwards on lcore 1.
 	host := startTestpmdMem(b, true, "0,1", 1, fmt.Sprintf("net_vhost0,iface=%s,client=0,queues=1", path))
 	guest := startTestpmdMem(b, true, "0,1", 0, vdev(path))
-	guest.run(fmt.Sprintf("set txpkts %d", size))
-	host.run(fmt.Sprintf("set txpkts %d", size))
+	guest.Run(fmt.Sprintf("set txpkts %d", size))
+	host.Run(fmt.Sprintf("set txpkts %d", size))
 	if g2h {
-		host.run("set fwd rxonly")
-		guest.run("set fwd txonly")
+		host.Run("set fwd rxonly")
+		guest.Run("set fwd txonly")
 	} else {
-		host.run("set fwd txonly")
-		guest.run("set fwd rxonly")
+		host.Run("set fwd txonly")
+		guest.Run("set fwd rxonly")
 	}
 	rtt0 := lineRTT(b)
-	guest.run("start")
-	host.run("start")
+	guest.Run("start")
+	host.Run("start")
 	count := func() uint64 {
-		s := host.stats(0)
+		s := host.Stats(0)
 		if g2h {
-			return s.rxPkts
+			return s.RxPkts
 		}
-		return s.txPkts
+		return s.TxPkts
 	}
 	// Wait for the flow to start and settle, then count b.N packets at the vhost
 	// side.
@@ -198,8 +198,8 @@ func benchNetVhost(b *testing.B, g2h bool, vdev func(path string) string, size i
 	}
 	el := time.Since(t0)
 	b.StopTimer()
-	guest.run("stop")
-	host.run("stop")
+	guest.Run("stop")
+	host.Run("stop")
 	b.ReportMetric(float64(c-c0)/el.Seconds()/1e6, "Mpps")
 	reportRTT(b, rtt0, lineRTT(b))
 }

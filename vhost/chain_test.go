@@ -210,10 +210,10 @@ func TestTestpmdJumbo(t *testing.T) {
 			b, path := testBackend(t, nil)
 			vdev := fmt.Sprintf("net_virtio_user0,path=%s,queues=1,packed_vq=%d,mrg_rxbuf=1,in_order=0", path, packed)
 			tp := startTestpmd(t, vdev, "--max-pkt-len=9600", "--enable-scatter", "--tx-offloads=0x8000")
-			defer tp.quit()
+			defer tp.Quit()
 			waitFor(t, "queues to start", b.ready)
-			tp.run("set fwd io")
-			tp.run("start")
+			tp.Run("set fwd io")
+			tp.Run("start")
 			pool, port := b.opts.Pool, b.Port(0)
 			cache := pool.NewCache(0)
 			defer cache.Flush()
@@ -245,7 +245,7 @@ func TestTestpmdJumbo(t *testing.T) {
 					cur = append(cur, pool.Data(&in[i])...)
 					if in[i].Flags&pmd.PktMore == 0 {
 						if back >= len(want) || !bytes.Equal(cur, want[back]) {
-							t.Fatalf("echo %d: %d bytes, want %d; testpmd %+v", back, len(cur), len(want[min(back, k-1)]), tp.stats(0))
+							t.Fatalf("echo %d: %d bytes, want %d; testpmd %+v", back, len(cur), len(want[min(back, k-1)]), tp.Stats(0))
 						}
 						back++
 						cur = nil
@@ -254,14 +254,14 @@ func TestTestpmdJumbo(t *testing.T) {
 				pool.Put(frames(in[:n]))
 			}
 			if back != k {
-				t.Fatalf("%d of %d jumbo frames came back (sent %d); port %+v\n%s", back, k, sent, port.Stats(), tp.output())
+				t.Fatalf("%d of %d jumbo frames came back (sent %d); port %+v\n%s", back, k, sent, port.Stats(), tp.Output())
 			}
 			var bytesSent uint64
 			for _, d := range want {
 				bytesSent += uint64(len(d))
 			}
-			st := tp.stats(0)
-			if st.rxPkts != k || st.txPkts != k || st.rxBytes != bytesSent || st.txBytes != bytesSent {
+			st := tp.Stats(0)
+			if st.RxPkts != k || st.TxPkts != k || st.RxBytes != bytesSent || st.TxBytes != bytesSent {
 				t.Fatalf("testpmd counted %+v; want %d packets, %d bytes each way", st, k, bytesSent)
 			}
 		})

@@ -78,8 +78,8 @@ func TestFrontendKilled(t *testing.T) {
 	tpB := startTestpmd(t, vdev(pathB))
 	tpA := startTestpmd(t, vdev(pathA))
 	waitFor(t, "A's queues", a.ready)
-	tpA.run("set fwd txonly")
-	tpA.run("start")
+	tpA.Run("set fwd txonly")
+	tpA.Run("start")
 	var p [32]pmd.Pkt
 	got := 0
 	for got < 10000 {
@@ -87,7 +87,7 @@ func TestFrontendKilled(t *testing.T) {
 		a.opts.Pool.Put(frames(p[:n]))
 		got += n
 	}
-	tpA.cmd.Process.Signal(syscall.SIGKILL)
+	tpA.Signal(syscall.SIGKILL)
 	// Keep polling through the kill: the datapath must not block or fault.
 	deadline := time.Now().Add(10 * time.Second)
 	for a.Attached() && time.Now().Before(deadline) {
@@ -97,12 +97,12 @@ func TestFrontendKilled(t *testing.T) {
 	if a.Attached() {
 		t.Fatal("backend did not drop the killed front-end")
 	}
-	<-tpA.done
+	tpA.Wait()
 	exchange(t, bk, tpB, 1) // the other device is unaffected
 	if got := sharedMaps(t); got <= maps {
 		t.Errorf("B's guest memory not mapped? %d shared mappings, %d before", got, maps)
 	}
-	tpB.quit()
+	tpB.Quit()
 	waitFor(t, "B to detach", func() bool { return !bk.Attached() })
 	if got := sharedMaps(t); got != maps {
 		t.Errorf("%d shared mappings after both front-ends left, %d before", got, maps)

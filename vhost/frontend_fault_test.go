@@ -150,9 +150,9 @@ func TestFrontendNoMrgRxbufNumBuffers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	tp.run("set fwd io")
-	tp.run("start")
-	defer tp.run("stop")
+	tp.Run("set fwd io")
+	tp.Run("start")
+	defer tp.Run("stop")
 	sendEcho(t, f.Port(0), f.Port(0), pool, pool, 50, 0)
 }
 

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dpkit/dpkit/internal/testpmd"
 	"github.com/dpkit/dpkit/pmd"
 )
 
@@ -136,7 +137,7 @@ func TestFrontendNetVhost(t *testing.T) {
 			}
 			pool := sharedPool(t)
 			var f *Frontend
-			var tp *testpmd
+			var tp *testpmd.Testpmd
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			dial := func() (err error) {
@@ -168,8 +169,8 @@ func TestFrontendNetVhost(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer f.Close()
-			tp.run("set fwd io")
-			tp.run("start")
+			tp.Run("set fwd io")
+			tp.Run("start")
 			defer func() {
 				if t.Failed() {
 					for i := range f.ports {
@@ -181,13 +182,13 @@ func TestFrontendNetVhost(t *testing.T) {
 			for qp := 0; qp < c.queues; qp++ {
 				total += sendEcho(t, f.Port(qp), f.Port(qp), pool, pool, 300, qp)
 			}
-			tp.run("stop")
-			st := tp.stats(0)
+			tp.Run("stop")
+			st := tp.Stats(0)
 			k := uint64(300 * c.queues)
-			if st.rxPkts != k || st.txPkts != k || st.rxBytes != total || st.txBytes != total {
+			if st.RxPkts != k || st.TxPkts != k || st.RxBytes != total || st.TxBytes != total {
 				t.Errorf("testpmd %+v, want %d packets and %d bytes each way", st, k, total)
 			}
-			t.Logf("net_vhost rx %d/%d B tx %d/%d B, features %#x", st.rxPkts, st.rxBytes, st.txPkts, st.txBytes, f.Features())
+			t.Logf("net_vhost rx %d/%d B tx %d/%d B, features %#x", st.RxPkts, st.RxBytes, st.TxPkts, st.TxBytes, f.Features())
 		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dpkit/dpkit/internal/testpmd"
 	"github.com/dpkit/dpkit/pmd"
 )
 
@@ -68,14 +69,14 @@ func TestTestpmdInterop(t *testing.T) {
 			for r := 0; r < rounds; r++ {
 				tp := startTestpmd(t, vdev, fmt.Sprintf("--rxq=%d", c.queues), fmt.Sprintf("--txq=%d", c.queues))
 				exchange(t, b, tp, c.queues)
-				tp.quit()
+				tp.Quit()
 				waitFor(t, "backend to drop the device", func() bool { return !b.Attached() })
 			}
 		})
 	}
 }
 
-func exchange(t *testing.T, b *Backend, tp *testpmd, queues int) {
+func exchange(t *testing.T, b *Backend, tp *testpmd.Testpmd, queues int) {
 	t.Helper()
 	waitFor(t, "queues to start", b.ready)
 	pool := b.opts.Pool
@@ -83,8 +84,8 @@ func exchange(t *testing.T, b *Backend, tp *testpmd, queues int) {
 	for i := range before {
 		before[i] = b.Port(i).Stats()
 	}
-	tp.run("set fwd io")
-	tp.run("start tx_first")
+	tp.Run("set fwd io")
+	tp.Run("start tx_first")
 
 	// Guest → host: one burst per queue.
 	var firstBytes uint64
@@ -154,14 +155,14 @@ func exchange(t *testing.T, b *Backend, tp *testpmd, queues int) {
 			t.Fatalf("queue %d: %d of %d packets came back (sent %d)", qp, back, k, sent)
 		}
 	}
-	tp.run("stop")
-	st := tp.stats(0)
+	tp.Run("stop")
+	st := tp.Stats(0)
 	wantRx := uint64(k * queues)
-	if st.rxPkts != wantRx || st.rxBytes != sentBytes {
-		t.Errorf("testpmd RX %d pkts %d bytes, want %d and %d", st.rxPkts, st.rxBytes, wantRx, sentBytes)
+	if st.RxPkts != wantRx || st.RxBytes != sentBytes {
+		t.Errorf("testpmd RX %d pkts %d bytes, want %d and %d", st.RxPkts, st.RxBytes, wantRx, sentBytes)
 	}
-	if st.txPkts != wantRx+uint64(firstPkts) || st.txBytes != sentBytes+firstBytes {
-		t.Errorf("testpmd TX %d pkts %d bytes, want %d and %d", st.txPkts, st.txBytes, wantRx+uint64(firstPkts), sentBytes+firstBytes)
+	if st.TxPkts != wantRx+uint64(firstPkts) || st.TxBytes != sentBytes+firstBytes {
+		t.Errorf("testpmd TX %d pkts %d bytes, want %d and %d", st.TxPkts, st.TxBytes, wantRx+uint64(firstPkts), sentBytes+firstBytes)
 	}
 	var ours pmd.PortStats
 	for qp := 0; qp < queues; qp++ {
@@ -173,8 +174,8 @@ func exchange(t *testing.T, b *Backend, tp *testpmd, queues int) {
 			t.Errorf("queue %d: drops %v", qp, s.Drops)
 		}
 	}
-	if ours.RxPackets != st.txPkts || ours.TxPackets != st.rxPkts || ours.TxBytes != st.rxBytes {
-		t.Errorf("backend counted rx %d tx %d/%dB, testpmd tx %d rx %d/%dB", ours.RxPackets, ours.TxPackets, ours.TxBytes, st.txPkts, st.rxPkts, st.rxBytes)
+	if ours.RxPackets != st.TxPkts || ours.TxPackets != st.RxPkts || ours.TxBytes != st.RxBytes {
+		t.Errorf("backend counted rx %d tx %d/%dB, testpmd tx %d rx %d/%dB", ours.RxPackets, ours.TxPackets, ours.TxBytes, st.TxPkts, st.RxPkts, st.RxBytes)
 	}
-	t.Logf("testpmd rx %d pkts/%d B, tx %d pkts/%d B", st.rxPkts, st.rxBytes, st.txPkts, st.txBytes)
+	t.Logf("testpmd rx %d pkts/%d B, tx %d pkts/%d B", st.RxPkts, st.RxBytes, st.TxPkts, st.TxBytes)
 }
