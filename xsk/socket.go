@@ -141,6 +141,8 @@ type Socket struct {
 	fd       int
 	umem     *UMEM
 	ifindex  int
+	nsDev    uint64 // network namespace the socket was created in, where ifindex
+	nsIno    uint64 // names its device (nsfs device and inode)
 	queue    int
 	zeroCopy bool
 	wakeup   bool
@@ -169,6 +171,8 @@ const rebindWindow = 500 * time.Millisecond
 // NewSocket creates a socket on u bound to queue cfg.Queue of device ifindex. The first
 // socket of a UMEM registers it; later ones share it (XDP_SHARED_UMEM) with their own
 // fill and completion rings, which the kernel allows for another queue or device only.
+// ifindex names a device of the calling thread's network namespace, where the socket
+// is created; the same index in another namespace is another device.
 //
 // The socket receives nothing until an XDP program redirects to it: register it with
 // Program.Register.
@@ -184,18 +188,25 @@ func NewSocket(u *UMEM, ifindex int, cfg Config) (*Socket, error) {
 	if u.closed {
 		return nil, ErrClosed
 	}
-	var share *Socket
-	for _, o := range u.socks {
-		if o.ifindex == ifindex && o.queue == cfg.Queue {
-			return nil, fmt.Errorf("%w: a second socket on the same queue of a shared UMEM (shares fill and completion rings)", ErrNotSupported)
-		}
-		share = o
-	}
 	fd, err := afxdp.Socket()
 	if err != nil {
 		return nil, err
 	}
 	s := &Socket{fd: fd, umem: u, ifindex: ifindex, queue: cfg.Queue, wakeup: !cfg.NoNeedWakeup, sg: cfg.MultiBuffer}
+	// The device is (namespace, ifindex): an index means the device of the namespace
+	// the socket was created in, and another namespace may have the same index.
+	if s.nsDev, s.nsIno, err = afxdp.SocketNetns(fd); err != nil {
+		s.release()
+		return nil, err
+	}
+	var share *Socket
+	for _, o := range u.socks {
+		if o.sameDevice(s) && o.queue == s.queue {
+			s.release()
+			return nil, fmt.Errorf("%w: a second socket on the same queue of a shared UMEM (shares fill and completion rings)", ErrNotSupported)
+		}
+		share = o
+	}
 	if err := s.setup(share, cfg); err != nil {
 		s.release()
 		return nil, err
@@ -333,6 +344,12 @@ func (s *Socket) setup(share *Socket, cfg Config) error {
 	}
 	s.maxSegs = txMaxSegs(s.ifindex, s.sg, s.zeroCopy)
 	return nil
+}
+
+// sameDevice reports whether s and o are bound, or to be bound, to the same device:
+// the same interface index in the same network namespace.
+func (s *Socket) sameDevice(o *Socket) bool {
+	return s.ifindex == o.ifindex && s.nsDev == o.nsDev && s.nsIno == o.nsIno
 }
 
 // txMaxSegs is how many descriptors the kernel takes for one packet on a socket. A

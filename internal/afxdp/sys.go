@@ -256,6 +256,27 @@ func ActiveRxQueues(ifname string) (n int, ok bool, err error) {
 // IsNoDevice reports whether err says the interface does not exist.
 func IsNoDevice(err error) bool { return errors.Is(err, unix.ENODEV) }
 
+// SocketNetns identifies the network namespace fd was created in, the one whose
+// interface indexes its bind names (sock_net): the device and inode of the nsfs file
+// SIOCGSKNS opens for it. That ioctl needs CAP_NET_ADMIN in the namespace's user
+// namespace; without it (EPERM) the calling thread's namespace is taken instead, which
+// is the socket's when it was created on this thread.
+func SocketNetns(fd int) (dev, ino uint64, err error) {
+	nsfd, err := unix.IoctlRetInt(fd, unix.SIOCGSKNS)
+	if errors.Is(err, unix.EPERM) {
+		return Netns()
+	}
+	if err != nil {
+		return 0, 0, os.NewSyscallError("ioctl(SIOCGSKNS)", err)
+	}
+	defer unix.Close(nsfd) // opened close-on-exec by the kernel (open_related_ns)
+	var st unix.Stat_t
+	if err := unix.Fstat(nsfd, &st); err != nil {
+		return 0, 0, os.NewSyscallError("fstat(netns)", err)
+	}
+	return st.Dev, st.Ino, nil
+}
+
 // Netns identifies the calling thread's network namespace (the device and inode of
 // its nsfs file), in which interface indexes are unique.
 func Netns() (dev, ino uint64, err error) {
