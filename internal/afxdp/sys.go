@@ -172,10 +172,15 @@ const (
 //
 // It uses RawSyscall, which skips the runtime's entersyscall/exitsyscall bookkeeping
 // (and the P hand-off the scheduler may do for a syscall it thinks may block). That is
-// sound because with MSG_DONTWAIT the call never sleeps: in copy mode it transmits at
-// most one budget of frames and returns, in zero-copy mode it only schedules the
-// driver's NAPI. Errors that only mean "try again later" (EAGAIN, EBUSY, ENOBUFS,
-// ENETDOWN) are reported as nil, as libxdp does.
+// sound because with MSG_DONTWAIT the call does not wait for ring room or the device:
+// in copy mode it transmits at most one budget of frames and returns, in zero-copy
+// mode it only schedules the driver's NAPI. The one place it can sleep is the
+// kernel's per-socket mutex (xs->mutex), which copy-mode transmit holds for its batch
+// and the socket's control calls take too (XDP_STATISTICS and XDP_OPTIONS for a few
+// loads, bind, setsockopt and close for longer, a poll of a copy-mode socket for a
+// transmit of its own); dpkit makes only the first two on a bound socket (Stats), so
+// the wait is short. Kick takes no lock of dpkit's. Errors that only mean "try again
+// later" (EAGAIN, EBUSY, ENOBUFS, ENETDOWN) are reported as nil, as libxdp does.
 func Kick(fd int) error {
 	_, _, e := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
 	switch e {
