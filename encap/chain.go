@@ -43,6 +43,17 @@ func (c *chainTail) sum(acc uint64, odd bool, limit int) uint64 {
 	return acc
 }
 
+// head copies the chain's first bytes, payload (the first segment's data) and then
+// the tail's, into buf and returns the copy: the inner headers, for a chain whose
+// first segment is too short to hold them all.
+func (c *chainTail) head(buf []byte, payload []byte) []byte {
+	n := copy(buf, payload)
+	for i := 0; i < len(c.segs) && n < len(buf); i++ {
+		n += copy(buf[n:], c.pool.Data(&c.segs[i]))
+	}
+	return buf[:n]
+}
+
 // chainBytes checks that chain is one well-formed packet (PktMore on every segment
 // but the last, every segment inside its frame) and returns its length.
 func chainBytes(pool *pmd.Pool, chain []pmd.Pkt) (int, bool) {
@@ -61,8 +72,10 @@ func chainBytes(pool *pmd.Pool, chain []pmd.Pkt) (int, bool) {
 // EncapChain is Encap for a chained packet: chain holds its segments in order. The
 // headers go into the first segment's headroom, and the outer lengths (and an IPv6
 // outer UDP checksum, summed over every segment) cover the whole chain; the inner
-// headers Encap reads for its hash and TTL, DSCP and DF policies are read from the
-// first segment. A chain of one is Encap. A partial transport checksum
+// headers Encap reads for its hash and TTL, DSCP and DF policies are read across the
+// segments, so a first segment may hold less than them (as DPDK's header-only first
+// segments do); with Options.InnerVLAN it must hold the inner Ethernet header, where
+// the tag goes (ErrNotTaggable otherwise). A chain of one is Encap. A partial transport checksum
 // (pmd.PktCsumPartial) on a longer chain is refused with ErrPartialCsum; a malformed
 // chain with ErrChain. On error the chain and its data are unchanged.
 func (t *Tunnel) EncapChain(pool *pmd.Pool, chain []pmd.Pkt) error {

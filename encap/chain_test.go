@@ -235,3 +235,43 @@ func TestPayloadMTU(t *testing.T) {
 		}
 	}
 }
+
+// TestEncapChainShortHead encapsulates chains whose first segment is shorter than
+// the inner headers Encap reads (DPDK builds such chains: a header-only segment
+// before the payload's, as its fragmentation and multicast code do): the result must
+// be the one the payload in one piece gets. EncapChain read the inner headers from
+// the first segment alone, so a plain GRE IPv6 payload cut at 20 bytes went out with
+// protocol type 0x0800, and TTL, DSCP and the flow hash came from the defaults.
+func TestEncapChainShortHead(t *testing.T) {
+	pool := newPool(t)
+	c := pool.NewCache(0)
+	defer c.Flush()
+	for _, v := range variants() {
+		for _, cut := range []int{1, 8, 13, 14, 20, 21, 39, 40, 43, 47, 54, 60} {
+			t1 := mustTunnel(t, v.opts)
+			t2 := mustTunnel(t, v.opts) // the same IPv4 IDs as t1
+			lin := load(t, pool, c, v.inner)
+			chain := loadChain(t, pool, c, v.inner, []int{cut, 17})
+			if err := t1.Encap(pool, &lin); err != nil {
+				t.Fatalf("%s: linear: %v", v.name, err)
+			}
+			err := t2.EncapChain(pool, chain)
+			switch {
+			case v.opts.InnerVLAN != 0 && cut < 14:
+				// The tag goes into the first segment's inner Ethernet header.
+				if err != ErrNotTaggable || !bytes.Equal(chainData(pool, chain), v.inner) {
+					t.Fatalf("%s cut %d: %v, want ErrNotTaggable and the chain unchanged", v.name, cut, err)
+				}
+			case err != nil:
+				t.Fatalf("%s cut %d: chain: %v", v.name, cut, err)
+			case !bytes.Equal(chainData(pool, chain), pool.Data(&lin)):
+				t.Fatalf("%s cut %d: the chain's frame differs from the linear one:\n% x\n% x", v.name, cut,
+					chainData(pool, chain)[:t1.HeaderLen()], pool.Data(&lin)[:t1.HeaderLen()])
+			case chain[0].Hash != lin.Hash:
+				t.Fatalf("%s cut %d: flow hash %#x, linear %#x", v.name, cut, chain[0].Hash, lin.Hash)
+			}
+			c.Free([]pmd.Pkt{lin})
+			c.Free(chain)
+		}
+	}
+}

@@ -538,9 +538,17 @@ func (t *Tunnel) encapSlow(frame []byte, pk *pmd.Pkt, ch *chainTail) error {
 		}
 	}
 	payload := frame[off : off+plen : off+plen]
+	// hdrs holds the inner headers read below: the payload, or for a chain whose
+	// first segment is shorter than chainHead (which covers the longest header run
+	// read, Ethernet with two tags, IPv6 and the ports) a copy of the chain's start.
+	hdrs := payload
+	var head [chainHead]byte
+	if ch != nil && plen < chainHead {
+		hdrs = ch.head(head[:], payload)
+	}
 	hash := pk.Hash
 	if pk.Flags&pmd.PktHashValid == 0 && (t.udp || t.v6) {
-		hash = FlowHash(payload, t.innerL2, t.hash)
+		hash = FlowHash(hdrs, t.innerL2, t.hash)
 		pk.Hash = hash
 		pk.Flags |= pmd.PktHashValid
 	}
@@ -550,26 +558,26 @@ func (t *Tunnel) encapSlow(frame []byte, pk *pmd.Pkt, ch *chainTail) error {
 	// handles the rest.
 	ver, ioff := 0, 0
 	if t.innerL2 {
-		if len(payload) >= 34 && payload[12] == 0x08 && payload[13] == 0 && payload[14]>>4 == 4 {
+		if len(hdrs) >= 34 && hdrs[12] == 0x08 && hdrs[13] == 0 && hdrs[14]>>4 == 4 {
 			ver, ioff = 4, 14
 		} else {
-			ver, ioff = innerIP(payload, true)
+			ver, ioff = innerIP(hdrs, true)
 		}
-	} else if len(payload) >= 20 && payload[0]>>4 == 4 {
+	} else if len(hdrs) >= 20 && hdrs[0]>>4 == 4 {
 		ver = 4
 	} else {
-		ver, ioff = innerIP(payload, false)
+		ver, ioff = innerIP(hdrs, false)
 	}
 	lttl, itos, df := uint8(DefaultTTL), uint8(0), t.df != DFClear
 	switch ver {
 	case 4:
-		ip := payload[ioff:][:20]
+		ip := hdrs[ioff:][:20]
 		lttl, itos = ip[8], ip[1]
 		if t.df == DFCopy {
 			df = ip[6]&0x40 != 0
 		}
 	case 6:
-		ip := payload[ioff:][:8]
+		ip := hdrs[ioff:][:8]
 		lttl, itos = ip[7], uint8(binary.BigEndian.Uint16(ip)>>4)
 	}
 	ttl, tos := lttl&t.ttlKeep|t.ttlSet, itos&t.tosKeep|t.tosSet
