@@ -16,7 +16,7 @@ const (
 	OK               Reason = iota
 	DropTruncated           // shorter than its headers say, or an Ethernet payload shorter than its header
 	DropBadEthertype        // not IPv4 or IPv6 (after at most two VLAN tags): not tunnel traffic
-	DropBadVersion          // IP version field does not match the ethertype
+	DropBadVersion          // IP version field does not match the ethertype (outer, or a GRE payload's against its protocol type)
 	DropBadHeader           // malformed header: IHL, lengths
 	DropBadChecksum         // outer IPv4 header, UDP or GRE checksum wrong
 	DropFragment            // outer IPv4 fragment or IPv6 fragment header (tunnels are not reassembled)
@@ -403,7 +403,15 @@ func (d *Decapper) decapFastRun(pool *pmd.Pool, pkts []pmd.Pkt, res []Result, n,
 				switch binary.BigEndian.Uint16(u[2:]) {
 				case EtherMPLS:
 					p, r.Type = l4+4, MPLSoGRE // the label stack, read below
-				case EtherIPv4, EtherIPv6:
+				case EtherIPv4:
+					if end <= l4+4 || u[4]>>4 != 4 {
+						goto slow // the payload's version must match (see classify)
+					}
+					p, r.Type = l4+4, GRE
+				case EtherIPv6:
+					if end <= l4+4 || u[4]>>4 != 6 {
+						goto slow
+					}
 					p, r.Type = l4+4, GRE
 				default:
 					goto slow
@@ -672,6 +680,20 @@ func (d *Decapper) classify(b []byte, n int, csumValid bool, r *Result, pend *pe
 				return why
 			}
 		case EtherIPv4, EtherIPv6:
+			// RFC 2784 §2.4: the protocol type is the payload's ethertype, so an
+			// empty payload or an IP header of another version is malformed, as a
+			// mismatch with the outer ethertype is. (A chain's payload may start
+			// after its first segment, which DecapChain refuses anyway.)
+			want := byte(4)
+			if binary.BigEndian.Uint16(g[2:]) == EtherIPv6 {
+				want = 6
+			}
+			if n <= p {
+				return DropTruncated
+			}
+			if len(b) > p && b[p]>>4 != want {
+				return DropBadVersion
+			}
 			r.Type = GRE
 		default:
 			return DropBadGRE

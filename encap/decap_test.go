@@ -47,6 +47,7 @@ func TestDecapDrops(t *testing.T) {
 	defer c.Flush()
 	vx4, vx6 := findVariant(t, "vxlan/outer4"), findVariant(t, "vxlan/outer6")
 	mu4, gre4 := findVariant(t, "mplsoudp-1label/outer4"), findVariant(t, "mplsogre-1label/outer4")
+	ipgre4, ip6gre6 := findVariant(t, "gre-ip4/outer4"), findVariant(t, "gre-ip6/outer6")
 	l3, l4 := 14, 34
 	cases := []struct {
 		name string
@@ -121,6 +122,17 @@ func TestDecapDrops(t *testing.T) {
 			out[l4+4] = 0xde
 			return out
 		}, DropBadChecksum},
+		// RFC 2784 §2.4: a GRE protocol type of IPv4 or IPv6 is the payload's
+		// ethertype, so its IP version must match, as the outer header's must.
+		{"gre-ip4-version6", ipgre4, func(f []byte) []byte { f[l4+4] = 0x60 | f[l4+4]&0xf; return f }, DropBadVersion},
+		{"gre-ip4-version5", ipgre4, func(f []byte) []byte { f[l4+4] = 0x55; return f }, DropBadVersion},
+		{"gre-ip6-version4", ip6gre6, func(f []byte) []byte { f[54+4] = 0x45; return f }, DropBadVersion},
+		{"gre-ip4-empty", ipgre4, func(f []byte) []byte {
+			out := f[:l4+4]
+			binary.BigEndian.PutUint16(out[l3+2:], uint16(len(out)-l3))
+			fixIPv4Checksum(out, l3)
+			return append(out, make([]byte, 30)...) // link padding: no payload
+		}, DropTruncated},
 	}
 	for _, cs := range cases {
 		f := cs.mut(build(t, pool, c, cs.v))
@@ -252,6 +264,9 @@ func FuzzDecap(f *testing.F) {
 	c := pool.NewCache(8)
 	for _, v := range variants() {
 		f.Add(build(f, pool, c, v), uint8(0))
+		if m := greOtherVersion(build(f, pool, c, v), v); m != nil {
+			f.Add(m, uint8(0))
+		}
 	}
 	f.Fuzz(func(t *testing.T, b []byte, mode uint8) {
 		if len(b) > pool.FrameSize()-pool.Headroom() {
@@ -273,7 +288,8 @@ func FuzzDecap(f *testing.F) {
 				t.Fatalf("bad result %+v for %d bytes: pkt %+v", r, len(b), pk)
 			}
 			mpls := r.Type == MPLSoUDP || r.Type == MPLSoGRE
-			if r.Type < VXLAN || r.Type > GRE || mpls != (r.NLabels > 0) {
+			if r.Type < VXLAN || r.Type > GRE || mpls != (r.NLabels > 0) ||
+				(r.Type == GRE && r.InnerIPVersion != 4 && r.InnerIPVersion != 6) {
 				t.Fatalf("result %+v", r)
 			}
 		} else if pk != before || why >= NumReasons {
@@ -574,10 +590,27 @@ func FuzzDecapPaths(f *testing.F) {
 	c := pool.NewCache(8)
 	for _, v := range variants() {
 		f.Add(build(f, pool, c, v), uint8(0), uint8(0))
+		if m := greOtherVersion(build(f, pool, c, v), v); m != nil {
+			f.Add(m, uint8(0), uint8(0))
+		}
 	}
 	f.Fuzz(func(t *testing.T, b []byte, mode, flags uint8) {
 		decapPathsAgree(t, pool, c, b, mode, flags)
 	})
+}
+
+// greOtherVersion returns f, v's frame, with the IP version of its plain GRE payload
+// swapped (4 for 6 and back), which Decap refuses; nil if v is not plain GRE.
+func greOtherVersion(f []byte, v variant) []byte {
+	if v.opts.Type != GRE {
+		return nil
+	}
+	p := 14 + 20 + 4 // untagged Ethernet, IPv4, GRE
+	if v.opts.Src.Is6() {
+		p += 20
+	}
+	f[p] ^= (4 ^ 6) << 4
+	return f
 }
 
 // TestDecapPathsRandom is FuzzDecapPaths over a fixed sequence of the variants' frames

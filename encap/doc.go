@@ -47,7 +47,7 @@
 // packet start: Ethernet with up to two VLAN tags, IPv4 (options allowed, fragments
 // refused, header checksum verified) or IPv6 (fragment and extension headers refused),
 // then UDP to port 4789 or 6635, or GRE (version 0, with optional checksum, key and
-// sequence number) carrying MPLS or IP. Arbitrary bytes never panic and never cause a
+// sequence number) carrying MPLS or IP (whose version must match the GRE protocol type). Arbitrary bytes never panic and never cause a
 // read outside the packet. Every outcome is counted by Reason; Reason.NotTunnel tells
 // traffic for the exception path (ARP, ND, routing protocols) from malformed frames.
 // Optionally Decap applies RFC 6040's ECN decapsulation rules to the inner header,
