@@ -137,6 +137,8 @@ type Options struct {
 	// ICMP "fragmentation needed" or "packet too big", RFC 1191, RFC 8201). 0 means no
 	// limit but the frame's: an encapsulated frame, Ethernet header included, longer
 	// than 65535 bytes fails with ErrTooLong.
+	// It must exceed the tunnel's headers from the outer IP header on (and an inner
+	// VLAN tag), so that PayloadMTU is positive.
 	MTU int
 	// UDP source port range for the flow hash; zeros mean 49152..65535.
 	SrcPortMin, SrcPortMax uint16
@@ -217,11 +219,37 @@ func (o *Options) Validate() error {
 	if o.MTU != 0 && (o.MTU < 68 || o.MTU > 65535) {
 		return bad("MTU %d out of range 68..65535", o.MTU)
 	}
+	if h := o.overhead(); o.MTU != 0 && o.MTU <= h {
+		return bad("MTU %d leaves no room for a payload under the tunnel's %d bytes of headers", o.MTU, h)
+	}
 	lo, hi := o.portRange()
 	if lo > hi {
 		return bad("source port range %d..%d is empty", lo, hi)
 	}
 	return nil
+}
+
+// overhead is how many bytes of the outer IP datagram are the tunnel's: the outer IP
+// header and what follows it up to the payload, and an inner VLAN tag. o must be
+// otherwise valid; NewTunnel's header length agrees (TestOptionsMTUBelowHeaders).
+func (o *Options) overhead() int {
+	n := 20
+	if o.Src.Is6() {
+		n = 40
+	}
+	switch o.Type {
+	case VXLAN:
+		n += 16
+	case MPLSoUDP:
+		n += 8
+	case MPLSoGRE, GRE:
+		n += 4
+	}
+	n += 4 * len(o.Labels)
+	if o.InnerVLAN != 0 {
+		n += 4
+	}
+	return n
 }
 
 func (o *Options) portRange() (uint16, uint16) {

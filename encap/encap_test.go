@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/google/gopacket"
@@ -879,7 +880,7 @@ func encapPathsAgree(t *testing.T, pool *pmd.Pool, c *pmd.Cache, typ uint8, id u
 	}
 	o.Hash = HashOptions{Symmetric: hk&1 != 0, Seed: seed}
 	if hk&4 != 0 {
-		o.MTU = 68 + int(id%1500)
+		o.MTU = max(68+int(id%1500), o.overhead()+1) // Validate wants room for a payload
 	}
 	fast, err1 := NewTunnel(o)
 	slow, err2 := NewTunnel(o)
@@ -1004,6 +1005,48 @@ func TestEncapCsumInnerUDPSurplus(t *testing.T) {
 			}
 			if sums[0] != sums[1] {
 				t.Errorf("v6 %v surplus %d: Csum6Inner checksum %#04x, the full sum gives %#04x", v6, surplus, sums[1], sums[0])
+			}
+		}
+	}
+}
+
+// TestOptionsMTUBelowHeaders: an MTU that leaves no room for a payload under the
+// tunnel's headers is refused by Validate, naming the headers' length. 68 (the
+// floor) under MPLS over UDP with eight labels over IPv6 (80 bytes of headers from
+// the IP header on) was accepted, and PayloadMTU came out -12.
+func TestOptionsMTUBelowHeaders(t *testing.T) {
+	vs := variants()
+	o := Options{Type: MPLSoUDP, Src: v6A, Dst: v6B, Labels: make([]Label, MaxLabels)}
+	vs = append(vs, variant{name: "mplsoudp-8labels/outer6", opts: o})
+	for _, v := range vs {
+		tun := mustTunnel(t, v.opts)
+		l3 := 14
+		if v.opts.OuterVLAN != 0 {
+			l3 += 4
+		}
+		over := tun.HeaderLen() - l3
+		if v.opts.InnerVLAN != 0 {
+			over += 4
+		}
+		for _, mtu := range []int{68, over, over + 1, 1500} {
+			o := v.opts
+			o.MTU = mtu
+			err := o.Validate()
+			if mtu <= over {
+				if !errors.Is(err, ErrOptions) || !strings.Contains(err.Error(), fmt.Sprint(over)) {
+					t.Errorf("%s: MTU %d under %d bytes of headers: %v", v.name, mtu, over, err)
+				}
+				continue
+			}
+			if mtu < 68 {
+				continue
+			}
+			if err != nil {
+				t.Errorf("%s: MTU %d: %v", v.name, mtu, err)
+				continue
+			}
+			if m := mustTunnel(t, o).PayloadMTU(); m != mtu-over || m < 1 {
+				t.Errorf("%s: MTU %d, %d bytes of headers: PayloadMTU %d", v.name, mtu, over, m)
 			}
 		}
 	}
