@@ -1,17 +1,26 @@
 package vfio
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+)
 
 // iovaAlloc hands out IOVA ranges aligned to their size's power of two (capped at
-// 1 GiB) so hugepage-backed memory can use large IOMMU pages. Freed ranges are kept on a
-// list and reused first-fit. Not safe for concurrent use (Container locks it).
+// 1 GiB) so hugepage-backed memory can use large IOMMU pages. The free space is a
+// sorted list of disjoint ranges, first fit from the lowest address; a freed range is
+// merged with its free neighbours, so mapping and unmapping for ever does not split
+// the space into pieces too small to use. Not safe for concurrent use (Container
+// locks it).
 type iovaAlloc struct {
-	page, next, end uint64
-	free_           []iovaRange
-	usable          []iovaSpan // ascending; nil if the kernel reported none
+	page   uint64
+	free_  []iovaRange // ascending, disjoint and never touching (touching ones are merged)
+	usable []iovaSpan  // the spans the kernel reported, nil if none
 }
 
+// iovaRange is the IOVA range [base, base+size).
 type iovaRange struct{ base, size uint64 }
+
+func (r iovaRange) end() uint64 { return r.base + r.size }
 
 // iovaSpan is an IOVA range the IOMMU accepts mappings in, first to last inclusive
 // (struct vfio_iova_range).
@@ -25,7 +34,29 @@ func newIOVAAlloc(page, end uint64, usable []iovaSpan) iovaAlloc {
 		page = 4096
 	}
 	// IOVA 0 is left unused so a zero address is never valid DMA.
-	return iovaAlloc{page: page, next: 1 << 20, end: end, usable: usable}
+	const low = 1 << 20
+	a := iovaAlloc{page: page, usable: usable}
+	if usable == nil {
+		usable = []iovaSpan{{0, ^uint64(0)}}
+	}
+	for _, u := range usable {
+		first, last := max(u.first, low), min(u.last, end-1)
+		if end == 0 || first > last {
+			continue
+		}
+		// Whole pages only: a mapping must not reach past the span.
+		first = (first + page - 1) &^ (page - 1)
+		stop := (last - page + 1) &^ (page - 1) // start of the last whole page, if any
+		if last < page-1 || first == 0 || first > stop {
+			continue
+		}
+		if n := len(a.free_); n > 0 && a.free_[n-1].end() == first { // spans may touch
+			a.free_[n-1].size += stop + page - first
+			continue
+		}
+		a.free_ = append(a.free_, iovaRange{first, stop + page - first})
+	}
+	return a
 }
 
 func (a *iovaAlloc) align(size uint64) uint64 {
@@ -43,40 +74,20 @@ func (a *iovaAlloc) alloc(size uint64) (uint64, error) {
 	al := a.align(size)
 	for i, r := range a.free_ {
 		base := (r.base + al - 1) &^ (al - 1)
-		if base+size <= r.base+r.size && base == r.base {
-			a.free_[i] = iovaRange{base + size, r.size - size}
-			if a.free_[i].size == 0 {
-				a.free_ = append(a.free_[:i], a.free_[i+1:]...)
-			}
-			return base, nil
+		if base < r.base || base >= r.end() || size > r.end()-base {
+			continue
 		}
-	}
-	base := (a.next + al - 1) &^ (al - 1)
-	if base < a.next {
-		return 0, ErrIOVAExhausted
-	}
-	if a.usable != nil {
-		fit := false
-		for _, u := range a.usable {
-			if base < u.first {
-				if base = (u.first + al - 1) &^ (al - 1); base < u.first {
-					return 0, ErrIOVAExhausted
-				}
-			}
-			if base <= u.last && size-1 <= u.last-base {
-				fit = true
-				break
-			}
+		var keep []iovaRange
+		if base > r.base {
+			keep = append(keep, iovaRange{r.base, base - r.base})
 		}
-		if !fit {
-			return 0, ErrIOVAExhausted
+		if base+size < r.end() {
+			keep = append(keep, iovaRange{base + size, r.end() - base - size})
 		}
+		a.free_ = slices.Replace(a.free_, i, i+1, keep...)
+		return base, nil
 	}
-	if base+size > a.end || base+size < base {
-		return 0, ErrIOVAExhausted
-	}
-	a.next = base + size
-	return base, nil
+	return 0, ErrIOVAExhausted
 }
 
 // iovaRanges returns the usable IOVA ranges a VFIO_IOMMU_GET_INFO reply b (struct
@@ -114,6 +125,30 @@ func iovaRanges(b []byte) []iovaSpan {
 	return nil
 }
 
+// free gives back [base, base+size), which alloc returned, merging it with the free
+// ranges it touches.
 func (a *iovaAlloc) free(base, size uint64) {
-	a.free_ = append(a.free_, iovaRange{base, size})
+	i, _ := slices.BinarySearchFunc(a.free_, base, func(r iovaRange, b uint64) int {
+		switch {
+		case r.base < b:
+			return -1
+		case r.base > b:
+			return 1
+		}
+		return 0
+	})
+	if (i > 0 && a.free_[i-1].end() > base) || (i < len(a.free_) && a.free_[i].base < base+size) {
+		panic(fmt.Sprintf("vfio: IOVA range [%#x, %#x) freed twice", base, base+size))
+	}
+	r := iovaRange{base, size}
+	lo, hi := i, i
+	if i > 0 && a.free_[i-1].end() == base {
+		lo--
+		r = iovaRange{a.free_[lo].base, r.end() - a.free_[lo].base}
+	}
+	if i < len(a.free_) && a.free_[i].base == base+size {
+		r.size += a.free_[i].size
+		hi++
+	}
+	a.free_ = slices.Replace(a.free_, lo, hi, r)
 }
