@@ -20,6 +20,7 @@
 // Limits: Debian's kernel is built without CONFIG_VFIO_NOIOMMU, so the no-IOMMU path is
 // untested here, and with it MapDMA reports ErrNotSupported (dpkit does not use
 // physical addresses). The IOVA space used is the low 39 bits, which every VT-d
-// supports, less the reserved regions the kernel reports (x86's MSI window at
-// 0xfee00000), where it refuses mappings.
+// supports, less the reserved regions the kernel reports for every group attached
+// (read again on each attach; from sysfs on kernels before 5.4): x86's MSI window at
+// 0xfee00000, RMRRs), where it refuses mappings.
 package vfio

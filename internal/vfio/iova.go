@@ -1,8 +1,11 @@
 package vfio
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 )
 
 // iovaAlloc hands out IOVA ranges aligned to their size's power of two (capped at
@@ -151,4 +154,85 @@ func (a *iovaAlloc) free(base, size uint64) {
 		hi++
 	}
 	a.free_ = slices.Replace(a.free_, lo, hi, r)
+}
+
+// restrict narrows the free space to the usable spans the kernel reports after another
+// group joined the container (its reserved regions cut holes in them), and raises the
+// page size to page if that group's IOMMU needs larger pages. It fails, changing
+// nothing, if a live mapping (live: base → size) is not wholly inside the new spans.
+func (a *iovaAlloc) restrict(page, end uint64, usable []iovaSpan, live map[uint64]uint64) error {
+	for base, size := range live {
+		in := usable == nil
+		for _, u := range usable {
+			if base >= u.first && base <= u.last && size-1 <= u.last-base {
+				in = true
+				break
+			}
+		}
+		if !in {
+			return fmt.Errorf("%w: DMA mapping [%#x, %#x) is outside the usable IOVA ranges %#x", ErrReserved, base, base+size, usable)
+		}
+	}
+	allowed := newIOVAAlloc(max(a.page, page), end, usable)
+	var free []iovaRange
+	for _, f := range a.free_ {
+		for _, r := range allowed.free_ {
+			lo, hi := max(f.base, r.base), min(f.end(), r.end())
+			lo = (lo + allowed.page - 1) &^ (allowed.page - 1) // r is page-aligned: no overflow
+			hi &^= allowed.page - 1
+			if lo < hi {
+				free = append(free, iovaRange{lo, hi - lo})
+			}
+		}
+	}
+	a.page, a.free_, a.usable = allowed.page, free, usable
+	return nil
+}
+
+// reservedRegions parses an IOMMU group's reserved_regions file (one region a line:
+// "0x00000000fee00000 0x00000000feefffff msi", first and last address, then the type)
+// into the IOVA spans it reserves.
+func reservedRegions(b []byte) ([]iovaSpan, error) {
+	var out []iovaSpan
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		if len(f) < 2 {
+			return nil, fmt.Errorf("vfio: reserved region %q", line)
+		}
+		first, err1 := strconv.ParseUint(f[0], 0, 64)
+		last, err2 := strconv.ParseUint(f[1], 0, 64)
+		if err1 != nil || err2 != nil || last < first {
+			return nil, fmt.Errorf("vfio: reserved region %q", line)
+		}
+		out = append(out, iovaSpan{first, last})
+	}
+	return out, nil
+}
+
+// usableOutside returns the complement of reserved (any order, may overlap) in the
+// 64-bit IOVA space, ascending.
+func usableOutside(reserved []iovaSpan) []iovaSpan {
+	r := slices.Clone(reserved)
+	slices.SortFunc(r, func(x, y iovaSpan) int { return cmp.Compare(x.first, y.first) })
+	var out []iovaSpan
+	next, done := uint64(0), false // next: the lowest address not yet reserved
+	for _, s := range r {
+		if done || s.last < next {
+			continue
+		}
+		if s.first > next {
+			out = append(out, iovaSpan{next, s.first - 1})
+		}
+		if s.last == ^uint64(0) {
+			done = true
+		}
+		next = s.last + 1
+	}
+	if !done {
+		out = append(out, iovaSpan{next, ^uint64(0)})
+	}
+	return out
 }

@@ -1,7 +1,11 @@
 package vfio
 
 import (
+	"errors"
+	"maps"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 )
@@ -180,5 +184,99 @@ func TestIOVAModel(t *testing.T) {
 		if !slices.Equal(a.free_, fresh) {
 			t.Fatalf("round %d: all freed, %d free ranges (first %#x), want %#x", round, len(a.free_), a.free_[:min(len(a.free_), 4)], fresh)
 		}
+	}
+}
+
+// TestIOVARestrictOnAttach: a second group attached to a container may bring reserved
+// regions of its own; the usable IOVA ranges are read again after its attach and the
+// allocator narrowed to them. Before, they were read for the first group only, so the
+// allocator went on handing out IOVAs in the new group's reserved region (an RMRR, say),
+// whose mappings type1 refuses with EINVAL (found in review).
+func TestIOVARestrictOnAttach(t *testing.T) {
+	const rmrrFirst, rmrrLast = 0x3000000, 0x3ffffff // the second group's RMRR
+	first := []iovaSpan{{0, 0xfedfffff}, {0xfef00000, 1<<48 - 1}}
+	both := []iovaSpan{{0, rmrrFirst - 1}, {rmrrLast + 1, 0xfedfffff}, {0xfef00000, 1<<48 - 1}}
+	a := newIOVAAlloc(4096, 1<<39, first)
+	live := map[uint64]uint64{}
+	for range 8 { // 8 × 2 MiB: up to 0x1200000
+		iova, err := a.alloc(2 << 20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		live[iova] = 2 << 20
+	}
+	if err := a.restrict(4096, 1<<39, both, live); err != nil {
+		t.Fatalf("restrict: %v", err)
+	}
+	for range 64 { // 64 × 1 MiB runs through where the RMRR is
+		iova, err := a.alloc(1 << 20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if iova <= rmrrLast && iova+(1<<20)-1 >= rmrrFirst {
+			t.Fatalf("[%#x, %#x) is in the second group's reserved [%#x, %#x]", iova, iova+1<<20, rmrrFirst, rmrrLast)
+		}
+		live[iova] = 1 << 20
+	}
+
+	// A group whose reserved region covers a live mapping is refused and changes
+	// nothing.
+	before := slices.Clone(a.free_)
+	some := slices.Min(slices.Collect(maps.Keys(live))) // below the RMRR
+	worse := append([]iovaSpan{{0, some - 1}, {some + 4096, rmrrFirst - 1}}, both[1:]...)
+	if err := a.restrict(4096, 1<<39, worse, live); !errors.Is(err, ErrReserved) {
+		t.Errorf("restrict over the live mapping at %#x: %v, want ErrReserved", some, err)
+	}
+	if !slices.Equal(a.free_, before) || !slices.Equal(a.usable, both) {
+		t.Error("a refused restrict changed the allocator")
+	}
+
+	// A larger IOMMU page: free ranges are trimmed to whole pages of it.
+	b := newIOVAAlloc(4096, 1<<39, first)
+	x, _ := b.alloc(4096)
+	if err := b.restrict(2<<20, 1<<39, first, map[uint64]uint64{x: 4096}); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range b.free_ {
+		if r.base%(2<<20) != 0 || r.size%(2<<20) != 0 {
+			t.Errorf("free range %#x not in 2 MiB pages", r)
+		}
+	}
+}
+
+// TestGroupReservedSysfs: on kernels that do not report usable IOVA ranges
+// (VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE is 5.4), they are what the reserved_regions of
+// every attached group leave.
+func TestGroupReservedSysfs(t *testing.T) {
+	dir := t.TempDir()
+	old := sysIOMMUGroups
+	sysIOMMUGroups = dir
+	defer func() { sysIOMMUGroups = old }()
+	for id, text := range map[string]string{
+		"7": "0x00000000fee00000 0x00000000feefffff msi\n",
+		"9": "0x0000000003000000 0x0000000003ffffff direct\n0x00000000fee00000 0x00000000feefffff msi\n",
+		"4": "0x1000 garbage\n",
+	} {
+		if err := os.MkdirAll(filepath.Join(dir, id), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, id, "reserved_regions"), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resv := append(groupReserved(7), groupReserved(9)...)
+	got := usableOutside(resv)
+	want := []iovaSpan{{0, 0x2ffffff}, {0x4000000, 0xfedfffff}, {0xfef00000, ^uint64(0)}}
+	if !slices.Equal(got, want) {
+		t.Errorf("usable %#x, want %#x", got, want)
+	}
+	if r := groupReserved(4); r != nil {
+		t.Errorf("malformed reserved_regions gave %#x", r)
+	}
+	if r := groupReserved(5); r != nil {
+		t.Errorf("missing reserved_regions gave %#x", r)
+	}
+	if got := usableOutside([]iovaSpan{{0, 0xfff}, {0x800, ^uint64(0)}}); got != nil {
+		t.Errorf("all reserved: usable %#x", got)
 	}
 }

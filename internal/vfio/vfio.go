@@ -18,6 +18,7 @@ var (
 	ErrNoIOMMU       = errors.New("vfio: device has no IOMMU group")
 	ErrBadRegion     = errors.New("vfio: region out of range or not accessible")
 	ErrIOVAExhausted = errors.New("vfio: IOVA space exhausted")
+	ErrReserved      = errors.New("vfio: IOVA range reserved by a group's IOMMU")
 	ErrClosed        = errors.New("vfio: closed")
 )
 
@@ -29,7 +30,10 @@ type Container struct {
 	iommu int
 	iova  iovaAlloc
 	maps  map[uint64]uint64 // iova → size of live DMA mappings
+	resv  []iovaSpan        // reserved regions of the groups attached (sysfs), for old kernels
 }
+
+var sysIOMMUGroups = "/sys/kernel/iommu_groups"
 
 // OpenContainer opens a new VFIO container and checks the API version.
 func OpenContainer() (*Container, error) {
@@ -59,7 +63,11 @@ func (c *Container) HasExtension(ext int) bool {
 func (c *Container) IOMMU() int { c.mu.Lock(); defer c.mu.Unlock(); return c.iommu }
 
 // attach adds g to c and, for the first group, selects the IOMMU type: type1v2, then
-// type1, then no-IOMMU (only offered for noiommu groups).
+// type1, then no-IOMMU (only offered for noiommu groups). Every group may bring
+// reserved regions of its own (an RMRR of its device, another IOMMU's MSI window), so
+// the usable IOVA ranges are read again after each attach and the allocator narrowed
+// to them; a group whose reserved regions cover a live DMA mapping is detached again
+// with ErrReserved (type1 refuses such an attach itself on kernels that check).
 func (c *Container) attach(g *Group) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -67,7 +75,18 @@ func (c *Container) attach(g *Group) error {
 	if _, err := ioctl(g.f.Fd(), ioGroupSetContainer, u32s(uint32(fd))); err != nil {
 		return os.NewSyscallError("VFIO_GROUP_SET_CONTAINER", err)
 	}
+	if c.iommu == IOMMUNone {
+		return nil
+	}
+	resv := groupReserved(g.ID)
+	c.resv = append(c.resv, resv...)
 	if c.iommu != 0 {
+		pg, aperture, usable := c.iommuInfo()
+		if err := c.iova.restrict(pg, aperture, usable, c.maps); err != nil {
+			ioctl(g.f.Fd(), ioGroupUnsetContainer, nil)
+			c.resv = c.resv[:len(c.resv)-len(resv)]
+			return fmt.Errorf("group %d: %w", g.ID, err)
+		}
 		return nil
 	}
 	for _, t := range []int{IOMMUType1v2, IOMMUType1, IOMMUNone} {
@@ -85,18 +104,27 @@ func (c *Container) attach(g *Group) error {
 		return nil
 	}
 	ioctl(g.f.Fd(), ioGroupUnsetContainer, nil)
+	c.resv = c.resv[:len(c.resv)-len(resv)]
 	return fmt.Errorf("%w: no usable IOMMU type", ErrNotSupported)
 }
 
 // iommuInfo returns the smallest supported IOMMU page size (4 KiB if unknown), the
 // top of the usable IOVA range (a conservative 39-bit space: every VT-d supports it)
-// and the ranges the kernel accepts mappings in (nil if it does not say).
+// and the ranges the kernel accepts mappings in, for every group attached so far.
+// Kernels before 5.4 do not report the ranges: then they are what the reserved
+// regions of the groups (c.resv) leave, nil if there were none to read.
 func (c *Container) iommuInfo() (uint64, uint64, []iovaSpan) {
+	fallback := func() []iovaSpan {
+		if c.resv == nil {
+			return nil
+		}
+		return usableOutside(c.resv)
+	}
 	b := make([]byte, iommuInfoSize)
 	le.PutUint32(b, iommuInfoSize)
 	pg := uint64(4096)
 	if _, err := ioctl(c.f.Fd(), ioIOMMUGetInfo, b); err != nil {
-		return pg, 1 << 39, nil
+		return pg, 1 << 39, fallback()
 	}
 	if sizes := le.Uint64(b[8:]); sizes != 0 {
 		pg = sizes & -sizes
@@ -111,7 +139,24 @@ func (c *Container) iommuInfo() (uint64, uint64, []iovaSpan) {
 			usable = iovaRanges(b)
 		}
 	}
+	if usable == nil {
+		usable = fallback()
+	}
 	return pg, 1 << 39, usable
+}
+
+// groupReserved returns the reserved regions of IOMMU group id that
+// /sys/kernel/iommu_groups/<id>/reserved_regions lists, nil if it cannot be read.
+func groupReserved(id int) []iovaSpan {
+	b, err := os.ReadFile(filepath.Join(sysIOMMUGroups, strconv.Itoa(id), "reserved_regions"))
+	if err != nil {
+		return nil
+	}
+	r, err := reservedRegions(b)
+	if err != nil {
+		return nil
+	}
+	return r
 }
 
 // MapDMA makes mem readable and writable by the devices of the container at a new
