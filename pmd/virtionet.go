@@ -265,7 +265,14 @@ func (v *VirtioNet) open() error {
 			m = vfio.MMIO(b)
 			bars[int(c.bar)] = m
 		}
-		return capWindow(m, c)
+		w, err := capWindow(m, c)
+		if err == nil && !v.pci.Regions[c.bar].Mappable(uint64(c.offset), uint64(c.length)) {
+			// The kernel maps only parts of this BAR (sparse mmap around an MSI-X
+			// table): the rest of the slice is not mapped and must not be touched.
+			return nil, fmt.Errorf("%w: capability type %d [%#x+%#x) of BAR %d is outside the parts the kernel lets be mmapped",
+				ErrNotVirtioNet, c.typ, c.offset, c.length, c.bar)
+		}
+		return w, err
 	}
 	if v.common, err = window(caps.common); err != nil {
 		return err

@@ -28,6 +28,9 @@ const (
 	regionFlagRead  = 1 << 0
 	regionFlagWrite = 1 << 1
 	regionFlagMmap  = 1 << 2
+	regionFlagCaps  = 1 << 3 // VFIO_REGION_INFO_FLAG_CAPS
+	regionInfoSize  = 32     // sizeof(struct vfio_region_info)
+	capSparseMmap   = 1      // VFIO_REGION_INFO_CAP_SPARSE_MMAP
 
 	irqSetDataNone      = 1 << 0
 	irqSetDataEventfd   = 1 << 2

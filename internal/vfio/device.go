@@ -1,8 +1,10 @@
 package vfio
 
 import (
+	"cmp"
 	"fmt"
 	"os"
+	"slices"
 
 	"golang.org/x/sys/unix"
 )
@@ -15,6 +17,32 @@ type Region struct {
 	Read   bool
 	Write  bool
 	Mmap   bool // may be mmapped (memory BARs); I/O-port BARs are pread/pwrite only
+	// Areas are the only parts of an Mmap region that may be mmapped, when the kernel
+	// says so (VFIO_REGION_INFO_CAP_SPARSE_MMAP: the pages of a BAR outside its MSI-X
+	// table on kernels before 4.16, and some variant and mdev drivers); ascending,
+	// disjoint, whole pages. Nil: all of it.
+	Areas []Area
+}
+
+// Area is a part of a region, Size bytes at Offset from its start.
+type Area struct{ Offset, Size uint64 }
+
+// Mappable reports whether [off, off+n) of r lies in memory MapRegion maps (one of
+// its Areas, or anywhere when it has none); the rest is reachable by ReadRegion and
+// WriteRegion only.
+func (r Region) Mappable(off, n uint64) bool {
+	if !r.Mmap || off > r.Size || n > r.Size-off {
+		return false
+	}
+	if r.Areas == nil {
+		return true
+	}
+	for _, a := range r.Areas {
+		if off >= a.Offset && off-a.Offset <= a.Size && n <= a.Size-(off-a.Offset) {
+			return true
+		}
+	}
+	return false
 }
 
 // Device is an open VFIO device fd. Config space and BAR access through it are safe
@@ -47,21 +75,110 @@ func OpenDevice(g *Group, bdf string) (*Device, error) {
 		n = 64
 	}
 	for i := 0; i < n; i++ {
-		b := make([]byte, 32)
-		le.PutUint32(b[0:], 32)
-		le.PutUint32(b[8:], uint32(i))
-		if _, err := ioctl(d.f.Fd(), ioDeviceGetRegion, b); err != nil {
-			// Regions a device lacks (VGA on a NIC) fail with EINVAL: keep a zero entry.
-			d.Regions = append(d.Regions, Region{Index: i})
-			continue
-		}
-		fl := le.Uint32(b[4:])
-		d.Regions = append(d.Regions, Region{
-			Index: i, Size: le.Uint64(b[16:]), Offset: le.Uint64(b[24:]),
-			Read: fl&regionFlagRead != 0, Write: fl&regionFlagWrite != 0, Mmap: fl&regionFlagMmap != 0,
-		})
+		d.Regions = append(d.Regions, d.regionInfo(i))
 	}
 	return d, nil
+}
+
+// regionInfo reads region i's VFIO_DEVICE_GET_REGION_INFO, and again with the larger
+// buffer the kernel asks for when the region has capabilities.
+func (d *Device) regionInfo(i int) Region {
+	b := make([]byte, regionInfoSize)
+	le.PutUint32(b[0:], regionInfoSize)
+	le.PutUint32(b[8:], uint32(i))
+	if _, err := ioctl(d.f.Fd(), ioDeviceGetRegion, b); err != nil {
+		// Regions a device lacks (VGA on a NIC) fail with EINVAL: keep a zero entry.
+		return Region{Index: i}
+	}
+	if n := le.Uint32(b); le.Uint32(b[4:])&regionFlagCaps != 0 && n > regionInfoSize && n <= 1<<16 {
+		c := make([]byte, n)
+		le.PutUint32(c[0:], n)
+		le.PutUint32(c[8:], uint32(i))
+		if _, err := ioctl(d.f.Fd(), ioDeviceGetRegion, c); err == nil {
+			b = c
+		}
+	}
+	return regionOf(i, b)
+}
+
+// regionOf decodes a VFIO_DEVICE_GET_REGION_INFO reply b (struct vfio_region_info and
+// its capability chain) for region i. The reply comes from the kernel but is checked
+// like outside input: a malformed sparse-mmap capability leaves the region not
+// mmappable (pread/pwrite still work), never a panic.
+func regionOf(i int, b []byte) Region {
+	if len(b) < regionInfoSize {
+		return Region{Index: i}
+	}
+	fl := le.Uint32(b[4:])
+	r := Region{
+		Index: i, Size: le.Uint64(b[16:]), Offset: le.Uint64(b[24:]),
+		Read: fl&regionFlagRead != 0, Write: fl&regionFlagWrite != 0, Mmap: fl&regionFlagMmap != 0,
+	}
+	if r.Mmap {
+		areas, found, ok := sparseAreas(b, r.Size)
+		switch {
+		case !ok:
+			r.Mmap = false
+		case found && len(areas) == 0:
+			r.Mmap = false
+		case found:
+			r.Areas = areas
+		}
+	}
+	return r
+}
+
+// sparseAreas returns the areas of the VFIO_REGION_INFO_CAP_SPARSE_MMAP capability in
+// region info reply b of a region of size bytes, cut to whole pages (mmap maps no
+// less), sorted; found is false if b has no such capability, ok false if its chain or
+// the capability is malformed (out of bounds, looping, areas outside the region or
+// overlapping).
+func sparseAreas(b []byte, size uint64) (areas []Area, found, ok bool) {
+	if len(b) < regionInfoSize || le.Uint32(b[4:])&regionFlagCaps == 0 {
+		return nil, false, true
+	}
+	page := uint64(os.Getpagesize())
+	off := uint64(le.Uint32(b[12:]))
+	for ttl := 64; off != 0; ttl-- {
+		if ttl == 0 || off < regionInfoSize || off > uint64(len(b)) || uint64(len(b))-off < 8 {
+			return nil, false, false
+		}
+		if le.Uint16(b[off:]) != capSparseMmap {
+			off = uint64(le.Uint32(b[off+4:]))
+			continue
+		}
+		if uint64(len(b))-off < 16 {
+			return nil, false, false
+		}
+		n := uint64(le.Uint32(b[off+8:]))
+		if n > (uint64(len(b))-off-16)/16 {
+			return nil, false, false
+		}
+		areas = make([]Area, 0, n)
+		for i := range n {
+			p := off + 16 + 16*i
+			a := Area{le.Uint64(b[p:]), le.Uint64(b[p+8:])}
+			if a.Offset > size || a.Size > size-a.Offset {
+				return nil, false, false
+			}
+			// Whole pages: the end is at most size, so neither rounding overflows
+			// unless size is within a page of 2^64, which no region is.
+			first := (a.Offset + page - 1) &^ (page - 1)
+			end := (a.Offset + a.Size) &^ (page - 1)
+			if first < a.Offset || first >= end {
+				continue
+			}
+			areas = append(areas, Area{first, end - first})
+		}
+		slices.SortFunc(areas, func(x, y Area) int { return cmp.Compare(x.Offset, y.Offset) })
+		for i := 1; i < len(areas); i++ {
+			if areas[i].Offset < areas[i-1].Offset+areas[i-1].Size {
+				return nil, false, false
+			}
+		}
+		return areas, true, true
+	}
+	return nil, false, true
 }
 
 func (d *Device) region(i int, off, n uint64) (Region, error) {
@@ -130,9 +247,13 @@ func (d *Device) SetBusMaster(on bool) error {
 	return d.WriteRegion(RegionConfig, 4, b)
 }
 
-// MapRegion mmaps a whole mmappable region (a memory BAR) and returns it. The memory
+// MapRegion mmaps an mmappable region (a memory BAR) and returns it. The memory
 // is device registers: access it only with fixed-size loads and stores of the width
 // the device defines (see the mmio helpers of the driver). It stays mapped until Close.
+// When the kernel allows only some Areas of the region to be mmapped, the slice still
+// spans the whole region but only those areas are mapped: the rest is inaccessible
+// memory (a fault, which kills the process, on any access), so check a window with
+// Region.Mappable before using it.
 func (d *Device) MapRegion(i int) ([]byte, error) {
 	r, err := d.region(i, 0, 0)
 	if err != nil {
@@ -148,7 +269,12 @@ func (d *Device) MapRegion(i int) ([]byte, error) {
 	if r.Write {
 		prot |= unix.PROT_WRITE
 	}
-	m, err := unix.Mmap(int(d.f.Fd()), int64(r.Offset), int(r.Size), prot, unix.MAP_SHARED)
+	var m []byte
+	if r.Areas == nil {
+		m, err = unix.Mmap(int(d.f.Fd()), int64(r.Offset), int(r.Size), prot, unix.MAP_SHARED)
+	} else {
+		m, err = mmapAreas(int(d.f.Fd()), r, prot)
+	}
 	if err != nil {
 		return nil, os.NewSyscallError("mmap", err)
 	}

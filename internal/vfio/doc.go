@@ -7,7 +7,8 @@
 //	Bind(bdf, "vfio-pci")        driver_override + unbind + drivers_probe
 //	Open(bdf) → PCI{Container, Group, Device}
 //	  Config / Capabilities      PCI config space (region 7)
-//	  MapRegion(bar)             device registers (driver does fixed-width MMIO)
+//	  MapRegion(bar)             device registers (driver does fixed-width MMIO;
+//	                             only Region.Areas when the kernel maps a BAR sparsely)
 //	  Container.MapDMA(mem)      pool memory → IOVA the device may read and write
 //	  SetIRQs(IRQMSIX, ...)      vectors → eventfds (interrupt mode)
 //	... driver runs; to stop: reset the device (virtio: status 0), then
