@@ -21,6 +21,7 @@ func TestParseCPUSet(t *testing.T) {
 		{" 2 , 5-6 ", "2,5-6"},
 		{"7-7", "7"},
 		{"1023", "1023"},
+		{"1024,8191", "1024,8191"},
 	}
 	for _, g := range good {
 		s, err := ParseCPUSet(g.in)
@@ -50,14 +51,14 @@ func TestParseCPUSet(t *testing.T) {
 		{"1-", "1-"},
 		{"-1", "-1"},
 		{"1-2-3", "1-2-3"},
-		{"1024", "out of range"},
+		{"8192", "out of range"},
 		{"99999999", "99999999"},
 		{"1-3,2", "CPU 2 given twice"},
 		{"0,0", "CPU 0 given twice"},
 		{"0xf,5", "cannot be mixed"},
 		{"1,0x2", "cannot be mixed"},
 		{"+1", "+1"},
-		{"0x" + strings.Repeat("f", 257), "beyond"},
+		{"0x" + strings.Repeat("f", 2049), "beyond"},
 	}
 	for _, b := range bad {
 		_, err := ParseCPUSet(b.in)
