@@ -125,7 +125,7 @@ type FrontendPort struct {
 	rx, tx *driverQueue
 	caches pmd.PortCaches
 	hdrLen int
-	skip   int // mergeable continuation buffers still to discard
+	skip   int // mergeable continuation buffers still to discard (within one Rx call)
 	// A mergeable packet whose buffers have not all been collected (need more to
 	// come): the next Rx returns it first.
 	part []pmd.Pkt
@@ -177,7 +177,10 @@ func (p *FrontendPort) refill() (added int) {
 // Rx returns packets the back-end delivered, in their pool frames. A packet the
 // back-end spread over several buffers (MRG_RXBUF, num_buffers > 1) is returned as a
 // chain of their frames, all but the last flagged pmd.PktMore; one of more than
-// pmd.MaxBurst buffers, or longer than len(pkts), is dropped (DropTooLong).
+// pmd.MaxBurst buffers, or longer than len(pkts), is dropped (DropTooLong); one
+// whose num_buffers claims more buffers than the back-end used is dropped
+// (DropInvalid), and the buffers it claimed but did not use are not taken from the
+// packets after it.
 func (p *FrontendPort) Rx(pkts []pmd.Pkt) int {
 	if p.rxBroken || len(pkts) == 0 || p.f.down.Load() {
 		return 0
@@ -197,83 +200,120 @@ func (p *FrontendPort) Rx(pkts []pmd.Pkt) int {
 		p.part = p.part[:0]
 	}
 	start := 0 // where the chain being assembled begins in pkts (while p.need > 0)
-	n, err := p.rx.collect(min(len(pkts)-out, pmd.MaxBurst))
-	if err != nil {
-		p.rxBroken = true
-		p.fail(err)
-		p.ctr.AddDrop(pmd.DropInvalid, 1)
-	}
-	for _, u := range p.rx.used[:n] {
-		fr := p.rx.frames[u.ID]
-		p.rx.frames[u.ID] = noFrame
-		if fr == noFrame || (p.need > 0 && int(u.Len) > p.pool.FrameSize()-h+p.hdrLen) {
-			invalid++
-			if fr != noFrame {
-				p.fr[nfree] = fr
-				nfree++
-			}
-			if p.need > 0 {
-				// A chain with a bad buffer is dropped whole.
-				p.caches.Rx.Free(pkts[start:out])
-				out, p.skip, p.need = start, p.need-1, 0
-			} else if p.skip > 0 {
-				p.skip-- // it took the place of a buffer being discarded
-			}
-			continue
-		}
+	// A back-end publishes all the buffers of a packet at once (num_buffers in its
+	// header; dpkit's and DPDK's back-ends advance the used ring once per burst), so
+	// a packet's buffers are all in the used ring when its first one is. Collect
+	// on while a packet is unfinished and the ring still has buffers; a packet
+	// still unfinished when the ring runs dry claimed more buffers than the
+	// back-end used: it is dropped, and the buffers that come later are new
+	// packets, not its missing parts (as Linux's and DPDK's virtio drivers do).
+	// Otherwise a hostile num_buffers (up to 0xFFFF) would take that many of the
+	// back-end's later buffers with it. A chain is carried over to the next call
+	// only when pkts is full.
+	for {
+		want := min(len(pkts)-out, pmd.MaxBurst)
 		if p.skip > 0 {
-			p.skip--
-			p.fr[nfree] = fr
-			nfree++
-			continue
+			// Only the buffers being discarded: they take no room in pkts.
+			want = min(p.skip, pmd.MaxBurst)
 		}
-		if p.need > 0 {
-			// A continuation buffer: data from its start, no header (virtio 1.2
-			// §5.1.6.4.2).
-			pkts[out-1].Flags |= pmd.PktMore
-			pkts[out] = pmd.Pkt{Frame: fr, Off: uint16(h - p.hdrLen), Len: uint16(u.Len), Port: p.id}
-			out++
-			if p.need--; p.need == 0 {
-				npk++
-				bytes += pmd.Bytes(pkts[start:out])
+		if want == 0 {
+			break
+		}
+		n, err := p.rx.collect(want)
+		if err != nil {
+			p.rxBroken = true
+			p.fail(err)
+			p.ctr.AddDrop(pmd.DropInvalid, 1)
+		}
+		for _, u := range p.rx.used[:n] {
+			fr := p.rx.frames[u.ID]
+			p.rx.frames[u.ID] = noFrame
+			if fr == noFrame || (p.need > 0 && int(u.Len) > p.pool.FrameSize()-h+p.hdrLen) {
+				invalid++
+				if fr != noFrame {
+					p.fr[nfree] = fr
+					nfree++
+				}
+				if p.need > 0 {
+					// A chain with a bad buffer is dropped whole.
+					p.caches.Rx.Free(pkts[start:out])
+					out, p.skip, p.need = start, p.need-1, 0
+				} else if p.skip > 0 {
+					p.skip-- // it took the place of a buffer being discarded
+				}
+				continue
 			}
-			continue
-		}
-		b := p.pool.Bytes(fr)
-		if int(u.Len) < p.hdrLen {
-			invalid++
-			p.fr[nfree] = fr
-			nfree++
-			continue
-		}
-		l := int(u.Len) - p.hdrLen
-		nb := 1
-		if p.mrg {
-			nb = int(b[h-2]) | int(b[h-1])<<8
-		}
-		if nb > 1 {
-			if nb > pmd.MaxBurst {
-				p.skip = nb - 1
-				tooLong++
+			if p.skip > 0 {
+				p.skip--
 				p.fr[nfree] = fr
 				nfree++
 				continue
 			}
-			start, p.need = out, nb-1
-		} else {
-			npk++
-			bytes += l
+			if p.need > 0 {
+				// A continuation buffer: data from its start, no header (virtio 1.2
+				// §5.1.6.4.2).
+				pkts[out-1].Flags |= pmd.PktMore
+				pkts[out] = pmd.Pkt{Frame: fr, Off: uint16(h - p.hdrLen), Len: uint16(u.Len), Port: p.id}
+				out++
+				if p.need--; p.need == 0 {
+					npk++
+					bytes += pmd.Bytes(pkts[start:out])
+				}
+				continue
+			}
+			b := p.pool.Bytes(fr)
+			if int(u.Len) < p.hdrLen {
+				invalid++
+				p.fr[nfree] = fr
+				nfree++
+				continue
+			}
+			l := int(u.Len) - p.hdrLen
+			nb := 1
+			if p.mrg {
+				nb = int(b[h-2]) | int(b[h-1])<<8
+			}
+			if nb > 1 {
+				if nb > pmd.MaxBurst {
+					p.skip = nb - 1
+					tooLong++
+					p.fr[nfree] = fr
+					nfree++
+					continue
+				}
+				start, p.need = out, nb-1
+			} else {
+				npk++
+				bytes += l
+			}
+			pkts[out] = pmd.Pkt{Frame: fr, Off: uint16(h), Len: uint16(l), Port: p.id}
+			out++
 		}
-		pkts[out] = pmd.Pkt{Frame: fr, Off: uint16(h), Len: uint16(l), Port: p.id}
-		out++
+		if nfree > 0 {
+			p.caches.Rx.Put(p.fr[:nfree])
+			nfree = 0
+		}
+		if err != nil {
+			break
+		}
+		if n < want {
+			// The ring ran dry: a packet still unfinished was a lie.
+			if p.need > 0 {
+				p.caches.Rx.Free(pkts[start:out])
+				out, p.need = start, 0
+				invalid++
+			}
+			p.skip = 0 // counted as too long when it began
+			break
+		}
+		if p.need == 0 && p.skip == 0 {
+			break
+		}
 	}
 	if p.need > 0 {
-		// The rest of this chain is not used yet: keep what came for the next call.
+		// pkts is full: keep the unfinished chain for the next call.
 		p.part = append(p.part, pkts[start:out]...)
 		out = start
-	}
-	if nfree > 0 {
-		p.caches.Rx.Put(p.fr[:nfree])
 	}
 	// Refill on every call, not only after buffers came back used: a refill that
 	// found the pool empty may have left the queue with no buffer posted, and the

@@ -1,0 +1,136 @@
+package vhost
+
+import (
+	"context"
+	"testing"
+
+	"github.com/dpkit/dpkit/internal/sysmem"
+	"github.com/dpkit/dpkit/internal/uds"
+	"github.com/dpkit/dpkit/pmd"
+	"github.com/dpkit/dpkit/vring"
+)
+
+// rxDevice plays the back-end's datapath on the receive queue of f's first queue
+// pair (split rings, no EVENT_IDX), from inside the test: the test sees the
+// front-end's memory directly, as a back-end sees it through the shared regions.
+type rxDevice struct {
+	t   *testing.T
+	dev *vring.SplitDevice
+	mem *vring.Memory
+}
+
+func newRxDevice(t *testing.T, f *Frontend) *rxDevice {
+	t.Helper()
+	pool := f.opts.Pool.Region()
+	mem, err := vring.NewMemory(
+		vring.Region{Addr: uint64(sysmem.Addr(pool)), Host: pool},
+		vring.Region{Addr: uint64(sysmem.Addr(f.rings)), Host: f.rings})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, a, u := vring.SplitSizes(f.opts.QueueSize)
+	area := f.rings // queue 0 comes first
+	ao := (d + 63) &^ 63
+	uo := ao + (a+63)&^63
+	dev, err := vring.NewSplitDevice(vring.SplitRing{Desc: area[:d], Avail: area[ao : ao+a], Used: area[uo : uo+u]},
+		mem, vring.Options{Size: f.opts.QueueSize, Features: vring.FeatureVersion1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &rxDevice{t: t, dev: dev, mem: mem}
+}
+
+// deliver puts one packet per entry of nbufs into the next posted buffers, each
+// claiming nbufs[i] buffers in its header's num_buffers while taking one, its first
+// payload byte tag+i, and publishes them all at once.
+func (r *rxDevice) deliver(tag byte, nbufs ...uint16) {
+	r.t.Helper()
+	chains := make([]vring.Chain, len(nbufs))
+	n, err := r.dev.Pop(chains)
+	if err != nil || n != len(nbufs) {
+		r.t.Fatalf("Pop: %d buffers of %d posted, %v", n, len(nbufs), err)
+	}
+	used := make([]vring.Used, n)
+	for i, c := range chains {
+		const plen = 60
+		b, err := r.mem.Slice(c.Segs[0].Addr, 12+plen)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		clear(b[:12])
+		b[10], b[11] = byte(nbufs[i]), byte(nbufs[i]>>8)
+		for j := range b[12:] {
+			b[12+j] = tag + byte(i)
+		}
+		used[i] = c.Used(12 + plen)
+	}
+	if err := r.dev.Push(used); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// TestFrontendNumBuffersLie: with MRG_RXBUF, a back-end that claims in num_buffers
+// more buffers than it used for a packet loses that packet (a counted drop), never
+// the packets it delivers after it. A back-end publishes all the buffers of a packet
+// together (dpkit's and DPDK's do; Linux's and DPDK's virtio drivers take a packet
+// whose buffers are not all there for an error), so the buffers in the used ring
+// when the packet's first is read bound it. Before, the front-end waited for the
+// rest: a num_buffers over pmd.MaxBurst discarded that many later buffers (65534 for
+// 0xFFFF), the back-end's own later traffic, and a smaller lie took the following
+// packets, headers and all, for the missing parts of the chain.
+func TestFrontendNumBuffersLie(t *testing.T) {
+	for _, lie := range []uint16{0xFFFF, pmd.MaxBurst + 1, 5, 2} {
+		t.Run("", func(t *testing.T) { numBuffersLie(t, lie) })
+	}
+}
+
+func numBuffersLie(t *testing.T, lie uint16) {
+	feat := uint64(FeatureVersion1 | FeatureMrgRxbuf | FeatureProtocolFeatures)
+	b := newFakeBack(t, func(c *uds.Conn, h header, p []byte) bool {
+		honest(c, h, p, feat, ProtoReplyAck)
+		return true
+	})
+	pool := sharedPool(t)
+	f, err := Dial(context.Background(), FrontendOptions{Path: b.path, Pool: pool, QueueSize: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r := newRxDevice(t, f)
+	p := f.Port(0)
+	var rx [pmd.MaxBurst]pmd.Pkt
+	// The lie, alone in the used ring.
+	r.deliver(0x10, lie)
+	if n := p.Rx(rx[:]); n != 0 {
+		pool.Put(frames(rx[:n]))
+		t.Errorf("num_buffers %d with one buffer used: Rx returned %d packets", lie, n)
+	}
+	// Then good packets, one buffer each, in two bursts.
+	const good = 6
+	got := 0
+	for burst := range 2 {
+		r.deliver(byte(0x40+16*burst), 1, 1, 1)
+		for k := 0; k < 4; k++ {
+			n := p.Rx(rx[:])
+			for i, pk := range rx[:n] {
+				d := pool.Data(&pk)
+				if pk.Flags&pmd.PktMore != 0 || len(d) != 60 || d[0] != byte(0x40+16*burst+(got+i)%3) {
+					t.Errorf("num_buffers %d: packet %d after the lie: flags %#x len %d first byte %#x",
+						lie, got+i, pk.Flags, len(d), d[0])
+				}
+			}
+			pool.Put(frames(rx[:n]))
+			got += n
+		}
+	}
+	if got != good {
+		t.Errorf("num_buffers %d: %d of the %d packets delivered after the lie received", lie, got, good)
+	}
+	st := p.Stats()
+	if st.RxPackets != good || st.TotalDrops() != 1 {
+		t.Errorf("num_buffers %d: %d packets received, %d dropped (%v); want %d and 1", lie, st.RxPackets, st.TotalDrops(), st.Drops, good)
+	}
+	if p.Err() != nil {
+		t.Errorf("the port broke: %v", p.Err())
+	}
+}
