@@ -76,7 +76,6 @@ type Frontend struct {
 	closed   bool
 	live     bool        // setup made receive buffers available to the back-end
 	down     atomic.Bool // the back-end hung up or broke the protocol
-	hungUp   atomic.Bool // the back-end closed the connection
 	closing  atomic.Bool // Close took the socket back from watch
 	watchEnd chan struct{}
 }
@@ -87,16 +86,18 @@ func (f *Frontend) Down() bool { return f.down.Load() }
 
 // watch waits for the back-end to hang up. The back-end sends nothing unasked on this
 // socket (no back-end request channel is negotiated), so any read result ends it and
-// takes the device down. Only a hang-up means the back-end let go of the rings; after
-// an unasked message (a confused or hostile back-end, still connected) Close must
-// still ask it to stop them.
+// takes the device down: after end of file the back-end can answer nothing more, as
+// DPDK takes it for a disconnect. Whether it let go of the rings is Close's to find
+// out (stopRings): end of file says only that the back-end no longer writes (it
+// may have shut down just its writing side and still run its rings), and after an
+// unasked message (a confused or hostile back-end, still connected) Close must still
+// ask it to stop them.
 func (f *Frontend) watch() {
 	defer close(f.watchEnd)
 	var b [hdrSize]byte
-	fds, err := f.conn.ReadFull(b[:])
+	fds, _ := f.conn.ReadFull(b[:])
 	uds.CloseAll(fds)
 	if !f.closing.Load() { // not Close's deadline
-		f.hungUp.Store(hangup(err))
 		f.down.Store(true)
 	}
 }
@@ -108,8 +109,8 @@ func hangup(err error) bool {
 }
 
 // stopRings asks the back-end to stop every ring of the queue pairs set up, and
-// reports whether it answered for all within a second. A back-end that hung up
-// counts as stopped: it dropped the device with the connection.
+// reports whether it answered for all within a second. A back-end that closed the
+// connection counts as stopped: it dropped the device with it (closedBy).
 func (f *Frontend) stopRings() bool {
 	f.conn.SetDeadline(time.Now().Add(time.Second))
 	for qp, p := range f.ports {
@@ -134,16 +135,21 @@ func (f *Frontend) stopRings() bool {
 
 // closedBy reports whether err, from a request, means the back-end closed the
 // connection, and so let go of the rings (vhost-user.rst, "Ring states": only a
-// stopped ring, or a back-end gone, leaves its buffers to the front-end). EPIPE
-// from sending says less: only that the back-end no longer reads.
-// Backend.Close shuts down its reading side first, then stops its rings and closes
-// the socket only after that, so the rings may still run when the send fails. A
-// failed send is confirmed by reading on until the socket reports the close (end of
-// file or reset), within the deadline stopRings set; whatever arrives meanwhile is
-// discarded.
+// stopped ring, or a back-end gone, leaves its buffers to the front-end). Only a
+// socket shut in both directions shows that; one direction says less:
+//   - EPIPE from sending says only that the back-end no longer reads.
+//     Backend.Close shuts down its reading side first, then stops its rings and
+//     closes the socket only after that, so the rings may still run when the send
+//     fails. It is confirmed by reading on until the socket reports the close (end
+//     of file or reset); whatever arrives meanwhile is discarded.
+//   - End of file (or a reset) reading says only that the back-end no longer
+//     writes: one that shut down just its writing side (shutdown(SHUT_WR)) still
+//     reads, and its rings may run on. It is confirmed by a send failing too.
+//
+// Either waits within the deadline stopRings set.
 func (f *Frontend) closedBy(err error) bool {
 	if !errors.Is(err, syscall.EPIPE) {
-		return hangup(err)
+		return hangup(err) && f.sendShut()
 	}
 	var b [hdrSize]byte
 	for {
@@ -152,6 +158,23 @@ func (f *Frontend) closedBy(err error) bool {
 		if err != nil {
 			return hangup(err)
 		}
+	}
+}
+
+// sendShut reports whether sending on the socket fails with EPIPE, the back-end
+// having closed it (or shut down its reading side), before the deadline. It probes
+// with an empty send, which carries nothing to a back-end still reading: a stream
+// socket reports EPIPE for it once sending is shut down, and sends nothing.
+func (f *Frontend) sendShut() bool {
+	for {
+		err := f.conn.Write(nil)
+		if errors.Is(err, syscall.EPIPE) {
+			return true
+		}
+		if err != nil {
+			return false // the deadline, or worse
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
@@ -470,7 +493,7 @@ func (f *Frontend) Close() error {
 		<-f.watchEnd
 	}
 	// A Dial that failed made no buffer available: no ring has anything to stop.
-	stopped := f.hungUp.Load() || !f.live || f.stopRings()
+	stopped := !f.live || f.stopRings()
 	f.down.Store(true)
 	err := f.conn.Close()
 	withheld := 0

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dpkit/dpkit/internal/uds"
 	"github.com/dpkit/dpkit/pmd"
 )
 
@@ -15,12 +16,23 @@ import (
 // hang-up and give the frames posted to the still-running rings back to the pool,
 // but wait for the socket to close (here, through a proxy, the close is delayed at
 // will; with Backend.Close the window is short).
+//
+// The same holds for a back-end that has shut down only its writing side
+// (shutdown(SHUT_WR)): the front-end reads end of file, and the device goes down
+// (the back-end can answer nothing more), but the back-end still reads and its rings
+// may run on. Before, the front-end took the end of file for a hang-up, and Close
+// gave the frames posted to the running rings back to the pool, where the back-end
+// went on writing into them.
 func TestFrontendCloseHalfClosedBackend(t *testing.T) {
-	t.Run("rings-run-on", func(t *testing.T) { halfClosedBackend(t, false) })
-	t.Run("closes-after-stopping", func(t *testing.T) { halfClosedBackend(t, true) })
+	read := func(c *uds.Conn) error { return c.CloseRead() }
+	write := func(c *uds.Conn) error { return c.CloseWrite() }
+	t.Run("rings-run-on", func(t *testing.T) { halfClosedBackend(t, read, false) })
+	t.Run("closes-after-stopping", func(t *testing.T) { halfClosedBackend(t, read, true) })
+	t.Run("write-shut/rings-run-on", func(t *testing.T) { halfClosedBackend(t, write, false) })
+	t.Run("write-shut/closes-after-stopping", func(t *testing.T) { halfClosedBackend(t, write, true) })
 }
 
-func halfClosedBackend(t *testing.T, closes bool) {
+func halfClosedBackend(t *testing.T, shut func(*uds.Conn) error, closes bool) {
 	b, bpath := testBackend(t, nil)
 	path, ch := frontProxy(t, bpath)
 	pool := sharedPool(t)
@@ -34,8 +46,9 @@ func halfClosedBackend(t *testing.T, closes bool) {
 	defer bc.Flush()
 	stop, done := floodFromBackend(b, bc, 100*time.Microsecond)
 	time.Sleep(5 * time.Millisecond)
-	// The back-end side stops reading, as Backend.Close does first; its rings run on.
-	if err := front.CloseRead(); err != nil {
+	// The back-end side stops reading (as Backend.Close does first) or writing; its
+	// rings run on.
+	if err := shut(front); err != nil {
 		t.Fatal(err)
 	}
 	stopped := make(chan struct{})
