@@ -295,7 +295,18 @@ func (f *Frontend) get64(req Request) (uint64, error) {
 	return le.Uint64(p), nil
 }
 
-// wanted is what the front-end asks for: its datapath handles all of these.
+// frontendFeatures is what the front-end asks for: its datapath handles all of these.
+//
+// MQ goes without CTRL_VQ, although virtio 1.x (§5.1.3.1) makes MQ require it. In
+// vhost-user the front-end serves the control queue and the back-end runs only the
+// data queues: QEMU passes MQ but never CTRL_VQ to a vhost-user back-end, and DPDK's
+// virtio-user strips CTRL_VQ from SET_FEATURES ("devices do not really need to
+// know"). The vhost-user equivalent of the control queue's
+// VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET is SET_VRING_ENABLE, which setup sends for every
+// ring. Accepting CTRL_VQ would tell a back-end that a control queue exists that
+// nobody sets up; leaving MQ out would make DPDK's back-end drop all but the first
+// queue pair (its SET_FEATURES handler does, without MQ). dpkit's back-end and
+// DPDK's check only that the features were offered.
 const frontendFeatures = FeatureVersion1 | FeatureMrgRxbuf | FeatureRingPacked | FeatureEventIdx |
 	FeatureInOrder | FeatureMQ | FeatureProtocolFeatures
 
