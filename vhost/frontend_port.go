@@ -303,7 +303,7 @@ func (p *FrontendPort) Rx(pkts []pmd.Pkt) int {
 				out, p.need = start, 0
 				invalid++
 			}
-			p.skip = 0 // counted as too long when it began
+			p.skip = 0 // its packet was counted when the discarding began
 			break
 		}
 		if p.need == 0 && p.skip == 0 {
