@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dpkit/dpkit/internal/uds"
 	"github.com/dpkit/dpkit/pmd"
 )
 
@@ -24,15 +23,16 @@ import (
 // gave the frames posted to the running rings back to the pool, where the back-end
 // went on writing into them.
 func TestFrontendCloseHalfClosedBackend(t *testing.T) {
-	read := func(c *uds.Conn) error { return c.CloseRead() }
-	write := func(c *uds.Conn) error { return c.CloseWrite() }
-	t.Run("rings-run-on", func(t *testing.T) { halfClosedBackend(t, read, false) })
-	t.Run("closes-after-stopping", func(t *testing.T) { halfClosedBackend(t, read, true) })
-	t.Run("write-shut/rings-run-on", func(t *testing.T) { halfClosedBackend(t, write, false) })
-	t.Run("write-shut/closes-after-stopping", func(t *testing.T) { halfClosedBackend(t, write, true) })
+	t.Run("rings-run-on", func(t *testing.T) { halfClosedBackend(t, false, false) })
+	t.Run("closes-after-stopping", func(t *testing.T) { halfClosedBackend(t, false, true) })
+	t.Run("write-shut/rings-run-on", func(t *testing.T) { halfClosedBackend(t, true, false) })
+	t.Run("write-shut/closes-after-stopping", func(t *testing.T) { halfClosedBackend(t, true, true) })
 }
 
-func halfClosedBackend(t *testing.T, shut func(*uds.Conn) error, closes bool) {
+// halfClosedBackend shuts down the back-end side's reading (or, with write, its
+// writing) and, with closes, stops the back-end's rings and closes the socket 20 ms
+// into the front-end's Close.
+func halfClosedBackend(t *testing.T, write, closes bool) {
 	b, bpath := testBackend(t, nil)
 	path, ch := frontProxy(t, bpath)
 	pool := sharedPool(t)
@@ -44,11 +44,17 @@ func halfClosedBackend(t *testing.T, shut func(*uds.Conn) error, closes bool) {
 	waitFor(t, "queues", b.ready)
 	bc := b.opts.Pool.NewCache(0)
 	defer bc.Flush()
-	stop, done := floodFromBackend(b, bc, 100*time.Microsecond)
-	time.Sleep(5 * time.Millisecond)
+	stop, done := floodFromBackend(b, bc, time.Millisecond) // 256 buffers last ~30 ms
+	time.Sleep(2 * time.Millisecond)                        // started, the receive ring far from full
 	// The back-end side stops reading (as Backend.Close does first) or writing; its
 	// rings run on.
-	if err := shut(front); err != nil {
+	if write {
+		if err := front.CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+		// The front-end reads end of file before Close: the device goes down.
+		waitFor(t, "the front-end to see the end of file", f.Down)
+	} else if err := front.CloseRead(); err != nil {
 		t.Fatal(err)
 	}
 	stopped := make(chan struct{})
