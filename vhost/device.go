@@ -549,9 +549,17 @@ func (d *device) vringFile(m *message) (*vq, int, error) {
 	}
 	fd := -1
 	if v&vringNoFd == 0 {
-		// The datapath signals and drains these fds: a blocking one (a full pipe
-		// passed as an "eventfd") would hang the worker that serves every port. The
-		// front-ends' own eventfds are non-blocking already (QEMU, virtio-user).
+		// The datapath signals these fds: a blocking one (a full pipe passed as an
+		// "eventfd") would hang the worker that serves every port. The front-ends'
+		// own eventfds are non-blocking already (QEMU, virtio-user). O_NONBLOCK
+		// bounds a write only on some kinds of descriptor: a regular file would
+		// grow by 8 bytes a signal, its pages charged to this process, and one on
+		// a FUSE mount the front-end serves could block. vhost-user.rst passes
+		// eventfds here ("Ancillary data": SET_VRING_KICK/CALL/ERR); other kinds
+		// are refused.
+		if err := uds.CheckSignalFd(m.fds[0]); err != nil {
+			return nil, -1, fmt.Errorf("%w: vring fd: %v", ErrInvalid, err)
+		}
 		if err := uds.SetNonblock(m.fds[0]); err != nil {
 			return nil, -1, fmt.Errorf("%w: vring fd: %v", ErrInvalid, err)
 		}

@@ -337,3 +337,57 @@ func TestHardenBlockingCallFd(t *testing.T) {
 		t.Fatal("Port.Tx blocked writing to the front-end's call fd")
 	}
 }
+
+// TestHardenVringFdKind: a front-end passes a regular file (here a memfd; it could
+// as well be a file on a FUSE mount it serves, whose writes block however
+// O_NONBLOCK is set) as a call or error "eventfd". Every signal would write 8 bytes
+// into it: the file grows without bound, its pages charged to the back-end's
+// memory. Such a descriptor is refused, and closed; eventfds, pipes and sockets are
+// still taken.
+func TestHardenVringFdKind(t *testing.T) {
+	b, path := testBackend(t, nil)
+	f := newFakeFront(t, path)
+	f.negotiate(FeatureVersion1 | FeatureMrgRxbuf)
+	f.setupQueue(0, 64)
+	mfd, err := unix.MemfdCreate("not-an-eventfd", unix.MFD_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(mfd)
+	before := openFds(t)
+	for _, req := range []Request{ReqSetVringCall, ReqSetVringErr, ReqSetVringKick} {
+		if err := f.send(req, u64b(0), true, mfd); !errors.Is(err, errNack) {
+			t.Errorf("%v with a memfd: %v, want a nack", req, err)
+		}
+	}
+	if n := openFds(t); n != before {
+		t.Errorf("%d descriptors open after the refused messages, %d before", n, before)
+	}
+	// The ring runs on, and a packet sent to the guest grows no file.
+	f.must(ReqSetVringKick, u64b(0|vringNoFd))
+	gpa, _ := f.alloc(2048)
+	f.add(0, []vring.Seg{{Addr: gpa, Len: 2048, Write: true}})
+	c := b.opts.Pool.NewCache(0)
+	defer c.Flush()
+	var pk [1]pmd.Pkt
+	if c.Alloc(pk[:]) != 1 {
+		t.Fatal("pool empty")
+	}
+	pk[0].Len = 60
+	waitFor(t, "tx", func() bool { return b.Port(0).Tx(pk[:]) == 1 })
+	var st unix.Stat_t
+	if err := unix.Fstat(mfd, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Size != 0 {
+		t.Errorf("the memfd passed as an eventfd grew to %d bytes", st.Size)
+	}
+	// A pipe is still a usable signal descriptor.
+	var p [2]int
+	if err := unix.Pipe(p[:]); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(p[0])
+	f.must(ReqSetVringCall, u64b(0), p[1])
+	unix.Close(p[1])
+}

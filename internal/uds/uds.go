@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/user"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -271,6 +272,35 @@ func Eventfd() (int, error) {
 // every other descriptor of it).
 func SetNonblock(fd int) error {
 	return os.NewSyscallError("fcntl", unix.SetNonblock(fd, true))
+}
+
+// ErrNotSignalFd: a descriptor passed as an eventfd is of a kind a write may grow
+// or block on whatever its flags (a regular file, a directory, a device).
+var ErrNotSignalFd = errors.New("uds: descriptor cannot be signalled like an eventfd")
+
+// CheckSignalFd reports whether fd is safe to Signal: an eventfd or another
+// anonymous-inode descriptor, a pipe or FIFO, or a socket, on which O_NONBLOCK
+// (SetNonblock) bounds every write. A regular file is refused: each write would
+// append to it (the pages charged to the writer), and on a FUSE mount the peer
+// serves, a write may block however the descriptor's flags are set; devices are
+// refused too (a write to one may do anything, or block).
+func CheckSignalFd(fd int) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return os.NewSyscallError("fstat", err)
+	}
+	switch st.Mode & unix.S_IFMT {
+	case 0, unix.S_IFIFO, unix.S_IFSOCK:
+		// 0: anonymous inodes (eventfd, timerfd, ...) have no file type.
+		return nil
+	case unix.S_IFREG:
+		// Should a kernel report anonymous inodes as regular files, their
+		// names still say what they are.
+		if l, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd)); err == nil && strings.HasPrefix(l, "anon_inode:") {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: file mode %#o", ErrNotSignalFd, st.Mode)
 }
 
 // Signal adds 1 to an eventfd. buf is the caller's 8-byte scratch, so that the call
