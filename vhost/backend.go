@@ -48,6 +48,13 @@ type Options struct {
 	DisableFeatures uint64
 	// MaxChainBytes caps one descriptor chain; 0 means no cap beyond 4 GiB.
 	MaxChainBytes uint32
+	// MaxGuestMemory caps the total size of the guest memory regions mapped at
+	// once for a front-end (SET_MEM_TABLE, ADD_MEM_REG); a table or region past it
+	// is refused. 0 means DefaultMaxGuestMemory. Each region takes its size of
+	// the process's address space whatever the file behind it holds, so a
+	// front-end with a sparse file of its own choosing could otherwise leave the
+	// Go runtime none to grow into.
+	MaxGuestMemory uint64
 	// Pool supplies the frames Rx fills; required.
 	Pool *pmd.Pool
 	// PortID is stamped into received packets' Pkt.Port.
@@ -76,6 +83,18 @@ func (o *Options) Validate() error {
 }
 
 func (o *Options) queuePairs() int { return max(o.QueuePairs, 1) }
+
+// DefaultMaxGuestMemory is the guest memory a front-end may have mapped when
+// Options.MaxGuestMemory is 0: 1 TiB, more than any guest a vhost-user net
+// back-end serves in practice, and 1/128 of x86-64's 47-bit address space.
+const DefaultMaxGuestMemory = 1 << 40
+
+func (o *Options) maxGuestMemory() uint64 {
+	if o.MaxGuestMemory == 0 {
+		return DefaultMaxGuestMemory
+	}
+	return o.MaxGuestMemory
+}
 
 func (o *Options) reconnectMin() time.Duration {
 	if o.ReconnectMin == 0 {

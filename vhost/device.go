@@ -327,9 +327,15 @@ func (d *device) setMemTable(m *message) ([]byte, error) {
 	if len(m.payload) != sizeMemTable+int(n)*regionSize && len(m.payload) != sizeMemTable+MaxMemRegions*regionSize {
 		return nil, protoErr(m.hdr.req, "payload %d bytes for %d regions", len(m.payload), n)
 	}
+	regs := make([]memRegion, n)
+	for i := range regs {
+		regs[i] = decodeRegion(m.payload[sizeMemTable+i*regionSize:])
+	}
+	if err := checkTotal(d.opts.maxGuestMemory(), regs...); err != nil {
+		return nil, err
+	}
 	slots := make([]memSlot, 0, n)
-	for i := 0; i < int(n); i++ {
-		r := decodeRegion(m.payload[sizeMemTable+i*regionSize:])
+	for i, r := range regs {
 		s, err := mapRegion(r, m.fds[i])
 		if err != nil {
 			unmapSlots(slots)
@@ -362,6 +368,13 @@ func (d *device) addMemReg(m *message) ([]byte, error) {
 		return nil, fmt.Errorf("%w: all %d memory slots in use", ErrInvalid, MaxMemSlots)
 	}
 	r := decodeRegion(m.payload[8:])
+	regs := []memRegion{r}
+	for _, s := range d.mem.slots {
+		regs = append(regs, s.r)
+	}
+	if err := checkTotal(d.opts.maxGuestMemory(), regs...); err != nil {
+		return nil, err
+	}
 	s, err := mapRegion(r, m.fds[0])
 	if err != nil {
 		return nil, err

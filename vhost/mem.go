@@ -36,6 +36,20 @@ func mapRegion(r memRegion, fd int) (memSlot, error) {
 	return memSlot{r: r, m: m}, nil
 }
 
+// checkTotal refuses regions whose sizes add up to more than limit (Options.
+// MaxGuestMemory), before anything is mapped: a mapping takes address space for its
+// whole size, however sparse the front-end's file.
+func checkTotal(limit uint64, rs ...memRegion) error {
+	var total uint64
+	for _, r := range rs {
+		if total+r.Size < total || total+r.Size > limit {
+			return fmt.Errorf("%w: guest memory beyond the %#x bytes allowed", ErrInvalid, limit)
+		}
+		total += r.Size
+	}
+	return nil
+}
+
 // build makes the vring.Memory for slots (checking overlap).
 func buildMemory(slots []memSlot) (*vring.Memory, error) {
 	if len(slots) == 0 {

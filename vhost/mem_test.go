@@ -1,6 +1,7 @@
 package vhost
 
 import (
+	"errors"
 	"os"
 	"strings"
 	"testing"
@@ -209,4 +210,59 @@ func TestMapRegionHugetlb(t *testing.T) {
 			t.Fatalf("offset %#x: byte in the file %#x, %v", off, b[0], err)
 		}
 	}
+}
+
+// TestGuestMemoryCap: a front-end chooses the size of every region, and a sparse
+// memfd of any size costs it nothing. Each region the back-end maps takes that much
+// of its address space (128 TiB on x86-64): a few regions of tens of TiB would leave
+// the Go runtime none to grow its heap in, and it would abort the whole process.
+// The regions' total is capped (Options.MaxGuestMemory, 1 TiB by default): a table,
+// or an ADD_MEM_REG, beyond it is refused and maps nothing.
+func TestGuestMemoryCap(t *testing.T) {
+	const name = "vhost-cap"
+	const tib = 1 << 40
+	_, path := testBackend(t, nil)
+	f := newFakeFront(t, path)
+	f.negotiate(FeatureVersion1)
+	big := sparseMemfd(t, name, 2*tib)
+	table := func(sizes ...uint64) []byte {
+		p := make([]byte, sizeMemTable+len(sizes)*regionSize)
+		le.PutUint32(p, uint32(len(sizes)))
+		gpa, uva := uint64(0), uint64(0x100000000)
+		for i, s := range sizes {
+			encodeRegion(p[sizeMemTable+i*regionSize:], memRegion{GuestAddr: gpa, Size: s, UserAddr: uva})
+			gpa, uva = gpa+s, uva+s
+		}
+		return p
+	}
+	fds := func(n int) []int {
+		out := make([]int, n)
+		for i := range out {
+			out[i] = dup(t, big)
+		}
+		return out
+	}
+	for _, sizes := range [][]uint64{{tib + 4096}, {tib / 2, tib / 2, 4096}, {2 * tib}} {
+		if err := f.send(ReqSetMemTable, table(sizes...), true, fds(len(sizes))...); !errors.Is(err, errNack) {
+			t.Errorf("memory table of %#x: %v, want a nack", sizes, err)
+		}
+		if n := mapsOf(t, name); n != 0 {
+			t.Fatalf("memory table of %#x: %d mappings of it left", sizes, n)
+		}
+	}
+	// Up to the cap is fine; a region more through ADD_MEM_REG is not.
+	f.must(ReqSetMemTable, table(tib/2, tib/2), fds(2)...)
+	reg := make([]byte, sizeMemReg)
+	encodeRegion(reg[8:], memRegion{GuestAddr: tib, Size: 4096, UserAddr: 0x100000000 + tib})
+	if err := f.send(ReqAddMemReg, reg, true, dup(t, big)); !errors.Is(err, errNack) {
+		t.Errorf("ADD_MEM_REG past the cap: %v, want a nack", err)
+	}
+	if n := mapsOf(t, name); n != 2 {
+		t.Errorf("%d mappings of the memory, want the table's 2", n)
+	}
+	// A back-end configured for bigger guests takes them.
+	_, path2 := testBackend(t, func(o *Options) { o.MaxGuestMemory = 4 * tib })
+	f2 := newFakeFront(t, path2)
+	f2.negotiate(FeatureVersion1)
+	f2.must(ReqSetMemTable, table(2*tib), fds(1)...)
 }
