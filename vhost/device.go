@@ -483,6 +483,12 @@ func (d *device) setVringNum(m *message) ([]byte, error) {
 		return nil, fmt.Errorf("%w: queue size %d", ErrInvalid, s.Num)
 	}
 	q.num = s.Num
+	// A ring whose kick came before its size starts now, as one whose addresses
+	// came last does (setVringAddr); start leaves an unready ring alone, and one
+	// GET_VRING_BASE stopped has no kick. The size itself is good: a ring that
+	// cannot start on the rest of its configuration (addresses the table does not
+	// hold) stays stopped, as after startAll, and this message is not refused.
+	d.start(q)
 	return nil, nil
 }
 

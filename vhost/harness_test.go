@@ -34,8 +34,9 @@ type fakeFront struct {
 	ids      map[[2]int]uint64 // (queue, id) → first segment's address
 	proto    uint64            // extra protocol features negotiate asks for
 	devRing  map[int]uint64    // queue → guest address of the ring part the device writes
-	// addrLast makes setupQueue send SET_VRING_ADDR after the kick, call and enable.
-	addrLast bool
+	// addrLast makes setupQueue send SET_VRING_ADDR after the kick, call and enable;
+	// numLast, SET_VRING_NUM after all of them.
+	addrLast, numLast bool
 }
 
 const fakeMemSize = 8 << 20
@@ -252,7 +253,9 @@ func (f *fakeFront) setupQueue(i, n int) {
 		f.t.Fatal(err)
 	}
 	f.evfds = append(f.evfds, kick, call)
-	f.must(ReqSetVringNum, stateB(uint32(i), uint32(n)))
+	if !f.numLast {
+		f.must(ReqSetVringNum, stateB(uint32(i), uint32(n)))
+	}
 	base := uint32(0)
 	if f.packed {
 		base = 1 << 15 // a fresh packed ring: avail wrap counter 1, as QEMU sends it
@@ -266,6 +269,9 @@ func (f *fakeFront) setupQueue(i, n int) {
 	f.must(ReqSetVringEnable, stateB(uint32(i), 1))
 	if f.addrLast {
 		f.must(ReqSetVringAddr, a)
+	}
+	if f.numLast {
+		f.must(ReqSetVringNum, stateB(uint32(i), uint32(n)))
 	}
 }
 

@@ -266,3 +266,30 @@ func TestGuestMemoryCap(t *testing.T) {
 	f2.negotiate(FeatureVersion1)
 	f2.must(ReqSetMemTable, table(2*tib), fds(1)...)
 }
+
+// TestNumAfterKick: a ring whose SET_VRING_NUM comes after its kick, call, enable
+// and addresses starts when the size comes, as TestAddrAfterKick's ring does when
+// its addresses come last: the spec starts a ring at its kick (vhost-user.rst, "Ring
+// states"), and it is ready only now. A ring GET_VRING_BASE stopped still waits for
+// a new kick, whatever size it is given.
+func TestNumAfterKick(t *testing.T) {
+	for _, packed := range []bool{false, true} {
+		b, path := testBackend(t, nil)
+		f := newFakeFront(t, path)
+		f.packed, f.numLast = packed, true
+		feat := uint64(FeatureVersion1)
+		if packed {
+			feat |= FeatureRingPacked
+		}
+		f.negotiate(feat)
+		f.setupQueue(0, 256)
+		if !b.Port(0).TxReady() {
+			t.Fatalf("packed %v: ring not running after its size came last", packed)
+		}
+		f.get(ReqGetVringBase, stateB(0, 0))
+		f.must(ReqSetVringNum, stateB(0, 128))
+		if b.Port(0).TxReady() {
+			t.Fatalf("packed %v: a new size started a ring GET_VRING_BASE stopped", packed)
+		}
+	}
+}
