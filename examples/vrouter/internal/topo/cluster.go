@@ -20,7 +20,10 @@ type Cluster struct {
 	Dir     string // configs, sockets, logs
 	Encap   string
 	VRouter string // binary paths
-	PodBin  string
+	// PodBin is vhostpod; "" leaves the DPDK-style pods to the caller, who attaches
+	// them to Socket (as a server: the vRouters connect, and reconnect until one
+	// listens), e.g. with dpdk-testpmd's virtio-user.
+	PodBin string
 	// VRouterArgs are extra flags for every vRouter (e.g. -idle busy-poll).
 	VRouterArgs []string
 	vr          [2]*proc
@@ -127,7 +130,7 @@ func StartCluster(t *Topology, dir, vrouterBin, podBin, encap string, vrouterArg
 	c := &Cluster{T: t, Dir: dir, Encap: encap, VRouter: vrouterBin, PodBin: podBin, VRouterArgs: vrouterArgs,
 		pods: map[string]*proc{}}
 	for _, p := range t.Pods {
-		if p.Kind == "dpdk" {
+		if p.Kind == "dpdk" && podBin != "" {
 			if err := c.StartPod(p); err != nil {
 				c.Stop()
 				return nil, err
@@ -145,7 +148,7 @@ func StartCluster(t *Topology, dir, vrouterBin, podBin, encap string, vrouterArg
 		}
 	}
 	for _, p := range t.Pods {
-		if p.Kind == "dpdk" {
+		if p.Kind == "dpdk" && podBin != "" {
 			if err := c.configurePod(p); err != nil {
 				c.Stop()
 				return nil, err
