@@ -31,7 +31,7 @@ const (
 	DropECN                 // outer CE over a not-ECT inner packet (RFC 6040 §4.2), with DecapOptions.ECN
 	DropNoTunnel            // EncapStage: the packet's Meta names no tunnel
 	DropNoHeadroom          // EncapStage: ErrNoHeadroom
-	DropTooLong             // EncapStage: ErrTooLong, ErrNotTaggable, ErrPartialCsum or ErrChain
+	DropTooLong             // EncapStage: ErrTooLong, ErrNotTaggable, ErrPartialCsum or ErrChain; Decap, the batch and stage calls: a chained packet (pmd.PktMore), which they do not take
 	DropMTU                 // EncapStage: ErrMTU
 	NumReasons
 )
@@ -198,6 +198,8 @@ func (d *Decapper) Flush() {
 // Decap classifies pk's frame and, if it is a tunnel frame, strips the outer headers
 // in place (and link padding after the outer datagram), fills r and returns OK.
 // Otherwise it counts and returns the reason and leaves pk and its data unchanged.
+// A chain's segment with pmd.PktMore is refused with DropTooLong (DecapChain takes
+// chains).
 func (d *Decapper) Decap(pool *pmd.Pool, pk *pmd.Pkt, r *Result) Reason {
 	if n, _ := d.decapFastRun(pool, one(pk), oneResult(r), 0, 0); n == 1 {
 		return OK
@@ -207,6 +209,10 @@ func (d *Decapper) Decap(pool *pmd.Pool, pk *pmd.Pkt, r *Result) Reason {
 
 // decapSlow is Decap for any frame.
 func (d *Decapper) decapSlow(pool *pmd.Pool, pk *pmd.Pkt, r *Result) Reason {
+	if pk.Flags&pmd.PktMore != 0 {
+		d.count[DropTooLong]++
+		return DropTooLong
+	}
 	frame := pool.Bytes(pk.Frame)
 	off, n := int(pk.Off), int(pk.Len)
 	if off+n > len(frame) {
@@ -299,13 +305,19 @@ func (d *Decapper) ecn(p []byte, r *Result) Reason {
 // DecapBatch decapsulates pkts in place. Those that succeed move to the front, in
 // order, with their results in res[:n]; the others are handed to drop with their
 // reason (drop takes ownership of their frames). It returns n and flushes the counts.
-// len(res) must be at least len(pkts).
+// len(res) must be at least len(pkts). A chained packet (pmd.PktMore) is refused
+// whole: each of its segments goes to drop with DropTooLong, and it counts once.
 func (d *Decapper) DecapBatch(pool *pmd.Pool, pkts []pmd.Pkt, res []Result, drop DropFunc) int {
 	res = res[:len(pkts)]
 	n := 0
 	for i := 0; i < len(pkts); i++ {
 		if n, i = d.decapFastRun(pool, pkts, res, n, i); i == len(pkts) {
 			break
+		}
+		if pkts[i].Flags&pmd.PktMore != 0 {
+			d.count[DropTooLong]++
+			i = refuseChain(pkts, i, drop)
+			continue
 		}
 		if w := d.decapSlow(pool, &pkts[i], &res[n]); w != OK {
 			drop(&pkts[i], w)
@@ -336,7 +348,7 @@ func (d *Decapper) decapFastRun(pool *pmd.Pool, pkts []pmd.Pkt, res []Result, n,
 		pk := &pkts[i]
 		frame := pool.Bytes(pk.Frame)
 		off, plen := int(pk.Off), int(pk.Len)
-		if plen < 50 || off+plen > len(frame) {
+		if plen < 50 || off+plen > len(frame) || pk.Flags&pmd.PktMore != 0 {
 			break
 		}
 		h := (*[34]byte)(frame[off : off+34])

@@ -31,6 +31,20 @@ func touch(pool *pmd.Pool, pkts []pmd.Pkt, i int) byte {
 //go:noinline
 func keep(byte) {}
 
+// refuseChain hands every segment of the chain that starts at pkts[i] (pmd.PktMore
+// set) to drop with DropTooLong, the stages taking only unchained packets, and returns
+// the index of the last segment: the first without PktMore, or the batch's last for a
+// chain left unterminated.
+func refuseChain(pkts []pmd.Pkt, i int, drop DropFunc) int {
+	for ; ; i++ {
+		more := pkts[i].Flags&pmd.PktMore != 0
+		drop(&pkts[i], DropTooLong)
+		if !more || i == len(pkts)-1 {
+			return i
+		}
+	}
+}
+
 // commit sets b's length to n after its packets were compacted to the front.
 func commit(b *pmd.Batch, n int) {
 	b.Reset()
@@ -43,15 +57,22 @@ func commit(b *pmd.Batch, n int) {
 // Spread can send each inner flow to one worker. The frames are not changed. Frames
 // that are not tunnel traffic or are malformed go to other with the reason (see
 // Reason.NotTunnel) and are counted; frames kept are counted by the Decap that
-// follows, not here (which may still drop one under DecapOptions.ECN).
+// follows, not here (which may still drop one under DecapOptions.ECN). A chained
+// packet (pmd.PktMore), which the stages do not take, goes to other whole, each of
+// its segments with DropTooLong, and counts once.
 func (d *Decapper) ClassifyStage(pool *pmd.Pool, b *pmd.Batch, hash HashOptions, other DropFunc) {
 	pkts := b.Pkts()
 	var r Result
 	var sink byte
 	n := 0
-	for i := range pkts {
+	for i := 0; i < len(pkts); i++ {
 		sink += touch(pool, pkts, i)
 		pk := &pkts[i]
+		if pk.Flags&pmd.PktMore != 0 {
+			d.count[DropTooLong]++
+			i = refuseChain(pkts, i, other)
+			continue
+		}
 		f := pool.Bytes(pk.Frame)
 		off, end := int(pk.Off), int(pk.Off)+int(pk.Len)
 		why := DropTruncated
@@ -82,16 +103,22 @@ func (d *Decapper) ClassifyStage(pool *pmd.Pool, b *pmd.Batch, hash HashOptions,
 // keeps them, in order, with Meta set to their Key: the VNI or bottom label that the
 // lookup stage maps to a VRF or interface. The flow hash is the inner packet's with
 // DecapOptions.InnerFlowHash, and cleared otherwise (an ECMP or encap stage computes
-// it when it needs it). Frames refused go to drop with the reason. The counts are
-// flushed on the way out.
+// it when it needs it). Frames refused go to drop with the reason; a chained packet
+// (pmd.PktMore) goes whole, each of its segments with DropTooLong, and counts once.
+// The counts are flushed on the way out.
 func (d *Decapper) DecapStage(pool *pmd.Pool, b *pmd.Batch, drop DropFunc) {
 	pkts := b.Pkts()
 	var r Result
 	var sink byte
 	n := 0
-	for i := range pkts {
+	for i := 0; i < len(pkts); i++ {
 		sink += touch(pool, pkts, i)
 		pk := &pkts[i]
+		if pk.Flags&pmd.PktMore != 0 {
+			d.count[DropTooLong]++
+			i = refuseChain(pkts, i, drop)
+			continue
+		}
 		if why := d.Decap(pool, pk, &r); why != OK {
 			drop(pk, why)
 			continue
@@ -110,15 +137,20 @@ func (d *Decapper) DecapStage(pool *pmd.Pool, b *pmd.Batch, drop DropFunc) {
 // EncapStage encapsulates each packet of b in place with tunnels[pk.Meta] (the next
 // hop the lookup stage chose) and keeps those it encapsulated, in order. Packets whose
 // Meta names no tunnel go to drop with DropNoTunnel, those Encap refuses with
-// DropNoHeadroom, DropMTU or DropTooLong. tunnels is only read and may be shared by
-// workers.
+// DropNoHeadroom, DropMTU or DropTooLong, and a chained packet (pmd.PktMore) goes
+// whole, each of its segments with DropTooLong. tunnels is only read and may be
+// shared by workers.
 func EncapStage(pool *pmd.Pool, b *pmd.Batch, tunnels []*Tunnel, drop DropFunc) {
 	pkts := b.Pkts()
 	var sink byte
 	n := 0
-	for i := range pkts {
+	for i := 0; i < len(pkts); i++ {
 		sink += touch(pool, pkts, i)
 		pk := &pkts[i]
+		if pk.Flags&pmd.PktMore != 0 {
+			i = refuseChain(pkts, i, drop)
+			continue
+		}
 		if pk.Meta >= uint32(len(tunnels)) || tunnels[pk.Meta] == nil {
 			drop(pk, DropNoTunnel)
 			continue

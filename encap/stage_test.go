@@ -314,3 +314,117 @@ func TestDecapHash(t *testing.T) {
 		c.Free([]pmd.Pkt{pk})
 	}
 }
+
+// The stages take unchained packets: a chain (pmd.PktMore) in a batch is refused
+// whole, every segment handed to drop (or other) with DropTooLong and counted once,
+// and the packets around it keep their order. Before, each segment went through the
+// stage as a frame of its own: a first segment holding a whole tunnel frame (a jumbo
+// frame's head) was decapsulated and kept with PktMore still set, and a later segment
+// whose bytes (the sender's payload) look like a tunnel frame was decapsulated as
+// one; EncapStage refused the segments with PktMore but encapsulated the last one
+// and sent it on as a packet of its own.
+func TestStagesRefuseChains(t *testing.T) {
+	pool := newPool(t)
+	c := pool.NewCache(64)
+	frame := build(t, pool, c, findVariant(t, "vxlan/outer4"))
+	inner := mkInnerIP(false, 100, 9, 0)
+	tun := mustTunnel(t, Options{Type: MPLSoUDP, Src: v4A, Dst: v4B, Labels: []Label{{Label: 7}}, DSCP: -1})
+
+	// fill makes b: a packet, a chain of three whose every segment holds the whole
+	// of data, a packet, a chain of two, an unterminated chain of one at the end. It
+	// returns the frames in that order.
+	fill := func(b *pmd.Batch, data []byte) []pmd.Frame {
+		var frames []pmd.Frame
+		for _, more := range []bool{false, true, true, false, false, true, false, true} {
+			pk := load(t, pool, c, data)
+			if more {
+				pk.Flags |= pmd.PktMore
+			}
+			b.Push(pk)
+			frames = append(frames, pk.Frame)
+		}
+		return frames
+	}
+	var got []string
+	drop := func(pk *pmd.Pkt, why Reason) {
+		got = append(got, fmt.Sprint(pk.Frame, why))
+		c.Free([]pmd.Pkt{*pk})
+	}
+	check := func(name string, b *pmd.Batch, frames []pmd.Frame) {
+		t.Helper()
+		var kept []pmd.Frame
+		for _, pk := range b.Pkts() {
+			kept = append(kept, pk.Frame)
+			if pk.Flags&pmd.PktMore != 0 {
+				t.Errorf("%s: kept a segment with PktMore: %+v", name, pk)
+			}
+		}
+		var want []string
+		for _, i := range []int{1, 2, 3, 5, 6, 7} {
+			want = append(want, fmt.Sprint(frames[i], DropTooLong))
+		}
+		wantKept := []pmd.Frame{frames[0], frames[4]}
+		if fmt.Sprint(kept) != fmt.Sprint(wantKept) || fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s: kept %v, dropped %v; want %v and %v", name, kept, got, wantKept, want)
+		}
+		c.Free(b.Pkts())
+		b.Reset()
+		got = nil
+	}
+
+	var b pmd.Batch
+	d := NewDecapper(DecapOptions{})
+	frames := fill(&b, frame)
+	d.ClassifyStage(pool, &b, HashOptions{}, drop)
+	check("ClassifyStage", &b, frames)
+	if s := d.Stats(); s.Drops[DropTooLong] != 3 {
+		t.Errorf("ClassifyStage counted %d chains, want 3", s.Drops[DropTooLong])
+	}
+
+	d = NewDecapper(DecapOptions{})
+	frames = fill(&b, frame)
+	d.DecapStage(pool, &b, drop)
+	check("DecapStage", &b, frames)
+	if s := d.Stats(); s.Drops[DropTooLong] != 3 || s.Decapsulated != 2 {
+		t.Errorf("DecapStage stats %+v, want 3 chains and 2 decapsulated", s)
+	}
+
+	d = NewDecapper(DecapOptions{})
+	frames = fill(&b, frame)
+	var res [8]Result
+	n := d.DecapBatch(pool, b.Pkts(), res[:], drop)
+	b.Reset()
+	b.Grow(n)
+	check("DecapBatch", &b, frames)
+	if s := d.Stats(); s.Drops[DropTooLong] != 3 || s.Decapsulated != 2 {
+		t.Errorf("DecapBatch stats %+v, want 3 chains and 2 decapsulated", s)
+	}
+
+	// Decap alone refuses a chain's first segment, as Encap does (DecapChain takes
+	// chains).
+	d = NewDecapper(DecapOptions{})
+	pk := load(t, pool, c, frame)
+	pk.Flags |= pmd.PktMore
+	var r Result
+	if why := d.Decap(pool, &pk, &r); why != DropTooLong || pk.Len != uint16(len(frame)) {
+		t.Errorf("Decap of a chain's first segment: %v, %+v", why, pk)
+	}
+	c.Free([]pmd.Pkt{pk})
+
+	frames = fill(&b, inner)
+	EncapStage(pool, &b, []*Tunnel{tun}, drop)
+	check("EncapStage", &b, frames)
+
+	// Empty batches pass through every stage untouched.
+	d.ClassifyStage(pool, &b, HashOptions{}, drop)
+	d.DecapStage(pool, &b, drop)
+	EncapStage(pool, &b, []*Tunnel{tun}, drop)
+	if b.Len() != 0 || len(got) != 0 {
+		t.Errorf("empty batch: %d kept, %d dropped", b.Len(), len(got))
+	}
+
+	c.Flush()
+	if s := pool.Stats(); s.Free != pool.Frames() || s.BadFrees != 0 {
+		t.Errorf("pool after the stages: %+v", s)
+	}
+}
