@@ -179,7 +179,9 @@ func EncapStage(pool *pmd.Pool, b *pmd.Batch, tunnels []*Tunnel, drop DropFunc) 
 // multiply-shift over len(dst), the way RSS spreads flows over queues: one flow always
 // lands in the same batch, so its packets stay in order on one worker. Packets without
 // pmd.PktHashValid go to dst[0]. Packets whose batch is full stay in src, in order, as
-// all do when dst is empty.
+// all do when dst is empty. A chained packet (pmd.PktMore) moves whole, by its first
+// segment's hash, or stays whole in src when its batch lacks room for it; then the
+// packets after it stay in src too, so that none of its flow overtakes it.
 func Spread(src *pmd.Batch, dst []*pmd.Batch) {
 	if len(dst) == 0 {
 		return
@@ -187,11 +189,25 @@ func Spread(src *pmd.Batch, dst []*pmd.Batch) {
 	pkts := src.Pkts()
 	n := 0
 	k := uint64(len(dst))
-	for i := range pkts {
+	for i := 0; i < len(pkts); i++ {
 		pk := &pkts[i]
 		q := 0
 		if pk.Flags&pmd.PktHashValid != 0 {
 			q = int(uint64(pk.Hash) * k >> 32)
+		}
+		if pk.Flags&pmd.PktMore != 0 {
+			j := i + 1 // the chain is pkts[i:j]
+			for j < len(pkts) && pkts[j-1].Flags&pmd.PktMore != 0 {
+				j++
+			}
+			if room := dst[q].Room(); len(room) >= j-i {
+				dst[q].Grow(copy(room, pkts[i:j]))
+				i = j - 1
+				continue
+			}
+			// The chain and all after it stay (copy moves overlapping slices safely).
+			n += copy(pkts[n:], pkts[i:])
+			break
 		}
 		if !dst[q].Push(*pk) {
 			pkts[n] = *pk

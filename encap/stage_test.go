@@ -428,3 +428,66 @@ func TestStagesRefuseChains(t *testing.T) {
 		t.Errorf("pool after the stages: %+v", s)
 	}
 }
+
+// Spread moves a chain (pmd.PktMore) whole, to the batch its first segment's hash
+// chooses, or leaves it whole in src when it does not fit; a packet of the same flow
+// after a chain left behind stays behind too. Before, each segment was spread on its
+// own: the continuation segments, which carry no hash, went to dst[0] while the first
+// went to its flow's batch, and a chain met a full batch half moved.
+func TestSpreadChains(t *testing.T) {
+	hashTo := func(k, n int) uint32 { return uint32((uint64(k)<<32 + 1<<31) / uint64(n)) } // lands in dst[k] of n
+	var src, w0, w1 pmd.Batch
+	seg := func(meta uint32, hash uint32, valid, more bool) pmd.Pkt {
+		pk := pmd.Pkt{Meta: meta, Hash: hash}
+		if valid {
+			pk.Flags |= pmd.PktHashValid
+		}
+		if more {
+			pk.Flags |= pmd.PktMore
+		}
+		return pk
+	}
+	h1 := hashTo(1, 2)
+	src.Push(seg(1, h1, true, true))
+	src.Push(seg(2, 0, false, true))
+	src.Push(seg(3, 0, false, false))
+	src.Push(seg(4, h1, true, false))
+	src.Push(seg(5, 0, false, false))
+	Spread(&src, []*pmd.Batch{&w0, &w1})
+	metas := func(b *pmd.Batch) string {
+		var m []uint32
+		for _, pk := range b.Pkts() {
+			m = append(m, pk.Meta)
+		}
+		return fmt.Sprint(m)
+	}
+	if metas(&src) != "[]" || metas(&w0) != "[5]" || metas(&w1) != "[1 2 3 4]" {
+		t.Fatalf("spread: src %s, w0 %s, w1 %s", metas(&src), metas(&w0), metas(&w1))
+	}
+
+	// A chain that does not fit stays whole, and the packets after it stay too.
+	src.Reset()
+	w0.Reset()
+	w1.Reset()
+	for w1.Len() < pmd.MaxBurst-1 {
+		w1.Push(seg(0, h1, true, false))
+	}
+	src.Push(seg(1, h1, true, true))
+	src.Push(seg(2, 0, false, false))
+	src.Push(seg(3, h1, true, false))
+	src.Push(seg(4, 0, false, false))
+	Spread(&src, []*pmd.Batch{&w0, &w1})
+	if metas(&src) != "[1 2 3 4]" || w0.Len() != 0 || w1.Len() != pmd.MaxBurst-1 {
+		t.Fatalf("spread to a full batch: src %s, w0 %d, w1 %d", metas(&src), w0.Len(), w1.Len())
+	}
+
+	// An unterminated chain at the end moves whole too.
+	src.Reset()
+	w1.Reset()
+	src.Push(seg(1, h1, true, true))
+	src.Push(seg(2, 0, false, true))
+	Spread(&src, []*pmd.Batch{&w0, &w1})
+	if metas(&src) != "[]" || metas(&w0) != "[]" || metas(&w1) != "[1 2]" {
+		t.Fatalf("spread: src %s, w0 %s, w1 %s", metas(&src), metas(&w0), metas(&w1))
+	}
+}
