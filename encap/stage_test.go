@@ -491,3 +491,60 @@ func TestSpreadChains(t *testing.T) {
 		t.Fatalf("spread: src %s, w0 %s, w1 %s", metas(&src), metas(&w0), metas(&w1))
 	}
 }
+
+// Spread over 1 and over non-power-of-two numbers of workers: every packet lands in
+// exactly one batch, a hash always in the same one, and the flows share out evenly.
+func TestSpreadDistribution(t *testing.T) {
+	for _, workers := range []int{1, 2, 3, 5, 7, 8} {
+		dst := make([]*pmd.Batch, workers)
+		for i := range dst {
+			dst[i] = new(pmd.Batch)
+		}
+		where := map[uint32]int{}
+		count := make([]int, workers)
+		var state uint64 = 42
+		const rounds, burst = 200, 64
+		for round := 0; round < rounds; round++ {
+			var src pmd.Batch
+			for i := 0; i < burst; i++ {
+				state = state*6364136223846793005 + 1442695040888963407
+				pk := pmd.Pkt{Hash: uint32(state >> 32), Flags: pmd.PktHashValid, Meta: 1}
+				if i%4 == 0 && round > 0 {
+					pk.Hash, pk.Meta = uint32(round-1), 0 // a hash seen before, in an earlier round
+				}
+				src.Push(pk)
+			}
+			src.Push(pmd.Pkt{Hash: uint32(round)})
+			Spread(&src, dst)
+			if src.Len() != 0 {
+				t.Fatalf("%d workers: %d packets left", workers, src.Len())
+			}
+			total := 0
+			for k, b := range dst {
+				for _, pk := range b.Pkts() {
+					if pk.Flags&pmd.PktHashValid == 0 {
+						if k != 0 {
+							t.Fatalf("%d workers: a packet without a hash went to %d", workers, k)
+						}
+						continue
+					}
+					if w, ok := where[pk.Hash]; ok && w != k {
+						t.Fatalf("%d workers: hash %#x went to %d and %d", workers, pk.Hash, w, k)
+					}
+					where[pk.Hash] = k
+					count[k] += int(pk.Meta)
+				}
+				total += b.Len()
+				b.Reset()
+			}
+			if total != burst+1 {
+				t.Fatalf("%d workers: %d packets out of %d", workers, total, burst+1)
+			}
+		}
+		for k, n := range count {
+			if share := float64(n) * float64(workers) / (rounds * burst * 3 / 4); share < 0.85 || share > 1.15 {
+				t.Errorf("%d workers: worker %d got %d packets (%.2f of a fair share)", workers, k, n, share)
+			}
+		}
+	}
+}
