@@ -81,7 +81,7 @@ func (c *Cache) refill(want int) {
 
 // Put returns frames to the cache, spilling to the pool in bulk when it grows past
 // twice its size. Double and foreign frees are refused and counted in the pool's
-// BadFrees.
+// BadFrees, as far as the pool can see them (see Pool).
 func (c *Cache) Put(src []Frame) {
 	st, n := c.pool.state, c.pool.n
 	for len(src) > 0 {

@@ -26,9 +26,14 @@
 //
 // Whoever holds a Frame handle owns the frame and must hand it on or free it exactly
 // once. Port.Rx hands frames to the caller; Port.Tx takes the frames of the packets it
-// accepts (the first n) and leaves the rest with the caller. A double or foreign free is
-// refused and counted (PoolStats.BadFrees), never silently accepted; pool exhaustion is
-// counted (PoolStats.Exhausted), never a panic.
+// accepts (the first n) and leaves the rest with the caller. A free of a frame that is
+// already free, or of a handle beyond the pool, is refused and counted
+// (PoolStats.BadFrees); pool exhaustion is counted (PoolStats.Exhausted), never a
+// panic. A handle is only an index, so two frees are caught only while the frame is
+// still free (not once it has been taken again), and a frame of another pool whose
+// index is in range and in use here cannot be told from this pool's own: freeing it
+// hands out a frame still in use and leaks the other pool's. Both are the caller's
+// bugs, which the pool cannot always see.
 //
 // # Concurrency
 //

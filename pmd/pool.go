@@ -41,6 +41,7 @@ const (
 var (
 	ErrPoolOptions = errors.New("pmd: invalid pool options")
 	// ErrBadFree counts in PoolStats.BadFrees; it is never returned on the hot path.
+	// Only the bad frees the pool can see count (see Pool).
 	ErrBadFree = errors.New("pmd: frame freed twice or not from this pool")
 )
 
@@ -115,6 +116,9 @@ const (
 // Pool is safe for concurrent use. Ownership of a frame moves with its handle: whoever
 // holds a handle taken from the pool must return it exactly once. Returning a frame
 // that is already free, or a handle out of range, is refused and counted in BadFrees.
+// Not every bad free can be seen, a handle being an index: a second free after the
+// frame was taken again, and a frame of another pool whose index is in range and in
+// use in this one, are accepted, and the pool then hands out a frame still in use.
 // Two goroutines freeing the same frame at the same moment is a data race on its state
 // byte that the race detector reports.
 type Pool struct {
