@@ -316,7 +316,7 @@ func (d *Decapper) DecapBatch(pool *pmd.Pool, pkts []pmd.Pkt, res []Result, drop
 		}
 		if pkts[i].Flags&pmd.PktMore != 0 {
 			d.count[DropTooLong]++
-			i = refuseChain(pkts, i, drop)
+			i = refuseChain(pkts, i, DropTooLong, drop)
 			continue
 		}
 		if w := d.decapSlow(pool, &pkts[i], &res[n]); w != OK {

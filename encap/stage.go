@@ -32,17 +32,39 @@ func touch(pool *pmd.Pool, pkts []pmd.Pkt, i int) byte {
 func keep(byte) {}
 
 // refuseChain hands every segment of the chain that starts at pkts[i] (pmd.PktMore
-// set) to drop with DropTooLong, the stages taking only unchained packets, and returns
-// the index of the last segment: the first without PktMore, or the batch's last for a
+// set) to drop with why, the stages taking only unchained packets, and returns the
+// index of the last segment: the first without PktMore, or the batch's last for a
 // chain left unterminated.
-func refuseChain(pkts []pmd.Pkt, i int, drop DropFunc) int {
+func refuseChain(pkts []pmd.Pkt, i int, why Reason, drop DropFunc) int {
 	for ; ; i++ {
 		more := pkts[i].Flags&pmd.PktMore != 0
-		drop(&pkts[i], DropTooLong)
+		drop(&pkts[i], why)
 		if !more || i == len(pkts)-1 {
 			return i
 		}
 	}
+}
+
+// chainReason is the reason ClassifyStage gives the chain that starts at pkts[i]: the
+// NotTunnel reason of a well-formed chain that is not tunnel traffic (a jumbo packet
+// for the host), so that it reaches the exception path as such frames in one piece
+// do, and DropTooLong otherwise.
+func (d *Decapper) chainReason(pool *pmd.Pool, pkts []pmd.Pkt, i int, r *Result) Reason {
+	j := i + 1 // the chain is pkts[i:j]
+	for j < len(pkts) && pkts[j-1].Flags&pmd.PktMore != 0 {
+		j++
+	}
+	total, ok := chainBytes(pool, pkts[i:j])
+	if !ok {
+		return DropTooLong
+	}
+	pk := &pkts[i]
+	off, end := int(pk.Off), int(pk.Off)+int(pk.Len)
+	var pend pendingSum
+	if why := d.classify(pool.Bytes(pk.Frame)[off:end:end], total, pk.Flags&pmd.PktCsumValid != 0, r, &pend); why.NotTunnel() {
+		return why
+	}
+	return DropTooLong
 }
 
 // commit sets b's length to n after its packets were compacted to the front.
@@ -59,7 +81,8 @@ func commit(b *pmd.Batch, n int) {
 // Reason.NotTunnel) and are counted; frames kept are counted by the Decap that
 // follows, not here (which may still drop one under DecapOptions.ECN). A chained
 // packet (pmd.PktMore), which the stages do not take, goes to other whole, each of
-// its segments with DropTooLong, and counts once.
+// its segments with the same reason, and counts once: the NotTunnel reason of a
+// chain that is not tunnel traffic, DropTooLong for any other.
 func (d *Decapper) ClassifyStage(pool *pmd.Pool, b *pmd.Batch, hash HashOptions, other DropFunc) {
 	pkts := b.Pkts()
 	var r Result
@@ -69,8 +92,9 @@ func (d *Decapper) ClassifyStage(pool *pmd.Pool, b *pmd.Batch, hash HashOptions,
 		sink += touch(pool, pkts, i)
 		pk := &pkts[i]
 		if pk.Flags&pmd.PktMore != 0 {
-			d.count[DropTooLong]++
-			i = refuseChain(pkts, i, other)
+			why := d.chainReason(pool, pkts, i, &r)
+			d.count[why]++
+			i = refuseChain(pkts, i, why, other)
 			continue
 		}
 		f := pool.Bytes(pk.Frame)
@@ -116,7 +140,7 @@ func (d *Decapper) DecapStage(pool *pmd.Pool, b *pmd.Batch, drop DropFunc) {
 		pk := &pkts[i]
 		if pk.Flags&pmd.PktMore != 0 {
 			d.count[DropTooLong]++
-			i = refuseChain(pkts, i, drop)
+			i = refuseChain(pkts, i, DropTooLong, drop)
 			continue
 		}
 		if why := d.Decap(pool, pk, &r); why != OK {
@@ -148,7 +172,7 @@ func EncapStage(pool *pmd.Pool, b *pmd.Batch, tunnels []*Tunnel, drop DropFunc) 
 		sink += touch(pool, pkts, i)
 		pk := &pkts[i]
 		if pk.Flags&pmd.PktMore != 0 {
-			i = refuseChain(pkts, i, drop)
+			i = refuseChain(pkts, i, DropTooLong, drop)
 			continue
 		}
 		if pk.Meta >= uint32(len(tunnels)) || tunnels[pk.Meta] == nil {

@@ -548,3 +548,35 @@ func TestSpreadDistribution(t *testing.T) {
 		}
 	}
 }
+
+// ClassifyStage hands a chain that is not tunnel traffic (a jumbo packet for the
+// host) to other whole with its NotTunnel reason, as it does such a packet in one
+// frame, so that it reaches the exception path; a tunnel chain gets DropTooLong.
+func TestClassifyStageChainNotTunnel(t *testing.T) {
+	pool := newPool(t)
+	c := pool.NewCache(64)
+	var b pmd.Batch
+	host := loadChain(t, pool, c, innerEth(false, 3000, 0), []int{1000, 1000})
+	arp := loadChain(t, pool, c, append(arpFrame(), make([]byte, 1500)...), []int{800})
+	v := findVariant(t, "vxlan/outer4")
+	tun := loadChain(t, pool, c, build(t, pool, c, variant{opts: v.opts, inner: innerEth(false, 1600, 0)}), []int{1000})
+	for _, ch := range [][]pmd.Pkt{host, arp, tun} {
+		for _, pk := range ch {
+			b.Push(pk)
+		}
+	}
+	var got []Reason
+	d := NewDecapper(DecapOptions{})
+	d.ClassifyStage(pool, &b, HashOptions{}, func(pk *pmd.Pkt, why Reason) { got = append(got, why); c.Free([]pmd.Pkt{*pk}) })
+	want := []Reason{DropUnknownPort, DropUnknownPort, DropUnknownPort, DropBadEthertype, DropBadEthertype, DropTooLong, DropTooLong}
+	if b.Len() != 0 || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("kept %d, other got %v, want %v", b.Len(), got, want)
+	}
+	if s := d.Stats(); s.Drops[DropUnknownPort] != 1 || s.Drops[DropBadEthertype] != 1 || s.Drops[DropTooLong] != 1 {
+		t.Fatalf("stats %+v", s)
+	}
+	c.Flush()
+	if s := pool.Stats(); s.Free != pool.Frames() {
+		t.Fatalf("%d of %d frames free", s.Free, pool.Frames())
+	}
+}
