@@ -205,7 +205,9 @@ func EncapStage(pool *pmd.Pool, b *pmd.Batch, tunnels []*Tunnel, drop DropFunc) 
 // pmd.PktHashValid go to dst[0]. Packets whose batch is full stay in src, in order, as
 // all do when dst is empty. A chained packet (pmd.PktMore) moves whole, by its first
 // segment's hash, or stays whole in src when its batch lacks room for it; then the
-// packets after it stay in src too, so that none of its flow overtakes it.
+// packets after it stay in src too, so that none of its flow overtakes it. src may be
+// one of dst (a receiving worker that keeps its share of the flows): the packets for
+// it stay in src, in order.
 func Spread(src *pmd.Batch, dst []*pmd.Batch) {
 	if len(dst) == 0 {
 		return
@@ -218,6 +220,17 @@ func Spread(src *pmd.Batch, dst []*pmd.Batch) {
 		q := 0
 		if pk.Flags&pmd.PktHashValid != 0 {
 			q = int(uint64(pk.Hash) * k >> 32)
+		}
+		if dst[q] == src { // its share stays, in order
+			for {
+				pkts[n] = pkts[i]
+				n++
+				if pkts[i].Flags&pmd.PktMore == 0 || i == len(pkts)-1 {
+					break
+				}
+				i++
+			}
+			continue
 		}
 		if pk.Flags&pmd.PktMore != 0 {
 			j := i + 1 // the chain is pkts[i:j]

@@ -580,3 +580,27 @@ func TestClassifyStageChainNotTunnel(t *testing.T) {
 		t.Fatalf("%d of %d frames free", s.Free, pool.Frames())
 	}
 }
+
+// src may be one of dst (a receiving worker that keeps its share of the flows): the
+// packets for it stay in src, in order. Before, Spread pushed them behind src's
+// packets and then cut src back to those left over, losing them and their frames.
+func TestSpreadToSelf(t *testing.T) {
+	var src, w1 pmd.Batch
+	hashTo := func(k, n int) uint32 { return uint32((uint64(k)<<32 + 1<<31) / uint64(n)) }
+	for i := 0; i < 6; i++ {
+		src.Push(pmd.Pkt{Meta: uint32(i), Hash: hashTo(i%2, 2), Flags: pmd.PktHashValid})
+	}
+	src.Push(pmd.Pkt{Meta: 6, Flags: pmd.PktHashValid | pmd.PktMore})
+	src.Push(pmd.Pkt{Meta: 7})
+	Spread(&src, []*pmd.Batch{&src, &w1})
+	var kept, moved []uint32
+	for _, pk := range src.Pkts() {
+		kept = append(kept, pk.Meta)
+	}
+	for _, pk := range w1.Pkts() {
+		moved = append(moved, pk.Meta)
+	}
+	if fmt.Sprint(kept) != "[0 2 4 6 7]" || fmt.Sprint(moved) != "[1 3 5]" {
+		t.Fatalf("src kept %v, w1 got %v", kept, moved)
+	}
+}
