@@ -669,8 +669,11 @@ func (d *device) start(q *vq) error {
 	if d.opts.MaxChainBytes > 0 {
 		o.MaxChainBytes = d.opts.MaxChainBytes
 	}
-	burst := min(n, 64)
-	r := newRing(burst)
+	burst, slots := min(n, 64), 0
+	if q.idx%2 == 0 && d.has(FeatureMrgRxbuf) {
+		slots = min(n, maxMrgBufs)
+	}
+	r := newRing(burst, slots)
 	r.mem, r.cur, r.call, r.errFd = mem, mem.Cursor(), q.call, q.errFd
 	r.mrg = d.has(FeatureMrgRxbuf)
 	r.hdrLen = 10

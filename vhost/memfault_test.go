@@ -198,7 +198,7 @@ func truncate(t *testing.T, f *fakeFront, size int64) {
 // TestFaultedRepanics: a panic in a burst that is not a fault on the ring's guest
 // memory is a bug, and goes on after the queue is given back.
 func TestFaultedRepanics(t *testing.T) {
-	q, r, p := newVQ(1), newRing(1), &Port{}
+	q, r, p := newVQ(1), newRing(1, 0), &Port{}
 	q.busy.Store(1)
 	want := errors.New("a bug")
 	defer func() {

@@ -167,7 +167,7 @@ func (p *Port) rx(r *ring, pkts []pmd.Pkt) int {
 	}
 	// Chains first, then exactly as many frames: an empty or nearly empty ring
 	// costs no frame allocation and freeing.
-	c, err := r.pop(r.chains[:min(len(pkts), len(r.chains))])
+	c, err := r.pop(r.chains[:min(len(pkts), r.burst)])
 	if err != nil {
 		// The guest broke the ring at chain c. The c before it are good: they are
 		// served and pushed below like any other (vring completes chains popped
@@ -456,8 +456,9 @@ func (p *Port) leaveTx(d *device, q *vq, r *ring, pkts []pmd.Pkt, n *int, prev b
 	}
 }
 
-// stashed returns the number of chains popped and not yet used, popping more (keeping
-// order) when fewer than want are at hand.
+// fill returns the number of chains popped and not yet used, popping more (keeping
+// order) when fewer than want are at hand: up to a burst, or want when that is more
+// (a packet spanning more mergeable buffers than a burst).
 func (r *ring) fill(want int) int {
 	have := r.sTail - r.sHead
 	if have >= want || r.broken {
@@ -471,7 +472,7 @@ func (r *ring) fill(want int) int {
 		}
 		r.sHead, r.sTail = 0, have
 	}
-	n, err := r.pop(r.chains[r.sTail:])
+	n, err := r.pop(r.chains[r.sTail:min(len(r.chains), max(want, r.burst))])
 	if err != nil {
 		// The n chains before the bad one join the stash: packets copied into them
 		// are pushed as usual and reach the guest.
@@ -691,7 +692,7 @@ func (r *ring) gather(need int, nu *int) (int, int) {
 	}
 	if total < need {
 		if k == len(r.chains) || r.broken {
-			return k, chainTooLong // cannot fit even in a full burst of buffers
+			return k, chainTooLong // cannot fit in as many buffers as a packet may span
 		}
 		return k, chainWait
 	}

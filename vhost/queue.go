@@ -63,6 +63,7 @@ type ring struct {
 	inOrder bool
 
 	chains []vring.Chain // pop scratch; for the guest-RX queue also the stash
+	burst  int           // chains popped at a time (chains[:burst]); the rest hold one packet's mergeable buffers
 	sHead  int           // stash: chains[sHead:sTail] popped, not yet used
 	sTail  int
 	used   []vring.Used
@@ -86,10 +87,28 @@ const maxChainSegs = 64
 // slot's Segs once.
 const maxChainDescs = 256
 
-func newRing(n int) *ring {
-	r := &ring{errFd: -1, chains: make([]vring.Chain, n), used: make([]vring.Used, n), src: make([][]byte, n)}
+// maxMrgBufs caps the mergeable receive buffers one packet may span (its
+// num_buffers), as DPDK's vhost caps them (BUF_VECTOR_MAX): 69 buffers of 1 KiB take
+// a 70000-byte packet, more than a burst of chains.
+const maxMrgBufs = 256
+
+// mrgSlotSegs is the Segs capacity of the chain slots past a burst, which only a
+// packet spanning more mergeable buffers than a burst fills: Linux and DPDK post
+// such buffers as one descriptor each. A longer chain grows its slot's Segs once.
+const mrgSlotSegs = 4
+
+// newRing returns a ring that pops burst chains at a time and holds up to slots
+// (at least burst) popped chains: more than a burst for a guest receive queue with
+// MRG_RXBUF, whose packets may span up to maxMrgBufs buffers.
+func newRing(burst, slots int) *ring {
+	slots = max(slots, burst)
+	r := &ring{errFd: -1, burst: burst, chains: make([]vring.Chain, slots), used: make([]vring.Used, slots), src: make([][]byte, burst)}
 	for i := range r.chains {
-		r.chains[i].Segs = make([]vring.Seg, 0, maxChainSegs)
+		c := maxChainSegs
+		if i >= burst {
+			c = mrgSlotSegs
+		}
+		r.chains[i].Segs = make([]vring.Seg, 0, c)
 	}
 	return r
 }
