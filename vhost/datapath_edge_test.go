@@ -99,3 +99,62 @@ func TestTxMergeableManyBuffers(t *testing.T) {
 		})
 	}
 }
+
+// TestBrokenRingTxKeepsBigPacket: with MRG_RXBUF the guest posts two small receive
+// buffers and then a bad one. Tx pops the two and breaks the ring at the third; a
+// packet the two cannot hold is not too long (the guest could have posted enough
+// buffers for it): like any packet on a broken ring with no buffer left, it stays
+// the caller's, with no drop counted, and the good buffers still take a packet
+// that fits them.
+func TestBrokenRingTxKeepsBigPacket(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		feat uint64
+	}{
+		{"split", FeatureVersion1 | FeatureMrgRxbuf},
+		{"packed", FeatureVersion1 | FeatureRingPacked | FeatureMrgRxbuf},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			b, path := testBackend(t, nil)
+			f := newFakeFront(t, path)
+			f.negotiate(c.feat)
+			f.setupQueue(0, 256)
+			port, pool := b.Port(0), b.opts.Pool
+			waitFor(t, "ring running", port.TxReady)
+			bufs := map[uint64][]byte{}
+			for i := 0; i < 2; i++ {
+				g, h := f.alloc(64)
+				bufs[g] = h
+				// Two descriptors: the packed direct path takes one-descriptor
+				// buffers without popping (see TestBrokenRingTxDelivers).
+				f.add(0, []vring.Seg{{Addr: g, Len: 32, Write: true}, {Addr: g + 32, Len: 32, Write: true}})
+			}
+			f.add(0, []vring.Seg{{Addr: unmappedGPA, Len: 2048, Write: true}})
+			cache := pool.NewCache(0)
+			defer cache.Flush()
+			var p [2]pmd.Pkt
+			if cache.Alloc(p[:]) != 2 || !pool.Append(&p[0], 1000) || !pool.Append(&p[1], 100) {
+				t.Fatal("alloc")
+			}
+			small := pool.Data(&p[1])
+			for i := range small {
+				small[i] = byte(i + 1)
+			}
+			small = append([]byte(nil), small...)
+			n := port.Tx(p[:1])
+			if st := port.Stats(); n != 0 || st.TotalDrops() != 0 {
+				cache.Free(p[n:])
+				t.Fatalf("Tx took %d of the packet the 2 good buffers cannot hold; stats %+v", n, st)
+			}
+			if n := port.Tx(p[1:]); n != 1 {
+				cache.Free(p[:])
+				t.Fatalf("Tx took %d of the packet that fits the good buffers", n)
+			}
+			cache.Free(p[:1])
+			got := guestPackets(t, f, bufs)
+			if len(got) != 1 || !bytes.Equal(got[0], small) {
+				t.Fatalf("guest got %d packets", len(got))
+			}
+		})
+	}
+}

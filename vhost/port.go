@@ -691,9 +691,12 @@ func (r *ring) gather(need int, nu *int) (int, int) {
 		k++
 	}
 	if total < need {
-		if k == len(r.chains) || r.broken {
+		if k == len(r.chains) {
 			return k, chainTooLong // cannot fit in as many buffers as a packet may span
 		}
+		// The guest is out of buffers, or broke the ring (which then takes no
+		// more): either way the packet stays the caller's, as when no buffer is
+		// left at all.
 		return k, chainWait
 	}
 	if *nu+k > len(r.used) {
