@@ -193,7 +193,9 @@ type Worker struct {
 	seg      []pmd.Pkt
 	segBytes int
 	frags    [maxFragments]pmd.Pkt // fragment4's
-	// The ARP/ND request being answered, for proxy: its tables and interface.
+	// The ARP/ND request being answered, for proxy: its tables and interface. Set
+	// only while an answer is built: kept, they would hold tables a reload replaced
+	// (and every route of them) until the worker's next ARP/ND request.
 	askT    *Tables
 	askIn   *Iface
 	proxyFn route.Proxy // proxy, made once: a method value made per call allocates
@@ -889,7 +891,9 @@ func (w *Worker) answerARP(t *Tables, in *Iface, pk *pmd.Pkt, d []byte) {
 		return
 	}
 	w.askT, w.askIn = t, in
-	if resp == nil || resp.AnswerARPProxy(d, w.proxyFn) != nil {
+	answered := resp != nil && resp.AnswerARPProxy(d, w.proxyFn) == nil
+	w.askT, w.askIn = nil, nil
+	if !answered {
 		w.drop(in, pk, DropARP)
 		return
 	}
@@ -961,6 +965,7 @@ func (w *Worker) answerNS(t *Tables, in *Iface, pk *pmd.Pkt) {
 	full := w.pool.Bytes(pk.Frame)[pk.Off:]
 	w.askT, w.askIn = t, in
 	reply, err := resp.AnswerNSProxy(full[:pk.Len], w.proxyFn)
+	w.askT, w.askIn = nil, nil
 	if err != nil {
 		w.drop(in, pk, DropARP)
 		return
