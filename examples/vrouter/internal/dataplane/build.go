@@ -21,7 +21,9 @@ func VRFID(i int) uint32 { return uint32(i + 1) }
 // forwarding throughout.
 func Build(c *config.Config, ifaces map[string]int, uplinkMAC, routerMAC [6]byte, uplinkMTU int) (*Tables, error) {
 	nVRF := len(c.VRFs)
-	maxNH := 16 + nVRF*(len(c.Remotes)+len(c.Interfaces)+len(c.VRFs[0:])+8)
+	// The next hops added below: discard, receive, one per interface, one per
+	// remote in each VRF, one per ECMP route (counted with the routes), and slack.
+	maxNH := 16 + len(c.Interfaces) + nVRF*len(c.Remotes)
 	for _, v := range c.VRFs {
 		maxNH += len(v.Routes)
 	}
