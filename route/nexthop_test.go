@@ -142,3 +142,66 @@ func TestECMPMemberOrder(t *testing.T) {
 		t.Fatalf("fresh group shares %v depend on member order", count)
 	}
 }
+
+// TestNextHopIDReuseDelayed: a reader may hold an id it looked up just before the
+// last route using it went and the id was freed; it then reads NextHop(id). The id
+// must not name another next hop yet: AddNextHop hands out ids never used before
+// while there are any, and freed ones oldest first, so a freed id comes back only
+// after every other free id has.
+func TestNextHopIDReuseDelayed(t *testing.T) {
+	tb, err := New(Options{MaxVRFs: 1, MaxNextHops: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tenantA, err := tb.AddNextHop(NextHop{Kind: KindLocal, Port: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := netip.MustParsePrefix("10.0.0.0/8")
+	if err := tb.Insert(0, p, tenantA); err != nil {
+		t.Fatal(err)
+	}
+	held := tb.Lookup(0, netip.MustParseAddr("10.1.2.3")) // a worker's lookup
+	if err := tb.Delete(0, p); err != nil {
+		t.Fatal(err)
+	}
+	if err := tb.DeleteNextHop(tenantA); err != nil {
+		t.Fatal(err)
+	}
+	tenantB, err := tb.AddNextHop(NextHop{Kind: KindLocal, Port: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nh := tb.NextHop(held); tenantB == held || nh != nil {
+		t.Fatalf("id %d, freed while a reader held it, was handed out again at once: now %+v", held, nh)
+	}
+	// use up the fresh ids (3..7): only then does the freed one come back; free
+	// two more: they come back oldest first
+	var ids []NextHopID
+	for {
+		id, err := tb.AddNextHop(NextHop{Kind: KindDiscard})
+		if errors.Is(err, ErrTableFull) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	if len(ids) != 6 || ids[5] != held {
+		t.Fatalf("ids %v after %d and %d, want 3..7 then %d, the freed one, last", ids, held, tenantB, held)
+	}
+	for _, id := range []NextHopID{ids[3], ids[1]} {
+		if err := tb.DeleteNextHop(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, want := range []NextHopID{ids[3], ids[1]} {
+		if id, err := tb.AddNextHop(NextHop{Kind: KindDiscard}); err != nil || id != want {
+			t.Fatalf("AddNextHop = %d, %v; want %d (the oldest freed)", id, err, want)
+		}
+	}
+	if _, err := tb.AddNextHop(NextHop{Kind: KindDiscard}); !errors.Is(err, ErrTableFull) {
+		t.Fatalf("AddNextHop on a full table: %v", err)
+	}
+}

@@ -213,25 +213,29 @@ func (t *Table) NextHop(id NextHopID) *NextHop {
 	return t.nhs[id].Load()
 }
 
-// AddNextHop stores a copy of nh and returns its id.
+// AddNextHop stores a copy of nh and returns its id. Ids never used are handed
+// out first, then freed ones, the longest free first: a reader still holding an
+// id it looked up before the id was freed (see DeleteNextHop) finds nil for as
+// long as possible rather than another next hop.
 func (t *Table) AddNextHop(nh NextHop) (NextHopID, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var id NextHopID
-	if n := len(t.nhFree); n > 0 {
-		id = t.nhFree[n-1]
-	} else if int(t.nhNext) < len(t.nhs) {
+	fresh := int(t.nhNext) < len(t.nhs)
+	if fresh {
 		id = t.nhNext
+	} else if len(t.nhFree) > 0 {
+		id = t.nhFree[0]
 	} else {
 		return NoRoute, ErrTableFull
 	}
 	if err := t.setNextHopLocked(id, nh, nil); err != nil {
 		return NoRoute, err
 	}
-	if n := len(t.nhFree); n > 0 {
-		t.nhFree = t.nhFree[:n-1]
-	} else {
+	if fresh {
 		t.nhNext++
+	} else {
+		t.nhFree = t.nhFree[1:]
 	}
 	t.nhUsed[id] = true
 	t.nhCount++
@@ -301,10 +305,12 @@ func (t *Table) setNextHopLocked(id NextHopID, nh NextHop, old *NextHop) error {
 }
 
 // DeleteNextHop frees id. It fails with ErrNextHopInUse while routes or
-// ECMP groups reference it. A freed id may be handed out again by
-// AddNextHop; lookups that raced with the last route's removal may still
-// return it, so the dataplane must tolerate NextHop(id) returning nil or a
-// new next hop for an id it just looked up (treat nil as discard).
+// ECMP groups reference it. Lookups that raced with the last route's removal
+// may still return it, so the dataplane must treat NextHop(id) returning nil
+// as discard. AddNextHop hands a freed id out again only once every id never
+// used and every id freed before it has been (MaxNextHops bounds how long a
+// reader can find nil); a reader holding an id across that many AddNextHop
+// calls would find the new next hop.
 func (t *Table) DeleteNextHop(id NextHopID) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
