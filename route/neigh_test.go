@@ -1,6 +1,7 @@
 package route
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"sync"
@@ -106,4 +107,57 @@ func TestNeighbourConcurrent(t *testing.T) {
 	}
 	stop.Store(true)
 	wg.Wait()
+}
+
+// TestNeighbourStableDuringGrowth: bindings that stay (their MAC replaced back and
+// forth) are found by every lookup while other bindings come and go, growing the
+// table and rebuilding it to drop tombstones: never missing, never a MAC they
+// never had.
+func TestNeighbourStableDuringGrowth(t *testing.T) {
+	nt := NewNeighbourTable(0)
+	addr := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}) }
+	const stable = 64
+	for k := range stable {
+		if err := nt.Set(3, addr(k), MAC{0, 0, 0, 0, 0, byte(k)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var stop atomic.Bool
+	var bad atomic.Int64
+	var first atomic.Value
+	var wg sync.WaitGroup
+	for r := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := r; !stop.Load(); i++ {
+				k := i % stable
+				mac, ok := nt.Lookup4(3, 10<<24|uint32(k))
+				if !ok || mac[5] != byte(k) || mac[4] > 1 {
+					if bad.Add(1) == 1 {
+						first.Store(fmt.Sprintf("key %d: %v %v", k, mac, ok))
+					}
+				}
+			}
+		}()
+	}
+	rng := rand.New(rand.NewPCG(2, 2))
+	for i := range 60000 {
+		if i%10 == 0 {
+			k := rng.IntN(stable)
+			nt.Set(3, addr(k), MAC{0, 0, 0, 0, byte(i / 10 % 2), byte(k)})
+			continue
+		}
+		k := stable + rng.IntN(4000+i/10)
+		if rng.IntN(2) == 0 {
+			nt.Set(3, addr(k), MAC{1})
+		} else {
+			nt.Delete(3, addr(k))
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
+	if n := bad.Load(); n > 0 {
+		t.Fatalf("%d lookups of stable bindings failed, first %v", n, first.Load())
+	}
 }
