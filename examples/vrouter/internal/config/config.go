@@ -573,9 +573,20 @@ func (c *Config) Validate() error {
 			p.add(g.field, "%v is a pod's address (%s)", g.k.a, o)
 		}
 	}
+	// A pod's gateway is routed to the host (the exception TAP answers it); a host
+	// route for it would take that route's place in the tables.
+	gwAddrs := map[vrfAddr]string{}
+	for _, g := range gws {
+		if _, ok := gwAddrs[g.k]; !ok {
+			gwAddrs[g.k] = g.field
+		}
+	}
 	for _, r := range hostRoutes {
-		if o, ok := podAddrs[vrfAddr{r.vrf, r.p.Addr()}]; ok {
+		k := vrfAddr{r.vrf, r.p.Addr()}
+		if o, ok := podAddrs[k]; ok {
 			p.add(r.field, "%v is a pod's address (%s), routed to it", r.p, o)
+		} else if o, ok := gwAddrs[k]; ok {
+			p.add(r.field, "%v is a pod's gateway (%s), routed to the host", r.p, o)
 		}
 	}
 	if len(p) > 0 {

@@ -217,6 +217,7 @@ func TestPodAddresses(t *testing.T) {
 		// A route takes the place of another of its prefix, or of a pod's own.
 		{"prefix: 10.1.2.0/24", "prefix: 10.9.0.0/16", "vrfs[0].routes[1].prefix: 10.9.0.0/16 is routed by vrfs[0].routes[0] already"},
 		{"prefix: 10.1.2.0/24", "prefix: 10.1.1.3/32", "vrfs[0].routes[0].prefix: 10.1.1.3/32 is a pod's address (interfaces[1].ips[0])"},
+		{"prefix: 10.1.2.0/24", "prefix: 10.1.1.1/32", "vrfs[0].routes[0].prefix: 10.1.1.1/32 is a pod's gateway (interfaces[0].gateway[0])"},
 	} {
 		if !strings.Contains(string(good), c.from) {
 			t.Fatalf("fixture lacks %q", c.from)
