@@ -204,14 +204,17 @@ func (p *Port) Rx(pkts []pmd.Pkt) int {
 	return k
 }
 
-// reap takes completed transmissions back and frees their frames.
-func (p *Port) reap() {
+// reap takes completed transmissions back and frees their frames. It returns how many
+// completion entries it consumed, invalid ones included.
+func (p *Port) reap() int {
 	comp := p.s.comp
+	total := 0
 	for {
 		n, idx := comp.Peek(uint32(len(p.done)))
 		if n == 0 {
-			return
+			return total
 		}
+		total += int(n)
 		k, bad := 0, 0
 		for i := range n {
 			f, _ := p.u.decode(comp.Get(idx + i))
@@ -228,7 +231,7 @@ func (p *Port) reap() {
 		p.caches.Tx.Put(p.done[:k])
 		p.c.AddDrop(pmd.DropInvalid, bad)
 		if n < uint32(len(p.done)) {
-			return
+			return total
 		}
 	}
 }
@@ -321,6 +324,23 @@ func (p *Port) Tx(pkts []pmd.Pkt) int {
 	}
 	p.txOut += int(w)
 	p.s.KickIfNeeded()
+	if !p.s.zeroCopy {
+		// A copy-mode wakeup reserves a completion slot for each frame it sends and
+		// stops (EAGAIN) when the completion ring is full, which KickIfNeeded cannot
+		// help: only reaping frees it. With a completion ring smaller than the burst
+		// (or completions the device has not delivered yet) the rest of the burst
+		// would sit in the tx ring until the application's next Tx, which may not
+		// come. So reap and wake again while that moves frames; each round must
+		// shrink what is pending, which bounds the loop by the ring's size.
+		for left := tx.Pending(); left > 0 && p.reap() > 0; {
+			p.s.KickIfNeeded()
+			now := tx.Pending()
+			if now >= left {
+				break
+			}
+			left = now
+		}
+	}
 	if p.s.busyPoll && p.s.zeroCopy && w == 0 && tx.Pending() == 0 && p.txOut > 0 {
 		// Nothing to send, so KickIfNeeded made no syscall; but zero-copy with busy
 		// polling completes frames only when one runs the driver, and a caller
