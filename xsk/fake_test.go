@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -566,6 +567,57 @@ func TestTxChainLongerThanRing(t *testing.T) {
 	st := p.Stats()
 	if st.Drops[pmd.DropTooLong] != 1 || st.TxPackets != 1 {
 		t.Errorf("%d too long, %d sent; want 1 and 1", st.Drops[pmd.DropTooLong], st.TxPackets)
+	}
+	cache.Flush()
+	p.Close()
+	if st := pool.Stats(); st.Free != st.Frames || st.BadFrees != 0 {
+		t.Errorf("after Close %d of %d frames free, %d bad frees", st.Free, st.Frames, st.BadFrees)
+	}
+}
+
+// TestRxRewrittenContinuation: Rx cuts a multi-buffer burst after the last descriptor
+// that ends a packet, and then reads the descriptors again to deliver them; a kernel
+// that flips XDP_PKT_CONTD on a published descriptor between the two reads (here a
+// goroutine flipping it on every rx slot) made Rx return a chain whose last Pkt still
+// had PktMore, an unfinished packet for the caller to forward or mis-free. Now such a
+// packet is dropped as invalid, and every frame is still accounted for.
+func TestRxRewrittenContinuation(t *testing.T) {
+	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 256, Huge: pmd.HugeNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	p, k := newFakePort(t, pool, true)
+	const ringBytes = 64 + fakeRing*16
+	rxSlots := p.s.maps[0][2*ringBytes+64 : 3*ringBytes] // newFakePort's rx ring
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for !stop.Load() {
+			for i := 12; i < len(rxSlots); i += 16 { // the low byte of each Options
+				rxSlots[i] ^= byte(OptMore)
+			}
+		}
+	}()
+	cache := pool.NewCache(0)
+	var pkts [4]pmd.Pkt
+	unfinished, rounds := 0, 0
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline) && unfinished == 0; rounds++ {
+		if got, _ := k.fill.Peek(1); got == 1 {
+			k.rxChain(t, 60)
+		}
+		n := p.Rx(pkts[:])
+		if n > 0 && pkts[n-1].Flags&pmd.PktMore != 0 {
+			unfinished++
+		}
+		cache.Free(pkts[:n])
+	}
+	stop.Store(true)
+	wg.Wait()
+	if unfinished > 0 {
+		t.Errorf("Rx returned an unfinished chain (round %d)", rounds)
 	}
 	cache.Flush()
 	p.Close()

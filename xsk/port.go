@@ -150,9 +150,10 @@ func (p *Port) Rx(pkts []pmd.Pkt) int {
 	k, packets, bytes, bad, long := 0, 0, 0, 0, 0
 	start := 0 // index in pkts of the current packet's first segment
 	dropping := p.rxSkip
+	more := false
 	for i := range n {
 		d := rx.Get(idx + i)
-		more := p.s.sg && d.Options&OptMore != 0 // without SG the flag means nothing
+		more = p.s.sg && d.Options&OptMore != 0 // without SG the flag means nothing
 		f, off := p.u.decode(d.Addr)
 		mine := f < p.nframes && p.owner[f] == ownerFill
 		ok := mine && off+uint64(d.Len) <= p.fsize && d.Len > 0 && d.Len <= 0xffff
@@ -195,6 +196,18 @@ func (p *Port) Rx(pkts []pmd.Pkt) int {
 			dropping = false
 			start = k
 		}
+	}
+	if more && !p.rxSkip && !dropping {
+		// The burst was cut after a descriptor that ended a packet, yet the one read
+		// here continues it: the kernel rewrote a published descriptor between the
+		// cut and this read. Never hand out an unfinished chain: drop what we took
+		// of it. (A chain being skipped legitimately runs past the burst.)
+		bad++
+		for _, pk := range pkts[start:k] {
+			p.caches.Rx.Put([]pmd.Frame{pk.Frame})
+			bytes -= int(pk.Len)
+		}
+		k = start
 	}
 	rx.Release(n)
 	p.c.AddRx(packets, bytes)
