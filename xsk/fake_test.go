@@ -29,6 +29,13 @@ const fakeRing = 64
 
 func newFakePort(t testing.TB, pool *pmd.Pool, sg bool) (*Port, *fakeKernel) {
 	t.Helper()
+	return newFakePortAt(t, pool, sg, 0)
+}
+
+// newFakePortAt is newFakePort with every ring's free-running producer and consumer
+// indices starting at start (near 2^32 to test their wrap-around).
+func newFakePortAt(t testing.TB, pool *pmd.Pool, sg bool, start uint32) (*Port, *fakeKernel) {
+	t.Helper()
 	const ringBytes = 64 + fakeRing*16
 	mem, err := unix.Mmap(-1, 0, 4*ringBytes, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 	if err != nil {
@@ -36,6 +43,10 @@ func newFakePort(t testing.TB, pool *pmd.Pool, sg bool) (*Port, *fakeKernel) {
 	}
 	off := afxdp.RingOffsets{Producer: 0, Consumer: 8, Flags: 16, Desc: 64}
 	part := func(i int) []byte { return mem[i*ringBytes : (i+1)*ringBytes] }
+	for i := range 4 {
+		binary.LittleEndian.PutUint32(part(i)[off.Producer:], start)
+		binary.LittleEndian.PutUint32(part(i)[off.Consumer:], start)
+	}
 	must := func(err error) {
 		if err != nil {
 			t.Fatal(err)
@@ -620,6 +631,60 @@ func TestRxRewrittenContinuation(t *testing.T) {
 		t.Errorf("Rx returned an unfinished chain (round %d)", rounds)
 	}
 	cache.Flush()
+	p.Close()
+	if st := pool.Stats(); st.Free != st.Frames || st.BadFrees != 0 {
+		t.Errorf("after Close %d of %d frames free, %d bad frees", st.Free, st.Frames, st.BadFrees)
+	}
+}
+
+// TestPortIndexWrap runs packets, single and chained, through a port whose four
+// rings' free-running indices start 16 short of 2^32, so every ring wraps: counts,
+// order and frame ownership must come out as without the wrap.
+func TestPortIndexWrap(t *testing.T) {
+	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 256, Huge: pmd.HugeNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	p, k := newFakePortAt(t, pool, true, 0xFFFFFFF0)
+	var pkts [16]pmd.Pkt
+	const rounds = 200
+	segs := 0
+	for r := range rounds {
+		lens := []uint32{60}
+		if r%3 == 0 {
+			lens = []uint32{1000, 1000, 500}
+		}
+		k.rxChain(t, lens...)
+		n := p.Rx(pkts[:])
+		if n != len(lens) {
+			t.Fatalf("round %d: Rx returned %d segments, want %d", r, n, len(lens))
+		}
+		for i, l := range lens {
+			if uint32(pkts[i].Len) != l || (pkts[i].Flags&pmd.PktMore != 0) != (i < len(lens)-1) {
+				t.Fatalf("round %d: segment %d is %+v", r, i, pkts[i])
+			}
+		}
+		segs += n
+		if got := p.Tx(pkts[:n]); got != n {
+			t.Fatalf("round %d: Tx took %d of %d", r, got, n)
+		}
+		got, idx := k.tx.Peek(fakeRing)
+		c, cidx := k.comp.Reserve(got)
+		for j := range c {
+			k.comp.Set(cidx+j, k.tx.Get(idx+j).Addr)
+		}
+		k.tx.Release(c)
+		k.comp.Submit()
+	}
+	p.Tx(nil) // reap the last completions
+	if n := p.InKernelTx(); n != 0 {
+		t.Errorf("%d frames still in the tx path", n)
+	}
+	st := p.Stats()
+	if st.RxPackets != rounds || st.TxPackets != rounds || st.Drops != ([pmd.NumDropReasons]uint64{}) {
+		t.Errorf("stats %+v after %d packets (%d segments)", st, rounds, segs)
+	}
 	p.Close()
 	if st := pool.Stats(); st.Free != st.Frames || st.BadFrees != 0 {
 		t.Errorf("after Close %d of %d frames free, %d bad frees", st.Free, st.Frames, st.BadFrees)
