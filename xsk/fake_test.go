@@ -690,3 +690,54 @@ func TestPortIndexWrap(t *testing.T) {
 		t.Errorf("after Close %d of %d frames free, %d bad frees", st.Free, st.Frames, st.BadFrees)
 	}
 }
+
+// TestTxDroppedFrameNotResent: a packet Tx drops has its frames freed, and the same
+// frame given again later in the same call (a caller's mistake Tx must count, not
+// act on) is not the caller's to give any more. Before, the port freed the frame and
+// then queued it for sending as well, so it was free in the pool while the kernel
+// read it (the kernel's completion then freed it a second time), and a chain naming
+// a frame twice behind a bad segment freed it twice.
+func TestTxDroppedFrameNotResent(t *testing.T) {
+	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 256, Huge: pmd.HugeNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	p, k := newFakePort(t, pool, true)
+	cache := pool.NewCache(0)
+	for i := range 2 {
+		var f [2]pmd.Pkt
+		if cache.Alloc(f[:i+1]) != i+1 {
+			t.Fatal("pool empty")
+		}
+		F, G := f[0].Frame, f[1].Frame
+		pkts := []pmd.Pkt{{Frame: F}, {Frame: F, Len: 60}} // empty, so dropped; then F again
+		if i == 1 {
+			// A chain spoilt by an empty segment names F twice.
+			pkts = []pmd.Pkt{{Frame: F, Len: 60, Flags: pmd.PktMore}, {Frame: G, Flags: pmd.PktMore}, {Frame: F, Len: 60}}
+		}
+		if got := p.Tx(pkts); got != len(pkts) {
+			t.Fatalf("case %d: Tx took %d of %d", i, got, len(pkts))
+		}
+		if n := p.InKernelTx(); n != 0 {
+			t.Errorf("case %d: %d freed frames queued for sending", i, n)
+		}
+		// The kernel completes whatever was queued.
+		got, idx := k.tx.Peek(fakeRing)
+		c, cidx := k.comp.Reserve(got)
+		for j := range c {
+			k.comp.Set(cidx+j, k.tx.Get(idx+j).Addr)
+		}
+		k.tx.Release(c)
+		k.comp.Submit()
+		p.Tx(nil)
+	}
+	if st := p.Stats(); st.TxPackets != 0 || st.Drops[pmd.DropInvalid] != 3 {
+		t.Errorf("%d sent, %d invalid; want 0 and 3", st.TxPackets, st.Drops[pmd.DropInvalid])
+	}
+	cache.Flush()
+	p.Close()
+	if st := pool.Stats(); st.Free != st.Frames || st.BadFrees != 0 {
+		t.Errorf("after Close %d of %d frames free, %d bad frees", st.Free, st.Frames, st.BadFrees)
+	}
+}

@@ -12,6 +12,7 @@ const (
 	ownerOut  uint8 = iota // not in this port's kernel rings (free, or the application's)
 	ownerFill              // given to the kernel through the fill ring
 	ownerTx                // given to the kernel through the tx ring
+	ownerDrop              // dropped by the Tx call under way, freed when it ends
 )
 
 // refillBatch is how many frames the port gives the fill ring at a time.
@@ -281,11 +282,7 @@ func (p *Port) Tx(pkts []pmd.Pkt) int {
 			// It can never go: a chain longer than the ring is never reserved whole, so
 			// it would stop every later Tx at it; one longer than the kernel takes is
 			// dropped by it as invalid after we counted it sent.
-			for _, pk := range pkts[i:end] {
-				if f := uint64(pk.Frame); f < p.nframes && p.owner[f] == ownerOut {
-					p.caches.Tx.Put([]pmd.Frame{pk.Frame})
-				}
-			}
+			p.dropTx(pkts[i:end])
 			long++
 			i = end
 			continue
@@ -299,20 +296,12 @@ func (p *Port) Tx(pkts []pmd.Pkt) int {
 			f := uint64(pk.Frame)
 			if f >= p.nframes || p.owner[f] != ownerOut || uint64(pk.Off)+uint64(pk.Len) > p.fsize || pk.Len == 0 {
 				bad++
-				if f < p.nframes && p.owner[f] == ownerOut {
-					p.caches.Tx.Put([]pmd.Frame{pk.Frame})
-				}
 				// A bad segment spoils its packet: take back the segments already
-				// queued, and free the rest of the chain.
+				// queued, and free the whole chain.
 				for _, q := range pkts[i:j] {
 					p.owner[q.Frame] = ownerOut
-					p.caches.Tx.Put([]pmd.Frame{q.Frame})
 				}
-				for _, q := range pkts[j+1 : end] {
-					if f := uint64(q.Frame); f < p.nframes && p.owner[f] == ownerOut {
-						p.caches.Tx.Put([]pmd.Frame{q.Frame})
-					}
-				}
+				p.dropTx(pkts[i:end])
 				w, chainBytes = chainW, -1
 				break
 			}
@@ -334,6 +323,9 @@ func (p *Port) Tx(pkts []pmd.Pkt) int {
 	tx.Cancel(room - w)
 	if w > 0 {
 		tx.Submit()
+	}
+	if bad+long > 0 {
+		p.freeDropped(pkts[:i])
 	}
 	p.txOut += int(w)
 	p.s.KickIfNeeded()
@@ -365,6 +357,27 @@ func (p *Port) Tx(pkts []pmd.Pkt) int {
 	p.c.AddDrop(pmd.DropInvalid, bad)
 	p.c.AddDrop(pmd.DropTooLong, long)
 	return i
+}
+
+// dropTx marks the frames of a packet Tx drops that were the caller's to give
+// (ownerOut), each once, to be freed when the call ends: until then the same frame
+// named again in the call is refused, not queued for sending as well or freed twice.
+func (p *Port) dropTx(pkts []pmd.Pkt) {
+	for _, pk := range pkts {
+		if f := uint64(pk.Frame); f < p.nframes && p.owner[f] == ownerOut {
+			p.owner[f] = ownerDrop
+		}
+	}
+}
+
+// freeDropped frees the frames dropTx marked among pkts, the packets Tx took.
+func (p *Port) freeDropped(pkts []pmd.Pkt) {
+	for _, pk := range pkts {
+		if f := uint64(pk.Frame); f < p.nframes && p.owner[f] == ownerDrop {
+			p.owner[f] = ownerOut
+			p.caches.Tx.Put([]pmd.Frame{pk.Frame})
+		}
+	}
 }
 
 // MaxTxSegments returns how many Pkts one packet may span in Tx: 1 without
