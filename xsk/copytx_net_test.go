@@ -69,3 +69,39 @@ func TestCopyModeTxSmallCompletionRing(t *testing.T) {
 		}
 	}
 }
+
+// TestKickDeviceDownCounted: a wakeup of a socket whose device is down fails with
+// ENETDOWN and its frames stay queued. Kick took that, like EAGAIN, EBUSY and
+// ENOBUFS, as nothing to report, so a port whose link was down counted its packets
+// sent with no counter saying why none left; it is now KickDown, and the busy
+// answers KickBusy, neither a KickError.
+func TestKickDeviceDownCounted(t *testing.T) {
+	e := newEnv(t, 1, 0)
+	p := e.openA(t, 0, Options{Socket: Config{Bind: BindCopy}})
+	defer p.Close()
+	if err := e.a.Handle().LinkSetDown(e.a.Link(t, e.v.A)); err != nil {
+		t.Fatal(err)
+	}
+	pool := p.UMEMPool()
+	cache := pool.NewCache(0)
+	defer cache.Flush()
+	var pkts [1]pmd.Pkt
+	if cache.Alloc(pkts[:]) != 1 {
+		t.Fatal("pool empty")
+	}
+	f := udpFrame(e.v.MACB, e.v.MACA, ipA, ipB, 6001, 6000, []byte("x"))
+	pkts[0].Len = uint16(copy(pool.Bytes(pkts[0].Frame)[pkts[0].Off:], f))
+	if p.Tx(pkts[:]) != 1 {
+		t.Fatal("Tx took nothing")
+	}
+	st, err := p.Socket().Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Kicks == 0 || st.KickDown != st.Kicks || st.KickErrors != 0 {
+		t.Errorf("link down: %d wakeups, %d counted down, %d errors; want all down, no errors", st.Kicks, st.KickDown, st.KickErrors)
+	}
+	if left := p.s.tx.Pending(); left != 1 {
+		t.Errorf("%d frames queued, want 1", left)
+	}
+}

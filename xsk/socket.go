@@ -156,6 +156,8 @@ type Socket struct {
 	maps     [4][]byte
 	kicks    atomic.Uint64 // wakeups from the rx and the tx goroutine
 	kickErrs atomic.Uint64
+	kickBusy atomic.Uint64
+	kickDown atomic.Uint64
 
 	// mu guards closed and fd between Close and Stats, which any goroutine may call:
 	// without it Stats could read the descriptor as Close releases it, and ask a new
@@ -495,14 +497,21 @@ func (s *Socket) KickIfNeeded() {
 // bypasses the Go scheduler's syscall bookkeeping).
 func (s *Socket) Kick() {
 	s.kicks.Add(1)
-	if afxdp.Kick(s.fd) != nil {
-		s.kickErrs.Add(1)
-	}
+	s.countWake(afxdp.Kick(s.fd))
 }
 
 func (s *Socket) wakeRx() {
 	s.kicks.Add(1)
-	if afxdp.WakeRx(s.fd) != nil {
+	s.countWake(afxdp.WakeRx(s.fd))
+}
+
+func (s *Socket) countWake(r afxdp.WakeResult) {
+	switch r {
+	case afxdp.WakeBusy:
+		s.kickBusy.Add(1)
+	case afxdp.WakeDown:
+		s.kickDown.Add(1)
+	case afxdp.WakeFailed:
 		s.kickErrs.Add(1)
 	}
 }
@@ -538,6 +547,8 @@ type Statistics struct {
 	RxFillRingEmptyDescs uint64 // times the kernel found the fill ring empty
 	TxRingEmptyDescs     uint64 // times the kernel found the tx ring empty
 	Kicks                uint64 // wakeup syscalls made
+	KickBusy             uint64 // wakeups answered "try later" (EAGAIN, EBUSY, ENOBUFS; routine in copy mode, once per budget)
+	KickDown             uint64 // wakeups refused because the device was down (ENETDOWN): queued frames wait for it
 	KickErrors           uint64 // wakeups that failed with an unexpected error
 }
 
@@ -553,7 +564,7 @@ func (s *Socket) Stats() (Statistics, error) {
 	return Statistics{
 		RxDropped: k.RxDropped, RxInvalidDescs: k.RxInvalidDescs, TxInvalidDescs: k.TxInvalidDescs,
 		RxRingFull: k.RxRingFull, RxFillRingEmptyDescs: k.RxFillRingEmptyDescs, TxRingEmptyDescs: k.TxRingEmptyDescs,
-		Kicks: s.kicks.Load(), KickErrors: s.kickErrs.Load(),
+		Kicks: s.kicks.Load(), KickBusy: s.kickBusy.Load(), KickDown: s.kickDown.Load(), KickErrors: s.kickErrs.Load(),
 	}, err
 }
 

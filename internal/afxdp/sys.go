@@ -180,25 +180,40 @@ const (
 // loads, bind, setsockopt and close for longer, a poll of a copy-mode socket for a
 // transmit of its own); dpkit makes only the first two on a bound socket (Stats), so
 // the wait is short. Kick takes no lock of dpkit's. Errors that only mean "try again
-// later" (EAGAIN, EBUSY, ENOBUFS, ENETDOWN) are reported as nil, as libxdp does.
-func Kick(fd int) error {
+// later" (EAGAIN, EBUSY, ENOBUFS) are WakeBusy and a device that is down WakeDown,
+// neither of them a failure (libxdp ignores all four); callers count them apart.
+func Kick(fd int) WakeResult {
 	_, _, e := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
-	switch e {
-	case 0, unix.EAGAIN, unix.EBUSY, unix.ENOBUFS, unix.ENETDOWN:
-		return nil
-	}
-	return e
+	return wakeResult(e)
 }
 
 // WakeRx tells the kernel the fill ring has buffers again (recvfrom with MSG_DONTWAIT,
-// the need_wakeup path for rx in copy mode); same reasoning as Kick.
-func WakeRx(fd int) error {
+// the need_wakeup path for rx in copy mode); same reasoning and results as Kick.
+func WakeRx(fd int) WakeResult {
 	_, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
+	return wakeResult(e)
+}
+
+// WakeResult is how the kernel answered a wakeup (Kick, WakeRx).
+type WakeResult uint8
+
+const (
+	WakeDone   WakeResult = iota // taken
+	WakeBusy                     // EAGAIN, EBUSY, ENOBUFS: ring, budget or device busy; try later
+	WakeDown                     // ENETDOWN: the device is down; nothing moves until it is up
+	WakeFailed                   // any other error: a socket that cannot be woken
+)
+
+func wakeResult(e unix.Errno) WakeResult {
 	switch e {
-	case 0, unix.EAGAIN, unix.EBUSY, unix.ENOBUFS, unix.ENETDOWN:
-		return nil
+	case 0:
+		return WakeDone
+	case unix.EAGAIN, unix.EBUSY, unix.ENOBUFS:
+		return WakeBusy
+	case unix.ENETDOWN:
+		return WakeDown
 	}
-	return e
+	return WakeFailed
 }
 
 // Poll waits up to timeoutMs for fd to become readable (or writable with out), through
