@@ -134,3 +134,40 @@ func TestRingConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestRingHostileStart: the constructors read both shared indices once and later
+// trust the cached copies until they run short, so indices that start inconsistent
+// (a producer behind its consumer, or more than a ring ahead of it) must be refused
+// there too. Before, a producer ring over a consumer 100 ahead reserved 116 slots of
+// a 16-slot ring in bursts of 8, and a consumer ring over a producer 100 ahead peeked
+// 8 slots that held nothing.
+func TestRingHostileStart(t *testing.T) {
+	_, _, mem := testRing(t, 16)
+	binary.LittleEndian.PutUint32(mem[0:], 0)   // producer
+	binary.LittleEndian.PutUint32(mem[8:], 100) // consumer
+	off := RingOffsets{Producer: 0, Consumer: 8, Flags: 16, Desc: 64}
+	p, err := NewProdRing[Desc](mem, off, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := uint32(0)
+	for range 20 {
+		got, _ := p.Reserve(8)
+		total += got
+	}
+	if total > 16 {
+		t.Errorf("producer ring of 16 reserved %d slots", total)
+	}
+	if n := p.Pending(); n > 16 {
+		t.Errorf("producer ring of 16 has %d pending", n)
+	}
+	binary.LittleEndian.PutUint32(mem[0:], 100) // producer
+	binary.LittleEndian.PutUint32(mem[8:], 0)   // consumer
+	c, err := NewConsRing[Desc](mem, off, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := c.Peek(8); got != 0 {
+		t.Errorf("consumer ring of 16 with its producer 100 ahead peeked %d", got)
+	}
+}

@@ -82,6 +82,11 @@ func NewProdRing[T Slot](mem []byte, off RingOffsets, n uint32) (*ProdRing[T], e
 	r := &ProdRing[T]{ringMem: m}
 	r.cachedProd = atomic.LoadUint32(m.prod)
 	r.cachedCons = atomic.LoadUint32(m.cons) + n
+	if r.cachedCons-r.cachedProd > n {
+		// A consumer ahead of the producer: trust none of it (Free would otherwise
+		// hand out the cached excess without looking again). Free re-reads it.
+		r.cachedCons = r.cachedProd
+	}
 	return r, nil
 }
 
@@ -184,6 +189,10 @@ func NewConsRing[T Slot](mem []byte, off RingOffsets, n uint32) (*ConsRing[T], e
 	r := &ConsRing[T]{ringMem: m}
 	r.cachedCons = atomic.LoadUint32(m.cons)
 	r.cachedProd = atomic.LoadUint32(m.prod)
+	if r.cachedProd-r.cachedCons > n {
+		// A producer more than a ring ahead (or behind): as Peek refuses it.
+		r.cachedProd = r.cachedCons
+	}
 	return r, nil
 }
 
