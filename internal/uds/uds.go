@@ -237,17 +237,36 @@ func parseRights(oob []byte) ([]int, error) {
 	return fds, nil
 }
 
-// Write sends buf with fds attached, in one message.
+// ErrFdsWithoutData: descriptors were given to Write with no bytes to carry them.
+var ErrFdsWithoutData = errors.New("uds: descriptors without data to carry them")
+
+// Write sends all of buf, fds attached to its first bytes, and so exactly once. A
+// stream socket may take part of a message (a peer slow to read, its buffer full):
+// the rest follows without them. Only an error (the deadline, the peer gone) leaves
+// a message cut short, and then the stream is unusable. fds with an empty buf fail
+// with ErrFdsWithoutData: on a stream socket they need a byte to travel with (the
+// runtime would add a zero byte the peer takes for the start of a message).
 func (c *Conn) Write(buf []byte, fds ...int) error {
 	var oob []byte
 	if len(fds) > 0 {
+		if len(buf) == 0 {
+			return ErrFdsWithoutData
+		}
 		oob = unix.UnixRights(fds...)
 	}
-	n, _, err := c.WriteMsgUnix(buf, oob, nil)
-	if err == nil && n != len(buf) {
-		err = io.ErrShortWrite
+	for {
+		n, _, err := c.WriteMsgUnix(buf, oob, nil)
+		if err != nil {
+			return err
+		}
+		if n >= len(buf) {
+			return nil
+		}
+		if n <= 0 {
+			return io.ErrShortWrite // a stream socket that took nothing and said nothing
+		}
+		buf, oob = buf[n:], nil // the descriptors went with the first byte
 	}
-	return err
 }
 
 // CloseAll closes every descriptor in fds that is not negative.
