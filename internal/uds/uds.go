@@ -204,7 +204,9 @@ func (c *Conn) ReadFull(buf []byte) (fds []int, err error) {
 		done += n
 		if err != nil {
 			CloseAll(fds)
-			if err == io.EOF && done > 0 {
+			if errors.Is(err, io.EOF) && done > 0 {
+				// The runtime wraps it (*net.OpError): compared with ==, a
+				// message cut short passed for a clean end of the stream.
 				err = io.ErrUnexpectedEOF
 			}
 			return nil, err
