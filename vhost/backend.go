@@ -340,6 +340,10 @@ func serveDevice(conn *uds.Conn, dev *device) error {
 				uds.CloseAll(fds)
 				if err == nil {
 					err = uds.ErrTooManyFds
+				} else if errors.Is(err, io.EOF) {
+					// The header came whole: the end of the stream
+					// before its payload cuts a message short.
+					err = fmt.Errorf("vhost: %v payload: %w", h.req, io.ErrUnexpectedEOF)
 				}
 				return err
 			}
