@@ -302,6 +302,9 @@ func (b *Backend) serveConn(c *net.UnixConn) {
 	b.curDev.Store(nil)
 	dev.teardown()
 	c.Close()
+	// The error first: a caller who sees Attached() false reads this connection's
+	// in LastError, not the one before's.
+	b.lastErr.Store(&err)
 	// Detached only once the device's memory is unmapped and its descriptors are
 	// closed, so that a caller who sees Attached() false sees them gone.
 	b.attached.Store(false)
@@ -311,7 +314,6 @@ func (b *Backend) serveConn(c *net.UnixConn) {
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 		b.log.Warn("vhost: front-end dropped", "path", b.opts.Path, "err", err)
 	}
-	b.lastErr.Store(&err)
 }
 
 // serveDevice reads, dispatches and answers messages until the connection fails or a
