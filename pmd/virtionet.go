@@ -58,6 +58,7 @@ var (
 
 // Virtio feature bits the driver uses (VIRTIO 1.2 §5.1.3, §6).
 const (
+	virtioNetFGuestCsum = 1 << 1 // not negotiated: no RX checksum offload
 	virtioNetFMAC       = 1 << 5
 	virtioNetFCtrlVQ    = 1 << 17
 	virtioNetFMQ        = 1 << 22
@@ -755,13 +756,7 @@ func (qp *VirtioNetQueue) Rx(pkts []Pkt) int {
 				break
 			}
 			q.live[u.ID] = false
-			var flags PktFlags
-			if hdr[0]&1 != 0 {
-				flags |= PktCsumPartial
-			} else if hdr[0]&2 != 0 {
-				flags |= PktCsumValid
-			}
-			pkts[out] = Pkt{Frame: f, Off: uint16(hr), Len: uint16(u.Len - virtioNetHdrLen), Port: v.opts.PortID, Flags: flags}
+			pkts[out] = Pkt{Frame: f, Off: uint16(hr), Len: uint16(u.Len - virtioNetHdrLen), Port: v.opts.PortID, Flags: v.csumFlags(hdr)}
 			t.bytes += int(u.Len - virtioNetHdrLen)
 			out++
 		}
@@ -783,6 +778,23 @@ func (qp *VirtioNetQueue) Rx(pkts []Pkt) int {
 	}
 	qp.refill()
 	return out
+}
+
+// csumFlags turns a received virtio-net header's flags (NEEDS_CSUM, DATA_VALID) into
+// Pkt flags. Only a device that negotiated VIRTIO_NET_F_GUEST_CSUM may set them
+// (§5.1.6.3.2, §5.1.6.4); the driver does not ask for it, so without it the flags are
+// ignored: a device's word (or a stale header in the frame's headroom) must not make a
+// consumer skip checking a checksum.
+func (v *VirtioNet) csumFlags(hdr []byte) PktFlags {
+	if v.features&virtioNetFGuestCsum == 0 {
+		return 0
+	}
+	if hdr[0]&1 != 0 {
+		return PktCsumPartial
+	} else if hdr[0]&2 != 0 {
+		return PktCsumValid
+	}
+	return 0
 }
 
 // rxTally is what one Rx call counts: packets and bytes received, frames to free
@@ -859,14 +871,8 @@ func (qp *VirtioNetQueue) rxMerge(pkts []Pkt, out int, used []vring.Used, t *rxT
 			t.long++
 			continue
 		}
-		var flags PktFlags
-		if hdr[0]&1 != 0 {
-			flags |= PktCsumPartial
-		} else if hdr[0]&2 != 0 {
-			flags |= PktCsumValid
-		}
 		start = out
-		pkts[out] = Pkt{Frame: f, Off: uint16(hr), Len: uint16(u.Len - virtioNetHdrLen), Port: v.opts.PortID, Flags: flags}
+		pkts[out] = Pkt{Frame: f, Off: uint16(hr), Len: uint16(u.Len - virtioNetHdrLen), Port: v.opts.PortID, Flags: v.csumFlags(hdr)}
 		out++
 		if nb > 1 {
 			pkts[out-1].Flags |= PktMore

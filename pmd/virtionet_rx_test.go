@@ -537,3 +537,38 @@ func TestVirtioNetRxNumBuffersWithoutMrgRxbuf(t *testing.T) {
 		}
 	}
 }
+
+// TestVirtioNetRxCsumFlagsNotNegotiated: the driver does not negotiate
+// VIRTIO_NET_F_GUEST_CSUM, so a device must leave the header's flags zero
+// (§5.1.6.3.2) and the driver must not believe NEEDS_CSUM or DATA_VALID: a device
+// (or a stale header in a recycled frame's headroom) setting DATA_VALID would have a
+// consumer such as encap's decapsulator skip checking the packet's checksum. Found in
+// review: Rx turned the flags into PktCsumValid and PktCsumPartial regardless.
+func TestVirtioNetRxCsumFlagsNotNegotiated(t *testing.T) {
+	for _, nb := range []int{1, 2} { // the one-buffer path and rxMerge
+		h := newRxHarness(t, 16)
+		room := h.room() - virtioNetHdrLen
+		for i, fl := range []byte{1, 2, 3} {
+			n := 60 + i
+			if nb == 2 {
+				n = room + 10
+			}
+			id := h.fq.ids[0]
+			if !h.deliver(testPacket(i, n), 0) {
+				t.Fatal("deliver")
+			}
+			h.pool.Bytes(h.qp.rx.frames[id])[h.pool.Headroom()-virtioNetHdrLen] = fl
+		}
+		pkts := make([]Pkt, 32)
+		n := h.qp.Rx(pkts)
+		if n != 3*nb {
+			t.Fatalf("%d buffers: Rx returned %d Pkts, want %d", nb, n, 3*nb)
+		}
+		for i, p := range pkts[:n] {
+			if p.Flags&(PktCsumValid|PktCsumPartial) != 0 {
+				t.Errorf("%d buffers: Pkt %d has flags %#x from a device without GUEST_CSUM", nb, i, p.Flags)
+			}
+			h.pool.Put([]Frame{p.Frame})
+		}
+	}
+}
