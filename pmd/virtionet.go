@@ -607,6 +607,11 @@ func (v *VirtioNet) setupRings() error {
 		if off+2 > uint64(len(v.notify)) {
 			return fmt.Errorf("%w: notify offset %#x outside the notify window", ErrNotVirtioNet, off)
 		}
+		if off&1 != 0 {
+			// The multiplier must be an even power of 2 or 0 (§4.1.4.4); an odd
+			// offset would make every kick an unaligned 16-bit MMIO write.
+			return fmt.Errorf("%w: notify offset %#x (multiplier %d) not 16-bit aligned", ErrNotVirtioNet, off, v.notifyMul)
+		}
 		q.notifyOff = int(off)
 		c.Write16(0x1c, 1)
 		return nil

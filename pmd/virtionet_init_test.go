@@ -2,6 +2,7 @@ package pmd
 
 import (
 	"encoding/binary"
+	"errors"
 	"testing"
 
 	"github.com/dpkit/dpkit/internal/sysmem"
@@ -109,4 +110,37 @@ func TestVirtioNetResetQueueGrows(t *testing.T) {
 	if got := d.framesOut(); got != 0 {
 		t.Errorf("%d frames still out after reclaim", got)
 	}
+}
+
+// TestVirtioNetNotifyOffsetUnaligned: the notify register of a queue is
+// queue_notify_off × notify_off_multiplier into the notify window, and the device
+// must present the multiplier as an even power of 2 or 0 (§4.1.4.4). One that gives
+// an odd multiplier and an odd queue_notify_off puts the register at an odd offset,
+// which every kick then writes 16 bits at: an unaligned access to device memory,
+// which arm64 faults on (SIGBUS, not a recoverable panic). Found in review: setupRings
+// checked only that the register lay inside the window. The device is now refused.
+func TestVirtioNetNotifyOffsetUnaligned(t *testing.T) {
+	d := newFakeVirtioDevice(t, VirtioNetOptions{QueueSize: 64})
+	d.set16(0x18, 64)
+	d.mapRings(t, 2*3*4096+4096)
+	d.v.notifyMul = 1
+	d.set16(0x1e, 1) // queue_notify_off of every queue (the fake has one register)
+	if err := d.v.init(); !errors.Is(err, ErrNotVirtioNet) {
+		t.Errorf("init with the notify register at offset 1: %v, want ErrNotVirtioNet", err)
+	}
+	d.v.reset()
+	d.v.reclaimAll()
+	if got := d.framesOut(); got != 0 {
+		t.Errorf("%d frames still out", got)
+	}
+	// An even offset still works.
+	d.set16(0x1e, 2)
+	if err := d.v.init(); err != nil {
+		t.Fatalf("init with the notify register at offset 2: %v", err)
+	}
+	if d.v.qps[0].rx.notifyOff != 2 || d.v.qps[0].tx.notifyOff != 2 {
+		t.Errorf("notify offsets %d, %d, want 2", d.v.qps[0].rx.notifyOff, d.v.qps[0].tx.notifyOff)
+	}
+	d.v.reset()
+	d.v.reclaimAll()
 }
