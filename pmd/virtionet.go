@@ -333,6 +333,13 @@ func (v *VirtioNet) setupIRQs() error {
 // init runs the §3.1.1 sequence: reset, ACKNOWLEDGE, DRIVER, features, FEATURES_OK,
 // queues, DRIVER_OK; then fills the RX ring.
 func (v *VirtioNet) init() error {
+	// Until the queues are set up again, each pair is on rings whose frames a reset
+	// took back (Reset) or has none (open), and which the device can still write:
+	// Rx and Tx must not run on them, and Err must say so if init fails.
+	down := fmt.Errorf("%w: queue pair not set up (the device's initialisation failed)", ErrDeviceBroken)
+	for _, qp := range v.qps {
+		qp.err.Store(&down)
+	}
 	if err := v.reset(); err != nil {
 		return err
 	}
@@ -382,6 +389,7 @@ func (v *VirtioNet) init() error {
 		return fmt.Errorf("%w: status %#x after DRIVER_OK", ErrDeviceBroken, s)
 	}
 	for _, q := range v.qps {
+		q.err.Store(nil)
 		q.refill()
 	}
 	if mq {
@@ -617,7 +625,6 @@ func (v *VirtioNet) setupRings() error {
 		return nil
 	}
 	for i, qp := range v.qps {
-		qp.err.Store(nil)
 		qp.rxSkip, qp.rxNeed = 0, 0
 		if qp.rxPend == nil {
 			qp.rxPend = make([]Pkt, 0, MaxBurst)
@@ -678,7 +685,7 @@ func (qp *VirtioNetQueue) broken(err error) {
 }
 
 // Err returns the sticky error that stopped this queue pair (ErrDeviceBroken
-// wrapping the ring's error), or nil. VirtioNet.Reset clears it.
+// wrapping the ring's error), or nil. A successful VirtioNet.Reset clears it.
 func (qp *VirtioNetQueue) Err() error {
 	if e := qp.err.Load(); e != nil {
 		return *e
@@ -1188,7 +1195,9 @@ func (v *VirtioNet) Check() error {
 func (v *VirtioNet) Features() uint64 { return v.features }
 
 // Reset stops the device, takes back every frame it held and initialises it again
-// (new rings, RX refilled). Call with the datapath stopped. It clears Err.
+// (new rings, RX refilled). Call with the datapath stopped. It clears Err when it
+// succeeds; when it fails, every queue pair keeps an error (Rx and Tx do nothing)
+// until a Reset succeeds.
 func (v *VirtioNet) Reset() error {
 	if v.closed {
 		return ErrClosed

@@ -144,3 +144,62 @@ func TestVirtioNetNotifyOffsetUnaligned(t *testing.T) {
 	d.v.reset()
 	d.v.reclaimAll()
 }
+
+// TestVirtioNetResetFailedStopsQueues: a Reset whose re-initialisation fails (here the
+// device has no queue 0 any more) leaves the queue pairs on their old rings, whose
+// frames reclaimAll took back, and whose memory is still mapped for the device's DMA.
+// Before, nothing said so: Err and Check's ring part returned nil (Reset had cleared
+// them), and Rx went on collecting from the old used ring, so a device completing an
+// old buffer there handed the caller a frame already back in the pool (owned twice).
+// Now every queue pair keeps a sticky error until an init completes.
+func TestVirtioNetResetFailedStopsQueues(t *testing.T) {
+	const size = 64
+	d := newFakeVirtioDevice(t, VirtioNetOptions{QueueSize: size})
+	d.set16(0x18, size)
+	d.mapRings(t, 2*3*4096+4096)
+	if err := d.v.init(); err != nil {
+		t.Fatal(err)
+	}
+	qp := d.v.qps[0]
+	id := qp.rx.ids[0] // the first buffer posted
+	d.set16(0x18, 0)   // queue_size 0: the queue is gone
+	if err := d.v.Reset(); err == nil {
+		t.Fatal("Reset succeeded without queues")
+	}
+	if got := d.framesOut(); got != 0 {
+		t.Fatalf("%d frames out after the failed Reset", got)
+	}
+	if err := d.v.Err(); !errors.Is(err, ErrDeviceBroken) {
+		t.Errorf("Err after a failed Reset = %v, want ErrDeviceBroken", err)
+	}
+	// The device completes the old buffer in the old RX used ring (queue 0's used
+	// ring: the third page of its slot): id, len 100, used.idx 1.
+	used := d.v.rings.Mem[2*4096:]
+	binary.LittleEndian.PutUint32(used[4:], uint32(id))
+	binary.LittleEndian.PutUint32(used[8:], 100)
+	binary.LittleEndian.PutUint16(used[2:], 1)
+	pkts := make([]Pkt, 8)
+	n := qp.Rx(pkts)
+	for _, p := range pkts[:n] {
+		t.Errorf("Rx after a failed Reset returned frame %d, which is free in the pool", p.Frame)
+	}
+	if n := qp.Tx(nil); n != 0 {
+		t.Errorf("Tx took %d", n)
+	}
+	if got := d.framesOut(); got != 0 {
+		t.Errorf("%d frames out", got)
+	}
+	// A Reset that works brings the queues back.
+	d.set16(0x18, size)
+	if err := d.v.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.v.Err(); err != nil {
+		t.Errorf("Err after a good Reset = %v", err)
+	}
+	if got := d.framesOut(); got != size {
+		t.Errorf("%d frames posted, want %d", got, size)
+	}
+	d.v.reset()
+	d.v.reclaimAll()
+}
