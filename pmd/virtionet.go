@@ -192,6 +192,7 @@ type VirtioNetQueue struct {
 type VirtioNet struct {
 	opts      VirtioNetOptions
 	pci       *vfio.PCI
+	bus       vnBus // pci, as teardown uses it
 	common    vfio.MMIO
 	notify    vfio.MMIO
 	device    vfio.MMIO
@@ -227,17 +228,18 @@ func OpenVirtioNet(opts VirtioNetOptions) (*VirtioNet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pmd: virtio-net %s: %w", opts.PCI, err)
 	}
-	v := &VirtioNet{opts: opts, pci: p}
+	v := &VirtioNet{opts: opts, pci: p, bus: pciBus{p}}
 	for range opts.QueuePairs {
 		v.qps = append(v.qps, &VirtioNetQueue{v: v, irqFd: -1})
 	}
 	if err := v.open(); err != nil {
 		// init may have failed after DRIVER_OK and the RX fill (the MQ command):
-		// stop the device's DMA and take its frames back before unmapping.
-		if v.common != nil && v.reset() == nil {
-			v.reclaimAll()
+		// stop the device's DMA and take its frames back.
+		var rerr error
+		if v.common != nil {
+			rerr = v.reset()
 		}
-		v.teardown()
+		v.release(rerr)
 		return nil, fmt.Errorf("pmd: virtio-net %s: %w", opts.PCI, err)
 	}
 	return v, nil
@@ -1247,8 +1249,10 @@ func (v *VirtioNet) reclaimAll() {
 }
 
 // Close resets the device (so it stops DMA), returns the ring frames to the pool,
-// unmaps DMA memory and closes the VFIO device. The device stays bound to vfio-pci;
-// UnbindVFIO hands it back to the kernel.
+// unmaps DMA memory and closes the VFIO device. A device that does not reset in time
+// gets its frames taken back once the pool's DMA mapping is gone, and Close returns
+// ErrDeviceNotReady. The device stays bound to vfio-pci; UnbindVFIO hands it back to
+// the kernel.
 func (v *VirtioNet) Close() error {
 	if v.closed {
 		return nil
@@ -1257,20 +1261,47 @@ func (v *VirtioNet) Close() error {
 	var err error
 	if v.common != nil {
 		err = v.reset()
-		if err == nil {
+	}
+	return v.release(err)
+}
+
+// release takes the frames back from the rings and tears the device down, after a
+// device reset that returned resetErr. A device that did not reset may still be
+// writing to the pool: its frames are taken back only once the pool's DMA mapping is
+// gone (the IOMMU then stops the device reaching them), and stay out if unmapping
+// failed. It returns resetErr, or else the teardown's error.
+func (v *VirtioNet) release(resetErr error) error {
+	if resetErr == nil {
+		v.reclaimAll()
+	}
+	unmapped, err := v.teardown()
+	if resetErr != nil {
+		if unmapped {
 			v.reclaimAll()
 		}
-	}
-	if e := v.teardown(); err == nil {
-		err = e
+		return resetErr
 	}
 	return err
 }
 
-func (v *VirtioNet) teardown() error {
-	var err error
+// vnBus is what teardown needs of the VFIO device (a seam for tests).
+type vnBus interface {
+	DisableIRQs(index int) error
+	UnmapDMA(iova uint64) error
+	Close() error
+}
+
+// pciBus is the vnBus of a VFIO PCI device and its container.
+type pciBus struct{ *vfio.PCI }
+
+func (b pciBus) UnmapDMA(iova uint64) error { return b.Container.UnmapDMA(iova) }
+
+// teardown disables the interrupts, unmaps the rings and the pool from the IOMMU and
+// closes the device. It reports whether the device can no longer reach the pool (its
+// mapping is gone, or it never had one).
+func (v *VirtioNet) teardown() (poolUnmapped bool, err error) {
 	if v.qps[0].irqFd >= 0 {
-		v.pci.DisableIRQs(vfio.IRQMSIX)
+		v.bus.DisableIRQs(vfio.IRQMSIX)
 	}
 	for _, qp := range v.qps {
 		if qp.irqFd >= 0 {
@@ -1280,19 +1311,21 @@ func (v *VirtioNet) teardown() error {
 	}
 	if v.rings != nil {
 		if v.ringIOVA != 0 {
-			v.pci.Container.UnmapDMA(v.ringIOVA)
+			v.bus.UnmapDMA(v.ringIOVA)
 		}
 		v.rings.Unmap()
 		v.rings = nil
 	}
+	poolUnmapped = true
 	if v.poolIOVA != 0 {
-		err = v.pci.Container.UnmapDMA(v.poolIOVA)
+		err = v.bus.UnmapDMA(v.poolIOVA)
+		poolUnmapped = err == nil
 		v.poolIOVA = 0
 	}
-	if e := v.pci.Close(); err == nil {
+	if e := v.bus.Close(); err == nil {
 		err = e
 	}
-	return err
+	return poolUnmapped, err
 }
 
 // BindVFIO hands PCI device bdf to vfio-pci (driver_override, unbind, drivers_probe).

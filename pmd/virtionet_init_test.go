@@ -203,3 +203,71 @@ func TestVirtioNetResetFailedStopsQueues(t *testing.T) {
 	d.v.reset()
 	d.v.reclaimAll()
 }
+
+// fakeBus stands in for the VFIO device and container in teardown.
+type fakeBus struct {
+	unmapErr error
+	unmapped []uint64
+	closed   bool
+}
+
+func (b *fakeBus) DisableIRQs(int) error { return nil }
+func (b *fakeBus) UnmapDMA(iova uint64) error {
+	if b.unmapErr != nil {
+		return b.unmapErr
+	}
+	b.unmapped = append(b.unmapped, iova)
+	return nil
+}
+func (b *fakeBus) Close() error { b.closed = true; return nil }
+
+// TestVirtioNetCloseDeviceWithoutReset: Close of a device that does not reset (its
+// status never reads 0 in time) still unmaps its DMA and closes it, and then, with the
+// pool out of the device's reach, takes the ring frames back. Before, Close (and
+// OpenVirtioNet's error path) took frames back only after a successful reset, so every
+// frame posted to a device that would not reset stayed out of the pool for good. When
+// the pool cannot be unmapped the device may still write to it: those frames stay out.
+// Found in review. (The fake's status register cannot refuse a reset, so the test
+// enters Close after its reset, with the reset's error.)
+func TestVirtioNetCloseDeviceWithoutReset(t *testing.T) {
+	for _, unmapErr := range []error{nil, errors.New("unmap refused")} {
+		d := newFakeVirtioDevice(t, VirtioNetOptions{QueueSize: 64})
+		d.set16(0x18, 64)
+		d.mapRings(t, 2*3*4096+4096)
+		bus := &fakeBus{unmapErr: unmapErr}
+		d.v.bus = bus
+		if err := d.v.init(); err != nil {
+			t.Fatal(err)
+		}
+		// RX buffers posted by init, and TX frames in flight.
+		tx := make([]Frame, 5)
+		if d.v.opts.Pool.Get(tx) != 5 {
+			t.Fatal("pool empty")
+		}
+		var pkts []Pkt
+		for _, f := range tx {
+			pkts = append(pkts, Pkt{Frame: f, Off: uint16(d.v.opts.Pool.Headroom()), Len: 60})
+		}
+		if n := d.v.Tx(pkts); n != 5 {
+			t.Fatalf("Tx took %d", n)
+		}
+		if got := d.framesOut(); got != 64+5 {
+			t.Fatalf("%d frames out, want %d", got, 64+5)
+		}
+		d.v.closed = true
+		err := d.v.release(ErrDeviceNotReady)
+		if !errors.Is(err, ErrDeviceNotReady) || !bus.closed {
+			t.Errorf("release: %v, device closed %v", err, bus.closed)
+		}
+		want := 0
+		if unmapErr != nil {
+			want = 64 + 5 // the device may still reach them
+		}
+		if got := d.framesOut(); got != want {
+			t.Errorf("unmap error %v: %d frames out after Close, want %d", unmapErr, got, want)
+		}
+		if unmapErr != nil {
+			d.v.reclaimAll() // for the pool's own Close
+		}
+	}
+}
