@@ -69,8 +69,34 @@ func FuzzParseVirtioCaps(f *testing.F) {
 	f.Add(virtioTestConfig())
 	f.Fuzz(func(t *testing.T, cfg []byte) {
 		c, err := parseVirtioCaps(cfg)
-		if err == nil && (c.common.bar > 5 || c.notify.bar > 5 || c.device.bar > 5) {
-			t.Fatalf("bad BAR accepted: %+v", c)
+		if err != nil {
+			return
+		}
+		want := []uint8{virtioPCICapCommon, virtioPCICapNotify, virtioPCICapDevice}
+		for i, vc := range []virtioCap{c.common, c.notify, c.device} {
+			if vc.typ != want[i] {
+				t.Fatalf("capability %d has type %d: %+v", i, vc.typ, c)
+			}
+			if vc.bar > 5 {
+				t.Fatalf("bad BAR accepted: %+v", c)
+			}
+			if uint64(vc.offset)+uint64(vc.length) > 1<<32 {
+				t.Fatalf("window past 4 GiB accepted: %+v", vc)
+			}
+		}
+		// The notify capability must be long enough to hold its multiplier, and
+		// whatever was accepted is a vendor capability on the list.
+		ok := false
+		caps, _ := vfio.Capabilities(cfg)
+		for _, k := range caps {
+			o := k.Offset
+			if k.ID == vfio.CapVendor && o+20 <= len(cfg) && cfg[o+2] >= 20 && cfg[o+3] == virtioPCICapNotify &&
+				le32(cfg[o+8:]) == c.notify.offset && le32(cfg[o+16:]) == c.notifyMul {
+				ok = true
+			}
+		}
+		if !ok {
+			t.Fatalf("notify capability %+v (multiplier %d) not found as a full capability", c.notify, c.notifyMul)
 		}
 	})
 }
