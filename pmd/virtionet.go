@@ -877,6 +877,15 @@ func (qp *VirtioNetQueue) rxMerge(pkts []Pkt, out int, used []vring.Used, t *rxT
 			// num_buffers means nothing: a device may leave the stale bytes there.
 			nb = int(le16(hdr[10:]))
 		}
+		if nb > q.size {
+			// The device holds at most the ring's buffers at once: no packet
+			// spans more. A lie, not a long packet: drop this buffer alone rather
+			// than skip that many buffers behind it.
+			q.fbuf[t.nf] = f
+			t.nf++
+			t.drops++
+			continue
+		}
 		if nb > len(pkts) || nb > MaxBurst {
 			// More buffers than a burst carries: drop them all.
 			qp.rxSkip = nb - 1

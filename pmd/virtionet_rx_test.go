@@ -572,3 +572,51 @@ func TestVirtioNetRxCsumFlagsNotNegotiated(t *testing.T) {
 		}
 	}
 }
+
+// TestVirtioNetRxNumBuffersPastRing: a device holds at most the ring's size of buffers
+// at once, so a num_buffers larger than that is a lie, not a long packet. Before, Rx
+// believed it and threw away the next num_buffers-1 buffers as the rest of a packet
+// too long for the burst: one lying header (65535) silently swallowed every packet
+// after it, counted as one DropTooLong. Now such a buffer alone is dropped as
+// DropInvalid and the packets behind it come through. Found in review.
+func TestVirtioNetRxNumBuffersPastRing(t *testing.T) {
+	const size = 32
+	h := newRxHarness(t, size)
+	total := h.pool.Stats().Free + len(h.fq.ids)
+	if !h.deliver(testPacket(0, 60), 0xffff) {
+		t.Fatal("deliver")
+	}
+	var want [][]byte
+	for i := 1; i <= 5; i++ {
+		p := testPacket(i, 60+i)
+		want = append(want, p)
+		if !h.deliver(p, 0) {
+			t.Fatal("deliver")
+		}
+	}
+	got := h.receive(MaxBurst)
+	if len(got) != len(want) {
+		t.Fatalf("received %d packets after the lying header, want %d (stats %+v)", len(got), len(want), h.qp.Stats())
+	}
+	for i := range got {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Fatalf("packet %d changed", i)
+		}
+	}
+	if st := h.qp.Stats(); st.Drops[DropInvalid] != 1 || st.Drops[DropTooLong] != 0 {
+		t.Errorf("drops %v, want one DropInvalid", st.Drops)
+	}
+	// A num_buffers the ring can hold but the burst cannot is still a long packet.
+	if !h.deliver(testPacket(9, 60), size) {
+		t.Fatal("deliver")
+	}
+	h.receive(8)
+	if st := h.qp.Stats(); st.Drops[DropTooLong] != 1 {
+		t.Errorf("drops %v, want one DropTooLong", st.Drops)
+	}
+	h.fq.used = nil
+	h.qp.v.reclaimAll()
+	if free := h.pool.Stats().Free; free != total {
+		t.Errorf("%d frames free, want %d", free, total)
+	}
+}
