@@ -167,14 +167,7 @@ func icmpError6(out, ip []byte, podMAC, routerMAC [6]byte, gw *[16]byte, typ, co
 	if len(ip) < 40 {
 		return 0
 	}
-	switch ip[6] {
-	case 58: // §2.4(e): never about an ICMPv6 error
-		if len(ip) > 40 && ip[40] < 128 {
-			return 0
-		}
-	case 0, 43, 44, 50, 51, 60, 135, 139, 140:
-		// Behind extension headers the upper layer is not checked here: send
-		// nothing rather than risk answering an error.
+	if !errorAllowed6(ip) {
 		return 0
 	}
 	if ip[8] == 0xff || [16]byte(ip[8:24]) == ([16]byte{}) {
@@ -252,4 +245,45 @@ func (w *Worker) icmpError(in *Iface, ip []byte, ttl bool, mtu int) {
 	} else {
 		w.cache.Free(r[:])
 	}
+}
+
+// errorAllowed6 reports whether an ICMPv6 error may be sent about ip, an IPv6 packet
+// (as much of it as the first buffer holds): not when it is an ICMPv6 error
+// (RFC 4443 §2.4(e.1)). The extension headers (RFC 8200 §4) are walked to the upper
+// layer, so that packets carrying them (hop-by-hop options, a fragment header) get
+// their "packet too big" as others do: without it the sender's path MTU discovery
+// (RFC 8201) never learns the tunnel's and every such packet is lost. A later
+// fragment (offset not 0) does not hold the upper-layer header and is answered; an
+// extension header chain longer than what the buffer holds, or than 8 headers, is
+// not, as its upper layer cannot be told.
+func errorAllowed6(ip []byte) bool {
+	lim := min(len(ip), 40+int(binary.BigEndian.Uint16(ip[4:])))
+	nh, off := ip[6], 40
+	for range 8 {
+		switch nh {
+		case 58:
+			return off < lim && ip[off] >= 128 // an informational message, or an error
+		case 0, 43, 60, 135, 139, 140: // options, routing, mobility, HIP, shim6: 8-byte units after the first 8
+			if off+2 > lim {
+				return false
+			}
+			nh, off = ip[off], off+8+int(ip[off+1])*8
+		case 51: // authentication header: 4-byte units, less 2 (RFC 4302 §2.2)
+			if off+2 > lim {
+				return false
+			}
+			nh, off = ip[off], off+(int(ip[off+1])+2)*4
+		case 44: // fragment header
+			if off+8 > lim {
+				return false
+			}
+			if binary.BigEndian.Uint16(ip[off+2:])&^7 != 0 {
+				return true // a later fragment: no upper-layer header to look at
+			}
+			nh, off = ip[off], off+8
+		default: // an upper layer other than ICMPv6, or encrypted (ESP), or none
+			return true
+		}
+	}
+	return false
 }

@@ -555,3 +555,75 @@ func TestProxyARPHost(t *testing.T) {
 		}
 	}
 }
+
+// publishV6MTU is publishV6 with a tunnel MTU: the uplink's, 0 for none.
+func publishV6MTU(t *testing.T, e *Engine, mtu int, routes ...string) {
+	t.Helper()
+	c, err := config.Parse([]byte(v6YAML(routes...)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tabs, err := Build(c, map[string]int{"pod": 1}, [6]byte{2, 0, 0, 0, 0x50, 1}, routerMAC, mtu)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Publish(tabs)
+}
+
+// withExt6 returns the IPv6 frame f with extension header ext (its next header
+// byte set here) inserted after the fixed header.
+func withExt6(f []byte, nh byte, ext []byte) []byte {
+	ext = append([]byte(nil), ext...)
+	ext[0] = f[14+6]
+	g := append(append(append([]byte(nil), f[:54]...), ext...), f[54:]...)
+	g[14+6] = nh
+	binary.BigEndian.PutUint16(g[14+4:], binary.BigEndian.Uint16(g[14+4:])+uint16(len(ext)))
+	return g
+}
+
+// TestTooBig6ExtensionHeaders: a pod's IPv6 packet too big for its tunnel is
+// answered with "packet too big" also when extension headers come before its upper
+// layer (hop-by-hop options, a fragment header: the first fragment or a later one),
+// or the pod's path MTU discovery never learns the tunnel's MTU and all such packets
+// are lost; behind them an ICMPv6 error still gets no answer (RFC 4443 §2.4(e)).
+func TestTooBig6ExtensionHeaders(t *testing.T) {
+	pool, c, e, pod, _, cfg := v6Node(t)
+	publishV6MTU(t, e, 1500, "{prefix: 'fd00:2::/64', remote: peer}")
+	in := cfg.Interfaces[0]
+	mac := [6]byte(in.HW)
+	big := udp6(mac, routerMAC, in.Addrs[1], netip.MustParseAddr("fd00:2::2"), 64, strings.Repeat("b", 1460))
+	hbh := []byte{0, 0, 1, 4, 0, 0, 0, 0}         // hop-by-hop: PadN
+	first := []byte{0, 0, 0, 1, 0, 0, 0, 7}       // fragment header: offset 0, M
+	later := []byte{0, 0, 0x05, 0xa8, 0, 0, 0, 7} // offset 181 (1448 bytes)
+	icmpErr := append([]byte(nil), big...)
+	icmpErr[14+6], icmpErr[54] = 58, 1 // destination unreachable
+	for _, tc := range []struct {
+		name   string
+		f      []byte
+		answer bool
+	}{
+		{"hop-by-hop", withExt6(big, 0, hbh), true},
+		{"first fragment", withExt6(big, 44, first), true},
+		{"later fragment", withExt6(big, 44, later), true},
+		{"hop-by-hop then fragment", withExt6(withExt6(big, 44, first), 0, hbh), true},
+		{"ICMPv6 error behind hop-by-hop", withExt6(icmpErr, 0, hbh), false},
+		{"ICMPv6 error behind a fragment header", withExt6(icmpErr, 44, first), false},
+	} {
+		send(t, pool, c, pod, tc.f)
+		e.Poll()
+		got := recv(pool, c, pod)
+		if tc.answer != (len(got) == 1) {
+			t.Fatalf("%s: %d answers, want answer %v", tc.name, len(got), tc.answer)
+		}
+		if tc.answer {
+			r := got[0]
+			m := r[54:]
+			if r[14+6] != 58 || m[0] != 2 || binary.BigEndian.Uint32(m[4:]) != 1450 || csum6(r[14+8:14+24], r[14+24:14+40], m) != 0 {
+				t.Fatalf("%s: answer %x", tc.name, r[:62])
+			}
+		}
+	}
+	if d := e.ifaces[1].Stats().Drops[DropTooBig]; d != 6 {
+		t.Fatalf("too_big %d, want 6", d)
+	}
+}
