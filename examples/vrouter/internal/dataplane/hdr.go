@@ -88,10 +88,13 @@ func decTTL4(ip []byte) bool {
 		return false
 	}
 	ip[8] = ttl - 1
-	// The 16-bit word holding TTL and protocol drops by 0x0100.
-	sum := uint32(binary.BigEndian.Uint16(ip[10:])) + 0x0100
+	// The 16-bit word m holding TTL and protocol drops by 0x0100: HC' = ~(~HC + ~m +
+	// m'), where ~m + m' is 0xffff - 0x0100. Adding 0x0100 to HC instead (eqn. 2's
+	// way) turns a checksum of 0xfeff into 0xffff, where computing it anew gives
+	// 0x0000 (RFC 1624 §3).
+	sum := uint32(^binary.BigEndian.Uint16(ip[10:])) + 0xfeff
 	sum = (sum & 0xffff) + sum>>16
-	binary.BigEndian.PutUint16(ip[10:], uint16(sum))
+	binary.BigEndian.PutUint16(ip[10:], ^uint16(sum))
 	return true
 }
 

@@ -102,3 +102,23 @@ func TestParseIPv4Checksum(t *testing.T) {
 		t.Fatal("header with a changed option parsed")
 	}
 }
+
+// TestDecTTL4AllChecksums: the checksum decTTL4 leaves is the one computed anew, for
+// every checksum a header can arrive with, the 0xfeff that ends at 0x0000 included
+// (RFC 1624 §3: the incremental update must not yield 0xffff there).
+func TestDecTTL4AllChecksums(t *testing.T) {
+	for w := 0; w < 0x10000; w++ {
+		f := ipv4Frame(64)
+		ip := f[14:34]
+		binary.BigEndian.PutUint16(ip[12:], uint16(w)) // vary the sum through the source
+		binary.BigEndian.PutUint16(ip[10:], 0)
+		binary.BigEndian.PutUint16(ip[10:], ipv4Checksum(ip))
+		in := binary.BigEndian.Uint16(ip[10:])
+		decTTL4(ip)
+		got := binary.BigEndian.Uint16(ip[10:])
+		binary.BigEndian.PutUint16(ip[10:], 0)
+		if want := ipv4Checksum(ip); got != want {
+			t.Fatalf("checksum %#04x: %#04x after decTTL4, %#04x computed anew", in, got, want)
+		}
+	}
+}
