@@ -635,6 +635,10 @@ func (w *Worker) fromLocal(t *Tables, in *Iface, pk *pmd.Pkt) {
 			w.toHost(in, in.VRF, pk, d)
 			return
 		}
+		if martian4(h.src4, h.dst4) {
+			w.drop(in, pk, DropNoRoute)
+			return
+		}
 		if !decTTL4(d[14:]) {
 			w.ttlExpired(in, pk, d[14:])
 			return
@@ -659,6 +663,10 @@ func (w *Worker) fromLocal(t *Tables, in *Iface, pk *pmd.Pkt) {
 		}
 		if in.Kind == Pod && has6(in.Gw6, &h.dst6) {
 			w.toHost(in, in.VRF, pk, d)
+			return
+		}
+		if martian6(&h.src6, &h.dst6) {
+			w.drop(in, pk, DropNoRoute)
 			return
 		}
 		if !decHopLimit6(d[14:]) {
@@ -841,6 +849,10 @@ func (w *Worker) fromUplink(t *Tables, in *Iface, pk *pmd.Pkt) {
 		w.drop(in, pk, DropARP) // flooded control traffic, as dropped from a pod
 		return
 	}
+	if h.ethertype == etherIPv4 && martian4(h.src4, h.dst4) || h.ethertype == etherIPv6 && martian6(&h.src6, &h.dst6) {
+		w.drop(in, pk, DropNoRoute)
+		return
+	}
 	if h.ethertype == etherIPv4 {
 		if !decTTL4(d[14:]) {
 			w.drop(in, pk, DropTTLExpired)
@@ -854,6 +866,24 @@ func (w *Worker) fromUplink(t *Tables, in *Iface, pk *pmd.Pkt) {
 		return
 	}
 	w.forward(t, in, vrf, pk, t.Routes.Lookup6(vrf, &h.dst6), true)
+}
+
+// martian4 reports whether an IPv4 packet from src to dst must not be routed
+// whatever the routes say: loopback (127/8) or "this network" (0/8) at either end,
+// which never leave their host (RFC 1812 §5.3.7, §4.2.2.11). The pods' gateways,
+// which may be anything, are handled before.
+func martian4(src, dst uint32) bool {
+	return src>>24 == 127 || dst>>24 == 127 || src>>24 == 0 || dst>>24 == 0
+}
+
+// martian6 is martian4 for IPv6: a link-local source or destination (fe80::/10),
+// which routers never forward off their link (RFC 4291 §2.5.6), loopback (::1) or
+// the unspecified address (::) as the destination, or loopback as the source (RFC
+// 4291 §2.5.2, §2.5.3). A default route (::/0) must not carry them to a remote node.
+func martian6(src, dst *[16]byte) bool {
+	ll := func(a *[16]byte) bool { return a[0] == 0xfe && a[1]&0xc0 == 0x80 }
+	lo := func(a *[16]byte) bool { return *a == [16]byte{15: 1} }
+	return ll(src) || ll(dst) || lo(src) || lo(dst) || *dst == [16]byte{}
 }
 
 // unparsed is the drop reason for a frame parse refused: an ethertype the vRouter

@@ -627,3 +627,61 @@ func TestTooBig6ExtensionHeaders(t *testing.T) {
 		t.Fatalf("too_big %d, want 6", d)
 	}
 }
+
+// TestMartiansNotRouted: addresses that never leave their link or host are not
+// routed whatever the routes say (a default route here): to or from an IPv6
+// link-local address (RFC 4291 §2.5.6), to ::1 or ::, to or from 127/8 or 0/8
+// (RFC 1812 §5.3.7). From a pod, and from a tunnel, where they would otherwise reach
+// the remote's pod, or the host as unknown.
+func TestMartiansNotRouted(t *testing.T) {
+	pool, c, e, pod, _, cfg := v6Node(t)
+	publishV6(t, e, "{prefix: '::/0', remote: peer}", "{prefix: '0.0.0.0/0', remote: peer}")
+	in := cfg.Interfaces[0]
+	mac := [6]byte(in.HW)
+	for _, dst := range []string{"fe80::1", "::1", "::", "127.0.0.1", "0.0.0.7"} {
+		a := netip.MustParseAddr(dst)
+		if a.Is4() {
+			send(t, pool, c, pod, udp4(mac, routerMAC, in.Addrs[0], a, 64, "m"))
+		} else {
+			send(t, pool, c, pod, udp6(mac, routerMAC, in.Addrs[1], a, 64, "m"))
+		}
+	}
+	e.Poll()
+	if s := e.ifaces[0].Stats(); s.TxPackets != 0 {
+		t.Fatalf("%d martian packets from the pod tunnelled", s.TxPackets)
+	}
+	if d := e.ifaces[1].Stats().Drops[DropNoRoute]; d != 5 {
+		t.Fatalf("no_route %d, want 5", d)
+	}
+
+	pool2, c2, n1, n2 := twoNodes(t, "vxlan")
+	n2.eng.tables.Load().UnknownToHost = true
+	p1, p2 := n1.cfg.Interfaces[0], n2.cfg.Interfaces[0]
+	send(t, pool2, c2, n1.pod, udp4([6]byte(p1.HW), routerMAC, p1.Addrs[0], p2.Addrs[0], 64, "x"))
+	n1.eng.Poll()
+	got := recv(pool2, c2, n2.eng.ifaces[0].Queues[0]) // what node 1 sent on the underlay
+	if len(got) != 1 || len(got[0]) < 50 {
+		t.Fatalf("underlay got %d frames", len(got))
+	}
+	outer := got[0][:50:50]
+	for _, inner := range [][]byte{
+		udp4(routerMAC, routerMAC, netip.MustParseAddr("127.0.0.1"), p2.Addrs[0], 64, "lo"),
+		udp6(routerMAC, routerMAC, netip.MustParseAddr("fe80::5"), netip.MustParseAddr("fd00:7::2"), 64, "ll"),
+	} {
+		f := append(outer, inner...)
+		binary.BigEndian.PutUint16(f[16:], uint16(len(f)-14))
+		binary.BigEndian.PutUint16(f[24:], 0)
+		binary.BigEndian.PutUint16(f[24:], ipv4Checksum(f[14:34]))
+		binary.BigEndian.PutUint16(f[38:], uint16(len(f)-34))
+		send(t, pool2, c2, n1.eng.ifaces[0].Queues[0], f)
+	}
+	for i := 0; i < 2*exceptionEvery; i++ {
+		n2.eng.Poll()
+	}
+	if got := len(recv(pool2, c2, n2.pod)) + len(recv(pool2, c2, n2.host)); got != 0 {
+		t.Fatalf("%d tunnelled martian packets delivered", got)
+	}
+	if d := dropped(n2, 0, DropNoRoute); d != 2 {
+		t.Fatalf("no_route %d on the uplink, want 2", d)
+	}
+}
