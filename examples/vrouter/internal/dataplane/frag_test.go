@@ -28,6 +28,7 @@ func TestFragment4(t *testing.T) {
 			{"chain", 6000, 1500, 0},
 			{"first-fragment", 6000, 1500, 0x2000},
 			{"middle-fragment", 1452, 0, 0x2000 | 740},
+			{"last-fragment", 1452, 0, 740},
 		} {
 			t.Run(et+"/"+tc.name, func(t *testing.T) {
 				pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 2048, Huge: pmd.HugeNever})
@@ -208,4 +209,102 @@ func (f *fragNode) udp(payload int) []byte {
 	p1 := f.n1.cfg.Interfaces[0]
 	dst := f.n1.cfg.VRFs[0].Routes[0].P.Addr().Next().Next()
 	return udp4([6]byte(p1.HW), routerMAC, p1.Addrs[0], dst, 64, strings.Repeat("u", payload))
+}
+
+// TestFragment4Options: an IPv4 packet with options, without DF and too long for its
+// tunnel, is fragmented too (RFC 1812 §5.2.6), not dropped: the first fragment
+// carries every option, the others only those whose copied flag is set (RFC 791
+// §3.1), their headers padded to a multiple of 4; each header verifies and the
+// fragments' data joins up to the payload. Options that run past the header make the
+// packet too big, dropped.
+func TestFragment4Options(t *testing.T) {
+	// Router alert (copied), record route (not copied), a no-operation, end of list.
+	opts := []byte{0x94, 4, 0, 0, 7, 7, 4, 0, 0, 0, 0, 1, 0, 0, 0, 0}
+	for _, tc := range []struct {
+		name  string
+		opts  []byte
+		later []byte // the options of the fragments after the first
+	}{
+		{"copied and not", opts, []byte{0x94, 4, 0, 0}},
+		{"none copied", opts[4:], nil},
+		{"malformed", []byte{0x94, 9, 0, 0}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 2048, Huge: pmd.HugeNever})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ul1, ul2, _ := pmd.NewRingPair(pmd.RingPairOptions{Pool: pool})
+			c := pool.NewCache(64)
+			n1 := newNodeMTU(t, pool, 1, "vxlan", ul1, 1500)
+			n2 := newNodeMTU(t, pool, 2, "vxlan", ul2, 1500)
+			p1, p2 := n1.cfg.Interfaces[0], n2.cfg.Interfaces[0]
+			var body strings.Builder
+			for i := 0; body.Len() < 3000; i++ {
+				fmt.Fprintf(&body, "%07d,", i)
+			}
+			plain := udp4([6]byte(p1.HW), routerMAC, p1.Addrs[0], p2.Addrs[0], 64, body.String()[:3000])
+			ihl := 20 + len(tc.opts)
+			frame := append(append(append([]byte(nil), plain[:34]...), tc.opts...), plain[34:]...)
+			ip := frame[14:]
+			ip[0] = 0x40 | byte(ihl/4)
+			binary.BigEndian.PutUint16(ip[2:], uint16(len(ip)))
+			binary.BigEndian.PutUint16(ip[4:], 0x4321)
+			binary.BigEndian.PutUint16(ip[10:], 0)
+			binary.BigEndian.PutUint16(ip[10:], ipv4Checksum(ip[:ihl]))
+			sendChain(t, pool, c, n1.pod, frame, 1500)
+			pump(n1, n2)
+			got, _ := recvChains(pool, c, n2.pod)
+			if tc.name == "malformed" {
+				if len(got) != 0 || dropped(n1, 1, DropTooBig) != 1 {
+					t.Fatalf("pod 2 got %d frames; drops %v", len(got), n1.eng.ifaces[1].Stats().Drops)
+				}
+				allFramesBack(t, pool, c, []*Engine{n1.eng, n2.eng}, ul1, ul2)
+				return
+			}
+			if len(got) < 3 {
+				t.Fatalf("pod 2 got %d frames; drops %v", len(got), n1.eng.ifaces[1].Stats().Drops)
+			}
+			joined := map[int][]byte{}
+			end := 0
+			for _, f := range got {
+				h := f[14:]
+				hl := int(h[0]&0xf) * 4
+				ff := binary.BigEndian.Uint16(h[6:])
+				off := int(ff&0x1fff) * 8
+				want := tc.later
+				if off == 0 {
+					want = tc.opts
+				}
+				wantHL := (20 + len(want) + 3) &^ 3
+				if h[0]>>4 != 4 || hl != wantHL || naiveSum(h[:hl]) != 0xffff || binary.BigEndian.Uint16(h[4:]) != 0x4321 ||
+					int(binary.BigEndian.Uint16(h[2:])) != len(f)-14 || !bytes.HasPrefix(h[20:hl], want) ||
+					!bytes.Equal(h[20+len(want):hl], make([]byte, hl-20-len(want))) {
+					t.Fatalf("fragment at %d: header %x", off, h[:hl])
+				}
+				if ff&0x2000 != 0 && (len(f)-14-hl)%8 != 0 {
+					t.Fatalf("fragment at %d: %d bytes of data, not a multiple of 8", off, len(f)-14-hl)
+				}
+				if ff&0x2000 == 0 {
+					end = off + len(f) - 14 - hl
+				}
+				joined[off] = f[14+hl:]
+			}
+			var data []byte
+			for len(data) < end {
+				p, ok := joined[len(data)]
+				if !ok {
+					t.Fatalf("no fragment at %d", len(data))
+				}
+				data = append(data, p...)
+			}
+			if !bytes.Equal(data, ip[ihl:]) {
+				t.Fatalf("reassembled %d bytes differ from the %d sent", len(data), len(ip)-ihl)
+			}
+			if s := n1.eng.ifaces[1].Stats(); s.Fragmented != 1 || s.Drops != ([NumReasons]uint64{}) {
+				t.Fatalf("pod 1: fragmented %d, drops %v", s.Fragmented, s.Drops)
+			}
+			allFramesBack(t, pool, c, []*Engine{n1.eng, n2.eng}, ul1, ul2)
+		})
+	}
 }
