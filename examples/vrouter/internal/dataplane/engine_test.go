@@ -921,3 +921,24 @@ func TestTunnelledMulticast(t *testing.T) {
 		t.Fatalf("control_ignored %d, ttl_expired %d, no_route %d; want 4, 0, 0", a, ttl, nr)
 	}
 }
+
+// TestTimeExceededICMPErrorChain: an ICMP error whose TTL runs out gets no answer
+// also when it arrives as a chain whose first segment ends with the IP header (a
+// guest may split its packets so), where its ICMP type is not in the first segment:
+// an ICMP error about it would be one about an ICMP error (RFC 1122 §3.2.2).
+func TestTimeExceededICMPErrorChain(t *testing.T) {
+	pool, c, e, pod, _, cfg := v6Node(t)
+	in := cfg.Interfaces[0]
+	f := udp4([6]byte(in.HW), routerMAC, in.Addrs[0], netip.MustParseAddr("10.1.2.2"), 1, "unreachable")
+	f[14+9], f[34] = 1, 3 // ICMP destination unreachable
+	binary.BigEndian.PutUint16(f[24:], 0)
+	binary.BigEndian.PutUint16(f[24:], ipv4Checksum(f[14:34]))
+	sendChain(t, pool, c, pod, f, 34)
+	e.Poll()
+	if got, _ := recvChains(pool, c, pod); len(got) != 0 {
+		t.Fatalf("an ICMP error split after its IP header was answered: %x", got[0])
+	}
+	if s := e.ifaces[1].Stats(); s.Drops[DropTTLExpired] != 1 || s.ICMPSent != 0 {
+		t.Fatalf("ttl_expired %d, ICMP sent %d; want 1, 0", s.Drops[DropTTLExpired], s.ICMPSent)
+	}
+}

@@ -115,7 +115,12 @@ func icmpError4(out, ip []byte, podMAC, routerMAC [6]byte, gw uint32, typ, code 
 	if ihl < 20 || len(ip) < ihl || frag&0x1fff != 0 {
 		return 0
 	}
-	if ip[9] == 1 && len(ip) > ihl {
+	if ip[9] == 1 {
+		if len(ip) <= ihl {
+			// The ICMP type is not in the first buffer (a chain split after the
+			// IP header): it may be an error.
+			return 0
+		}
 		switch ip[ihl] { // RFC 1122 §3.2.2: never about an ICMP error
 		case 3, 4, 5, 11, 12:
 			return 0
