@@ -618,6 +618,9 @@ func (w *Worker) fromLocal(t *Tables, in *Iface, pk *pmd.Pkt) {
 		w.drop(in, pk, unparsed(d))
 		return
 	}
+	if h.ethertype != etherARP {
+		w.trim(pk, h.end)
+	}
 	switch h.ethertype {
 	case etherARP:
 		w.answerARP(t, in, pk, d)
@@ -844,6 +847,7 @@ func (w *Worker) fromUplink(t *Tables, in *Iface, pk *pmd.Pkt) {
 		w.drop(in, pk, DropARP) // flooded by a VTEP: the vRouter answers only its pods
 		return
 	}
+	w.trim(pk, h.end)
 	if h.ethertype == etherIPv4 && (h.dst4>>28 == 0xe || h.dst4 == 0xffffffff) ||
 		h.ethertype == etherIPv6 && h.dst6[0] == 0xff {
 		w.drop(in, pk, DropARP) // flooded control traffic, as dropped from a pod
@@ -884,6 +888,44 @@ func martian6(src, dst *[16]byte) bool {
 	ll := func(a *[16]byte) bool { return a[0] == 0xfe && a[1]&0xc0 == 0x80 }
 	lo := func(a *[16]byte) bool { return *a == [16]byte{15: 1} }
 	return ll(src) || ll(dst) || lo(src) || lo(dst) || *dst == [16]byte{}
+}
+
+// trim cuts pk (and the rest of its chain) to n bytes, where its IP packet ends, when
+// it is longer: what follows the packet in the frame (Ethernet padding, a trailer) is
+// not part of it. Carried along it would count against the tunnel's MTU (a small
+// packet in a long frame answered as too big, or "fragmented" into one piece) and,
+// through an L3 tunnel, become part of the packet the remote node delivers. Segments
+// of a chain after the packet's end go back to the cache; a chain cut to one segment
+// is a packet in one frame.
+func (w *Worker) trim(pk *pmd.Pkt, n int) {
+	if w.seg == nil {
+		if int(pk.Len) > n {
+			pk.Len = uint16(n)
+		}
+		return
+	}
+	if int(pk.Len)+w.segBytes <= n {
+		return
+	}
+	at := 0
+	for i := range w.seg {
+		l := int(w.seg[i].Len)
+		if at+l < n {
+			at += l
+			continue
+		}
+		// The packet ends in segment i (at < n): it keeps the segments up to i.
+		keep := i + 1
+		w.seg[i].Len = uint16(n - at)
+		w.seg[i].Flags &^= pmd.PktMore
+		w.cache.Free(w.seg[keep:])
+		w.seg = w.seg[:keep]
+		w.segBytes = n - int(pk.Len)
+		if keep == 1 {
+			w.seg, w.segBytes = nil, 0
+		}
+		return
+	}
 }
 
 // unparsed is the drop reason for a frame parse refused: an ethertype the vRouter

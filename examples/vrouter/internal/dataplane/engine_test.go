@@ -942,3 +942,51 @@ func TestTimeExceededICMPErrorChain(t *testing.T) {
 		t.Fatalf("ttl_expired %d, ICMP sent %d; want 1, 0", s.Drops[DropTTLExpired], s.ICMPSent)
 	}
 }
+
+// TestTrailingBytes: bytes after the IP packet in its frame (Ethernet padding, a
+// trailer) are not part of it: a padded minimum frame crosses an L3 tunnel without its
+// padding, and a small DF packet in a frame longer than the tunnel's MTU, in one
+// frame or a chain, is forwarded, not answered as too big.
+func TestTrailingBytes(t *testing.T) {
+	for _, et := range []string{"vxlan", "mplsoudp"} {
+		t.Run(et, func(t *testing.T) {
+			pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 2048, Huge: pmd.HugeNever})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ul1, ul2, _ := pmd.NewRingPair(pmd.RingPairOptions{Pool: pool})
+			c := pool.NewCache(64)
+			n1 := newNodeMTU(t, pool, 1, et, ul1, 1500)
+			n2 := newNodeMTU(t, pool, 2, et, ul2, 1500)
+			p1, p2 := n1.cfg.Interfaces[0], n2.cfg.Interfaces[0]
+			small := udp4([6]byte(p1.HW), routerMAC, p1.Addrs[0], p2.Addrs[0], 64, "x")
+			padded := append(append([]byte(nil), small...), make([]byte, 60-len(small))...)
+			df := udp4([6]byte(p1.HW), routerMAC, p1.Addrs[0], p2.Addrs[0], 64, strings.Repeat("d", 100))
+			df[14+6] = 0x40
+			binary.BigEndian.PutUint16(df[24:], 0)
+			binary.BigEndian.PutUint16(df[24:], ipv4Checksum(df[14:34]))
+			long := append(append([]byte(nil), df...), make([]byte, 1600-len(df))...)
+			df2 := udp4([6]byte(p1.HW), routerMAC, p1.Addrs[0], p2.Addrs[0], 64, strings.Repeat("e", 700))
+			long2 := append(append([]byte(nil), df2...), make([]byte, 1600-len(df2))...)
+			send(t, pool, c, n1.pod, padded)
+			send(t, pool, c, n1.pod, long)
+			sendChain(t, pool, c, n1.pod, long, 500)  // cut to one segment
+			sendChain(t, pool, c, n1.pod, long2, 500) // cut to two
+			sendChain(t, pool, c, n1.pod, long2, 371) // the packet ends with the second segment
+			pump(n1, n2)
+			got, segs := recvChains(pool, c, n2.pod)
+			if len(got) != 5 || len(got[0]) != len(small) || !bytes.Equal(got[1], got[2]) || len(got[1]) != len(df) ||
+				len(got[3]) != len(df2) || !bytes.Equal(got[3], got[4]) || !bytes.HasSuffix(got[4], []byte("eee")) {
+				t.Fatalf("pod 2 got %d frames, want 5 of %d, %d, %d, %d, %d bytes; drops %v", len(got), len(small), len(df), len(df),
+					len(df2), len(df2), n1.eng.ifaces[1].Stats().Drops)
+			}
+			if segs != 7 {
+				t.Fatalf("pod 2 got %d segments, want 7", segs)
+			}
+			if back, _ := recvChains(pool, c, n1.pod); len(back) != 0 {
+				t.Fatalf("pod 1 got %d frames back (ICMP too big for a small packet)", len(back))
+			}
+			allFramesBack(t, pool, c, []*Engine{n1.eng, n2.eng}, ul1, ul2)
+		})
+	}
+}

@@ -21,6 +21,7 @@ type hdr struct {
 	src6, dst6 [16]byte
 	proto      uint8 // IPv4 protocol or IPv6 next header
 	l4         int   // offset of the transport header (IPv6: after the fixed header)
+	end        int   // offset of the end of the IP packet (its total or payload length)
 }
 
 // parse reads Ethernet (untagged: pods send untagged frames) and the IPv4 or IPv6
@@ -61,6 +62,7 @@ func parse(b []byte, n int, h *hdr) bool {
 		h.dst4 = binary.BigEndian.Uint32(ip[16:])
 		h.proto = ip[9]
 		h.l4 = 14 + ihl
+		h.end = 14 + tot
 		return true
 	case etherIPv6:
 		ip := b[14:]
@@ -74,6 +76,7 @@ func parse(b []byte, n int, h *hdr) bool {
 		copy(h.dst6[:], ip[24:40])
 		h.proto = ip[6]
 		h.l4 = 14 + 40
+		h.end = 14 + 40 + int(binary.BigEndian.Uint16(ip[4:]))
 		return true
 	}
 	return false
