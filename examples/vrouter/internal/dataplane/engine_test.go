@@ -990,3 +990,18 @@ func TestTrailingBytes(t *testing.T) {
 		})
 	}
 }
+
+// TestTimeExceededICMPNoHeader: an IPv4 packet that says it is ICMP but ends with its
+// IP header (total length 20) has no ICMP type to tell whether it is an error; the
+// byte after it in the frame is padding, not its type, and gets it no answer.
+func TestTimeExceededICMPNoHeader(t *testing.T) {
+	ip := make([]byte, 60-14) // a minimum frame's worth, zero padded
+	ip[0], ip[8], ip[9] = 0x45, 1, 1
+	binary.BigEndian.PutUint16(ip[2:], 20)
+	copy(ip[12:], []byte{10, 1, 1, 2, 10, 1, 2, 2})
+	binary.BigEndian.PutUint16(ip[10:], ipv4Checksum(ip[:20]))
+	out := make([]byte, 1024)
+	if n := timeExceeded4(out, ip, [6]byte{2, 1}, routerMAC, 0x0a010101); n != 0 {
+		t.Fatalf("answered with %d bytes: the padding read as an ICMP type", n)
+	}
+}

@@ -115,10 +115,12 @@ func icmpError4(out, ip []byte, podMAC, routerMAC [6]byte, gw uint32, typ, code 
 	if ihl < 20 || len(ip) < ihl || frag&0x1fff != 0 {
 		return 0
 	}
+	tot := int(binary.BigEndian.Uint16(ip[2:]))
 	if ip[9] == 1 {
-		if len(ip) <= ihl {
+		if len(ip) <= ihl || tot <= ihl {
 			// The ICMP type is not in the first buffer (a chain split after the
-			// IP header): it may be an error.
+			// IP header), or not in the packet at all (what follows its header
+			// is the frame's padding): it may be an error.
 			return 0
 		}
 		switch ip[ihl] { // RFC 1122 §3.2.2: never about an ICMP error
@@ -131,7 +133,7 @@ func icmpError4(out, ip []byte, podMAC, routerMAC [6]byte, gw uint32, typ, code 
 		return 0
 	}
 	// RFC 1812 §4.3.2.3: quote as much as fits in 576 bytes.
-	q := min(len(ip), 576-20-8, int(binary.BigEndian.Uint16(ip[2:])))
+	q := min(len(ip), 576-20-8, tot)
 	n := 14 + 20 + 8 + q
 	if len(out) < n {
 		return 0
