@@ -980,17 +980,23 @@ func (w *Worker) answerARP(t *Tables, in *Iface, pk *pmd.Pkt, d []byte) {
 // route, or the host's when the host asks on the exception TAP), discarded or
 // not routed are not answered, nor IPv6 link-local ones: they are on the asker's own
 // link and never routed (RFC 4291 §2.5.6), whatever route covers them (::/0), and
-// each pod probes its own for duplicates (RFC 4862 §5.4) as its interface comes up.
+// each pod probes its own for duplicates (RFC 4862 §5.4) as its interface comes up;
+// nor the other addresses the engine never routes (martian4, martian6: loopback, the
+// unspecified address, 0/8), which an answer would only draw packets to for nothing.
 func (w *Worker) proxy(a netip.Addr) (route.MAC, bool) {
 	t, in := w.askT, w.askIn
 	var id route.NextHopID
 	if a.Is4() {
-		id = t.Routes.Lookup4(in.VRF, IP4(a))
+		v := IP4(a)
+		if martian4(v, v) {
+			return route.MAC{}, false // never routed (fromLocal)
+		}
+		id = t.Routes.Lookup4(in.VRF, v)
 	} else {
-		if a.IsLinkLocalUnicast() {
+		b := a.As16()
+		if martian6(&b, &b) { // link-local, loopback, unspecified: never routed
 			return route.MAC{}, false
 		}
-		b := a.As16()
 		id = t.Routes.Lookup6(in.VRF, &b)
 	}
 	nh := t.Routes.NextHop(id)

@@ -685,3 +685,30 @@ func TestMartiansNotRouted(t *testing.T) {
 		t.Fatalf("no_route %d on the uplink, want 2", d)
 	}
 }
+
+// TestProxyMartian: the vRouter does not answer ARP or neighbour solicitations for
+// addresses it never routes (TestMartiansNotRouted), whatever route covers them (a
+// default route here): loopback, the unspecified address, 0/8. An answer drew the
+// pod's packets to them to the vRouter, which drops them. A global address the
+// default route covers is still answered.
+func TestProxyMartian(t *testing.T) {
+	pool, c, e, pod, _, cfg := v6Node(t)
+	publishV6(t, e, "{prefix: '::/0', remote: peer}", "{prefix: '0.0.0.0/0', remote: peer}")
+	in := cfg.Interfaces[0]
+	mac := [6]byte(in.HW)
+	for _, tc := range []struct {
+		target string
+		answer bool
+	}{{"::1", false}, {"::", false}, {"127.0.0.1", false}, {"0.0.0.5", false}, {"10.1.2.9", true}, {"fd00:9::9", true}} {
+		a := netip.MustParseAddr(tc.target)
+		if a.Is4() {
+			send(t, pool, c, pod, arpRequest(mac, in.Addrs[0], a))
+		} else {
+			send(t, pool, c, pod, ns(mac, routerMAC, in.Addrs[1], in.Gateways[1], a, true))
+		}
+		e.Poll()
+		if got := recv(pool, c, pod); tc.answer != (len(got) == 1) {
+			t.Fatalf("%s: %d answers, want answer %v", tc.target, len(got), tc.answer)
+		}
+	}
+}
