@@ -171,6 +171,15 @@ func trailing(p []byte, end int) uint64 {
 	return uint64(s)
 }
 
+// FinishChecksum completes the transport checksum of ip, an IP packet whose checksum
+// field holds only the pseudo-header sum (pmd.PktCsumPartial, a virtio-net driver's
+// VIRTIO_NET_HDR_F_NEEDS_CSUM), as Encap does before it adds its headers; for a
+// caller that changes the packet so that no device can finish it later (splitting
+// it into fragments), which then clears the flag. It handles TCP and UDP over IPv4
+// and IPv6 without extension headers, and reports false, ip unchanged, for anything
+// else.
+func FinishChecksum(ip []byte) bool { return finishPartial(ip) }
+
 // finishPartial completes the transport checksum of an IP packet whose checksum field
 // holds only the pseudo-header sum, as a virtio-net driver leaves it with
 // VIRTIO_NET_HDR_F_NEEDS_CSUM (virtio 1.2 §5.1.6.2): the field becomes the complement

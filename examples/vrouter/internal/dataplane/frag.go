@@ -16,9 +16,11 @@ const maxFragments = 64
 // encapsulates and queues each to the uplink and frees pk. The packet starts with an
 // Ethernet header of l2 bytes (VXLAN) or with the IP header (l2 0); w.seg holds the
 // rest of it when it is a chain. The first fragment carries the packet's options, the
-// others those whose copied flag is set (RFC 791 §3.1 "Options"). It returns false,
-// leaving pk as it was, when it cannot: malformed options, too many fragments, an
-// offset that would overflow, or not enough frames.
+// others those whose copied flag is set (RFC 791 §3.1 "Options"). A partial transport
+// checksum (pmd.PktCsumPartial) is finished first. It returns false when it cannot:
+// malformed options, too many fragments, an offset that would overflow, a partial
+// checksum it cannot finish (a chain, a fragment, not TCP or UDP), or not enough
+// frames.
 func (w *Worker) fragment4(in *Iface, pk *pmd.Pkt, tun *encap.Tunnel, l2 int) bool {
 	d := w.pool.Data(pk)
 	if len(d) < l2+20 {
@@ -69,6 +71,15 @@ func (w *Worker) fragment4(in *Iface, pk *pmd.Pkt, tun *encap.Tunnel, l2 int) bo
 	base := int(frag&0x1fff) * 8 // the packet may be a fragment itself
 	if base+plen > 0xffff {
 		return false // its data would end past the largest offset a fragment can carry
+	}
+	if pk.Flags&pmd.PktCsumPartial != 0 {
+		// A transport checksum a virtio driver left for the device to finish: no
+		// device can once the packet is split, so it is finished here, over the
+		// packet in one piece (a chain or a fragment cannot be).
+		if w.seg != nil || frag&0x3fff != 0 || !encap.FinishChecksum(ip[:tl]) {
+			return false
+		}
+		pk.Flags &^= pmd.PktCsumPartial
 	}
 	f := w.frags[:n]
 	if got := w.cache.Alloc(f); got != n {
