@@ -27,6 +27,26 @@ type fakeKernel struct {
 
 const fakeRing = 64
 
+// fakePool is the 256-frame pool of the fake-kernel tests, closed when the test ends.
+func fakePool(t testing.TB) *pmd.Pool {
+	t.Helper()
+	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 256, Huge: pmd.HugeNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pool.Close() })
+	return pool
+}
+
+// poolWhole checks, after a port's Close, that every frame is back in the pool and
+// none was freed twice.
+func poolWhole(t testing.TB, pool *pmd.Pool) {
+	t.Helper()
+	if st := pool.Stats(); st.Free != st.Frames || st.BadFrees != 0 {
+		t.Errorf("after Close %d of %d frames free, %d bad frees", st.Free, st.Frames, st.BadFrees)
+	}
+}
+
 func newFakePort(t testing.TB, pool *pmd.Pool, sg bool) (*Port, *fakeKernel) {
 	t.Helper()
 	return newFakePortAt(t, pool, sg, 0)
@@ -91,11 +111,7 @@ func FuzzPortHostileKernel(f *testing.F) {
 	f.Add([]byte{0x01, 0x21, 0x41, 0x61, 0x81, 0x01, 0xa1, 0xc1})
 	f.Add([]byte{0x05, 0x45, 0x85, 0xe5, 0x25, 0x10, 0x12, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99})
 	f.Fuzz(func(t *testing.T, ops []byte) {
-		pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 256, Huge: pmd.HugeNever})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer pool.Close()
+		pool := fakePool(t)
 		sg := len(ops) > 0 && ops[0]&1 == 1
 		p, k := newFakePort(t, pool, sg)
 		held := map[pmd.Frame]bool{}
@@ -306,11 +322,7 @@ func BenchmarkFakeKernel(b *testing.B) {
 // TestKickCounters: the rx and tx goroutines both wake the kernel, and a third reads
 // Stats meanwhile; every wakeup is counted (run with -race).
 func TestKickCounters(t *testing.T) {
-	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 256, Huge: pmd.HugeNever})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	pool := fakePool(t)
 	p, _ := newFakePort(t, pool, false)
 	const each = 1000
 	var wg sync.WaitGroup
@@ -343,11 +355,7 @@ func TestKickCounters(t *testing.T) {
 // for frees the rest to the pool only if they are the caller's to give: a frame the
 // kernel holds, passed by mistake, must not also become free.
 func TestRecycleOverflowOwnership(t *testing.T) {
-	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 256, Huge: pmd.HugeNever})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	pool := fakePool(t)
 	p, k := newFakePort(t, pool, false) // its fill ring is full
 	n, idx := k.fill.Peek(1)
 	if n != 1 {
@@ -382,11 +390,7 @@ func TestRecycleOverflowOwnership(t *testing.T) {
 // last Recycle, a low-level loop's Fill or Complete) do nothing instead of panicking on
 // the unmapped rings, and frames handed to Recycle go back to the pool.
 func TestUseAfterClose(t *testing.T) {
-	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 256, Huge: pmd.HugeNever})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	pool := fakePool(t)
 	p, _ := newFakePort(t, pool, false)
 	var mine [2]pmd.Pkt
 	cache := pool.NewCache(0)
@@ -416,11 +420,7 @@ func TestUseAfterClose(t *testing.T) {
 // closes. Before, it read the closed flag and the descriptor unsynchronised, so it
 // could ask whatever socket reused the number for its counters (run with -race).
 func TestStatsCloseRace(t *testing.T) {
-	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 256, Huge: pmd.HugeNever})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	pool := fakePool(t)
 	for range 20 {
 		p, _ := newFakePort(t, pool, false)
 		done := make(chan struct{})
@@ -461,11 +461,7 @@ func (k *fakeKernel) rxChain(t testing.TB, lens ...uint32) {
 // TestCountersCountPackets: a multi-buffer chain is one packet in RxPackets and
 // TxPackets, as pmd's other ports count it; before, each segment counted.
 func TestCountersCountPackets(t *testing.T) {
-	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 256, Huge: pmd.HugeNever})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	pool := fakePool(t)
 	p, k := newFakePort(t, pool, true)
 	k.rxChain(t, 1000, 1000, 500) // one packet of three segments
 	k.rxChain(t, 60)
@@ -492,11 +488,7 @@ func TestCountersCountPackets(t *testing.T) {
 // socket's syscalls, so an empty Rx and every Tx must make one even when the rings'
 // need_wakeup flags are clear; before, only the flags did, and busy polling never ran.
 func TestBusyPollKicks(t *testing.T) {
-	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 256, Huge: pmd.HugeNever})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	pool := fakePool(t)
 	kicks := func(p *Port) uint64 {
 		// The fake socket's descriptor is -1: each wakeup fails, but it is counted.
 		return p.s.kicks.Load()
@@ -555,11 +547,7 @@ func allocChain(t testing.TB, cache *pmd.Cache, n int) []pmd.Pkt {
 // be reserved whole. Before, Tx returned 0 for it for ever, and a caller retrying held
 // up everything behind it; now it is dropped (DropTooLong) and the next packet goes.
 func TestTxChainLongerThanRing(t *testing.T) {
-	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 256, Huge: pmd.HugeNever})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	pool := fakePool(t)
 	p, _ := newFakePort(t, pool, true)
 	// A zero-copy driver taking long chains: only the ring bounds them.
 	p.s.maxSegs = 1 << 10
@@ -581,9 +569,7 @@ func TestTxChainLongerThanRing(t *testing.T) {
 	}
 	cache.Flush()
 	p.Close()
-	if st := pool.Stats(); st.Free != st.Frames || st.BadFrees != 0 {
-		t.Errorf("after Close %d of %d frames free, %d bad frees", st.Free, st.Frames, st.BadFrees)
-	}
+	poolWhole(t, pool)
 }
 
 // TestRxRewrittenContinuation: Rx cuts a multi-buffer burst after the last descriptor
@@ -593,11 +579,7 @@ func TestTxChainLongerThanRing(t *testing.T) {
 // had PktMore, an unfinished packet for the caller to forward or mis-free. Now such a
 // packet is dropped as invalid, and every frame is still accounted for.
 func TestRxRewrittenContinuation(t *testing.T) {
-	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 256, Huge: pmd.HugeNever})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	pool := fakePool(t)
 	p, k := newFakePort(t, pool, true)
 	const ringBytes = 64 + fakeRing*16
 	rxSlots := p.s.maps[0][2*ringBytes+64 : 3*ringBytes] // newFakePort's rx ring
@@ -632,20 +614,14 @@ func TestRxRewrittenContinuation(t *testing.T) {
 	}
 	cache.Flush()
 	p.Close()
-	if st := pool.Stats(); st.Free != st.Frames || st.BadFrees != 0 {
-		t.Errorf("after Close %d of %d frames free, %d bad frees", st.Free, st.Frames, st.BadFrees)
-	}
+	poolWhole(t, pool)
 }
 
 // TestPortIndexWrap runs packets, single and chained, through a port whose four
 // rings' free-running indices start 16 short of 2^32, so every ring wraps: counts,
 // order and frame ownership must come out as without the wrap.
 func TestPortIndexWrap(t *testing.T) {
-	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 256, Huge: pmd.HugeNever})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	pool := fakePool(t)
 	p, k := newFakePortAt(t, pool, true, 0xFFFFFFF0)
 	var pkts [16]pmd.Pkt
 	const rounds = 200
@@ -686,9 +662,7 @@ func TestPortIndexWrap(t *testing.T) {
 		t.Errorf("stats %+v after %d packets (%d segments)", st, rounds, segs)
 	}
 	p.Close()
-	if st := pool.Stats(); st.Free != st.Frames || st.BadFrees != 0 {
-		t.Errorf("after Close %d of %d frames free, %d bad frees", st.Free, st.Frames, st.BadFrees)
-	}
+	poolWhole(t, pool)
 }
 
 // TestTxDroppedFrameNotResent: a packet Tx drops has its frames freed, and the same
@@ -698,11 +672,7 @@ func TestPortIndexWrap(t *testing.T) {
 // read it (the kernel's completion then freed it a second time), and a chain naming
 // a frame twice behind a bad segment freed it twice.
 func TestTxDroppedFrameNotResent(t *testing.T) {
-	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 256, Huge: pmd.HugeNever})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	pool := fakePool(t)
 	p, k := newFakePort(t, pool, true)
 	cache := pool.NewCache(0)
 	for i := range 2 {
@@ -737,7 +707,5 @@ func TestTxDroppedFrameNotResent(t *testing.T) {
 	}
 	cache.Flush()
 	p.Close()
-	if st := pool.Stats(); st.Free != st.Frames || st.BadFrees != 0 {
-		t.Errorf("after Close %d of %d frames free, %d bad frees", st.Free, st.Frames, st.BadFrees)
-	}
+	poolWhole(t, pool)
 }
