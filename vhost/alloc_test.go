@@ -13,10 +13,7 @@ func TestZeroAllocs(t *testing.T) {
 		t.Skip("the race detector allocates")
 	}
 	for _, feat := range []uint64{FeatureVersion1 | FeatureMrgRxbuf, FeatureVersion1 | FeatureRingPacked | FeatureMrgRxbuf} {
-		b, path := testBackend(t, nil)
-		f := newFakeFront(t, path)
-		f.negotiate(feat)
-		f.setupQueue(0, 256)
+		b, f := oneQueue(t, feat, 256)
 		f.setupQueue(1, 256)
 		port := b.Port(0)
 		pool := b.opts.Pool
@@ -55,10 +52,7 @@ func TestZeroAllocsChains(t *testing.T) {
 		t.Skip("the race detector allocates")
 	}
 	for _, feat := range []uint64{FeatureVersion1 | FeatureMrgRxbuf, FeatureVersion1 | FeatureRingPacked | FeatureMrgRxbuf} {
-		b, path := testBackend(t, nil)
-		f := newFakeFront(t, path)
-		f.negotiate(feat)
-		f.setupQueue(0, 256)
+		b, f := oneQueue(t, feat, 256)
 		f.setupQueue(1, 256)
 		port := b.Port(0)
 		txg, txh := f.alloc(12 + 9000)

@@ -30,10 +30,7 @@ func TestBrokenRingTxDelivers(t *testing.T) {
 		{"packed-inorder", FeatureVersion1 | FeatureRingPacked | FeatureInOrder},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			b, path := testBackend(t, nil)
-			f := newFakeFront(t, path)
-			f.negotiate(c.feat)
-			f.setupQueue(0, 256)
+			b, f := oneQueue(t, c.feat, 256)
 			port, pool := b.Port(0), b.opts.Pool
 			g, h := f.alloc(2048)
 			f.add(0, []vring.Seg{{Addr: g, Len: 1024, Write: true}, {Addr: g + 1024, Len: 1024, Write: true}})
@@ -86,10 +83,7 @@ func TestBrokenRingRxCompletes(t *testing.T) {
 		{"packed-inorder", FeatureVersion1 | FeatureRingPacked | FeatureInOrder},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			b, path := testBackend(t, nil)
-			f := newFakeFront(t, path)
-			f.negotiate(c.feat)
-			f.setupQueue(0, 256)
+			b, f := oneQueue(t, c.feat, 256)
 			f.setupQueue(1, 256)
 			errFd := evfds(t, 1)[0]
 			defer uds.Close(errFd)
@@ -139,10 +133,7 @@ func TestChainDescsCap(t *testing.T) {
 		{"packed", FeatureVersion1 | FeatureRingPacked},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			b, path := testBackend(t, nil)
-			f := newFakeFront(t, path)
-			f.negotiate(c.feat)
-			f.setupQueue(0, 1024)
+			b, f := oneQueue(t, c.feat, 1024)
 			f.setupQueue(1, 1024)
 			port, pool := b.Port(0), b.opts.Pool
 			// A packet of n descriptors: the header, then one byte each.

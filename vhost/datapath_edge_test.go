@@ -52,10 +52,7 @@ func TestTxMergeableManyBuffers(t *testing.T) {
 		{"packed", FeatureVersion1 | FeatureRingPacked | FeatureMrgRxbuf},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			b, path := testBackend(t, nil)
-			f := newFakeFront(t, path)
-			f.negotiate(c.feat)
-			f.setupQueue(0, 256)
+			b, f := oneQueue(t, c.feat, 256)
 			port, pool := b.Port(0), b.opts.Pool
 			waitFor(t, "ring running", port.TxReady)
 			cache := pool.NewCache(0)
@@ -115,10 +112,7 @@ func TestBrokenRingTxKeepsBigPacket(t *testing.T) {
 		{"packed", FeatureVersion1 | FeatureRingPacked | FeatureMrgRxbuf},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			b, path := testBackend(t, nil)
-			f := newFakeFront(t, path)
-			f.negotiate(c.feat)
-			f.setupQueue(0, 256)
+			b, f := oneQueue(t, c.feat, 256)
 			port, pool := b.Port(0), b.opts.Pool
 			waitFor(t, "ring running", port.TxReady)
 			bufs := map[uint64][]byte{}

@@ -28,10 +28,7 @@ func TestDatapathFake(t *testing.T) {
 }
 
 func testDatapath(t *testing.T, feat uint64) {
-	b, path := testBackend(t, nil)
-	f := newFakeFront(t, path)
-	f.negotiate(feat)
-	f.setupQueue(0, 256)
+	b, f := oneQueue(t, feat, 256)
 	f.setupQueue(1, 256)
 	port := b.Port(0)
 	pool := b.opts.Pool

@@ -235,10 +235,7 @@ func TestHardenTranslation(t *testing.T) {
 // TX chain too short to hold the header, or exactly the header, is completed and
 // counted, never read past.
 func TestHardenShortChain(t *testing.T) {
-	b, path := testBackend(t, nil)
-	f := newFakeFront(t, path)
-	f.negotiate(FeatureVersion1)
-	f.setupQueue(0, 256)
+	b, f := oneQueue(t, FeatureVersion1, 256)
 	f.setupQueue(1, 256)
 	for _, n := range []int{1, 8, 11, 12} {
 		g, _ := f.alloc(n)
@@ -295,10 +292,7 @@ func TestHardenInflight(t *testing.T) {
 // as its call "eventfd". Signalling it must not block the datapath (the worker that
 // runs it serves other ports too): the back-end makes the fd non-blocking.
 func TestHardenBlockingCallFd(t *testing.T) {
-	b, path := testBackend(t, nil)
-	f := newFakeFront(t, path)
-	f.negotiate(FeatureVersion1 | FeatureMrgRxbuf)
-	f.setupQueue(0, 64)
+	b, f := oneQueue(t, FeatureVersion1|FeatureMrgRxbuf, 64)
 	var p [2]int
 	if err := unix.Pipe(p[:]); err != nil {
 		t.Fatal(err)
@@ -345,10 +339,7 @@ func TestHardenBlockingCallFd(t *testing.T) {
 // memory. Such a descriptor is refused, and closed; eventfds, pipes and sockets are
 // still taken.
 func TestHardenVringFdKind(t *testing.T) {
-	b, path := testBackend(t, nil)
-	f := newFakeFront(t, path)
-	f.negotiate(FeatureVersion1 | FeatureMrgRxbuf)
-	f.setupQueue(0, 64)
+	b, f := oneQueue(t, FeatureVersion1|FeatureMrgRxbuf, 64)
 	mfd, err := unix.MemfdCreate("not-an-eventfd", unix.MFD_CLOEXEC)
 	if err != nil {
 		t.Fatal(err)

@@ -41,6 +41,17 @@ type fakeFront struct {
 
 const fakeMemSize = 8 << 20
 
+// oneQueue attaches a fake front-end to a test back-end with the given features and
+// sets up queue pair 0 with rings of n entries.
+func oneQueue(t testing.TB, feat uint64, n int) (*Backend, *fakeFront) {
+	t.Helper()
+	b, path := testBackend(t, nil)
+	f := newFakeFront(t, path)
+	f.negotiate(feat)
+	f.setupQueue(0, n)
+	return b, f
+}
+
 func newFakeFront(t testing.TB, path string) *fakeFront {
 	t.Helper()
 	var c net.Conn

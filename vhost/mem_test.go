@@ -18,10 +18,7 @@ import (
 func TestRingRestartsWhenMemoryReturns(t *testing.T) {
 	for _, back := range []string{"add-mem-reg", "set-mem-table"} {
 		t.Run(back, func(t *testing.T) {
-			b, path := testBackend(t, nil)
-			f := newFakeFront(t, path)
-			f.negotiate(FeatureVersion1)
-			f.setupQueue(0, 256)
+			b, f := oneQueue(t, FeatureVersion1, 256)
 			port := b.Port(0)
 			if !port.TxReady() {
 				t.Fatal("ring not running after setup")
@@ -49,10 +46,7 @@ func TestRingRestartsWhenMemoryReturns(t *testing.T) {
 // it configures the rings again) must not start it on the old configuration, which
 // would then refuse SET_VRING_NUM as busy.
 func TestResetRingStaysStopped(t *testing.T) {
-	b, path := testBackend(t, nil)
-	f := newFakeFront(t, path)
-	f.negotiate(FeatureVersion1)
-	f.setupQueue(0, 256)
+	b, f := oneQueue(t, FeatureVersion1, 256)
 	port := b.Port(0)
 	f.must(ReqSetStatus, u64b(0))
 	if port.TxReady() {
