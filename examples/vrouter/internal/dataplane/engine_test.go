@@ -140,6 +140,21 @@ func twoNodes(t testing.TB, encapType string) (*pmd.Pool, *pmd.Cache, *node, *no
 	return pool, c, n1, n2
 }
 
+// tunnelOuter sends a packet from n1's pod to n2's and returns the outer headers
+// (Ethernet, IPv4, UDP, VXLAN) n1 put on it, for tests that tunnel frames of their
+// own to n2 as n1 would.
+func tunnelOuter(t *testing.T, pool *pmd.Pool, c *pmd.Cache, n1, n2 *node) []byte {
+	t.Helper()
+	p1, p2 := n1.cfg.Interfaces[0], n2.cfg.Interfaces[0]
+	send(t, pool, c, n1.pod, udp4([6]byte(p1.HW), routerMAC, p1.Addrs[0], p2.Addrs[0], 64, "x"))
+	n1.eng.Poll()
+	got := recv(pool, c, n2.eng.ifaces[0].Queues[0]) // what node 1 sent on the underlay
+	if len(got) != 1 || len(got[0]) < 50 {
+		t.Fatalf("underlay got %d frames", len(got))
+	}
+	return got[0][:50:50]
+}
+
 func pump(nodes ...*node) {
 	for i := 0; i < 4; i++ {
 		for _, n := range nodes {
@@ -885,14 +900,8 @@ func TestTunnelledARP(t *testing.T) {
 func TestTunnelledMulticast(t *testing.T) {
 	pool, c, n1, n2 := twoNodes(t, "vxlan")
 	n2.eng.tables.Load().UnknownToHost = true
-	p1, p2 := n1.cfg.Interfaces[0], n2.cfg.Interfaces[0]
-	send(t, pool, c, n1.pod, udp4([6]byte(p1.HW), routerMAC, p1.Addrs[0], p2.Addrs[0], 64, "x"))
-	n1.eng.Poll()
-	got := recv(pool, c, n2.eng.ifaces[0].Queues[0]) // what node 1 sent on the underlay
-	if len(got) != 1 || len(got[0]) < 50 {
-		t.Fatalf("underlay got %d frames", len(got))
-	}
-	outer := got[0][:50:50]
+	p1 := n1.cfg.Interfaces[0]
+	outer := tunnelOuter(t, pool, c, n1, n2)
 	mac1 := [6]byte(p1.HW)
 	inner := [][]byte{
 		udp4(mac1, [6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, p1.Addrs[0], netip.MustParseAddr("255.255.255.255"), 64, "dhcp"),

@@ -656,14 +656,8 @@ func TestMartiansNotRouted(t *testing.T) {
 
 	pool2, c2, n1, n2 := twoNodes(t, "vxlan")
 	n2.eng.tables.Load().UnknownToHost = true
-	p1, p2 := n1.cfg.Interfaces[0], n2.cfg.Interfaces[0]
-	send(t, pool2, c2, n1.pod, udp4([6]byte(p1.HW), routerMAC, p1.Addrs[0], p2.Addrs[0], 64, "x"))
-	n1.eng.Poll()
-	got := recv(pool2, c2, n2.eng.ifaces[0].Queues[0]) // what node 1 sent on the underlay
-	if len(got) != 1 || len(got[0]) < 50 {
-		t.Fatalf("underlay got %d frames", len(got))
-	}
-	outer := got[0][:50:50]
+	p2 := n2.cfg.Interfaces[0]
+	outer := tunnelOuter(t, pool2, c2, n1, n2)
 	for _, inner := range [][]byte{
 		udp4(routerMAC, routerMAC, netip.MustParseAddr("127.0.0.1"), p2.Addrs[0], 64, "lo"),
 		udp6(routerMAC, routerMAC, netip.MustParseAddr("fe80::5"), netip.MustParseAddr("fd00:7::2"), 64, "ll"),
