@@ -125,10 +125,12 @@ func (p *Port) Rx(pkts []pmd.Pkt) int {
 	want := uint32(min(len(pkts), pmd.MaxBurst))
 	n, idx := rx.Peek(want)
 	if n == 0 {
+		// Refill before the wakeup: the kernel woken (or busy-polled inside the
+		// syscall) receives into fill entries, and finds the ones given back since.
+		p.refill()
 		if p.s.rxNeedsKick() {
 			p.s.wakeRx()
 		}
-		p.refill()
 		return 0
 	}
 	if p.s.sg {
