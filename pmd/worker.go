@@ -92,6 +92,11 @@ type Worker struct {
 
 	loops, idle, pkts atomic.Uint64
 	ran               atomic.Bool
+
+	// done and timer belong to Run's goroutine: a back-off sleep waits on the timer
+	// or for the context to end, whichever comes first.
+	done  <-chan struct{}
+	timer *time.Timer
 }
 
 // ErrWorkerRun reports a second Run of the same worker.
@@ -162,6 +167,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	} else {
 		defer runtime.UnlockOSThread()
 	}
+	w.done = ctx.Done()
 	var stop atomic.Bool
 	unhook := context.AfterFunc(ctx, func() { stop.Store(true) })
 	defer unhook()
@@ -216,8 +222,19 @@ func (w *Worker) idleWait(empty int, sleep *time.Duration) {
 	}
 }
 
+// backoff sleeps for *sleep, or until the worker's context ends (a SleepMax of an
+// hour must not hold up a stop for an hour), and doubles *sleep towards SleepMax.
 func (w *Worker) backoff(sleep *time.Duration) {
-	time.Sleep(*sleep)
+	if w.timer == nil {
+		w.timer = time.NewTimer(*sleep)
+	} else {
+		w.timer.Reset(*sleep)
+	}
+	select {
+	case <-w.timer.C:
+	case <-w.done:
+		w.timer.Stop()
+	}
 	if *sleep < w.opts.SleepMax {
 		*sleep = min(2**sleep, w.opts.SleepMax)
 	}

@@ -97,3 +97,30 @@ func TestWorkerAdaptiveHugeYieldLoops(t *testing.T) {
 		t.Fatalf("the worker slept (back-off now %v) in its yield phase", sleep)
 	}
 }
+
+// TestWorkerSleepStopsOnCancel: a sleeping worker must stop when its context ends,
+// not when its back-off sleep is over. With SleepMin and SleepMax of an hour (a
+// quiet exception-path worker) Run went on sleeping for the hour after the cancel.
+func TestWorkerSleepStopsOnCancel(t *testing.T) {
+	for _, idle := range []IdlePolicy{IdleSleep, IdleAdaptive} {
+		t.Run(idle.String(), func(t *testing.T) {
+			w, err := NewWorker(WorkerOptions{Idle: idle, SleepMin: time.Hour, SleepMax: time.Hour,
+				SpinLoops: 1, YieldLoops: 1}, func() int { return 0 })
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- w.Run(ctx) }()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("Run still sleeping 5 s after its context ended")
+			}
+		})
+	}
+}
