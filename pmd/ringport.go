@@ -61,7 +61,8 @@ func NewRingPair(opts RingPairOptions) (a, b *RingPort, err error) {
 }
 
 // Rx receives what the other end transmitted. Chains arrive whole; one longer than
-// len(pkts) and MaxBurst is dropped (DropTooLong).
+// len(pkts) is dropped (DropTooLong), as is one a burst cut (its first segments wait
+// for the next call) when the next call's pkts is too short for it.
 func (p *RingPort) Rx(pkts []Pkt) int {
 	if p.closed.Load() || len(pkts) == 0 {
 		return 0
@@ -82,10 +83,12 @@ func (p *RingPort) Rx(pkts []Pkt) int {
 		for s > 0 && pkts[s-1].Flags&PktMore != 0 {
 			s--
 		}
-		if s == 0 || n-s > cap(p.stash) {
+		if s == 0 {
 			p.dropChain(pkts[s:n]) // the chain alone fills the burst: it never fits
 		} else {
-			p.stash = append(p.stash, pkts[s:n]...) // returned first next time
+			// Returned first next time. The stash grows past MaxBurst (once) only
+			// for a reader whose bursts are longer than that.
+			p.stash = append(p.stash, pkts[s:n]...)
 		}
 		n = s
 	}

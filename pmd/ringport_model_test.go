@@ -97,3 +97,41 @@ func TestRingPairChainsModel(t *testing.T) {
 		}
 	}
 }
+
+// TestRingPairLongChainBigBurst: a reader's burst of 512 Pkts cut a chain of 400
+// segments after 200 packets. Rx stashes the part it took for the next call, but the
+// stash held only MaxBurst segments, so the 312 it had were dropped as DropTooLong,
+// though the chain fits the reader's burst (the documented drop is of a chain longer
+// than both the burst and MaxBurst), and the next Rx of 512 would have taken it.
+func TestRingPairLongChainBigBurst(t *testing.T) {
+	pool := newTestPool(t, 1024)
+	a, b, err := NewRingPair(RingPairOptions{Pool: pool, Size: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	defer a.Close()
+	c := pool.NewCache(0)
+	defer c.Flush()
+	pkts := make([]Pkt, 600)
+	if c.Alloc(pkts) != len(pkts) {
+		t.Fatal("alloc")
+	}
+	for i := 200; i < 599; i++ {
+		pkts[i].Flags = PktMore
+	}
+	if n := a.Tx(pkts); n != len(pkts) {
+		c.Free(pkts[n:])
+		t.Fatalf("Tx took %d of %d", n, len(pkts))
+	}
+	rx := make([]Pkt, 512)
+	got := 0
+	for i := 0; i < 3; i++ {
+		n := b.Rx(rx)
+		got += PacketCount(rx[:n])
+		c.Free(rx[:n])
+	}
+	if got != 201 || b.Stats().Drops[DropTooLong] != 0 {
+		t.Fatalf("received %d packets of 201, drops %v", got, b.Stats().Drops)
+	}
+}
