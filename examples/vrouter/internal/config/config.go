@@ -203,7 +203,8 @@ func Load(path string) (*Config, error) {
 	return c, nil
 }
 
-// Parse decodes YAML strictly (unknown fields are errors) and validates.
+// Parse decodes YAML strictly (unknown fields are errors, and so is a second
+// document) and validates.
 func Parse(b []byte) (*Config, error) {
 	var c Config
 	dec := yaml.NewDecoder(bytes.NewReader(b))
@@ -214,10 +215,35 @@ func Parse(b []byte) (*Config, error) {
 		}
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
+	// One document: a second ("---" and more after it) would not be applied. An
+	// empty one (a trailing "---") is no harm.
+	for {
+		var next yaml.Node
+		err := dec.Decode(&next)
+		if err == io.EOF {
+			break
+		}
+		if err == nil && emptyDoc(&next) {
+			continue
+		}
+		if err == nil {
+			err = fmt.Errorf("line %d: a second document: the file holds one", next.Line)
+		}
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	return &c, nil
+}
+
+// emptyDoc reports whether n is a document with nothing in it, or only null.
+func emptyDoc(n *yaml.Node) bool {
+	if n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
+		n = n.Content[0]
+	}
+	return n.Kind == 0 || n.Kind == yaml.DocumentNode && len(n.Content) == 0 ||
+		n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
 }
 
 // pciAddr is a PCI address in the domain:bus:device.function form sysfs uses.

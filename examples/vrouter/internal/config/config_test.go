@@ -235,3 +235,25 @@ func TestPodAddresses(t *testing.T) {
 		t.Errorf("one address in two VRFs: %v", err)
 	}
 }
+
+// TestSecondDocument: a file of several YAML documents is refused. Before, Parse
+// decoded the first and ignored the rest, so a second document (a config appended to
+// the file, or the fragment after a stray "---") was silently not applied.
+func TestSecondDocument(t *testing.T) {
+	good, err := os.ReadFile("../../testdata/node1.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tail := range []string{"\n---\nlog_level: debug\n", "\n---\n{}\n", "\n---\nbogus_field: 1\n"} {
+		_, err := Parse(append(good[:len(good):len(good)], tail...))
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "document") {
+			t.Errorf("%q after the config: %v, want an error naming the second document", tail, err)
+		}
+	}
+	// A document end marker, or a trailing comment, is no second document.
+	for _, tail := range []string{"\n...\n", "\n# the end\n", "\n---\n"} {
+		if _, err := Parse(append(good[:len(good):len(good)], tail...)); err != nil {
+			t.Errorf("%q after the config: %v", tail, err)
+		}
+	}
+}
