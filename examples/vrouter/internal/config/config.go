@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"strconv"
@@ -236,6 +237,10 @@ func Parse(b []byte) (*Config, error) {
 	}
 	return &c, nil
 }
+
+// maxSocketPath is the longest UNIX socket path: sun_path's 108 bytes less the NUL
+// that QEMU and DPDK, the pods' side, write after it.
+const maxSocketPath = 107
 
 // emptyDoc reports whether n is a document with nothing in it, or only null.
 func emptyDoc(n *yaml.Node) bool {
@@ -565,6 +570,11 @@ func (c *Config) Validate() error {
 			if in.Vhost == nil || in.Vhost.Socket == "" {
 				p.add(f+".vhost.socket", "required for type vhost")
 			} else {
+				if sp := in.Vhost.Socket; !filepath.IsAbs(sp) {
+					p.add(f+".vhost.socket", "%q is not an absolute path", sp)
+				} else if len(sp) > maxSocketPath || strings.IndexByte(sp, 0) >= 0 {
+					p.add(f+".vhost.socket", "%q is no UNIX socket path (at most %d bytes, no NUL)", sp, maxSocketPath)
+				}
 				if socks[in.Vhost.Socket] {
 					p.add(f+".vhost.socket", "%q used twice", in.Vhost.Socket)
 				}

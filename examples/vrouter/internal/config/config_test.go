@@ -257,3 +257,32 @@ func TestSecondDocument(t *testing.T) {
 		}
 	}
 }
+
+// TestSocketPath: a vhost.socket the kernel cannot bind or connect to (longer than
+// sun_path's 107 bytes) is refused, as is a relative one (it would name a file under
+// the vRouter's working directory, not one the pod can mount). Before, both passed
+// the config and -check; a server-role socket then failed to listen in the
+// background, unlogged, and the pod never connected.
+func TestSocketPath(t *testing.T) {
+	good, err := os.ReadFile("../../testdata/node1.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const from = "socket: /run/vrouter/dpdk1.sock"
+	long := "/run/" + strings.Repeat("x", 98) + ".sock" // 108 bytes: no room for the NUL
+	for _, c := range []struct{ to, field string }{
+		{"socket: " + long, "interfaces[1].vhost.socket"},
+		{"socket: dpdk1.sock", "interfaces[1].vhost.socket"},
+		{"socket: ./run/dpdk1.sock", "interfaces[1].vhost.socket"},
+		{"socket: \"/run/a\\0b\"", "interfaces[1].vhost.socket"},
+	} {
+		_, err := Parse([]byte(strings.Replace(string(good), from, c.to, 1)))
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.field) {
+			t.Errorf("%s: %v, want an error naming %q", c.to, err, c.field)
+		}
+	}
+	// 107 bytes fit.
+	if _, err := Parse([]byte(strings.Replace(string(good), from, "socket: "+long[:107], 1))); err != nil {
+		t.Errorf("a 107-byte path: %v", err)
+	}
+}
