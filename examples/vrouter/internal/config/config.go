@@ -306,6 +306,9 @@ func (c *Config) Validate() error {
 			p.add("uplink.host_tap", "%q is not an interface name", ul.HostTap)
 		}
 	default:
+		if !newIfName(ul.Interface) {
+			p.add("uplink.interface", "%q is not an interface name", ul.Interface)
+		}
 		if ul.HostTap != "" || ul.MTU != 0 || ul.Packed {
 			p.add("uplink.host_tap", "host_tap, mtu and packed apply to uplink.pci only")
 		}
@@ -556,6 +559,8 @@ func (c *Config) Validate() error {
 		case "veth":
 			if in.Veth == nil || in.Veth.Interface == "" {
 				p.add(f+".veth.interface", "required for type veth")
+			} else if !newIfName(in.Veth.Interface) {
+				p.add(f+".veth.interface", "%q is not an interface name", in.Veth.Interface)
 			} else if in.Veth.Interface == c.Uplink.Interface {
 				p.add(f+".veth.interface", "%q is the uplink", in.Veth.Interface)
 			} else if veths[in.Veth.Interface] {
@@ -690,10 +695,10 @@ func ReloadCheck(old, cur *Config) error {
 	return nil
 }
 
-// newIfName reports whether name can name an interface the vRouter creates: what
-// the kernel's dev_valid_name accepts (1..15 bytes, not "." or "..", no '/', ':' or
-// white space), and no '%', which the kernel would take as a template for a name of
-// its own choosing.
+// newIfName reports whether name can name an interface the vRouter creates or
+// opens: what the kernel's dev_valid_name accepts (1..15 bytes, not "." or "..", no
+// '/', ':' or white space), and no '%', which the kernel would take as a template for
+// a name of its own choosing (so no interface has one).
 func newIfName(name string) bool {
 	return name != "" && len(name) <= 15 && name != "." && name != ".." &&
 		!strings.ContainsAny(name, "/:% \t\n\v\f\r")

@@ -286,3 +286,28 @@ func TestSocketPath(t *testing.T) {
 		t.Errorf("a 107-byte path: %v", err)
 	}
 }
+
+// TestInterfaceNames: uplink.interface and veth.interface must be names a kernel
+// interface can have (at most 15 bytes, no '/', ':', white space, not "." or "..").
+// Before, any string passed the config and -check, and the vRouter failed at start.
+func TestInterfaceNames(t *testing.T) {
+	good, err := os.ReadFile("../../testdata/node1.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ from, to, field string }{
+		{"interface: ul1", "interface: uplink-interface0", "uplink.interface"},
+		{"interface: ul1", "interface: a/b", "uplink.interface"},
+		{"interface: vpod1", "interface: vpod1-host-end-0", "interfaces[0].veth.interface"},
+		{"interface: vpod1", "interface: 'v pod'", "interfaces[0].veth.interface"},
+		{"interface: vpod1", "interface: '..'", "interfaces[0].veth.interface"},
+	} {
+		_, err := Parse([]byte(strings.Replace(string(good), c.from, c.to, 1)))
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.field) {
+			t.Errorf("%s -> %s: %v, want an error naming %q", c.from, c.to, err, c.field)
+		}
+	}
+	if _, err := Parse([]byte(strings.Replace(string(good), "interface: vpod1", "interface: vpod1-host-end", 1))); err != nil {
+		t.Errorf("a 15-byte name: %v", err)
+	}
+}
