@@ -68,7 +68,13 @@ func main() {
 	flag.DurationVar(&sleepMax, "sleep-max", sleepMax, "longest idle sleep (sleep, adaptive)")
 	flag.Parse()
 	if *cfgPath == "" || flag.NArg() > 0 {
-		fmt.Fprintln(os.Stderr, "usage: vrouter -config FILE [-check] [-log-json] [-frames N]")
+		fmt.Fprintln(os.Stderr, "usage: vrouter -config FILE [-check] [-log-json] [-frames N] [-frame-size 2048|4096] [-idle POLICY] [-sleep-max D]")
+		os.Exit(2)
+	}
+	// The flags first, -check or not: a bad one must not wait for the interfaces
+	// to be opened to be noticed.
+	if _, err := checkFlags(*frames); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
 	cfg, err := config.Load(*cfgPath)
@@ -79,20 +85,6 @@ func main() {
 	if *check {
 		fmt.Println("configuration is valid")
 		return
-	}
-	if *frames < 1024 || *frames > 1<<22 {
-		fmt.Fprintln(os.Stderr, "-frames must be in 1024..4194304")
-		os.Exit(2)
-	}
-	if sleepMax <= 0 || sleepMax > time.Second {
-		// 0 would fall back to the worker's default of 1 ms, not "no sleep": that
-		// is -idle busy-poll.
-		fmt.Fprintln(os.Stderr, "-sleep-max must be in (0, 1s]; for no sleep, use -idle busy-poll")
-		os.Exit(2)
-	}
-	if frameSize != 2048 && frameSize != 4096 {
-		fmt.Fprintln(os.Stderr, "-frame-size must be 2048 or 4096")
-		os.Exit(2)
 	}
 	var level slog.Level
 	level.UnmarshalText([]byte(cfg.LogLevel))
@@ -109,6 +101,28 @@ func main() {
 		log.Error("vrouter stopped", "err", err)
 		os.Exit(1)
 	}
+}
+
+// checkFlags checks the flags run reads (frames, idleFlag, sleepMax, frameSize) and
+// returns the idle policy -idle names.
+func checkFlags(frames int) (pmd.IdlePolicy, error) {
+	if frames < 1024 || frames > 1<<22 {
+		return 0, errors.New("-frames must be in 1024..4194304")
+	}
+	if sleepMax <= 0 || sleepMax > time.Second {
+		// 0 would fall back to the worker's default of 1 ms, not "no sleep": that
+		// is -idle busy-poll.
+		return 0, errors.New("-sleep-max must be in (0, 1s]; for no sleep, use -idle busy-poll")
+	}
+	if frameSize != 2048 && frameSize != 4096 {
+		return 0, errors.New("-frame-size must be 2048 or 4096")
+	}
+	idle, ok := map[string]pmd.IdlePolicy{"busy-poll": pmd.IdleBusyPoll, "yield": pmd.IdleYield,
+		"sleep": pmd.IdleSleep, "adaptive": pmd.IdleAdaptive}[idleFlag]
+	if !ok {
+		return 0, fmt.Errorf("-idle %q is not one of busy-poll, yield, sleep, adaptive", idleFlag)
+	}
+	return idle, nil
 }
 
 // router holds everything the process opened, for an orderly shutdown.
@@ -137,6 +151,10 @@ type router struct {
 // run runs the vRouter of cfg (read from path) until ctx ends, reloading path's
 // routes on each value from hup.
 func run(ctx context.Context, cfg *config.Config, path string, frames int, hup <-chan os.Signal, log *slog.Logger) (err error) {
+	idle, err := checkFlags(frames)
+	if err != nil {
+		return err
+	}
 	r := &router{log: log, captures: map[string]*pmd.CapturePort{}, names: map[string]int{}}
 	defer r.close()
 	// One forwarding worker per forwarding CPU (one unpinned worker without a set).
@@ -159,11 +177,6 @@ func run(ctx context.Context, cfg *config.Config, path string, frames int, hup <
 			return fmt.Errorf("control_cpus: %w", err)
 		}
 		log.Info("control CPUs", "cpus", cfg.CtlCPUs.String())
-	}
-	idle, ok := map[string]pmd.IdlePolicy{"busy-poll": pmd.IdleBusyPoll, "yield": pmd.IdleYield,
-		"sleep": pmd.IdleSleep, "adaptive": pmd.IdleAdaptive}[idleFlag]
-	if !ok {
-		return fmt.Errorf("-idle %q is not one of busy-poll, yield, sleep, adaptive", idleFlag)
 	}
 	for i, ew := range r.eng.Workers() {
 		cpus := pmd.CPUSet{}

@@ -1,0 +1,41 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestCheckFlags: every flag is checked before anything is opened, -check included.
+// Before, -check exited before the flags were looked at (vrouter -check -frames 5
+// said "configuration is valid"), and -idle was checked only in run, after the
+// interfaces had been opened and the uplink's XDP program attached.
+func TestCheckFlags(t *testing.T) {
+	defer func(i string, s time.Duration, f int) { idleFlag, sleepMax, frameSize = i, s, f }(idleFlag, sleepMax, frameSize)
+	for _, c := range []struct {
+		frames    int
+		idle      string
+		sleep     time.Duration
+		frameSize int
+		flag      string // named in the error; "" for none
+	}{
+		{16384, "adaptive", 200 * time.Microsecond, 4096, ""},
+		{1024, "busy-poll", time.Second, 2048, ""},
+		{5, "adaptive", 200 * time.Microsecond, 4096, "-frames"},
+		{16384, "spin", 200 * time.Microsecond, 4096, "-idle"},
+		{16384, "", 200 * time.Microsecond, 4096, "-idle"},
+		{16384, "sleep", 0, 4096, "-sleep-max"},
+		{16384, "sleep", 2 * time.Second, 4096, "-sleep-max"},
+		{16384, "sleep", time.Millisecond, 1500, "-frame-size"},
+	} {
+		idleFlag, sleepMax, frameSize = c.idle, c.sleep, c.frameSize
+		_, err := checkFlags(c.frames)
+		if c.flag == "" {
+			if err != nil {
+				t.Errorf("%+v: %v", c, err)
+			}
+		} else if err == nil || !strings.Contains(err.Error(), c.flag) {
+			t.Errorf("%+v: %v, want an error naming %s", c, err, c.flag)
+		}
+	}
+}
