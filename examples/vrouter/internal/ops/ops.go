@@ -29,8 +29,9 @@ type Server struct {
 	// MaxCapture bounds a capture's duration; 0 means one minute.
 	MaxCapture time.Duration
 
-	srv *http.Server
-	ln  net.Listener
+	srv    *http.Server
+	ln     net.Listener
+	cancel context.CancelFunc // ends the requests in progress (captures)
 }
 
 // Handler returns the endpoint's routes.
@@ -52,7 +53,12 @@ func (s *Server) Start(addr string) error {
 	if err != nil {
 		return err
 	}
-	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	// Requests' contexts derive from one Close cancels: Shutdown waits for the
+	// handlers, and a capture's runs until its context ends or its duration does.
+	base, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return base }}
 	go s.srv.Serve(s.ln)
 	return nil
 }
@@ -60,11 +66,12 @@ func (s *Server) Start(addr string) error {
 // Addr returns the address it listens on.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
-// Close stops the server.
+// Close stops the server, ending the captures in progress.
 func (s *Server) Close() error {
 	if s.srv == nil {
 		return nil
 	}
+	s.cancel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	return s.srv.Shutdown(ctx)

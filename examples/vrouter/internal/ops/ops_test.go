@@ -125,3 +125,33 @@ func captureServer(t *testing.T) (*pmd.Pool, *pmd.CapturePort, pmd.Port, *Server
 	t.Cleanup(func() { s.Close() })
 	return pool, ca, b, s
 }
+
+// TestCloseEndsCapture: Close ends a capture in progress and returns at once. Before,
+// Shutdown waited for the capture handler, which waited out its duration: Close gave
+// up after 2 s with "context deadline exceeded" (holding the vRouter's SIGTERM
+// shutdown that long) and left the capture running on ports about to be closed.
+func TestCloseEndsCapture(t *testing.T) {
+	pool, ca, b, s := captureServer(t)
+	defer traffic(pool, ca, b, 1, 10*time.Millisecond)()
+	resp, err := http.Get("http://" + s.Addr() + "/debug/capture?interface=pod1&duration=1m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if _, err := pcapgo.NewReader(resp.Body); err != nil { // the capture runs
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := s.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	if el := time.Since(start); el > time.Second {
+		t.Errorf("Close took %v", el)
+	}
+	// The capture was stopped: a new one may start.
+	if err := ca.Start(io.Discard, pmd.CaptureOptions{}); err != nil {
+		t.Errorf("capture still running after Close: %v", err)
+	} else {
+		ca.Stop()
+	}
+}
