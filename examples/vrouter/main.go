@@ -344,7 +344,14 @@ func (r *router) open(ctx context.Context, cfg *config.Config, frames, workers i
 				return fmt.Errorf("interface %s: %w", in.Name, err)
 			}
 			r.backends = append(r.backends, b)
-			go b.Serve(ctx)
+			// Serve ends with an error of its own only when the server socket
+			// cannot be made (the path taken by a live listener, a directory that
+			// does not exist): the pod can then never connect, so say so.
+			go func(name string) {
+				if err := b.Serve(ctx); err != nil && ctx.Err() == nil && !errors.Is(err, vhost.ErrClosed) {
+					r.log.Error("vhost-user socket failed: the pod cannot connect", "interface", name, "err", err)
+				}
+			}(in.Name)
 			// Every queue pair the pod may enable is polled; one it has not enabled
 			// receives nothing and drops what is sent to it (counted by the port).
 			for q := 0; q < max(in.Vhost.Queues, 1); q++ {
