@@ -10,6 +10,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"path"
 	"testing"
 
 	yamlv3 "go.yaml.in/yaml/v3"
@@ -139,5 +140,54 @@ func TestNetworkAttachment(t *testing.T) {
 	}
 	if !sawNAD || !sawPod {
 		t.Fatal("NetworkAttachmentDefinition or Pod missing")
+	}
+}
+
+// TestDaemonSetMatchesConfig: the DaemonSet's container has the CPUs its config pins
+// threads to, reads the config where the ConfigMap is mounted, and mounts the
+// directory of every vhost-user socket. Before, forwarding_cpus "2-3" and control_cpus
+// "1" (three CPUs) ran in a container limited to two: under the CPU manager's static
+// policy the container's cpuset holds two CPUs and pinning to the third fails at
+// start; without it, two polling workers and the control thread share a quota of two.
+func TestDaemonSetMatchesConfig(t *testing.T) {
+	var cm corev1.ConfigMap
+	var ds appsv1.DaemonSet
+	for _, doc := range docs(t, "daemonset.yaml") {
+		switch kind(t, doc) {
+		case "ConfigMap":
+			strict(t, doc, &cm)
+		case "DaemonSet":
+			strict(t, doc, &ds)
+		}
+	}
+	cfg, err := config.Parse([]byte(cm.Data["vrouter.yaml"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := ds.Spec.Template.Spec.Containers[0]
+	cpus := cfg.FwdCPUs.Count() + cfg.CtlCPUs.Count()
+	for what, rl := range map[string]corev1.ResourceList{"requests": c.Resources.Requests, "limits": c.Resources.Limits} {
+		q, ok := rl[corev1.ResourceCPU]
+		if !ok || q.MilliValue() != int64(cpus)*1000 {
+			t.Errorf("cpu %s %v, want %d (forwarding_cpus %s, control_cpus %s)", what, q.String(), cpus, cfg.ForwardingCPUs, cfg.ControlCPUs)
+		}
+	}
+	mounts := map[string]string{} // mount path -> volume
+	for _, m := range c.VolumeMounts {
+		mounts[m.MountPath] = m.Name
+	}
+	var cfgPath string
+	for i, a := range c.Command {
+		if a == "-config" && i+1 < len(c.Command) {
+			cfgPath = c.Command[i+1]
+		}
+	}
+	if v := mounts[path.Dir(cfgPath)]; v != "config" || path.Base(cfgPath) != "vrouter.yaml" {
+		t.Errorf("-config %q is not the ConfigMap's vrouter.yaml (mounts %v)", cfgPath, mounts)
+	}
+	for _, in := range cfg.Interfaces {
+		if in.Vhost != nil && mounts[path.Dir(in.Vhost.Socket)] == "" {
+			t.Errorf("%s: socket %s is in no mounted directory (mounts %v)", in.Name, in.Vhost.Socket, mounts)
+		}
 	}
 }
