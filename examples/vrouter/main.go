@@ -215,6 +215,7 @@ func run(ctx context.Context, cfg *config.Config, path string, frames int, hup <
 	defer func() { close(ran); <-reloads }()
 	go func() {
 		defer close(reloads)
+		cur := cfg // the config running: each reload is checked against it
 		for {
 			select {
 			case <-ctx.Done():
@@ -222,7 +223,7 @@ func run(ctx context.Context, cfg *config.Config, path string, frames int, hup <
 			case <-ran:
 				return
 			case <-hup:
-				r.reload(path, cfg)
+				cur = r.reload(path, cur)
 			}
 		}
 	}()
@@ -239,27 +240,29 @@ func run(ctx context.Context, cfg *config.Config, path string, frames int, hup <
 }
 
 // reload rereads the file and publishes its routes, or refuses it (see
-// config.ReloadCheck) and keeps the running tables.
-func (r *router) reload(path string, old *config.Config) {
+// config.ReloadCheck) and keeps the running tables. It returns the config running
+// afterwards: the file's, or old.
+func (r *router) reload(path string, old *config.Config) *config.Config {
 	cfg, err := config.Load(path)
 	if err != nil {
 		r.log.Error("reload refused", "err", err)
-		return
+		return old
 	}
 	// Only routes and remotes change on a reload: the interfaces, the VRF each is in
 	// and the uplink were fixed at start, and a half-applied change (routes moved to
 	// a VRF the interface is not in) would mix tenants.
 	if err := config.ReloadCheck(old, cfg); err != nil {
 		r.log.Error("reload refused", "err", err)
-		return
+		return old
 	}
 	tabs, err := dataplane.Build(cfg, r.names, r.ulMAC, routerMAC, r.ulMTU)
 	if err != nil {
 		r.log.Error("reload refused", "err", err)
-		return
+		return old
 	}
 	r.eng.Publish(tabs)
 	r.log.Info("routes reloaded", "vrfs", len(cfg.VRFs))
+	return cfg
 }
 
 // open opens every interface and builds an engine of at most workers workers (no more

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"bytes"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/dpkit/dpkit/examples/vrouter/internal/config"
+	"github.com/dpkit/dpkit/examples/vrouter/internal/dataplane"
+	"github.com/dpkit/dpkit/pmd"
+)
+
+// TestReloadAgainstRunning: each reload is checked against the config running, not
+// the one the vRouter started with. Before, a VRF appended by one reload could be
+// removed or replaced by the next (ReloadCheck compared with the start-up config,
+// which lacked it), though removing a VRF is refused as needing a restart.
+func TestReloadAgainstRunning(t *testing.T) {
+	good, err := os.ReadFile("testdata/node1.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start, err := config.Parse(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 64, Huge: pmd.HugeNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	var logs bytes.Buffer
+	r := &router{pool: pool, eng: dataplane.New(dataplane.Config{Pool: pool, Workers: 1}),
+		log:   slog.New(slog.NewTextHandler(&logs, nil)),
+		names: map[string]int{"uplink": 0, "pod1": 1, "dpdk1": 2, "exception": 3}}
+	defer r.eng.Close()
+	path := filepath.Join(t.TempDir(), "node1.yaml")
+	blue := "\n  - name: blue\n    vni: 200\n    label: 200\n    routes:\n      - prefix: 10.2.0.0/16\n        remote: node2\ninterfaces:"
+	steps := []struct {
+		file string
+		want string // in the log line of the reload
+	}{
+		{strings.Replace(string(good), "\ninterfaces:", blue, 1), "routes reloaded"},
+		{string(good), "blue removed"},
+		{strings.Replace(string(good), "\ninterfaces:", strings.Replace(blue, "blue", "green", 1), 1), "vrfs[1] is green instead of blue"},
+	}
+	cur := start
+	for i, s := range steps {
+		if err := os.WriteFile(path, []byte(s.file), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		logs.Reset()
+		cur = r.reload(path, cur)
+		if !strings.Contains(logs.String(), s.want) {
+			t.Errorf("reload %d: log %q, want %q", i+1, logs.String(), s.want)
+		}
+	}
+	if len(cur.VRFs) != 2 || cur.VRFs[1].Name != "blue" {
+		t.Errorf("running config has VRFs %+v, want red and blue", cur.VRFs)
+	}
+}
