@@ -7,6 +7,8 @@ FUZZTIME ?= 10s
 BENCH    ?= .
 COUNT    ?= 5
 export GOFLAGS := -buildvcs=false
+# scripts/deps.sh puts Go here when the go on PATH is missing or older than go.mod asks.
+export PATH := $(CURDIR)/.cache/go/bin:$(PATH)
 
 .PHONY: all demo test deps fmt-check vet staticcheck unit allocs fuzz-smoke bench-check deploy-check bench examples clean
 

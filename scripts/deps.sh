@@ -39,8 +39,29 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# Go tools at pinned versions, into .cache/bin.
 root=$(cd "$(dirname "$0")/.." && pwd)
+
+# Go itself: Debian 12 ships Go 1.19 at most, older than go.mod asks for. When the go on
+# PATH is missing or older, the official release below goes into .cache/go (the
+# Makefile puts .cache/go/bin first on PATH). The checksum is the one go.dev/dl publishes.
+go_version=1.26.8
+go_sha256=d0f743b33e8d8945e6b1f432edd15785c70507121d6e2a723b21285eddf8b57b
+export PATH="$root/.cache/go/bin:$PATH"
+go_need=$(awk '$1 == "go" {print $2; exit}' "$root/go.mod")
+go_have=$(cd "$root" && GOTOOLCHAIN=local go env GOVERSION 2>/dev/null || true)
+go_have=${go_have#go}
+if [ -z "$go_have" ] || [ "$(printf '%s\n%s\n' "$go_need" "$go_have" | sort -V | head -1)" != "$go_need" ]; then
+  echo "deps: installing Go $go_version into .cache/go (go on PATH: ${go_have:-none}, go.mod needs $go_need)"
+  tgz=$(mktemp)
+  curl -fsSL -o "$tgz" "https://go.dev/dl/go$go_version.linux-amd64.tar.gz"
+  echo "$go_sha256  $tgz" | sha256sum -c --quiet
+  rm -rf "$root/.cache/go"
+  mkdir -p "$root/.cache"
+  tar -C "$root/.cache" -xzf "$tgz"
+  rm -f "$tgz"
+fi
+
+# Go tools at pinned versions, into .cache/bin.
 bin="$root/.cache/bin"
 mkdir -p "$bin"
 install_tool() { # name module@version
