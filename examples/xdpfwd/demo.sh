@@ -2,6 +2,7 @@
 # Two-port forwarding demo: ns1 --veth-- [xdpfwd in nsf] --veth-- ns2, then ping
 # across. Run as root from the repository root: sh examples/xdpfwd/demo.sh
 set -eu
+PATH="$PWD/.cache/go/bin:$PATH" # the Go scripts/deps.sh installs when the system has none
 p=xdpfwd$$
 cleanup() { ip netns del ${p}1 2>/dev/null || true; ip netns del ${p}f 2>/dev/null || true; ip netns del ${p}2 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
