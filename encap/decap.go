@@ -101,8 +101,10 @@ func (r *Result) Key() uint32 {
 // functions put in pmd.Pkt.Meta: the type in the top 8 bits, the id in the low 24.
 func Key(t Type, id uint32) uint32 { return uint32(t)<<24 | id&0xffffff }
 
-// KeyType and KeyID unpack a Key.
+// KeyType returns the tunnel type of a Key.
 func KeyType(k uint32) Type { return Type(k >> 24) }
+
+// KeyID returns the VNI or label of a Key.
 func KeyID(k uint32) uint32 { return k & 0xffffff }
 
 // DecapOptions configure a Decapper. The zero value accepts tunnel frames to any
