@@ -11,7 +11,9 @@ pkgs=(
   tshark          # independent dissector for frames dpkit builds
   tcpdump
   iperf3          # demo and vrouter benchmarks
-  curl            # the vRouter's metrics and capture endpoint in end-to-end tests
+  curl            # the vRouter's metrics and capture endpoint in end-to-end tests; Go below
+  ca-certificates # https for curl and for the Go module proxy
+  unzip           # the Go toolchain below
   util-linux      # taskset in the AF_XDP benchmarks
   coreutils       # stdbuf around dpdk-testpmd
   dpdk            # dpdk-testpmd, dpdk-test, dpdk-test-fib: interop and peer benchmarks
@@ -42,23 +44,32 @@ fi
 root=$(cd "$(dirname "$0")/.." && pwd)
 
 # Go itself: Debian 12 ships Go 1.19 at most, older than go.mod asks for. When the go on
-# PATH is missing or older, the official release below goes into .cache/go (the
-# Makefile puts .cache/go/bin first on PATH). The checksum is the one go.dev/dl publishes.
+# PATH is missing or older, the release below goes into .cache/go (the Makefile puts
+# .cache/go/bin first on PATH). It comes from the Go module proxy, as the toolchain
+# module the go command itself downloads for GOTOOLCHAIN (go.dev/dl may be out of
+# reach where the proxy is not). The SHA-256 is the zip's as fetched from
+# proxy.golang.org; its bin/go and compiler are byte for byte those of the go1.26.8
+# linux-amd64 release.
 go_version=1.26.8
-go_sha256=d0f743b33e8d8945e6b1f432edd15785c70507121d6e2a723b21285eddf8b57b
+go_zip_sha256=30c2b1bf7dcc88d3eb0a1364e47ddd9128edb3110a30e8a0ef61cd5856b31de7
+go_proxy=${GOPROXY:-https://proxy.golang.org}
+go_proxy=${go_proxy%%[,|]*}
+case "$go_proxy" in off|direct|"") go_proxy=https://proxy.golang.org ;; esac
 export PATH="$root/.cache/go/bin:$PATH"
 go_need=$(awk '$1 == "go" {print $2; exit}' "$root/go.mod")
 go_have=$(cd "$root" && GOTOOLCHAIN=local go env GOVERSION 2>/dev/null || true)
 go_have=${go_have#go}
 if [ -z "$go_have" ] || [ "$(printf '%s\n%s\n' "$go_need" "$go_have" | sort -V | head -1)" != "$go_need" ]; then
   echo "deps: installing Go $go_version into .cache/go (go on PATH: ${go_have:-none}, go.mod needs $go_need)"
-  tgz=$(mktemp)
-  curl -fsSL -o "$tgz" "https://go.dev/dl/go$go_version.linux-amd64.tar.gz"
-  echo "$go_sha256  $tgz" | sha256sum -c --quiet
+  mod="golang.org/toolchain@v0.0.1-go$go_version.linux-amd64"
+  tmp=$(mktemp -d)
+  curl -fsSL -o "$tmp/go.zip" "$go_proxy/golang.org/toolchain/@v/v0.0.1-go$go_version.linux-amd64.zip"
+  echo "$go_zip_sha256  $tmp/go.zip" | sha256sum -c --quiet
+  unzip -q "$tmp/go.zip" -d "$tmp"
   rm -rf "$root/.cache/go"
   mkdir -p "$root/.cache"
-  tar -C "$root/.cache" -xzf "$tgz"
-  rm -f "$tgz"
+  mv "$tmp/$mod" "$root/.cache/go"
+  rm -rf "$tmp"
 fi
 
 # Go tools at pinned versions, into .cache/bin.
