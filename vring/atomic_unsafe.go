@@ -38,7 +38,9 @@ import (
 //
 // This needs the ring slices to start 4-byte aligned in host memory and to
 // cover the containing word of their last field (the *Size functions round
-// up); New* functions check both. Go's atomics are sequentially consistent:
+// up); New* functions check both. The one exception is the split avail ring
+// on the device side, which the spec aligns to 2 only and the device only
+// loads: load16 finds the containing word from the field's address. Go's atomics are sequentially consistent:
 // each store is a release, each load an acquire, and a store followed by a
 // load of another word is not reordered (the store-load fence that
 // vring_need_event checks need, §2.7.10 and §2.8.10); where a release store
@@ -58,10 +60,19 @@ func load32(b []byte, off int) uint32 { return atomic.LoadUint32(wordPtr(b, off)
 
 func store32(b []byte, off int, v uint32) { atomic.StoreUint32(wordPtr(b, off), v) }
 
-// load16 loads the 16-bit field at off (2-aligned) atomically.
+// load16 loads the 16-bit field at b[off:off+2], 2-aligned in host memory,
+// atomically: it loads the 4-byte-aligned word of host memory that holds it
+// and takes the half. The word is found from the field's address, not from
+// off, so b itself need only be 2-aligned (the device side of a split avail
+// ring, §2.7). Then the word may reach 2 bytes before b's start or after its
+// end; it is readable all the same: it shares its aligned 4 bytes with the
+// field, so it lies in the same page of a mapping and in the same Go
+// allocation (both are at least 8-byte granular).
 func load16(b []byte, off int) uint16 {
-	w := atomic.LoadUint32(wordPtr(b, off&^3))
-	return uint16(w >> (uint(off&2) * 8))
+	p := unsafe.Pointer(&b[off:][:2][0])
+	a := uintptr(p) & 2
+	w := atomic.LoadUint32((*uint32)(unsafe.Add(p, -int(a))))
+	return uint16(w >> (a * 8))
 }
 
 // store16 stores the 16-bit field at off without disturbing the other half
@@ -76,6 +87,11 @@ func store16(b []byte, off int, v uint16) {
 			return
 		}
 	}
+}
+
+// aligned2 reports whether b starts 2-byte aligned in host memory.
+func aligned2(b []byte) bool {
+	return len(b) > 0 && uintptr(unsafe.Pointer(unsafe.SliceData(b)))&1 == 0
 }
 
 // aligned4 reports whether b starts 4-byte aligned in host memory.

@@ -24,15 +24,19 @@ func SplitSizes(n int) (desc, avail, used int) {
 }
 
 // SplitRing is the host memory of a split ring, already translated. The
-// queue does not own it. Avail and Used must start 4-byte aligned. Plain
-// data; the memory itself is shared with the peer.
+// queue does not own it. Used must start 4-byte aligned; Avail 2-byte
+// aligned for the device side (the spec's alignment for the available ring,
+// §2.7, which a driver may use) and 4-byte aligned for the driver side, which
+// stores avail.flags and avail.idx as one word. Plain data; the memory
+// itself is shared with the peer.
 type SplitRing struct {
 	Desc, Avail, Used []byte
 }
 
-func (r *SplitRing) check(n int) error {
+func (r *SplitRing) check(n int, device bool) error {
 	d, a, u := SplitSizes(n)
-	if len(r.Desc) < d || len(r.Avail) < a || len(r.Used) < u || !aligned4(r.Avail) || !aligned4(r.Used) {
+	availOK := aligned4(r.Avail) || device && aligned2(r.Avail)
+	if len(r.Desc) < d || len(r.Avail) < a || len(r.Used) < u || !availOK || !aligned4(r.Used) {
 		return ErrLayout
 	}
 	return nil
@@ -50,14 +54,14 @@ type splitCommon struct {
 	err               error // sticky: set once the peer broke the queue
 }
 
-func (q *splitCommon) init(r SplitRing, mem *Memory, o Options) error {
+func (q *splitCommon) init(r SplitRing, mem *Memory, o Options, device bool) error {
 	if !littleEndian {
 		return ErrNotSupported
 	}
 	if err := o.validate(false); err != nil {
 		return err
 	}
-	if err := r.check(o.Size); err != nil {
+	if err := r.check(o.Size, device); err != nil {
 		return err
 	}
 	q.desc, q.avail, q.used, q.mem = r.Desc, r.Avail, r.Used, mem
@@ -101,7 +105,7 @@ type SplitDevice struct {
 // currently in the used ring (0 for a fresh ring); see SetBase.
 func NewSplitDevice(r SplitRing, mem *Memory, o Options) (*SplitDevice, error) {
 	q := &SplitDevice{}
-	if err := q.init(r, mem, o); err != nil {
+	if err := q.init(r, mem, o, true); err != nil {
 		return nil, err
 	}
 	q.walk = chainWalk{mem: mem, maxBytes: o.maxBytes(), maxDescs: o.maxDescs()}

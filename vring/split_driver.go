@@ -39,7 +39,7 @@ type inOrderPending struct {
 // the ring memory (zeroes flags and indices).
 func NewSplitDriver(r SplitRing, mem *Memory, o Options) (*SplitDriver, error) {
 	q := &SplitDriver{}
-	if err := q.init(r, mem, o); err != nil {
+	if err := q.init(r, mem, o, false); err != nil {
 		return nil, err
 	}
 	n := int(q.size)
