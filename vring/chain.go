@@ -148,6 +148,17 @@ type IndirectTable struct {
 	Host []byte
 }
 
+// chainFits reports whether segs total at most 2^32-1 bytes: a driver must
+// not add a longer chain (§2.7.5.2, §2.8.6), and neither a used length nor
+// the writable capacity the driver checks it against can count past that.
+func chainFits(segs []Seg) bool {
+	var total uint64
+	for i := range segs {
+		total += uint64(segs[i].Len)
+	}
+	return total <= 1<<32-1
+}
+
 func putDesc(b []byte, addr uint64, n uint32, flags, next uint16) {
 	b = b[:16]
 	le.PutUint64(b[0:], addr)

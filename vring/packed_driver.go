@@ -71,7 +71,7 @@ func (q *PackedDriver) Add(segs []Seg) (uint16, error) {
 		return 0, q.err
 	}
 	n := len(segs)
-	if n == 0 || n > int(q.size) {
+	if n == 0 || n > int(q.size) || !chainFits(segs) {
 		return 0, ErrInvalid
 	}
 	if n > q.numFree {
@@ -230,7 +230,7 @@ func (q *PackedDriver) AddIndirect(segs []Seg, t IndirectTable) (uint16, error) 
 		return 0, q.err
 	}
 	n := len(segs)
-	if !q.indirect || n == 0 || n > int(q.size) || len(t.Host) < 16*n {
+	if !q.indirect || n == 0 || n > int(q.size) || len(t.Host) < 16*n || !chainFits(segs) {
 		return 0, ErrInvalid
 	}
 	if q.numFree == 0 {

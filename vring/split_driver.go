@@ -66,13 +66,14 @@ func (q *SplitDriver) InFlight() int { return q.inflight }
 // Add places one buffer made of segs (readable ones first, then writable,
 // §2.7.4) in the ring and returns its head id. It is not visible to the
 // device until Publish. Addresses are guest addresses/IOVAs; nothing is
-// copied.
+// copied. A buffer of no segment, of more than the queue size, or of 4 GiB
+// or more in total is refused with ErrInvalid.
 func (q *SplitDriver) Add(segs []Seg) (uint16, error) {
 	if q.err != nil {
 		return 0, q.err
 	}
 	n := len(segs)
-	if n == 0 || n > int(q.size) {
+	if n == 0 || n > int(q.size) || !chainFits(segs) {
 		return 0, ErrInvalid
 	}
 	if n > q.numFree {
@@ -155,7 +156,7 @@ func (q *SplitDriver) AddIndirect(segs []Seg, t IndirectTable) (uint16, error) {
 		return 0, q.err
 	}
 	n := len(segs)
-	if !q.indirect || n == 0 || n > int(q.size) || len(t.Host) < 16*n {
+	if !q.indirect || n == 0 || n > int(q.size) || len(t.Host) < 16*n || !chainFits(segs) {
 		return 0, ErrInvalid
 	}
 	if q.numFree == 0 {
