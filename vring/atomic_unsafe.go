@@ -76,18 +76,27 @@ func load16(b []byte, off int) uint16 {
 }
 
 // store16 stores the 16-bit field at off without disturbing the other half
-// of its word (CAS loop; see above).
+// of its word (CAS loop; see above). A peer that rewrites the other half
+// without pause (a hostile guest scribbling on the padding after its used
+// ring) could fail the CAS for ever and hold the datapath in this loop; after
+// store16Tries failures the field is written with a plain 16-bit store, which
+// cannot disturb the other half either, only the race detector's view of it.
 func store16(b []byte, off int, v uint16) {
 	p := wordPtr(b, off&^3)
 	shift := uint(off&2) * 8
-	for {
+	for range store16Tries {
 		old := atomic.LoadUint32(p)
 		nw := old&^(0xffff<<shift) | uint32(v)<<shift
 		if atomic.CompareAndSwapUint32(p, old, nw) {
 			return
 		}
 	}
+	h := b[off:][:2]
+	*(*uint16)(unsafe.Pointer(&h[0])) = v
 }
+
+// store16Tries bounds store16's CAS loop.
+const store16Tries = 64
 
 // aligned2 reports whether b starts 2-byte aligned in host memory.
 func aligned2(b []byte) bool {
