@@ -226,40 +226,16 @@ func BenchmarkUpdate(b *testing.B) {
 				var bt route.Batch
 				ops := 0
 				for b.Loop() {
-					bt.Reset()
-					k := ops % len(extra)
-					for j := 0; j < bs; j++ {
-						p := extra[(k+j)%len(extra)]
-						if (ops/len(extra))%2 == 0 {
-							bt.Insert(0, p, f.nhs[j%len(f.nhs)])
-						} else {
-							bt.Delete(0, p)
-						}
-						if (k+j+1)%len(extra) == 0 {
-							break
-						}
-					}
-					ops += bt.Len()
-					if err := f.dp.Apply(&bt); err != nil {
+					n, err := updateStep(f.dp, &bt, extra, f.nhs, bs, ops)
+					if err != nil {
 						b.Fatal(err)
 					}
-				}
-				// leave the table as built
-				bt.Reset()
-				if (ops/len(extra))%2 == 1 {
-					for _, p := range extra[:ops%len(extra)] {
-						bt.Delete(0, p)
-					}
-				} else {
-					for _, p := range extra[ops%len(extra):] {
-						bt.Delete(0, p)
-					}
-					if ops%len(extra) == 0 {
-						bt.Reset()
-					}
+					ops += n
 				}
 				b.StopTimer()
-				_ = f.dp.Apply(&bt)
+				if err := restoreUpdates(f.dp, &bt, extra, ops); err != nil {
+					b.Fatal(err)
+				}
 				b.StartTimer()
 				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(ops), "ns/route")
 			})
@@ -283,6 +259,99 @@ func BenchmarkUpdate(b *testing.B) {
 			b.StartTimer()
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(ops), "ns/route")
 		})
+	}
+}
+
+// updateStep applies the next change batch of BenchmarkUpdate's dpkit rows: up to bs
+// changes from extra starting at change number ops, inserts on even passes over extra
+// and deletes on odd ones, never crossing a pass. It returns how many it applied.
+func updateStep(t *route.Table, bt *route.Batch, extra []netip.Prefix, nhs []route.NextHopID, bs, ops int) (int, error) {
+	bt.Reset()
+	k := ops % len(extra)
+	for j := 0; j < bs; j++ {
+		p := extra[(k+j)%len(extra)]
+		if (ops/len(extra))%2 == 0 {
+			bt.Insert(0, p, nhs[j%len(nhs)])
+		} else {
+			bt.Delete(0, p)
+		}
+		if (k+j+1)%len(extra) == 0 {
+			break
+		}
+	}
+	return bt.Len(), t.Apply(bt)
+}
+
+// restoreUpdates deletes what ops changes of updateStep left in the table, leaving it
+// as built for the next row or run: in an insert pass (even) the routes inserted so
+// far, extra[:r]; in a delete pass (odd) those not yet deleted, extra[r:].
+func restoreUpdates(t *route.Table, bt *route.Batch, extra []netip.Prefix, ops int) error {
+	bt.Reset()
+	r := ops % len(extra)
+	left := extra[:r]
+	if (ops/len(extra))%2 == 1 {
+		left = extra[r:]
+	}
+	for _, p := range left {
+		bt.Delete(0, p)
+	}
+	if bt.Len() == 0 {
+		return nil
+	}
+	return t.Apply(bt)
+}
+
+// TestUpdateRestores runs BenchmarkUpdate's dpkit change sequence on a small table,
+// stopping after various numbers of changes, and checks restoreUpdates leaves the
+// table as built: later rows and -count runs must not start from leftover routes.
+func TestUpdateRestores(t *testing.T) {
+	base := Routes4(1000, 1)
+	var extra []netip.Prefix
+	have := map[netip.Prefix]bool{}
+	for _, p := range base {
+		have[p] = true
+	}
+	for _, p := range Routes4(200, 77) {
+		if !have[p] && len(extra) < 40 {
+			extra = append(extra, p)
+		}
+	}
+	for _, bs := range []int{1, 7} {
+		for _, stop := range []int{0, 1, 13, 40, 41, 79, 80, 95} {
+			tb, err := route.New(route.Options{MaxVRFs: 1, MaxNextHops: 16})
+			if err != nil {
+				t.Fatal(err)
+			}
+			nh, err := tb.AddNextHop(route.NextHop{Kind: route.KindLocal, Port: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			nhs := []route.NextHopID{nh}
+			var bt route.Batch
+			for _, p := range base {
+				bt.Insert(0, p, nh)
+			}
+			if err := tb.Apply(&bt); err != nil {
+				t.Fatal(err)
+			}
+			ops := 0
+			for ops < stop {
+				n, err := updateStep(tb, &bt, extra, nhs, bs, ops)
+				if err != nil {
+					t.Fatalf("bs %d after %d changes: %v", bs, ops, err)
+				}
+				ops += n
+			}
+			if err := restoreUpdates(tb, &bt, extra, ops); err != nil {
+				t.Errorf("bs %d, %d changes: restore: %v", bs, ops, err)
+			}
+			for _, p := range extra {
+				// A fresh delete of an extra route succeeds only if it was left behind.
+				if err := tb.Delete(0, p); err == nil {
+					t.Errorf("bs %d, %d changes: %v left in the table", bs, ops, p)
+				}
+			}
+		}
 	}
 }
 
