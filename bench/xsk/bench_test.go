@@ -35,7 +35,9 @@ const (
 	burst    = 64
 	frameLen = 64
 	// txBudget raises how many frames one kick sends in copy mode (XDP_MAX_TX_SKB_BUDGET,
-	// kernel 6.17+; the default is 32). The peers cannot set it.
+	// kernel 6.17+; the default is 32). Every implementation sets it: dpkit through
+	// Config.TxBudget, the C reference and the peers with setsockopt on their fd
+	// (-txbudget).
 	txBudget = 256
 )
 
@@ -328,14 +330,14 @@ func runDpkit(b *testing.B, e *env, mode string, n uint64) result {
 }
 
 // runExternal runs a peer or the C reference as a process in the dut namespace. The
-// protocol: args "-if NAME -mode MODE -count N -frames F -ring R -batch B"; the program
+// protocol: args "-if NAME -mode MODE -count N -frames F -ring R -batch B -txbudget T"; the program
 // prints "ready" once its socket is bound, then "done <packets> <nanoseconds> <cpu-ns>"
 // after n packets (timed from the first one for rxdrop/l2fwd, from the start for
 // txonly; cpu-ns is the process's user+system time over the same interval).
 func runExternal(b *testing.B, e *env, bin, mode string, n uint64, extra ...string) result {
 	args := append([]string{"netns", "exec", e.dut.Name, "taskset", "-c", strconv.Itoa(dutCPU), bin, "-if", e.v.A, "-mode", mode,
 		"-count", strconv.FormatUint(n, 10), "-frames", strconv.Itoa(frames), "-ring", strconv.Itoa(ringSize),
-		"-batch", strconv.Itoa(burst)}, extra...)
+		"-batch", strconv.Itoa(burst), "-txbudget", strconv.Itoa(txBudget)}, extra...)
 	cmd := exec.Command("ip", args...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr

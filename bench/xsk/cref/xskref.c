@@ -20,6 +20,13 @@
 #include <linux/if_link.h>
 #include <xdp/xsk.h>
 
+#ifndef SOL_XDP
+#define SOL_XDP 283
+#endif
+#ifndef XDP_MAX_TX_SKB_BUDGET
+#define XDP_MAX_TX_SKB_BUDGET 9 /* kernel 6.17+ */
+#endif
+
 static uint64_t now_ns(void) {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -66,9 +73,11 @@ int main(int argc, char **argv) {
 	const char *ifname = NULL, *mode = "rxdrop";
 	unsigned long long count = 1000000;
 	struct ctx c = {.frames = 4096, .ring = 2048, .batch = 64};
+	int txbudget = 0;
 	static const struct option lo[] = {
 		{"if", 1, 0, 'i'}, {"mode", 1, 0, 'm'}, {"count", 1, 0, 'n'},
-		{"frames", 1, 0, 'f'}, {"ring", 1, 0, 'r'}, {"batch", 1, 0, 'b'}, {0}};
+		{"frames", 1, 0, 'f'}, {"ring", 1, 0, 'r'}, {"batch", 1, 0, 'b'},
+		{"txbudget", 1, 0, 't'}, {0}};
 	int o;
 	while ((o = getopt_long_only(argc, argv, "", lo, NULL)) != -1) {
 		switch (o) {
@@ -78,6 +87,7 @@ int main(int argc, char **argv) {
 		case 'f': c.frames = atoi(optarg); break;
 		case 'r': c.ring = atoi(optarg); break;
 		case 'b': c.batch = atoi(optarg); break;
+		case 't': txbudget = atoi(optarg); break;
 		default: return 2;
 		}
 	}
@@ -107,6 +117,12 @@ int main(int argc, char **argv) {
 	err = xsk_socket__create(&c.xsk, ifname, 0, c.umem, &c.rx, &c.tx, &scfg);
 	if (err)
 		die("xsk_socket__create", err);
+	// The copy-mode frames sent per kick, as dpkit's Config.TxBudget sets it; older
+	// kernels lack the option (ENOPROTOOPT) and keep their 32.
+	if (txbudget > 0 &&
+	    setsockopt(xsk_socket__fd(c.xsk), SOL_XDP, XDP_MAX_TX_SKB_BUDGET, &txbudget, sizeof txbudget) < 0 &&
+	    errno != ENOPROTOOPT)
+		die("XDP_MAX_TX_SKB_BUDGET", errno);
 
 	uint32_t idx;
 	if (!txonly) {

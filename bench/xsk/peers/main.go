@@ -24,6 +24,22 @@ type opts struct {
 	ifname, mode, lib   string
 	count               uint64
 	frames, ring, batch int
+	txBudget            int
+}
+
+// setTxBudget sets XDP_MAX_TX_SKB_BUDGET (kernel 6.17+: frames sent per kick in copy
+// mode) on an XSK, as dpkit's Config.TxBudget does; older kernels lack the option
+// (ENOPROTOOPT) and keep their 32. Neither library has an option for it, but both
+// give the socket's fd.
+func setTxBudget(fd, n int) error {
+	const solXDP, xdpMaxTxSkbBudget = 283, 9
+	if n <= 0 {
+		return nil
+	}
+	if err := syscall.SetsockoptInt(fd, solXDP, xdpMaxTxSkbBudget, n); err != nil && err != syscall.ENOPROTOOPT {
+		return fmt.Errorf("XDP_MAX_TX_SKB_BUDGET: %w", err)
+	}
+	return nil
 }
 
 func main() {
@@ -35,6 +51,7 @@ func main() {
 	flag.IntVar(&o.frames, "frames", 4096, "UMEM frames")
 	flag.IntVar(&o.ring, "ring", 2048, "ring size")
 	flag.IntVar(&o.batch, "batch", 64, "burst")
+	flag.IntVar(&o.txBudget, "txbudget", 0, "XDP_MAX_TX_SKB_BUDGET (0: the kernel's default)")
 	flag.Parse()
 	ifc, err := net.InterfaceByName(o.ifname)
 	if err != nil {
@@ -93,6 +110,9 @@ func runSlavc(ifindex int, o opts) (uint64, time.Duration, time.Duration, error)
 		return 0, 0, 0, err
 	}
 	defer xsk.Close()
+	if err := setTxBudget(xsk.FD(), o.txBudget); err != nil {
+		return 0, 0, 0, err
+	}
 	if err := prog.Register(0, xsk.FD()); err != nil {
 		return 0, 0, 0, err
 	}
@@ -163,6 +183,9 @@ func runAsavie(ifindex int, o opts) (uint64, time.Duration, time.Duration, error
 		return 0, 0, 0, err
 	}
 	defer xsk.Close()
+	if err := setTxBudget(xsk.FD(), o.txBudget); err != nil {
+		return 0, 0, 0, err
+	}
 	if err := prog.Register(0, xsk.FD()); err != nil {
 		return 0, 0, 0, err
 	}
