@@ -2,10 +2,12 @@ package topo
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os/exec"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -22,6 +24,9 @@ func (r PingResult) Loss() float64 {
 	}
 	return 100 * float64(r.Sent-r.Received) / float64(r.Sent)
 }
+
+// errIperfRefused: iperf3 could not connect (its server is not listening yet).
+var errIperfRefused = errors.New("iperf3: connection refused")
 
 var (
 	pingCounts = regexp.MustCompile(`(\d+) packets transmitted, (\d+) received`)
@@ -81,28 +86,51 @@ func iperfTCP(from, to *Pod, addr string, d time.Duration, streams int) (float64
 		srv.Process.Kill()
 		srv.Wait()
 	}()
-	var out string
+	// Wait for the server to listen. iperf3 -J reports a refused connection in its
+	// JSON and exits 0 (3.12), so the JSON, not the exit status, says whether to retry.
+	var bps float64
 	var err error
-	for try := 0; try < 20; try++ { // wait for the server to listen
+	for try := 0; try < 20; try++ {
 		time.Sleep(100 * time.Millisecond)
-		out, err = Exec(from.NS, "iperf3", "-c", addr, "-p", "5299", "-J", "-t", strconv.Itoa(int(d.Seconds())),
+		out, xerr := Exec(from.NS, "iperf3", "-c", addr, "-p", "5299", "-J", "-t", strconv.Itoa(int(d.Seconds())),
 			"-P", strconv.Itoa(streams))
-		if err == nil {
+		bps, err = parseIperf(out)
+		if xerr != nil && !json.Valid([]byte(out)) {
+			err = xerr // iperf3 did not run (not installed, no namespace)
+		}
+		if !errors.Is(err, errIperfRefused) {
 			break
 		}
 	}
-	if err != nil {
-		return 0, fmt.Errorf("iperf3: %v", err)
-	}
+	return bps, err
+}
+
+// parseIperf returns the receiver's throughput from iperf3 -J output.
+func parseIperf(out string) (float64, error) {
 	var res struct {
 		End struct {
-			SumReceived struct {
+			SumReceived *struct {
 				BitsPerSecond float64 `json:"bits_per_second"`
 			} `json:"sum_received"`
 		} `json:"end"`
+		Error string `json:"error"`
 	}
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
-		return 0, fmt.Errorf("iperf3 output: %v", err)
+		return 0, fmt.Errorf("iperf3 output: %v: %q", err, firstLine(out))
+	}
+	switch {
+	case strings.Contains(res.Error, "Connection refused"):
+		return 0, errIperfRefused
+	case res.Error != "":
+		return 0, fmt.Errorf("iperf3: %s", res.Error)
+	case res.End.SumReceived == nil:
+		return 0, fmt.Errorf("iperf3: no receiver summary in its output")
 	}
 	return res.End.SumReceived.BitsPerSecond, nil
+}
+
+// firstLine returns s up to its first line break.
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
+	return s
 }
