@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -78,18 +79,14 @@ func IperfTCPStreams(from, to *Pod, d time.Duration, streams int) (float64, erro
 }
 
 func iperfTCP(from, to *Pod, addr string, d time.Duration, streams int) (float64, error) {
-	srv := exec.Command("ip", "netns", "exec", to.NS, "iperf3", "-s", "-1", "-p", "5299")
-	if err := srv.Start(); err != nil {
+	srv, err := startProc(exec.Command("ip", "netns", "exec", to.NS, "iperf3", "-s", "-1", "-p", "5299"))
+	if err != nil {
 		return 0, err
 	}
-	defer func() {
-		srv.Process.Kill()
-		srv.Wait()
-	}()
+	defer srv.stop(syscall.SIGKILL, time.Minute)
 	// Wait for the server to listen. iperf3 -J reports a refused connection in its
 	// JSON and exits 0 (3.12), so the JSON, not the exit status, says whether to retry.
 	var bps float64
-	var err error
 	for try := 0; try < 20; try++ {
 		time.Sleep(100 * time.Millisecond)
 		out, xerr := Exec(from.NS, "iperf3", "-c", addr, "-p", "5299", "-J", "-t", strconv.Itoa(int(d.Seconds())),

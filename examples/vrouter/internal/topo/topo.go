@@ -17,11 +17,14 @@
 package topo
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"os/exec"
 	"strings"
+
+	"github.com/dpkit/dpkit/internal/child"
 )
 
 // Mode selects who forwards.
@@ -94,12 +97,17 @@ type Options struct {
 	ForwardingCPUs, ControlCPUs string
 }
 
+// run runs a command and returns its combined output. Like every process topo
+// starts, the command dies with this process (child.Run): a killed demo or test
+// binary leaves no ping or iperf3 behind.
 func run(args ...string) (string, error) {
-	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
-	if err != nil {
-		return string(out), fmt.Errorf("%s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	var out bytes.Buffer
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := child.Run(cmd); err != nil {
+		return out.String(), fmt.Errorf("%s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(out.String()))
 	}
-	return string(out), nil
+	return out.String(), nil
 }
 
 // Exec runs a command in namespace ns.
