@@ -89,8 +89,7 @@ func iperfTCP(from, to *Pod, addr string, d time.Duration, streams int) (float64
 	var bps float64
 	for try := 0; try < 20; try++ {
 		time.Sleep(100 * time.Millisecond)
-		out, xerr := Exec(from.NS, "iperf3", "-c", addr, "-p", "5299", "-J", "-t", strconv.Itoa(int(d.Seconds())),
-			"-P", strconv.Itoa(streams))
+		out, xerr := Exec(from.NS, iperfClient(addr, d, streams)...)
 		bps, err = parseIperf(out)
 		if xerr != nil && !json.Valid([]byte(out)) {
 			err = xerr // iperf3 did not run (not installed, no namespace)
@@ -100,6 +99,13 @@ func iperfTCP(from, to *Pod, addr string, d time.Duration, streams int) (float64
 		}
 	}
 	return bps, err
+}
+
+// iperfClient returns the iperf3 client's command line for a run of d, in whole
+// seconds and at least one: iperf3 -t 0 runs until killed.
+func iperfClient(addr string, d time.Duration, streams int) []string {
+	return []string{"iperf3", "-c", addr, "-p", "5299", "-J", "-t", strconv.Itoa(max(1, int(d.Seconds()))),
+		"-P", strconv.Itoa(streams)}
 }
 
 // parseIperf returns the receiver's throughput from iperf3 -J output.

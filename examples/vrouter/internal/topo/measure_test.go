@@ -3,6 +3,7 @@ package topo
 import (
 	"errors"
 	"testing"
+	"time"
 )
 
 // iperf3 3.12 -J exits 0 when it cannot connect, and reports the failure in the JSON.
@@ -42,5 +43,25 @@ func TestParseIperf(t *testing.T) {
 	bps, err = parseIperf(`{"end": {"sum_sent": {"bits_per_second": 2e9}, "sum_received": {"bits_per_second": 1.5e9}}}`)
 	if err != nil || bps != 1.5e9 {
 		t.Errorf("good run: %v bit/s, %v", bps, err)
+	}
+}
+
+// TestIperfClientDuration: iperf3 -t 0 runs until killed, so no duration may become
+// one; below a second is a second (the demo's -seconds 0, a test's 500 ms).
+func TestIperfClientDuration(t *testing.T) {
+	for _, c := range []struct {
+		d    time.Duration
+		want string
+	}{{0, "1"}, {-time.Second, "1"}, {500 * time.Millisecond, "1"}, {time.Second, "1"}, {3 * time.Second, "3"}} {
+		args := iperfClient("10.1.2.2", c.d, 1)
+		got := ""
+		for i, a := range args {
+			if a == "-t" && i+1 < len(args) {
+				got = args[i+1]
+			}
+		}
+		if got != c.want {
+			t.Errorf("%v: -t %q, want %q (%v)", c.d, got, c.want, args)
+		}
 	}
 }
