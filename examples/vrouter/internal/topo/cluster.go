@@ -176,8 +176,8 @@ func (c *Cluster) StartVRouter(i int) error {
 	if err != nil {
 		return err
 	}
-	args := append([]string{"netns", "exec", n.NS, c.VRouter, "-config", c.ConfigPath(i)}, c.VRouterArgs...)
-	cmd := exec.Command("ip", args...)
+	args := append([]string{"ip", "netns", "exec", n.NS, c.VRouter, "-config", c.ConfigPath(i)}, c.VRouterArgs...)
+	cmd := command(args...)
 	cmd.Stdout, cmd.Stderr = lf, lf
 	pr, err := startProc(cmd)
 	lf.Close() // the child has its own descriptor
@@ -246,7 +246,7 @@ func (c *Cluster) StartPod(p *Pod) error {
 		return err
 	}
 	os.Remove(c.Socket(p))
-	cmd := exec.Command("ip", "netns", "exec", p.NS, c.PodBin, "-socket", c.Socket(p), "-listen", "-tap", "eth0",
+	cmd := command("ip", "netns", "exec", p.NS, c.PodBin, "-socket", c.Socket(p), "-listen", "-tap", "eth0",
 		"-queues", fmt.Sprint(c.T.Queues))
 	cmd.Stdout, cmd.Stderr = lf, lf
 	pr, err := startProc(cmd)

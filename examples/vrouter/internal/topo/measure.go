@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -79,7 +78,7 @@ func IperfTCPStreams(from, to *Pod, d time.Duration, streams int) (float64, erro
 }
 
 func iperfTCP(from, to *Pod, addr string, d time.Duration, streams int) (float64, error) {
-	srv, err := startProc(exec.Command("ip", "netns", "exec", to.NS, "iperf3", "-s", "-1", "-p", "5299"))
+	srv, err := startProc(command("ip", "netns", "exec", to.NS, "iperf3", "-s", "-1", "-p", "5299"))
 	if err != nil {
 		return 0, err
 	}

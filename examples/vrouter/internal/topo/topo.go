@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
+	"syscall"
 
 	"github.com/dpkit/dpkit/internal/child"
 )
@@ -97,12 +98,24 @@ type Options struct {
 	ForwardingCPUs, ControlCPUs string
 }
 
+// command is exec.Command for every process topo starts. Each gets a process group
+// of its own: the SIGINT a terminal's Ctrl-C sends to its foreground group (make demo
+// and everything under it) reaches the demo, which finishes the step under way and
+// tears down in order, and not its vRouters, pods, ip and iperf3 commands, which
+// would die mid-step (the demo then reported that a vRouter "did not come up") or,
+// at a second Ctrl-C, in the middle of the teardown.
+func command(args ...string) *exec.Cmd {
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	return cmd
+}
+
 // run runs a command and returns its combined output. Like every process topo
 // starts, the command dies with this process (child.Run): a killed demo or test
 // binary leaves no ping or iperf3 behind.
 func run(args ...string) (string, error) {
 	var out bytes.Buffer
-	cmd := exec.Command(args[0], args[1:]...)
+	cmd := command(args...)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := child.Run(cmd); err != nil {
 		return out.String(), fmt.Errorf("%s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(out.String()))
