@@ -12,7 +12,11 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -30,15 +34,80 @@ func main() {
 		fmt.Fprintln(os.Stderr, "the demo needs root (namespaces, XDP)")
 		os.Exit(1)
 	}
-	// Interrupted, the demo finishes the step under way (a few seconds at most), then
-	// stops its processes and removes the namespaces on its way out.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
-	err := run(ctx, *vr, *pod, time.Duration(*secs)*time.Second, *jumbo)
-	stop()
+	unlock, err := cleanLeftovers()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
+	defer unlock()
+	// Interrupted, the demo finishes the step under way (a few seconds at most), then
+	// stops its processes and removes the namespaces on its way out.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	err = run(ctx, *vr, *pod, time.Duration(*secs)*time.Second, *jumbo)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		unlock()
+		os.Exit(1)
+	}
+}
+
+// namePrefix starts the names of the demo's namespaces and temporary directory.
+const namePrefix = "vrdemo"
+
+// cleanLeftovers takes the demo's lock, so that one demo runs at a time, and removes
+// what an earlier demo killed with SIGKILL left behind: its namespaces (and their
+// veths, with any process still in them) and its temporary directory (configs, logs,
+// vhost-user sockets). Its processes died with it (internal/child).
+func cleanLeftovers() (unlock func(), err error) {
+	const lockPath = "/run/dpkit-vrouter-demo.lock"
+	f, err := os.OpenFile(lockPath, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("another demo is running (it holds %s): wait for it or stop it", lockPath)
+	}
+	unlock = func() { f.Close() }
+	out, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		unlock()
+		return nil, fmt.Errorf("ip netns list: %v", err)
+	}
+	for _, ns := range leftoverNamespaces(string(out)) {
+		fmt.Println("removing namespace", ns, "left by an earlier demo")
+		if pids, err := exec.Command("ip", "netns", "pids", ns).Output(); err == nil {
+			for _, p := range strings.Fields(string(pids)) {
+				if pid, err := strconv.Atoi(p); err == nil {
+					syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
+		}
+		if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
+			unlock()
+			return nil, fmt.Errorf("cannot remove namespace %s, left by an earlier demo (remove it with ip netns del %s): %v: %s",
+				ns, ns, err, strings.TrimSpace(string(out)))
+		}
+	}
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), namePrefix+"*"))
+	for _, d := range dirs {
+		fmt.Println("removing", d, "left by an earlier demo")
+		os.RemoveAll(d)
+	}
+	return unlock, nil
+}
+
+// leftoverNamespaces returns the demo's namespaces in ip netns list's output
+// ("name" or "name (id: N)" per line).
+func leftoverNamespaces(list string) []string {
+	var names []string
+	for _, l := range strings.Split(list, "\n") {
+		if f := strings.Fields(l); len(f) > 0 && strings.HasPrefix(f[0], namePrefix) {
+			names = append(names, f[0])
+		}
+	}
+	return names
 }
 
 type row struct {
@@ -49,20 +118,20 @@ type row struct {
 }
 
 func run(ctx context.Context, vr, pod string, d time.Duration, jumbo bool) error {
-	dir, err := os.MkdirTemp("", "vrdemo")
+	dir, err := os.MkdirTemp("", namePrefix)
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
 	fmt.Println("building the topology: two nodes (namespaces) joined by an underlay veth,")
 	fmt.Println("each with a kernel pod (veth, AF_XDP) and a DPDK-style pod (vhost-user)")
-	rows, err := measure(ctx, dir, vr, pod, d, topo.Options{Mode: topo.VRouter, DPDKPods: true}, []string{"vxlan", "mplsoudp", "mplsogre"}, "")
+	rows, err := measure(ctx, dir, vr, pod, d, topo.Options{Mode: topo.VRouter, DPDKPods: true, NamePrefix: namePrefix}, []string{"vxlan", "mplsoudp", "mplsogre"}, "")
 	if err != nil {
 		return err
 	}
 	if jumbo {
 		fmt.Println("again with jumbo frames: pods at MTU 8950, underlay at 9000")
-		more, err := measure(ctx, dir, vr, pod, d, topo.Options{Mode: topo.VRouter, DPDKPods: true, PodMTU: 8950, UnderlayMTU: 9000},
+		more, err := measure(ctx, dir, vr, pod, d, topo.Options{Mode: topo.VRouter, DPDKPods: true, PodMTU: 8950, UnderlayMTU: 9000, NamePrefix: namePrefix},
 			[]string{"vxlan"}, " mtu 8950")
 		if err != nil {
 			return err

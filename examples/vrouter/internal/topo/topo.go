@@ -18,6 +18,7 @@ package topo
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -96,6 +97,10 @@ type Options struct {
 	// ForwardingCPUs and ControlCPUs, when set, are every vRouter's forwarding_cpus
 	// and control_cpus (VRouter mode).
 	ForwardingCPUs, ControlCPUs string
+	// NamePrefix starts every namespace name, before 6 random hex digits and the
+	// namespace's own name; "" is "vr". The demo uses its own, so that it can find
+	// what an earlier run killed with SIGKILL left behind.
+	NamePrefix string
 }
 
 // command is exec.Command for every process topo starts. Each gets a process group
@@ -152,7 +157,7 @@ func Up(opts Options) (t *Topology, err error) {
 	}
 	var b [3]byte
 	rand.Read(b[:])
-	t = &Topology{Mode: opts.Mode, PodMTU: opts.PodMTU, IPv6: opts.IPv6 && opts.Mode == VRouter, Queues: max(opts.Queues, 1), Prefix: "vr" + hex.EncodeToString(b[:]),
+	t = &Topology{Mode: opts.Mode, PodMTU: opts.PodMTU, IPv6: opts.IPv6 && opts.Mode == VRouter, Queues: max(opts.Queues, 1), Prefix: cmp.Or(opts.NamePrefix, "vr") + hex.EncodeToString(b[:]),
 		ForwardingCPUs: opts.ForwardingCPUs, ControlCPUs: opts.ControlCPUs}
 	defer func() {
 		if err != nil {
