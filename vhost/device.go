@@ -709,6 +709,15 @@ func (d *device) start(q *vq) error {
 		if int(pos) >= n || int(upos) >= n {
 			return fmt.Errorf("%w: queue %d base %#x beyond size %d", ErrInvalid, q.idx, q.base, n)
 		}
+		if d.has(FeatureInOrder) {
+			// Buffers between the used and the available position were taken by
+			// a previous owner and never used. An in-order driver takes the next
+			// used descriptor as using them too (packed ring, "In-order use of
+			// descriptors") and moves past them, while this device would go on
+			// writing at the used position: the two would no longer meet. They
+			// are served again instead, as a split ring resumes from used.idx.
+			pos, wrap = upos, uwrap
+		}
 		dev.SetBase(pos, wrap, upos, uwrap)
 		dev.DisableNotify()
 		r.packed = dev
