@@ -34,6 +34,7 @@ type fakeFront struct {
 	ids      map[[2]int]uint64 // (queue, id) → first segment's address
 	proto    uint64            // extra protocol features negotiate asks for
 	devRing  map[int]uint64    // queue → guest address of the ring part the device writes
+	availAt  map[int]uint64    // split queue → guest address of its available ring
 	// addrLast makes setupQueue send SET_VRING_ADDR after the kick, call and enable;
 	// numLast, SET_VRING_NUM after all of them.
 	addrLast, numLast bool
@@ -74,7 +75,7 @@ func newFakeFront(t testing.TB, path string) *fakeFront {
 		t.Fatal(err)
 	}
 	f := &fakeFront{t: t, c: uds.NewConn(c.(*net.UnixConn)), fd: fd, host: host, gpa: 0x100000, uva: 0x7f0000000000,
-		split: map[int]*vring.SplitDriver{}, pk: map[int]*vring.PackedDriver{}, ids: map[[2]int]uint64{}, devRing: map[int]uint64{}}
+		split: map[int]*vring.SplitDriver{}, pk: map[int]*vring.PackedDriver{}, ids: map[[2]int]uint64{}, devRing: map[int]uint64{}, availAt: map[int]uint64{}}
 	f.mem, err = vring.NewMemory(vring.Region{Addr: f.gpa, Host: host})
 	if err != nil {
 		t.Fatal(err)
@@ -251,6 +252,7 @@ func (f *fakeFront) setupQueue(i, n int) {
 		}
 		f.split[i] = d
 		f.devRing[i] = ug
+		f.availAt[i] = ag
 		le.PutUint64(a[8:], uva(dg))
 		le.PutUint64(a[16:], uva(ug))
 		le.PutUint64(a[24:], uva(ag))

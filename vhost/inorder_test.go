@@ -7,6 +7,7 @@ import (
 	"github.com/dpkit/dpkit/internal/uds"
 	"github.com/dpkit/dpkit/pmd"
 	"github.com/dpkit/dpkit/vring"
+	"golang.org/x/sys/unix"
 )
 
 var inOrderCases = []struct {
@@ -241,5 +242,47 @@ func TestPackedInOrderRestartUsedBehind(t *testing.T) {
 				t.Fatalf("guest got %d of its 5 buffers back", got)
 			}
 		})
+	}
+}
+
+// TestSplitAvailBeyondInFlight: with MRG_RXBUF the back-end holds three receive
+// buffers popped for a packet that needs five. A hostile guest then moves avail.idx
+// a whole queue size past the back-end's position: with the three still in flight
+// that claims 19 buffers on a 16-entry ring, so ring entries (and heads) still in
+// flight come round again. The ring is broken (the front-end hears of it on the
+// error eventfd); no head is used twice and the packet stays the caller's.
+func TestSplitAvailBeyondInFlight(t *testing.T) {
+	const size = 16
+	b, f := oneQueue(t, FeatureVersion1|FeatureMrgRxbuf, size)
+	errFd := evfds(t, 1)[0]
+	defer uds.Close(errFd)
+	f.must(ReqSetVringErr, u64b(0), errFd)
+	port, pool := b.Port(0), b.opts.Pool
+	waitFor(t, "ring running", port.TxReady)
+	cache := pool.NewCache(0)
+	defer cache.Flush()
+	for i := 0; i < 3; i++ {
+		g, _ := f.alloc(1024)
+		f.add(0, []vring.Seg{{Addr: g, Len: 1024, Write: true}})
+	}
+	pkts := mkChain(t, pool, cache, make([]byte, 4500))
+	defer cache.Free(pkts)
+	if n := port.Tx(pkts); n != 0 {
+		t.Fatalf("Tx took %d frames with 3 KiB of buffers for 4.5 KiB", n)
+	}
+	// The guest's available ring: entries 3.. name head 0 (still in flight), and
+	// avail.idx is 3+size.
+	avail := f.host[f.availAt[0]-f.gpa:]
+	le.PutUint16(avail[2:], 3+size)
+	if n := port.Tx(pkts); n != 0 {
+		t.Fatalf("Tx took %d frames", n)
+	}
+	var v [8]byte
+	if n, err := unix.Read(errFd, v[:]); n != 8 || err != nil {
+		t.Fatalf("error eventfd: %d bytes, %v; want the ring reported broken", n, err)
+	}
+	var used [2 * size]vring.Used
+	if d, err := f.split[0].Collect(used[:]); d != 0 || err != nil {
+		t.Fatalf("guest got %d used entries (%v)", d, err)
 	}
 }

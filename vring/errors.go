@@ -50,7 +50,8 @@ var (
 	// NEXT, larger than the queue size, or INDIRECT_DESC was not negotiated.
 	ErrIndirect = errors.New("vring: invalid indirect descriptor")
 	// ErrAvailIdx: the driver's available index ran ahead of the device's
-	// last seen index by more than the queue size.
+	// last seen index by more than the queue size (less, for a split ring,
+	// the chains popped and not yet used).
 	ErrAvailIdx = errors.New("vring: available index out of range")
 	// ErrUsedIdx: the device's used index ran ahead of the driver's last
 	// seen index by more than the number of buffers in flight.

@@ -647,3 +647,29 @@ func TestHardenInOrderBatchPastUsedIdx(t *testing.T) {
 		t.Fatalf("completed %v, want the two buffers used.idx covers", u[:n])
 	}
 }
+
+// TestHardenAvailBeyondInFlight: chains popped and not yet pushed count
+// against the queue size; an avail.idx that would have more than the size
+// outstanding with them is rejected, one that brings it to exactly the size is
+// not.
+func TestHardenAvailBeyondInFlight(t *testing.T) {
+	p := newDevice(t, "split", 8, vring.Options{})
+	a := p.g.Alloc(8, 8)
+	for i := 0; i < 8; i++ {
+		p.split.SetDesc(i, vringtest.Desc{Addr: a, Len: 8})
+	}
+	p.split.SetAvailIdx(3)
+	c := makeChains(16, 1)
+	if n, err := p.dev.Pop(c); n != 3 || err != nil {
+		t.Fatal(n, err)
+	}
+	p.split.SetAvailIdx(3 + 5) // 8 outstanding with the 3 in flight: fine
+	if n, err := p.dev.Pop(c); n != 5 || err != nil {
+		t.Fatal(n, err)
+	}
+	if err := p.dev.Push([]vring.Used{c[0].Used(0)}); err != nil {
+		t.Fatal(err)
+	}
+	p.split.SetAvailIdx(8 + 2) // 9 outstanding: heads in flight would come round
+	popErr(t, p, vring.ErrAvailIdx)
+}

@@ -159,7 +159,11 @@ func (q *SplitDevice) loadAvail() error {
 	// or a guest's virtio_store_mb). Acquire: ring entries and descriptors
 	// read after this load are the ones published with it.
 	a := load16(q.avail, 2)
-	if a-q.lastAvail > q.size {
+	// At most the queue size may be outstanding, counting the chains popped
+	// and not yet pushed: past that, ring entries (and heads) still in flight
+	// would come round again (a driver has at most the queue size outstanding).
+	// inflight is at most the size, this check keeping it so.
+	if a-q.lastAvail > q.size-uint16(q.inflight) {
 		return q.fail("pop", uint32(a), ErrAvailIdx)
 	}
 	q.availCache = a
