@@ -17,13 +17,7 @@ func TestReadmeMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 64, Huge: pmd.HugeNever})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	r := &router{pool: pool, eng: dataplane.New(dataplane.Config{Pool: pool, Workers: 1})}
-	defer r.eng.Close()
+	r := bareRouter(t)
 	fams := r.collect(nil)
 	if len(fams) == 0 {
 		t.Fatal("no metrics")
@@ -33,4 +27,18 @@ func TestReadmeMetrics(t *testing.T) {
 			t.Errorf("README does not name %s (%s)", f.Name, f.Help)
 		}
 	}
+}
+
+// bareRouter is a router with a small pool and an engine of one worker and no
+// interfaces: enough for the metrics and reload paths. Both close when t ends.
+func bareRouter(t *testing.T) *router {
+	t.Helper()
+	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 64, Huge: pmd.HugeNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pool.Close() })
+	r := &router{pool: pool, eng: dataplane.New(dataplane.Config{Pool: pool, Workers: 1})}
+	t.Cleanup(func() { r.eng.Close() })
+	return r
 }

@@ -9,8 +9,6 @@ import (
 	"testing"
 
 	"github.com/dpkit/dpkit/examples/vrouter/internal/config"
-	"github.com/dpkit/dpkit/examples/vrouter/internal/dataplane"
-	"github.com/dpkit/dpkit/pmd"
 )
 
 // TestReloadAgainstRunning: each reload is checked against the config running, not
@@ -26,16 +24,10 @@ func TestReloadAgainstRunning(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 64, Huge: pmd.HugeNever})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
 	var logs bytes.Buffer
-	r := &router{pool: pool, eng: dataplane.New(dataplane.Config{Pool: pool, Workers: 1}),
-		log:   slog.New(slog.NewTextHandler(&logs, nil)),
-		names: map[string]int{"uplink": 0, "pod1": 1, "dpdk1": 2, "exception": 3}}
-	defer r.eng.Close()
+	r := bareRouter(t)
+	r.log = slog.New(slog.NewTextHandler(&logs, nil))
+	r.names = map[string]int{"uplink": 0, "pod1": 1, "dpdk1": 2, "exception": 3}
 	path := filepath.Join(t.TempDir(), "node1.yaml")
 	blue := "\n  - name: blue\n    vni: 200\n    label: 200\n    routes:\n      - prefix: 10.2.0.0/16\n        remote: node2\ninterfaces:"
 	steps := []struct {
