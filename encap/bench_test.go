@@ -79,7 +79,9 @@ func loadBurst(b testing.TB, payload []byte) (*pmd.Pool, *[burst]pmd.Pkt) {
 	return pool, &pkts
 }
 
-func BenchmarkEncap(b *testing.B) {
+// encapCells calls fn with each cell of BenchmarkEncap: its name (type/family/size),
+// tunnel options and inner payload.
+func encapCells(fn func(name string, o Options, payload []byte)) {
 	for _, bt := range benchTypes {
 		for _, fam := range benchFamilies {
 			o, ok := benchOptions(bt.opts, fam)
@@ -87,13 +89,17 @@ func BenchmarkEncap(b *testing.B) {
 				continue
 			}
 			for _, size := range benchSizes() {
-				payload := benchPayload(o.Type, size)
-				name := bt.name + "/" + fam + "/" + sizeName(size)
-				b.Run(name+"/dpkit", func(b *testing.B) { benchEncap(b, o, payload) })
-				b.Run(name+"/gopacket", func(b *testing.B) { benchGopacketEncap(b, o, payload) })
+				fn(bt.name+"/"+fam+"/"+sizeName(size), o, benchPayload(o.Type, size))
 			}
 		}
 	}
+}
+
+func BenchmarkEncap(b *testing.B) {
+	encapCells(func(name string, o Options, payload []byte) {
+		b.Run(name+"/dpkit", func(b *testing.B) { benchEncap(b, o, payload) })
+		b.Run(name+"/gopacket", func(b *testing.B) { benchGopacketEncap(b, o, payload) })
+	})
 }
 
 // benchEncap: EncapBatch over a burst, the flow hash computed every time (the packets
@@ -389,55 +395,45 @@ func BenchmarkFlowHash(b *testing.B) {
 // the two do the same work: same headers, same checksums, including a zero UDP
 // checksum under IPv4.
 func TestGopacketEncapSameFrame(t *testing.T) {
-	for _, bt := range benchTypes {
-		for _, fam := range benchFamilies {
-			o, ok := benchOptions(bt.opts, fam)
-			if !ok {
-				continue
+	encapCells(func(name string, o Options, payload []byte) {
+		pool, pkts := loadBurst(t, payload)
+		if _, err := mustTunnel(t, o).EncapBatch(pool, pkts[:1]); err != nil {
+			t.Fatal(err)
+		}
+		want := pool.Data(&pkts[0])
+		ls := append(gopacketLayers(o), gopacket.Payload(payload))
+		// Copy what dpkit derives from the flow hash or the inner header (DSCP -1
+		// copies the inner one, and the TTL too).
+		switch ip := ls[1].(type) {
+		case *layers.IPv4:
+			ip.TOS, ip.TTL = want[15], want[22]
+			ip.Id = uint16(want[18])<<8 | uint16(want[19])
+		case *layers.IPv6:
+			ip.TrafficClass, ip.HopLimit = want[14]<<4|want[15]>>4, want[21]
+			ip.FlowLabel = uint32(want[15]&0xf)<<16 | uint32(want[16])<<8 | uint32(want[17])
+		}
+		if u, ok := ls[2].(*layers.UDP); ok {
+			l4 := 14 + 20
+			if !o.Src.Is4() {
+				l4 = 14 + 40
 			}
-			for _, size := range benchSizes() {
-				name := bt.name + "/" + fam + "/" + sizeName(size)
-				payload := benchPayload(o.Type, size)
-				pool, pkts := loadBurst(t, payload)
-				if _, err := mustTunnel(t, o).EncapBatch(pool, pkts[:1]); err != nil {
-					t.Fatal(err)
+			u.SrcPort = layers.UDPPort(uint16(want[l4])<<8 | uint16(want[l4+1]))
+		}
+		buf := gopacket.NewSerializeBuffer()
+		if err := gopacketEncap(buf, o, ls); err != nil {
+			t.Fatal(err)
+		}
+		if got := buf.Bytes(); string(got) != string(want) {
+			for i := range min(len(got), len(want)) {
+				if got[i] != want[i] {
+					t.Errorf("%s: gopacket frame differs from dpkit's at byte %d (%#x, dpkit %#x); lengths %d, %d",
+						name, i, got[i], want[i], len(got), len(want))
+					break
 				}
-				want := pool.Data(&pkts[0])
-				ls := append(gopacketLayers(o), gopacket.Payload(payload))
-				// Copy what dpkit derives from the flow hash or the inner header (DSCP -1
-				// copies the inner one, and the TTL too).
-				switch ip := ls[1].(type) {
-				case *layers.IPv4:
-					ip.TOS, ip.TTL = want[15], want[22]
-					ip.Id = uint16(want[18])<<8 | uint16(want[19])
-				case *layers.IPv6:
-					ip.TrafficClass, ip.HopLimit = want[14]<<4|want[15]>>4, want[21]
-					ip.FlowLabel = uint32(want[15]&0xf)<<16 | uint32(want[16])<<8 | uint32(want[17])
-				}
-				if u, ok := ls[2].(*layers.UDP); ok {
-					l4 := 14 + 20
-					if !o.Src.Is4() {
-						l4 = 14 + 40
-					}
-					u.SrcPort = layers.UDPPort(uint16(want[l4])<<8 | uint16(want[l4+1]))
-				}
-				buf := gopacket.NewSerializeBuffer()
-				if err := gopacketEncap(buf, o, ls); err != nil {
-					t.Fatal(err)
-				}
-				if got := buf.Bytes(); string(got) != string(want) {
-					for i := range min(len(got), len(want)) {
-						if got[i] != want[i] {
-							t.Errorf("%s: gopacket frame differs from dpkit's at byte %d (%#x, dpkit %#x); lengths %d, %d",
-								name, i, got[i], want[i], len(got), len(want))
-							break
-						}
-					}
-					if len(got) != len(want) {
-						t.Errorf("%s: gopacket frame %d bytes, dpkit %d", name, len(got), len(want))
-					}
-				}
+			}
+			if len(got) != len(want) {
+				t.Errorf("%s: gopacket frame %d bytes, dpkit %d", name, len(got), len(want))
 			}
 		}
-	}
+	})
 }
