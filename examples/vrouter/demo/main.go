@@ -147,7 +147,7 @@ func run(ctx context.Context, vr, pod string, d time.Duration, jumbo bool) error
 		if r.err != nil {
 			tp, failed = "error: "+r.err.Error(), true
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%.0f%%\t%v\t%s\n", r.encap, r.from, r.to, r.ping.Loss(), r.ping.AvgRTT.Round(10*time.Microsecond), tp)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%.0f%%\t%s\t%s\n", r.encap, r.from, r.to, r.ping.Loss(), rttCell(r.ping), tp)
 		if r.ping.Loss() > 10 {
 			failed = true
 		}
@@ -157,6 +157,15 @@ func run(ctx context.Context, vr, pod string, d time.Duration, jumbo bool) error
 		return fmt.Errorf("some pod pairs could not talk")
 	}
 	return nil
+}
+
+// rttCell is the table's average round trip: "-" when no reply came (ping then
+// reports none, and 0s would read as an instant answer).
+func rttCell(p topo.PingResult) string {
+	if p.Received == 0 {
+		return "-"
+	}
+	return p.AvgRTT.Round(10 * time.Microsecond).String()
 }
 
 // measure builds a topology with opts and, for each encapsulation, runs the vRouters

@@ -3,6 +3,9 @@ package main
 import (
 	"slices"
 	"testing"
+	"time"
+
+	"github.com/dpkit/dpkit/examples/vrouter/internal/topo"
 )
 
 // TestLeftoverNamespaces: the demo's namespaces are found in ip netns list's output,
@@ -12,5 +15,20 @@ func TestLeftoverNamespaces(t *testing.T) {
 	got := leftoverNamespaces(list)
 	if want := []string{"vrdemoa1b2c3-n1", "vrdemoa1b2c3-k1"}; !slices.Equal(got, want) {
 		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+// TestRTTCell: a pair whose pings all went unanswered shows no round trip, not 0s.
+func TestRTTCell(t *testing.T) {
+	for _, c := range []struct {
+		p    topo.PingResult
+		want string
+	}{
+		{topo.PingResult{Sent: 5}, "-"},
+		{topo.PingResult{Sent: 5, Received: 4, AvgRTT: 1812345 * time.Nanosecond}, "1.81ms"},
+	} {
+		if got := rttCell(c.p); got != c.want {
+			t.Errorf("rttCell(%+v) = %q, want %q", c.p, got, c.want)
+		}
 	}
 }
