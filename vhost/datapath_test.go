@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"testing"
 
-	"github.com/dpkit/dpkit/internal/uds"
 	"github.com/dpkit/dpkit/pmd"
 	"github.com/dpkit/dpkit/vring"
 )
@@ -213,17 +212,9 @@ func TestPackedRestartBase(t *testing.T) {
 	}
 	send(size) // one whole lap: both positions at 0, wrap counters now 0
 
-	base := f.get(ReqGetVringBase, stateB(1, 0)) >> 32
-	if base != 0 {
+	if base := restartQueue(t, f, 1); base != 0 {
 		t.Fatalf("GET_VRING_BASE after one lap = %#x, want 0", base)
 	}
-	kick, err := uds.Eventfd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.evfds = append(f.evfds, kick)
-	f.must(ReqSetVringBase, stateB(1, uint32(base)))
-	f.must(ReqSetVringKick, u64b(1), kick)
 	send(3)
 	send(size) // and across the next wrap
 }

@@ -21,8 +21,9 @@ var inOrderCases = []struct {
 }
 
 // restartQueue stops queue q with GET_VRING_BASE and starts it again with the
-// base it returned and a new kick, as QEMU does around a stop.
-func restartQueue(t *testing.T, f *fakeFront, q int) {
+// base it returned and a new kick, as QEMU does around a stop; it returns that
+// base.
+func restartQueue(t *testing.T, f *fakeFront, q int) uint64 {
 	t.Helper()
 	base := f.get(ReqGetVringBase, stateB(uint32(q), 0)) >> 32
 	kick, err := uds.Eventfd()
@@ -32,6 +33,7 @@ func restartQueue(t *testing.T, f *fakeFront, q int) {
 	f.evfds = append(f.evfds, kick)
 	f.must(ReqSetVringBase, stateB(uint32(q), uint32(base)))
 	f.must(ReqSetVringKick, u64b(uint64(q)), kick)
+	return base
 }
 
 // TestRxInOrderMixedBatch: the guest transmits, in this order, a good packet, a
