@@ -82,6 +82,12 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	// The CPU sets against this machine, -check or not: a worker would find an absent
+	// CPU only after the interfaces were opened and their XDP programs attached.
+	if err := checkCPUs(cfg); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	if *check {
 		fmt.Println("configuration is valid")
 		return
@@ -125,6 +131,19 @@ func checkFlags(frames int) (pmd.IdlePolicy, error) {
 	return idle, nil
 }
 
+// checkCPUs reports, naming the config field, CPUs of the configured sets that this
+// process may not run on: absent, offline, or outside its affinity mask (a
+// container's cpuset).
+func checkCPUs(cfg *config.Config) error {
+	if err := cfg.FwdCPUs.CheckAvailable(); err != nil {
+		return fmt.Errorf("forwarding_cpus: %w", err)
+	}
+	if err := cfg.CtlCPUs.CheckAvailable(); err != nil {
+		return fmt.Errorf("control_cpus: %w", err)
+	}
+	return nil
+}
+
 // router holds everything the process opened, for an orderly shutdown.
 type router struct {
 	log      *slog.Logger
@@ -153,6 +172,9 @@ type router struct {
 func run(ctx context.Context, cfg *config.Config, path string, frames int, hup <-chan os.Signal, log *slog.Logger) (err error) {
 	idle, err := checkFlags(frames)
 	if err != nil {
+		return err
+	}
+	if err := checkCPUs(cfg); err != nil {
 		return err
 	}
 	r := &router{log: log, captures: map[string]*pmd.CapturePort{}, names: map[string]int{}}
