@@ -277,10 +277,24 @@ func (r *router) reload(path string, old *config.Config) *config.Config {
 		r.log.Error("reload refused", "err", err)
 		return old
 	}
-	tabs, err := dataplane.Build(cfg, r.names, r.ulMAC, routerMAC, r.ulMTU)
+	// The uplink interface's MTU is read again: tunnels take their path MTU from it
+	// (a NIC uplink's is the config's, which a reload may not change).
+	mtu := r.ulMTU
+	if cfg.Uplink.Interface != "" {
+		if ul, err := net.InterfaceByName(cfg.Uplink.Interface); err != nil {
+			r.log.Warn("uplink MTU not reread, keeping the last", "err", err, "mtu", mtu)
+		} else {
+			mtu = ul.MTU
+		}
+	}
+	tabs, err := dataplane.Build(cfg, r.names, r.ulMAC, routerMAC, mtu)
 	if err != nil {
 		r.log.Error("reload refused", "err", err)
 		return old
+	}
+	if mtu != r.ulMTU {
+		r.log.Info("uplink MTU changed", "from", r.ulMTU, "to", mtu)
+		r.ulMTU = mtu
 	}
 	r.eng.Publish(tabs)
 	r.log.Info("routes reloaded", "vrfs", len(cfg.VRFs))

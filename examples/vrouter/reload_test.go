@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -51,5 +52,50 @@ func TestReloadAgainstRunning(t *testing.T) {
 	}
 	if len(cur.VRFs) != 2 || cur.VRFs[1].Name != "blue" {
 		t.Errorf("running config has VRFs %+v, want red and blue", cur.VRFs)
+	}
+}
+
+// TestReloadUplinkMTU: a reload rereads the uplink interface's MTU, which the tunnels
+// take as their path MTU, and keeps the last one when the interface cannot be read.
+// Before, the MTU read at start stayed until a restart, so after "ip link set ul1 mtu
+// 9000" the vRouter kept refusing (and answering "fragmentation needed" for) packets
+// the uplink now carried. The uplink here is lo, whose 65536 also checks that an MTU
+// above IP's 65535 does not fail the tunnels' options.
+func TestReloadUplinkMTU(t *testing.T) {
+	good, err := os.ReadFile("testdata/node1.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lo, err := net.InterfaceByName("lo")
+	if err != nil {
+		t.Skip(err)
+	}
+	start, err := config.Parse(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	r := bareRouter(t)
+	r.log = slog.New(slog.NewTextHandler(&logs, nil))
+	r.names = map[string]int{"uplink": 0, "pod1": 1, "dpdk1": 2, "exception": 3}
+	r.ulMTU = 1500
+	path := filepath.Join(t.TempDir(), "node1.yaml")
+	for _, c := range []struct{ iface, want string }{{"lo", "uplink MTU changed"}, {"nosuch0", "uplink MTU not reread"}} {
+		file := strings.Replace(string(good), "interface: ul1", "interface: "+c.iface, 1)
+		if err := os.WriteFile(path, []byte(file), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		run := *start
+		run.Uplink.Interface = c.iface // the uplink may not change on a reload
+		logs.Reset()
+		if cur := r.reload(path, &run); cur == &run {
+			t.Fatalf("%s: reload refused: %s", c.iface, logs.String())
+		}
+		if !strings.Contains(logs.String(), c.want) {
+			t.Errorf("%s: log %q, want %q", c.iface, logs.String(), c.want)
+		}
+		if want := lo.MTU; r.ulMTU != want {
+			t.Errorf("%s: uplink MTU %d after the reload, want %d", c.iface, r.ulMTU, want)
+		}
 	}
 }

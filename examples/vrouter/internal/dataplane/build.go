@@ -15,11 +15,13 @@ func VRFID(i int) uint32 { return uint32(i + 1) }
 
 // Build turns a validated config into forwarding tables. ifaces maps each configured
 // interface name to its engine index; uplinkMAC is the uplink's own MAC and uplinkMTU
-// its MTU, the longest outer packet a tunnel sends (0: no limit). A reload
+// its MTU, the longest outer packet a tunnel sends (0: no limit; above 65535, as
+// loopback's 65536, the IP length field's 65535 is the limit). A reload
 // builds a new set and publishes it with one pointer swap, so a packet sees either
 // the old tables or the new, never a mix, and prefixes that did not change keep
 // forwarding throughout.
 func Build(c *config.Config, ifaces map[string]int, uplinkMAC, routerMAC [6]byte, uplinkMTU int) (*Tables, error) {
+	uplinkMTU = min(uplinkMTU, 0xffff)
 	nVRF := len(c.VRFs)
 	// The next hops added below: discard, receive, one per interface, one per
 	// remote in each VRF, one per ECMP route (counted with the routes), and slack.
