@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -240,11 +241,18 @@ func hugeDir(t testing.TB, mb int) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if n := sweepHuge(); n > 0 {
+		t.Logf("removed %d hugetlbfs mounts left by killed test processes", n)
+		if b, err := os.ReadFile("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages"); err == nil {
+			free, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+		}
+	}
 	if free*2 < mb {
 		return "", fmt.Errorf("%d free 2 MiB hugepages, want %d", free, mb/2)
 	}
-	// A short path of its own: DPDK names its files in it.
-	dir, err := os.MkdirTemp("", "tph")
+	// A short path of its own, naming the test process, which sweepHuge reads: DPDK
+	// names its files in it.
+	dir, err := os.MkdirTemp("", fmt.Sprintf("%s%d-", hugePrefix, os.Getpid()))
 	if err != nil {
 		return "", err
 	}
@@ -260,4 +268,48 @@ func hugeDir(t testing.TB, mb int) (string, error) {
 		os.RemoveAll(dir)
 	})
 	return dir, nil
+}
+
+// hugePrefix starts the name of each hugetlbfs mount point hugeDir makes in the
+// temporary directory; the test process's pid follows it.
+const hugePrefix = "tph"
+
+// sweepHuge unmounts and removes the hugetlbfs mount points that hugeDir made for
+// test processes no longer alive, and returns how many. A test killed (SIGKILL, or
+// its binary's timeout) runs no Cleanup: its mount kept the hugepages of the files
+// testpmd left in it, which the machine shares with other programs, until reboot.
+// Mounts of live processes (test binaries of other packages run in parallel) stay.
+func sweepHuge() int {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	var stale []string
+	sc := bufio.NewScanner(f)
+	tmp := os.TempDir() + "/" + hugePrefix
+	for sc.Scan() {
+		// Field 5 is the mount point; the file system type follows " - ".
+		fs := strings.Fields(sc.Text())
+		sep := slices.Index(fs, "-")
+		if len(fs) < 5 || sep < 0 || sep+1 >= len(fs) || fs[sep+1] != "hugetlbfs" || !strings.HasPrefix(fs[4], tmp) {
+			continue
+		}
+		pid, _, ok := strings.Cut(strings.TrimPrefix(fs[4], tmp), "-")
+		n, err := strconv.Atoi(pid)
+		if !ok || err != nil || n <= 0 || n == os.Getpid() {
+			continue
+		}
+		if unix.Kill(n, 0) == unix.ESRCH {
+			stale = append(stale, fs[4])
+		}
+	}
+	swept := 0
+	for _, dir := range stale {
+		if unix.Unmount(dir, unix.MNT_DETACH) == nil {
+			os.RemoveAll(dir)
+			swept++
+		}
+	}
+	return swept
 }
