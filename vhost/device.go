@@ -726,7 +726,7 @@ func (d *device) start(q *vq) error {
 		// descriptor, the last buffer's id, stands for all of them).
 		r.inOrder = q.idx%2 == 1 && d.has(FeatureInOrder)
 	} else {
-		ds, as, us := vring.SplitSizes(n)
+		ds, as, us := vring.SplitDeviceSizes(n)
 		dr, err1 := mem.TranslateUser(a.Desc, uint64(ds))
 		ar, err2 := mem.TranslateUser(a.Avail, uint64(as))
 		ur, err3 := mem.TranslateUser(a.Used, uint64(us))

@@ -382,3 +382,51 @@ func TestHardenVringFdKind(t *testing.T) {
 	f.must(ReqSetVringCall, u64b(0), p[1])
 	unix.Close(p[1])
 }
+
+// TestSplitAvailAtMemoryEnd: a split available ring that ends on the last byte of
+// the guest's memory is a valid ring (§2.7.6: 6+2n bytes, 2-aligned). Before, the
+// back-end translated it rounded up to a multiple of 4, 2 bytes past the memory, and
+// refused SET_VRING_KICK.
+func TestSplitAvailAtMemoryEnd(t *testing.T) {
+	const n = 8
+	b, path := testBackend(t, nil)
+	f := newFakeFront(t, path)
+	f.negotiate(FeatureVersion1)
+	ds, _, us := vring.SplitSizes(n)
+	dg, dh := f.alloc(ds)
+	ug, uh := f.alloc(us)
+	buf, bh := f.alloc(64)
+	const as = 6 + 2*n
+	ag := f.gpa + fakeMemSize - as // 2 mod 4: 2-aligned only
+	ah := f.host[fakeMemSize-as:]
+	uva := func(gpa uint64) uint64 { return gpa - f.gpa + f.uva }
+	a := make([]byte, sizeAddr)
+	le.PutUint32(a, 1)
+	le.PutUint64(a[8:], uva(dg))
+	le.PutUint64(a[16:], uva(ug))
+	le.PutUint64(a[24:], uva(ag))
+	f.must(ReqSetVringNum, stateB(1, n))
+	f.must(ReqSetVringBase, stateB(1, 0))
+	f.must(ReqSetVringAddr, a)
+	f.must(ReqSetVringEnable, stateB(1, 1))
+	if err := f.send(ReqSetVringKick, u64(1|vringNoFd), true); err != nil {
+		t.Fatalf("ring ending at the end of memory: %v", err)
+	}
+	// One packet through it: a 12-byte header and 50 bytes, in descriptor 0.
+	for i := range 62 {
+		bh[i] = byte(i)
+	}
+	le.PutUint64(dh[0:], buf)
+	le.PutUint32(dh[8:], 62)
+	le.PutUint16(ah[4:], 0) // avail.ring[0]: descriptor 0
+	le.PutUint16(ah[2:], 1) // avail.idx
+	var pkts [4]pmd.Pkt
+	got := b.Port(0).Rx(pkts[:])
+	if got != 1 || pkts[0].Len != 50 || b.opts.Pool.Data(&pkts[0])[0] != 12 {
+		t.Fatalf("Rx: %d packets, first %d bytes, want one of 50 starting with 12", got, pkts[0].Len)
+	}
+	b.opts.Pool.Put(frames(pkts[:got]))
+	if idx := le.Uint16(uh[2:]); idx != 1 {
+		t.Errorf("used.idx %d, want 1", idx)
+	}
+}

@@ -17,10 +17,19 @@ const (
 // SplitSizes returns the byte sizes of the three split ring areas for a
 // queue of n entries, including the event-index fields, with avail and used
 // rounded up to a multiple of 4 (see atomic_unsafe.go: the queue accesses
-// the 32-bit word holding used_event/avail_event). A vhost backend should
-// translate these sizes; a driver should allocate them.
+// the 32-bit word holding used_event/avail_event). A driver should allocate
+// them; a vhost backend translates SplitDeviceSizes.
 func SplitSizes(n int) (desc, avail, used int) {
 	return 16 * n, (6 + 2*n + 3) &^ 3, (6 + 8*n + 3) &^ 3
+}
+
+// SplitDeviceSizes is SplitSizes for the device side, which only loads from
+// the avail ring (by address, see load16): its size is the spec's, 6+2n bytes
+// (§2.7.6), not rounded, so that a ring the driver placed at the very end of
+// its memory translates.
+func SplitDeviceSizes(n int) (desc, avail, used int) {
+	d, _, u := SplitSizes(n)
+	return d, 6 + 2*n, u
 }
 
 // SplitRing is the host memory of a split ring, already translated. The
@@ -35,6 +44,9 @@ type SplitRing struct {
 
 func (r *SplitRing) check(n int, device bool) error {
 	d, a, u := SplitSizes(n)
+	if device {
+		d, a, u = SplitDeviceSizes(n)
+	}
 	availOK := aligned4(r.Avail) || device && aligned2(r.Avail)
 	if len(r.Desc) < d || len(r.Avail) < a || len(r.Used) < u || !availOK || !aligned4(r.Used) {
 		return ErrLayout
