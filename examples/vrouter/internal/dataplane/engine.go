@@ -883,11 +883,15 @@ func martian4(src, dst uint32) bool {
 // martian6 is martian4 for IPv6: a link-local source or destination (fe80::/10),
 // which routers never forward off their link (RFC 4291 §2.5.6), loopback (::1) or
 // the unspecified address (::) as the destination, or loopback as the source (RFC
-// 4291 §2.5.2, §2.5.3). A default route (::/0) must not carry them to a remote node.
+// 4291 §2.5.2, §2.5.3), or an IPv4-mapped address (::ffff:0:0/96) either way: it
+// stands for an IPv4 peer inside one host's dual-stack API and never belongs on the
+// wire (RFC 4291 §2.5.5.2; Linux drops such sources, as ::ffff:127.0.0.1 would fool
+// address checks). A default route (::/0) must not carry them to a remote node.
 func martian6(src, dst *[16]byte) bool {
 	ll := func(a *[16]byte) bool { return a[0] == 0xfe && a[1]&0xc0 == 0x80 }
 	lo := func(a *[16]byte) bool { return *a == [16]byte{15: 1} }
-	return ll(src) || ll(dst) || lo(src) || lo(dst) || *dst == [16]byte{}
+	mapped := func(a *[16]byte) bool { return [12]byte(a[:12]) == [12]byte{10: 0xff, 11: 0xff} }
+	return ll(src) || ll(dst) || lo(src) || lo(dst) || *dst == [16]byte{} || mapped(src) || mapped(dst)
 }
 
 // trim cuts pk (and the rest of its chain) to n bytes, where its IP packet ends, when
@@ -994,7 +998,7 @@ func (w *Worker) proxy(a netip.Addr) (route.MAC, bool) {
 		id = t.Routes.Lookup4(in.VRF, v)
 	} else {
 		b := a.As16()
-		if martian6(&b, &b) { // link-local, loopback, unspecified: never routed
+		if martian6(&b, &b) { // link-local, loopback, unspecified, IPv4-mapped: never routed
 			return route.MAC{}, false
 		}
 		id = t.Routes.Lookup6(in.VRF, &b)

@@ -630,15 +630,15 @@ func TestTooBig6ExtensionHeaders(t *testing.T) {
 
 // TestMartiansNotRouted: addresses that never leave their link or host are not
 // routed whatever the routes say (a default route here): to or from an IPv6
-// link-local address (RFC 4291 §2.5.6), to ::1 or ::, to or from 127/8 or 0/8
-// (RFC 1812 §5.3.7). From a pod, and from a tunnel, where they would otherwise reach
+// link-local address (RFC 4291 §2.5.6), to ::1 or ::, to or from an IPv4-mapped
+// address (RFC 4291 §2.5.5.2), to or from 127/8 or 0/8 (RFC 1812 §5.3.7). From a pod, and from a tunnel, where they would otherwise reach
 // the remote's pod, or the host as unknown.
 func TestMartiansNotRouted(t *testing.T) {
 	pool, c, e, pod, _, cfg := v6Node(t)
 	publishV6(t, e, "{prefix: '::/0', remote: peer}", "{prefix: '0.0.0.0/0', remote: peer}")
 	in := cfg.Interfaces[0]
 	mac := [6]byte(in.HW)
-	for _, dst := range []string{"fe80::1", "::1", "::", "127.0.0.1", "0.0.0.7"} {
+	for _, dst := range []string{"fe80::1", "::1", "::", "::ffff:10.1.2.9", "127.0.0.1", "0.0.0.7"} {
 		a := netip.MustParseAddr(dst)
 		if a.Is4() {
 			send(t, pool, c, pod, udp4(mac, routerMAC, in.Addrs[0], a, 64, "m"))
@@ -650,8 +650,8 @@ func TestMartiansNotRouted(t *testing.T) {
 	if s := e.ifaces[0].Stats(); s.TxPackets != 0 {
 		t.Fatalf("%d martian packets from the pod tunnelled", s.TxPackets)
 	}
-	if d := e.ifaces[1].Stats().Drops[DropNoRoute]; d != 5 {
-		t.Fatalf("no_route %d, want 5", d)
+	if d := e.ifaces[1].Stats().Drops[DropNoRoute]; d != 6 {
+		t.Fatalf("no_route %d, want 6", d)
 	}
 
 	pool2, c2, n1, n2 := twoNodes(t, "vxlan")
@@ -661,6 +661,7 @@ func TestMartiansNotRouted(t *testing.T) {
 	for _, inner := range [][]byte{
 		udp4(routerMAC, routerMAC, netip.MustParseAddr("127.0.0.1"), p2.Addrs[0], 64, "lo"),
 		udp6(routerMAC, routerMAC, netip.MustParseAddr("fe80::5"), netip.MustParseAddr("fd00:7::2"), 64, "ll"),
+		udp6(routerMAC, routerMAC, netip.MustParseAddr("::ffff:127.0.0.1"), netip.MustParseAddr("fd00:7::2"), 64, "mapped"),
 	} {
 		f := append(outer, inner...)
 		binary.BigEndian.PutUint16(f[16:], uint16(len(f)-14))
@@ -675,14 +676,14 @@ func TestMartiansNotRouted(t *testing.T) {
 	if got := len(recv(pool2, c2, n2.pod)) + len(recv(pool2, c2, n2.host)); got != 0 {
 		t.Fatalf("%d tunnelled martian packets delivered", got)
 	}
-	if d := dropped(n2, 0, DropNoRoute); d != 2 {
-		t.Fatalf("no_route %d on the uplink, want 2", d)
+	if d := dropped(n2, 0, DropNoRoute); d != 3 {
+		t.Fatalf("no_route %d on the uplink, want 3", d)
 	}
 }
 
 // TestProxyMartian: the vRouter does not answer ARP or neighbour solicitations for
 // addresses it never routes (TestMartiansNotRouted), whatever route covers them (a
-// default route here): loopback, the unspecified address, 0/8. An answer drew the
+// default route here): loopback, the unspecified address, IPv4-mapped, 0/8. An answer drew the
 // pod's packets to them to the vRouter, which drops them. A global address the
 // default route covers is still answered.
 func TestProxyMartian(t *testing.T) {
@@ -693,7 +694,7 @@ func TestProxyMartian(t *testing.T) {
 	for _, tc := range []struct {
 		target string
 		answer bool
-	}{{"::1", false}, {"::", false}, {"127.0.0.1", false}, {"0.0.0.5", false}, {"10.1.2.9", true}, {"fd00:9::9", true}} {
+	}{{"::1", false}, {"::", false}, {"::ffff:10.1.2.9", false}, {"127.0.0.1", false}, {"0.0.0.5", false}, {"10.1.2.9", true}, {"fd00:9::9", true}} {
 		a := netip.MustParseAddr(tc.target)
 		if a.Is4() {
 			send(t, pool, c, pod, arpRequest(mac, in.Addrs[0], a))
