@@ -874,10 +874,12 @@ func (w *Worker) fromUplink(t *Tables, in *Iface, pk *pmd.Pkt) {
 
 // martian4 reports whether an IPv4 packet from src to dst must not be routed
 // whatever the routes say: loopback (127/8) or "this network" (0/8) at either end,
-// which never leave their host (RFC 1812 §5.3.7, §4.2.2.11). The pods' gateways,
-// which may be anything, are handled before.
+// which never leave their host (RFC 1812 §5.3.7, §4.2.2.11), or a multicast,
+// class E or broadcast source (224/3), which no host sends from (§5.3.7; Linux
+// drops them as martian sources). The pods' gateways, which may be anything, are
+// handled before.
 func martian4(src, dst uint32) bool {
-	return src>>24 == 127 || dst>>24 == 127 || src>>24 == 0 || dst>>24 == 0
+	return src>>24 == 127 || dst>>24 == 127 || src>>24 == 0 || dst>>24 == 0 || src>>29 == 7
 }
 
 // martian6 is martian4 for IPv6: a link-local source or destination (fe80::/10),
@@ -886,12 +888,13 @@ func martian4(src, dst uint32) bool {
 // 4291 §2.5.2, §2.5.3), or an IPv4-mapped address (::ffff:0:0/96) either way: it
 // stands for an IPv4 peer inside one host's dual-stack API and never belongs on the
 // wire (RFC 4291 §2.5.5.2; Linux drops such sources, as ::ffff:127.0.0.1 would fool
-// address checks). A default route (::/0) must not carry them to a remote node.
+// address checks), or a multicast source (ff00::/8, RFC 4291 §2.7). A default
+// route (::/0) must not carry them to a remote node.
 func martian6(src, dst *[16]byte) bool {
 	ll := func(a *[16]byte) bool { return a[0] == 0xfe && a[1]&0xc0 == 0x80 }
 	lo := func(a *[16]byte) bool { return *a == [16]byte{15: 1} }
 	mapped := func(a *[16]byte) bool { return [12]byte(a[:12]) == [12]byte{10: 0xff, 11: 0xff} }
-	return ll(src) || ll(dst) || lo(src) || lo(dst) || *dst == [16]byte{} || mapped(src) || mapped(dst)
+	return ll(src) || ll(dst) || lo(src) || lo(dst) || *dst == [16]byte{} || mapped(src) || mapped(dst) || src[0] == 0xff
 }
 
 // trim cuts pk (and the rest of its chain) to n bytes, where its IP packet ends, when

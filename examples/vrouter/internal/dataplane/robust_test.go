@@ -631,7 +631,8 @@ func TestTooBig6ExtensionHeaders(t *testing.T) {
 // TestMartiansNotRouted: addresses that never leave their link or host are not
 // routed whatever the routes say (a default route here): to or from an IPv6
 // link-local address (RFC 4291 §2.5.6), to ::1 or ::, to or from an IPv4-mapped
-// address (RFC 4291 §2.5.5.2), to or from 127/8 or 0/8 (RFC 1812 §5.3.7). From a pod, and from a tunnel, where they would otherwise reach
+// address (RFC 4291 §2.5.5.2), to or from 127/8 or 0/8 (RFC 1812 §5.3.7), from a
+// multicast or broadcast address (RFC 1812 §5.3.7, RFC 4291 §2.7). From a pod, and from a tunnel, where they would otherwise reach
 // the remote's pod, or the host as unknown.
 func TestMartiansNotRouted(t *testing.T) {
 	pool, c, e, pod, _, cfg := v6Node(t)
@@ -662,6 +663,9 @@ func TestMartiansNotRouted(t *testing.T) {
 		udp4(routerMAC, routerMAC, netip.MustParseAddr("127.0.0.1"), p2.Addrs[0], 64, "lo"),
 		udp6(routerMAC, routerMAC, netip.MustParseAddr("fe80::5"), netip.MustParseAddr("fd00:7::2"), 64, "ll"),
 		udp6(routerMAC, routerMAC, netip.MustParseAddr("::ffff:127.0.0.1"), netip.MustParseAddr("fd00:7::2"), 64, "mapped"),
+		udp4(routerMAC, routerMAC, netip.MustParseAddr("224.0.0.5"), p2.Addrs[0], 64, "mcast"),
+		udp4(routerMAC, routerMAC, netip.MustParseAddr("255.255.255.255"), p2.Addrs[0], 64, "bcast"),
+		udp6(routerMAC, routerMAC, netip.MustParseAddr("ff02::1"), netip.MustParseAddr("fd00:7::2"), 64, "mcast6"),
 	} {
 		f := append(outer, inner...)
 		binary.BigEndian.PutUint16(f[16:], uint16(len(f)-14))
@@ -676,8 +680,8 @@ func TestMartiansNotRouted(t *testing.T) {
 	if got := len(recv(pool2, c2, n2.pod)) + len(recv(pool2, c2, n2.host)); got != 0 {
 		t.Fatalf("%d tunnelled martian packets delivered", got)
 	}
-	if d := dropped(n2, 0, DropNoRoute); d != 3 {
-		t.Fatalf("no_route %d on the uplink, want 3", d)
+	if d := dropped(n2, 0, DropNoRoute); d != 6 {
+		t.Fatalf("no_route %d on the uplink, want 6", d)
 	}
 }
 
