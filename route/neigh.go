@@ -38,7 +38,8 @@ type neighSlots struct {
 // It is an open-addressing hash table whose slots hold pointers to
 // immutable entries: a change stores a new pointer (release; pairs with the
 // acquire Load in lookups), so a reader sees the old or the new binding,
-// never a mix. Growth and tombstone cleanup build a new slot array and
+// never a mix. Growth, shrinking (below an eighth full after a Delete) and
+// tombstone cleanup build a new slot array and
 // publish it with one atomic store; the old array is reclaimed by the
 // garbage collector once no reader holds it.
 type NeighbourTable struct {
@@ -154,8 +155,11 @@ func (ns *neighSlots) slotOf(k *neighKey) *atomic.Pointer[neighEntry] {
 	return nil
 }
 
+// rebuild publishes a slot array sized for the live bindings (at most half
+// full after one more), without tombstones. It grows the table and, called
+// from Delete, shrinks it again.
 func (t *NeighbourTable) rebuild(old *neighSlots) *neighSlots {
-	n := len(old.s)
+	n := 16
 	for (t.count+1)*2 > n {
 		n *= 2
 	}
@@ -187,6 +191,12 @@ func (t *NeighbourTable) Delete(port uint32, addr netip.Addr) bool {
 	slot.Store(&neighEntry{key: k, dead: true})
 	t.count--
 	t.tombs++
+	if len(ns.s) > 16 && t.count*8 < len(ns.s) {
+		// under an eighth full: a table whose bindings were withdrawn
+		// would otherwise keep its peak slot array and a tombstone for
+		// every binding deleted, until the next Set
+		t.rebuild(ns)
+	}
 	return true
 }
 

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -160,4 +162,39 @@ func TestNeighbourStableDuringGrowth(t *testing.T) {
 	if n := bad.Load(); n > 0 {
 		t.Fatalf("%d lookups of stable bindings failed, first %v", n, first.Load())
 	}
+}
+
+// TestNeighbourDeletedMemory fills the table, then deletes every binding but
+// a few (pods gone from a node): what stays must be the size of the bindings
+// left, not a tombstone for every binding the table once had and a slot
+// array of its peak size.
+func TestNeighbourDeletedMemory(t *testing.T) {
+	const n = 50000
+	addr := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}) }
+	before := heapInUse()
+	nt := NewNeighbourTable(0)
+	for i := range n {
+		if err := nt.Set(1, addr(i), MAC{5: byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 10; i < n; i++ {
+		if !nt.Delete(1, addr(i)) {
+			t.Fatalf("binding %d missing", i)
+		}
+	}
+	grew := int64(heapInUse()) - int64(before)
+	t.Logf("heap grew %d KiB for %d bindings left", grew>>10, nt.Len())
+	if grew > 64<<10 {
+		t.Fatalf("%d KiB kept for %d bindings", grew>>10, nt.Len())
+	}
+	for i := range 12 {
+		if mac, ok := nt.Lookup(1, addr(i)); ok != (i < 10) || ok && mac[5] != byte(i) {
+			t.Fatalf("binding %d: %v %v", i, mac, ok)
+		}
+	}
+	if nt.Len() != 10 || len(slices.Collect(nt.All())) != 10 {
+		t.Fatalf("Len %d", nt.Len())
+	}
+	runtime.KeepAlive(nt)
 }
