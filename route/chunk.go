@@ -217,7 +217,10 @@ func (c *chunk) uniform() (uint32, bool) {
 	return v, true
 }
 
-// compact rebuilds the pool without garbage when garbage dominates.
+// compact rebuilds the pool without garbage when garbage dominates: at least as
+// many dead groups as live ones, and 64 or more (at most 64 KiB left; the
+// minimum keeps a small chunk whose groups are replaced often from being copied
+// on nearly every change).
 func (c *chunk) compact() {
 	if c.garbage < 64 || c.garbage < c.live {
 		return

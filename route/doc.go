@@ -53,7 +53,8 @@
 // only for the duration of a lookup call. Group slots are never reused
 // inside a pool that a published chunk can reach; a chunk's garbage groups
 // are dropped by compaction into a fresh pool (when garbage exceeds live
-// groups). This is the epoch scheme: the collector's reachability is the
+// groups and reaches 64 groups: a chunk may so carry up to 63 dead groups of
+// 1 KiB, whatever its size, which Stats counts). This is the epoch scheme: the collector's reachability is the
 // grace period, and no reader registration or quiescent-state reports are
 // needed.
 //
