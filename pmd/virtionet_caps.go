@@ -18,6 +18,9 @@ type virtioCaps struct {
 	notifyMul                   uint32
 }
 
+// capAlign is the alignment of each structure's offset in its BAR, by capability type.
+var capAlign = [5]uint32{virtioPCICapCommon: 4, virtioPCICapNotify: 2, virtioPCICapISR: 1, virtioPCICapDevice: 4}
+
 // parseVirtioCaps finds the common, notify, ISR and device configuration structures in
 // config space cfg (§4.1.4). Config space comes from the device: every field is
 // checked, and the first capability of each type wins (§4.1.4.1: the driver uses the
@@ -42,6 +45,12 @@ func parseVirtioCaps(cfg []byte) (virtioCaps, error) {
 			continue
 		}
 		if uint64(vc.offset)+uint64(vc.length) > 1<<32 {
+			continue
+		}
+		// The structure's alignment (§4.1.4.3, §4.1.4.4, §4.1.4.6): the BAR is
+		// mapped page-aligned, so a misaligned offset would make every register
+		// access unaligned device memory (a SIGBUS on arm64).
+		if vc.offset&(capAlign[vc.typ]-1) != 0 {
 			continue
 		}
 		switch vc.typ {
