@@ -211,6 +211,9 @@ type VirtioNet struct {
 	closed    bool
 }
 
+// openVFIO opens the VFIO device (a seam for tests: vfio.NewFilePCI).
+var openVFIO = vfio.Open
+
 // OpenVirtioNet opens the device, negotiates features, sets up one RX and one TX
 // queue, maps the pool for DMA, fills the RX ring and sets DRIVER_OK.
 func OpenVirtioNet(opts VirtioNetOptions) (*VirtioNet, error) {
@@ -224,7 +227,7 @@ func OpenVirtioNet(opts VirtioNetOptions) (*VirtioNet, error) {
 		opts.Timeout = defaultVirtioWaitMs * time.Millisecond
 	}
 	opts.QueuePairs = max(opts.QueuePairs, 1)
-	p, err := vfio.Open(opts.PCI)
+	p, err := openVFIO(opts.PCI)
 	if err != nil {
 		return nil, fmt.Errorf("pmd: virtio-net %s: %w", opts.PCI, err)
 	}

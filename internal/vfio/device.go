@@ -370,7 +370,11 @@ func Open(bdf string) (*PCI, error) {
 // mappings left). Reset the device first so it stops DMA.
 func (p *PCI) Close() error {
 	err := p.Device.Close()
-	p.Group.Close()
-	p.Container.Close()
+	if p.Group != nil { // none for NewFilePCI
+		p.Group.Close()
+	}
+	if p.Container.f != nil {
+		p.Container.Close()
+	}
 	return err
 }
