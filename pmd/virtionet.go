@@ -280,18 +280,24 @@ func (v *VirtioNet) open() error {
 		}
 		return w, err
 	}
-	if v.common, err = window(caps.common); err != nil {
+	// The windows become the driver's only once all are checked: OpenVirtioNet's
+	// error path resets the device through v.common, which must hold the registers.
+	common, err := window(caps.common)
+	if err != nil {
 		return err
 	}
-	if v.notify, err = window(caps.notify); err != nil {
+	notify, err := window(caps.notify)
+	if err != nil {
 		return err
 	}
-	if v.device, err = window(caps.device); err != nil {
+	device, err := window(caps.device)
+	if err != nil {
 		return err
 	}
-	if len(v.common) < 0x38 || len(v.device) < 8 {
+	if len(common) < 0x38 || len(device) < 8 {
 		return fmt.Errorf("%w: common or device config window too small", ErrNotVirtioNet)
 	}
+	v.common, v.notify, v.device = common, notify, device
 	v.notifyMul = caps.notifyMul
 	if err := v.pci.SetBusMaster(true); err != nil {
 		return err

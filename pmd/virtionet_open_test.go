@@ -97,3 +97,31 @@ func TestOpenVirtioNetFailCleansUp(t *testing.T) {
 		t.Errorf("%d of %d frames free", s.Free, s.Frames)
 	}
 }
+
+// TestOpenVirtioNetShortCommonWindow: a device whose common configuration capability
+// is shorter than the registers (length 0x10, under device_status at 0x14) is refused
+// with ErrNotVirtioNet, and nothing is left open. Before, open kept the short window as
+// v.common before checking its size, and OpenVirtioNet's error path reset the device
+// through it: the write of device_status ran past the window and panicked. The same
+// with the notify window outside its BAR, which failed before the size check.
+func TestOpenVirtioNetShortCommonWindow(t *testing.T) {
+	pool, err := NewPool(PoolOptions{Frames: 256, FrameSize: 2048, Huge: HugeNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	for _, notifyOff := range []uint32{0x3000, 0x10000} {
+		cfg := virtioTestConfig()
+		put32(cfg[0x40+0x18*3+12:], 0x10)     // common: length 0x10
+		put32(cfg[0x40+0x18*0+8:], notifyOff) // notify: offset
+		fakeVFIO(t, cfg)
+		fds, maps := fdsAndMaps(t)
+		v, err := openFake(t, pool)
+		if v != nil || !errors.Is(err, ErrNotVirtioNet) {
+			t.Errorf("notify at %#x: OpenVirtioNet: %v, %v; want ErrNotVirtioNet", notifyOff, v, err)
+		}
+		if f, m := fdsAndMaps(t); f != fds || m != maps {
+			t.Errorf("notify at %#x: after the failed open: %d fds and %d BAR mappings, want %d and %d", notifyOff, f, m, fds, maps)
+		}
+	}
+}
