@@ -253,6 +253,9 @@ func (v *VirtioNet) open() error {
 	if err != nil {
 		return err
 	}
+	if len(cfg) < 64 { // the region's size comes from the VFIO driver
+		return fmt.Errorf("%w: config space of %d bytes", ErrNotVirtioNet, len(cfg))
+	}
 	if le16(cfg[0:]) != virtioPCIVendor || le16(cfg[2:]) != virtioPCINetModern {
 		return fmt.Errorf("%w: ID %04x:%04x", ErrNotVirtioNet, le16(cfg[0:]), le16(cfg[2:]))
 	}

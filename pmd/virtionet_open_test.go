@@ -125,3 +125,21 @@ func TestOpenVirtioNetShortCommonWindow(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenVirtioNetShortConfig: a config space region shorter than the 64-byte header
+// (its size comes from the VFIO driver's region info) is refused with ErrNotVirtioNet.
+// Before, open read the vendor and device IDs at bytes 0..3 unchecked and a region of
+// 2 bytes panicked it.
+func TestOpenVirtioNetShortConfig(t *testing.T) {
+	pool, err := NewPool(PoolOptions{Frames: 16, FrameSize: 2048, Huge: HugeNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	for _, n := range []int{2, 63} {
+		fakeVFIO(t, virtioTestConfig()[:n])
+		if v, err := openFake(t, pool); v != nil || !errors.Is(err, ErrNotVirtioNet) {
+			t.Errorf("config space of %d bytes: %v, %v; want ErrNotVirtioNet", n, v, err)
+		}
+	}
+}
