@@ -375,13 +375,18 @@ func (v *VirtioNet) init() error {
 	switch {
 	case feat&virtioFVersion1 == 0:
 		return v.fail(fmt.Errorf("%w: device does not offer VIRTIO_F_VERSION_1", ErrFeatures))
+	case feat&virtioFAccessPlat == 0:
+		// Without it the device takes ring and buffer addresses as physical ones,
+		// not translated by the IOMMU (§6.1; QEMU without iommu_platform=on bypasses
+		// a vIOMMU), but they are IOVAs: it would DMA into unrelated memory.
+		return v.fail(fmt.Errorf("%w: device does not offer VIRTIO_F_ACCESS_PLATFORM (its DMA would bypass the IOMMU)", ErrFeatures))
 	case v.opts.Packed && feat&virtioFRingPacked == 0:
 		return v.fail(fmt.Errorf("%w: packed ring asked for but not offered", ErrFeatures))
 	case mq && feat&(virtioNetFMQ|virtioNetFCtrlVQ) != virtioNetFMQ|virtioNetFCtrlVQ:
 		return v.fail(fmt.Errorf("%w: %d queue pairs need VIRTIO_NET_F_MQ and CTRL_VQ, offered %#x", ErrFeatures, v.opts.QueuePairs, offered))
 	}
-	// ACCESS_PLATFORM, when offered, must be accepted (§6.1): the device then uses
-	// the IOMMU, which is what VFIO programs.
+	// ACCESS_PLATFORM is required and accepted (§6.1): the device then uses the
+	// IOMMU, which is what VFIO programs.
 	v.features = feat
 	v.common.Write32(0x08, 0)
 	v.common.Write32(0x0c, uint32(feat))

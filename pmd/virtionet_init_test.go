@@ -43,9 +43,9 @@ func newFakeVirtioDevice(t *testing.T, opts VirtioNetOptions) *fakeVirtioDevice 
 	v.common = vfio.MMIO(d.common)
 	v.notify = vfio.MMIO(make([]byte, 64))
 	v.device = vfio.MMIO(make([]byte, 16))
-	// The device offers VERSION_1 (bit 32: bit 0 of the upper word, which the fake
-	// reads for both halves) and has one queue pair.
-	d.set32(0x04, 1)
+	// The device offers VERSION_1 and ACCESS_PLATFORM (bits 32 and 33: bits 0 and 1
+	// of the upper word, which the fake reads for both halves) and has one queue pair.
+	d.set32(0x04, 3)
 	d.set16(0x12, 2)
 	t.Cleanup(func() {
 		if v.rings != nil {
@@ -270,4 +270,38 @@ func TestVirtioNetCloseDeviceWithoutReset(t *testing.T) {
 			d.v.reclaimAll() // for the pool's own Close
 		}
 	}
+}
+
+// TestVirtioNetRequiresAccessPlatform: a device that does not offer
+// VIRTIO_F_ACCESS_PLATFORM uses the addresses in its rings as physical addresses, not
+// translated by the IOMMU (VIRTIO 1.2 §6.1): QEMU's virtio-net-pci without
+// iommu_platform=on, behind a vIOMMU, bypasses it. The driver gives it IOVAs only
+// (the pool at 1 GiB here, the rings at 1 MiB), so such a device would write received
+// packets into whatever guest memory sits at those physical addresses. Found in review:
+// init accepted the device (it negotiated ACCESS_PLATFORM only when offered). Now it
+// fails with ErrFeatures, sets FAILED, and posts no buffer.
+func TestVirtioNetRequiresAccessPlatform(t *testing.T) {
+	d := newFakeVirtioDevice(t, VirtioNetOptions{QueueSize: 64})
+	d.set16(0x18, 64)
+	d.mapRings(t, 2*3*4096+4096)
+	d.set32(0x04, 1) // VERSION_1 (bit 32) and bit 0, but not ACCESS_PLATFORM (bit 33)
+	if err := d.v.init(); !errors.Is(err, ErrFeatures) {
+		t.Errorf("init without ACCESS_PLATFORM: %v, want ErrFeatures", err)
+	}
+	if s := d.common[0x14]; s&statusFailed == 0 || s&statusFeaturesOK != 0 {
+		t.Errorf("device status %#x, want FAILED without FEATURES_OK", s)
+	}
+	if got := d.framesOut(); got != 0 {
+		t.Errorf("%d frames posted to the device", got)
+	}
+	// Offered, it is negotiated.
+	d.set32(0x04, 3)
+	if err := d.v.init(); err != nil {
+		t.Fatal(err)
+	}
+	if f := d.v.Features(); f&virtioFAccessPlat == 0 {
+		t.Errorf("features %#x without ACCESS_PLATFORM", f)
+	}
+	d.v.reset()
+	d.v.reclaimAll()
 }
