@@ -125,6 +125,8 @@ func (o *VirtioNetOptions) Validate() error {
 	switch {
 	case o.PCI == "":
 		return fmt.Errorf("%w: PCI address required", ErrVirtioOptions)
+	case vfio.CheckAddress(o.PCI) != nil:
+		return fmt.Errorf("%w: PCI %q is not a PCI address (DDDD:BB:DD.F)", ErrVirtioOptions, o.PCI)
 	case o.Pool == nil:
 		return fmt.Errorf("%w: Pool required", ErrVirtioOptions)
 	case o.Pool.Headroom() < virtioNetHdrLen:

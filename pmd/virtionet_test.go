@@ -116,6 +116,8 @@ func TestVirtioNetOptionsValidate(t *testing.T) {
 		{PCI: "0000:00:04.0", Pool: pool, QueueSize: 100},
 		{PCI: "0000:00:04.0", Pool: pool, QueueSize: -1},
 		{PCI: "0000:00:04.0", Pool: pool, Timeout: -1},
+		{PCI: "0000:00:04.0/../../../x", Pool: pool},
+		{PCI: "00:04.0", Pool: pool},
 	} {
 		if err := o.Validate(); !errors.Is(err, ErrVirtioOptions) {
 			t.Errorf("%+v: %v", o, err)

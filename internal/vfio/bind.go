@@ -10,8 +10,34 @@ import (
 
 var sysPCI = "/sys/bus/pci"
 
+// CheckAddress reports whether bdf is a PCI address as sysfs names devices,
+// domain:bus:device.function in hex ("0000:00:04.0"; the domain has 4 to 8 digits,
+// VMD domains are 10000 and up, device is at most 1f, function at most 7). Every
+// function here that builds a sysfs path from an address checks it first.
+func CheckAddress(bdf string) error {
+	hex := func(s string) bool {
+		for _, c := range s {
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+				return false
+			}
+		}
+		return true
+	}
+	n := len(bdf)
+	ok := n >= 12 && n <= 16 && bdf[n-8] == ':' && bdf[n-5] == ':' && bdf[n-2] == '.' &&
+		hex(bdf[:n-8]) && hex(bdf[n-7:n-5]) && hex(bdf[n-4:n-2]) && bdf[n-4] <= '1' &&
+		'0' <= bdf[n-1] && bdf[n-1] <= '7'
+	if !ok {
+		return fmt.Errorf("%w: %q", ErrBadAddress, bdf)
+	}
+	return nil
+}
+
 // Driver returns the name of the kernel driver bound to PCI device bdf, or "" if none.
 func Driver(bdf string) (string, error) {
+	if err := CheckAddress(bdf); err != nil {
+		return "", err
+	}
 	link, err := os.Readlink(filepath.Join(sysPCI, "devices", bdf, "driver"))
 	if errors.Is(err, os.ErrNotExist) {
 		if _, err := os.Stat(filepath.Join(sysPCI, "devices", bdf)); err != nil {
@@ -36,6 +62,9 @@ func sysWrite(path, val string) error {
 // unbinds the current driver, and asks the kernel to probe the device again, which
 // attaches it to driver only. The driver's module must be loaded.
 func Bind(bdf, driver string) error {
+	if err := CheckAddress(bdf); err != nil {
+		return err
+	}
 	dev := filepath.Join(sysPCI, "devices", bdf)
 	cur, err := Driver(bdf)
 	if err != nil {
@@ -65,6 +94,9 @@ func Bind(bdf, driver string) error {
 // device returns to the kernel driver that claims it by ID (virtio-pci, ixgbe, ...).
 // Close every VFIO fd of the device first. It returns the new driver's name.
 func Unbind(bdf string) (string, error) {
+	if err := CheckAddress(bdf); err != nil {
+		return "", err
+	}
 	dev := filepath.Join(sysPCI, "devices", bdf)
 	if err := sysWrite(filepath.Join(dev, "driver_override"), "\n"); err != nil {
 		return "", err

@@ -20,6 +20,7 @@ var (
 	ErrIOVAExhausted = errors.New("vfio: IOVA space exhausted")
 	ErrReserved      = errors.New("vfio: IOVA range reserved by a group's IOMMU")
 	ErrClosed        = errors.New("vfio: closed")
+	ErrBadAddress    = errors.New("vfio: not a PCI address (DDDD:BB:DD.F)")
 )
 
 // Container is an open /dev/vfio/vfio: one IOMMU context (address space) shared by the
@@ -234,6 +235,9 @@ type Group struct {
 // GroupOf returns the IOMMU group number of the PCI device bdf ("0000:00:04.0") and
 // whether it is a no-IOMMU group.
 func GroupOf(bdf string) (id int, noiommu bool, err error) {
+	if err := CheckAddress(bdf); err != nil {
+		return 0, false, err
+	}
 	link, err := os.Readlink(filepath.Join(sysPCI, "devices", bdf, "iommu_group"))
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
