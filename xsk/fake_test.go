@@ -709,3 +709,27 @@ func TestTxDroppedFrameNotResent(t *testing.T) {
 	p.Close()
 	poolWhole(t, pool)
 }
+
+// TestTxBudgetValidate: the kernel takes XDP_MAX_TX_SKB_BUDGET only from a socket with
+// a tx ring, from 32 (TX_BATCH_SIZE) up to the tx ring's size, and refuses anything
+// else with EACCES (xsk_setsockopt). Validate let such budgets through, so NewSocket
+// failed after creating the socket with "permission denied", which reads like a
+// missing privilege; Validate now names the field (ErrOptions).
+func TestTxBudgetValidate(t *testing.T) {
+	for _, c := range []Config{
+		{TxBudget: 16},                  // below TX_BATCH_SIZE
+		{TxBudget: 31},                  //
+		{TxSize: 64, TxBudget: 128},     // past the tx ring
+		{TxBudget: DefaultRingSize * 2}, // past the default tx ring
+		{TxSize: -1, TxBudget: 64},      // no tx ring
+	} {
+		if err := c.Validate(); !errors.Is(err, ErrOptions) {
+			t.Errorf("%+v: Validate %v, want ErrOptions", c, err)
+		}
+	}
+	for _, c := range []Config{{TxBudget: 32}, {TxSize: 64, TxBudget: 64}, {TxBudget: DefaultRingSize}, {TxSize: -1}} {
+		if err := c.Validate(); err != nil {
+			t.Errorf("%+v: %v", c, err)
+		}
+	}
+}

@@ -67,7 +67,8 @@ type Config struct {
 	BusyPoll       time.Duration
 	BusyPollBudget int
 	// TxBudget, when > 0, sets how many frames one kick transmits in copy mode
-	// (XDP_MAX_TX_SKB_BUDGET, kernel 6.17+); ignored where unsupported.
+	// (XDP_MAX_TX_SKB_BUDGET, kernel 6.17+); ignored where unsupported. The kernel
+	// takes 32 (its default) up to the tx ring's size, on a socket with a tx ring.
 	TxBudget int
 }
 
@@ -116,8 +117,20 @@ func (c *Config) Validate() error {
 	if c.BusyPollBudget > math.MaxUint16 {
 		return fmt.Errorf("%w: BusyPollBudget %d above 65535", ErrOptions, c.BusyPollBudget)
 	}
+	if c.TxBudget > 0 {
+		// The kernel refuses any other budget with EACCES (xsk_setsockopt), which
+		// would surface from NewSocket as "permission denied".
+		tx, _ := ringSize(c.TxSize)
+		if tx == 0 || c.TxBudget < minTxBudget || c.TxBudget > int(tx) {
+			return fmt.Errorf("%w: TxBudget %d needs a tx ring and must be from %d to the tx ring's size %d", ErrOptions, c.TxBudget, minTxBudget, tx)
+		}
+	}
 	return nil
 }
+
+// minTxBudget is the least XDP_MAX_TX_SKB_BUDGET the kernel takes (TX_BATCH_SIZE, also
+// its default).
+const minTxBudget = 32
 
 // Desc is an AF_XDP descriptor (struct xdp_desc): Len bytes at UMEM address Addr.
 // Options has OptMore on every fragment of a multi-buffer packet but the last.
