@@ -82,3 +82,32 @@ func TestSleepEnds(t *testing.T) {
 		t.Errorf("sleep outlasted its context by %v", el)
 	}
 }
+
+// TestFramePayloadCleared: the frames pktgen writes are recycled pool buffers, some of
+// which held frames the socket received. Their payload must not carry those bytes
+// (other hosts' traffic) back out onto the wire, nor differ from frame to frame.
+func TestFramePayloadCleared(t *testing.T) {
+	src, _ := net.ParseMAC("02:00:00:00:00:01")
+	dst, _ := net.ParseMAC("02:00:00:00:00:02")
+	s, d := netip.MustParseAddr("10.1.1.2"), netip.MustParseAddr("10.1.2.2")
+	for _, size := range []int{60, 64, 1514} {
+		b := make([]byte, size)
+		for i := range b {
+			b[i] = 0xa5 // a received frame's bytes
+		}
+		frame(b, src, dst, s, d, 40000)
+		for i, c := range b[14+28:] {
+			if c != 0 {
+				t.Errorf("size %d: payload byte %d is %#02x, left from the buffer's last frame", size, i, c)
+				break
+			}
+		}
+		ip := b[14:]
+		if got := int(binary.BigEndian.Uint16(ip[2:])); got != size-14 {
+			t.Errorf("size %d: IPv4 total length %d, want %d", size, got, size-14)
+		}
+		if got := int(binary.BigEndian.Uint16(ip[24:])); got != size-14-20 {
+			t.Errorf("size %d: UDP length %d, want %d", size, got, size-14-20)
+		}
+	}
+}

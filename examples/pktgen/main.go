@@ -61,10 +61,11 @@ func main() {
 	fmt.Printf("sent %d frames in %v: %.3f Mpps\n", n, el.Round(time.Millisecond), float64(n)/el.Seconds()/1e6)
 }
 
-// frame writes an Ethernet, IPv4 and UDP header (UDP checksum 0: none) into b, a
-// recycled buffer: every header byte is written, none kept from its last packet.
+// frame writes an Ethernet, IPv4 and UDP header (UDP checksum 0: none) and a zero
+// payload into b, a recycled buffer: every byte is written, none kept from its last
+// packet (which may have been a frame the socket received).
 func frame(b []byte, src, dst net.HardwareAddr, s, t netip.Addr, sport uint16) {
-	clear(b[:14+28])
+	clear(b)
 	copy(b, dst)
 	copy(b[6:], src)
 	binary.BigEndian.PutUint16(b[12:], 0x0800)
