@@ -129,6 +129,12 @@ func run(ctx context.Context, ifi *net.Interface, dst net.HardwareAddr, s, t net
 		return 0, 0, err
 	}
 	defer p.Close()
+	// pktgen only sends. The program stays attached (zero-copy drivers transmit
+	// only with one), but queue 0's frames go to the kernel stack, not to this
+	// socket: else the host lost every frame arriving there while pktgen ran.
+	if err := p.Program().Unregister(0); err != nil {
+		return 0, 0, err
+	}
 	pool := p.UMEMPool()
 	cache := pool.NewCache(0)
 	defer cache.Flush()
@@ -161,7 +167,7 @@ func run(ctx context.Context, ifi *net.Interface, dst net.HardwareAddr, s, t net
 		}
 		b.Grow(k)
 		sent += uint64(b.Tx(p))
-		var rx [pmd.DefaultBurst]pmd.Pkt // the socket also receives; give it back
+		var rx [pmd.DefaultBurst]pmd.Pkt // nothing is directed to it, but give back what came
 		if n := p.Rx(rx[:]); n > 0 {
 			cache.Free(rx[:n])
 		}
