@@ -45,30 +45,47 @@ type config struct {
 }
 
 func main() {
-	var c config
-	flag.StringVar(&c.a, "a", "", "first interface (required)")
-	flag.StringVar(&c.b, "b", "", "second interface; empty reflects out of -a")
-	flag.IntVar(&c.queues, "queues", 0, "queues to serve on each interface; 0 means all the smaller one has")
-	flag.BoolVar(&c.macswap, "macswap", false, "swap source and destination MAC (implied without -b)")
-	flag.BoolVar(&c.copyMode, "copy", false, "force copy mode")
-	flag.BoolVar(&c.zeroCopy, "zerocopy", false, "require zero-copy mode")
-	flag.BoolVar(&c.generic, "generic", false, "attach the XDP program in generic (SKB) mode")
-	flag.BoolVar(&c.multiBuf, "mb", false, "multi-buffer: forward frames larger than a UMEM frame (jumbo MTU)")
-	flag.IntVar(&c.frames, "frames", 0, "UMEM frames; 0 sizes for every ring")
-	flag.IntVar(&c.ring, "ring", xsk.DefaultRingSize, "size of each ring")
-	flag.IntVar(&c.burst, "burst", pmd.DefaultBurst, "packets per Rx/Tx call")
-	flag.DurationVar(&c.interval, "stats", time.Second, "statistics interval; 0 disables")
-	flag.BoolVar(&c.spin, "spin", false, "poll without ever sleeping (a dedicated core)")
-	flag.DurationVar(&c.busyPoll, "busy-poll", 0, "SO_BUSY_POLL time (e.g. 20us); 0 disables")
-	flag.DurationVar(&c.duration, "duration", 0, "stop after this long; 0 runs until interrupted")
-	flag.Parse()
-	if flag.NArg() > 0 {
-		// xdpfwd -a veth0 veth1 would reflect on veth0 and ignore veth1.
-		log.Fatalf("xdpfwd: unexpected arguments %q (the second interface is -b)", flag.Args())
+	c, err := parseFlags(os.Args[1:])
+	if err == flag.ErrHelp {
+		os.Exit(0)
+	}
+	if err != nil {
+		// Before anything is opened: a bad flag leaves no program or socket behind.
+		fmt.Fprintf(os.Stderr, "xdpfwd: %v\n", err)
+		os.Exit(2)
 	}
 	if err := run(c); err != nil {
 		log.Fatalf("xdpfwd: %v", err)
 	}
+}
+
+// parseFlags reads and validates the command line (without the program name).
+func parseFlags(args []string) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("xdpfwd", flag.ContinueOnError)
+	fs.StringVar(&c.a, "a", "", "first interface (required)")
+	fs.StringVar(&c.b, "b", "", "second interface; empty reflects out of -a")
+	fs.IntVar(&c.queues, "queues", 0, "queues to serve on each interface; 0 means all the smaller one has")
+	fs.BoolVar(&c.macswap, "macswap", false, "swap source and destination MAC (implied without -b)")
+	fs.BoolVar(&c.copyMode, "copy", false, "force copy mode")
+	fs.BoolVar(&c.zeroCopy, "zerocopy", false, "require zero-copy mode")
+	fs.BoolVar(&c.generic, "generic", false, "attach the XDP program in generic (SKB) mode")
+	fs.BoolVar(&c.multiBuf, "mb", false, "multi-buffer: forward frames larger than a UMEM frame (jumbo MTU)")
+	fs.IntVar(&c.frames, "frames", 0, "UMEM frames; 0 sizes for every ring")
+	fs.IntVar(&c.ring, "ring", xsk.DefaultRingSize, "size of each ring (a power of two)")
+	fs.IntVar(&c.burst, "burst", pmd.DefaultBurst, "packets per Rx/Tx call")
+	fs.DurationVar(&c.interval, "stats", time.Second, "statistics interval; 0 disables")
+	fs.BoolVar(&c.spin, "spin", false, "poll without ever sleeping (a dedicated core)")
+	fs.DurationVar(&c.busyPoll, "busy-poll", 0, "SO_BUSY_POLL time (e.g. 20us); 0 disables")
+	fs.DurationVar(&c.duration, "duration", 0, "stop after this long; 0 runs until interrupted")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		// xdpfwd -a veth0 veth1 would reflect on veth0 and ignore veth1.
+		return c, fmt.Errorf("unexpected arguments %q (the second interface is -b)", fs.Args())
+	}
+	return c, c.validate()
 }
 
 func (c *config) validate() error {
@@ -89,11 +106,33 @@ func (c *config) validate() error {
 		// The UMEM is sized from it: 0 would size it for empty rings while the
 		// sockets took the default size.
 		return errors.New("-ring must be positive (a power of two)")
+	case c.a == c.b:
+		// Two sockets on one queue of a shared UMEM: refused by xsk.Open, but
+		// only after the first interface's program was attached.
+		return fmt.Errorf("-a and -b are both %s; leave -b out to reflect", c.a)
+	}
+	// The sockets' own checks (ring sizes powers of two, -busy-poll's range), here
+	// so that they fail before the pool, UMEM and first program are made.
+	sock := c.socketConfig()
+	if err := sock.Validate(); err != nil {
+		return fmt.Errorf("-ring %d, -busy-poll %v: %w", c.ring, c.busyPoll, err)
 	}
 	if c.b == "" {
 		c.macswap = true
 	}
 	return nil
+}
+
+// socketConfig is every socket's configuration.
+func (c *config) socketConfig() xsk.Config {
+	sock := xsk.Config{RxSize: c.ring, TxSize: c.ring, FillSize: c.ring, CompSize: c.ring, MultiBuffer: c.multiBuf, BusyPoll: c.busyPoll}
+	switch {
+	case c.copyMode:
+		sock.Bind = xsk.BindCopy
+	case c.zeroCopy:
+		sock.Bind = xsk.BindZeroCopy
+	}
+	return sock
 }
 
 func run(c config) error {
@@ -143,13 +182,7 @@ func run(c config) error {
 	}
 	defer umem.Close()
 
-	sock := xsk.Config{RxSize: c.ring, TxSize: c.ring, FillSize: c.ring, CompSize: c.ring, MultiBuffer: c.multiBuf, BusyPoll: c.busyPoll}
-	switch {
-	case c.copyMode:
-		sock.Bind = xsk.BindCopy
-	case c.zeroCopy:
-		sock.Bind = xsk.BindZeroCopy
-	}
+	sock := c.socketConfig()
 	attach := xsk.AttachAuto
 	if c.generic {
 		attach = xsk.AttachGeneric
