@@ -15,11 +15,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -35,16 +37,31 @@ func main() {
 	group := flag.String("group", "", "socket file group when listening")
 	stats := flag.Duration("stats", 5*time.Second, "statistics interval (0: off)")
 	flag.Parse()
-	if flag.NArg() > 0 || *stats < 0 {
-		log.Fatal("usage: vhostfwd [-a PATH] [-b PATH] [-client] [-mode 0660] [-group G] [-stats 5s]; no arguments, a -stats of 0 or more")
-	}
-	m, err := socketMode(*mode)
+	m, err := checkFlags(flag.Args(), *pathA, *pathB, *mode, *stats)
 	if err != nil {
-		log.Fatal(err)
+		// Before anything is opened: no socket file is made.
+		fmt.Fprintf(os.Stderr, "vhostfwd: %v\nusage: vhostfwd [-a PATH] [-b PATH] [-client] [-mode 0660] [-group G] [-stats 5s]\n", err)
+		os.Exit(2)
 	}
 	if err := run(*pathA, *pathB, *client, m, *group, *stats); err != nil {
 		log.Fatal(err)
 	}
+}
+
+// checkFlags checks the command line: no arguments, two different socket paths, a
+// permission mode and a -stats of 0 or more. It returns the mode.
+func checkFlags(args []string, pathA, pathB string, mode uint, stats time.Duration) (os.FileMode, error) {
+	switch {
+	case len(args) > 0:
+		return 0, fmt.Errorf("unexpected arguments %q (the sockets are -a and -b)", args)
+	case stats < 0:
+		return 0, fmt.Errorf("-stats %v is negative (0 turns statistics off)", stats)
+	case pathA == "" || pathB == "":
+		return 0, errors.New("-a and -b need a socket path each")
+	case filepath.Clean(pathA) == filepath.Clean(pathB):
+		return 0, fmt.Errorf("-a and -b are the same socket, %s", pathA)
+	}
+	return socketMode(mode)
 }
 
 // socketMode checks -mode: permission bits only. A mode written without its leading 0
