@@ -115,19 +115,9 @@ func run(pathA, pathB string, client bool, mode os.FileMode, group string, stats
 	}
 	var batch pmd.Batch
 	var txFull [2]uint64 // packets dropped because the port sending them to a (0), b (1) had no room
-	forward := func(from, to pmd.Port, full *uint64) int {
-		n := batch.Rx(from)
-		if n > 0 {
-			batch.Tx(to)
-			*full += uint64(len(batch.Pkts()))
-			cache.Free(batch.Pkts()) // the peer had no room: drop
-			batch.Reset()
-		}
-		return n
-	}
 	last := time.Now()
 	for ctx.Err() == nil {
-		if forward(a, b, &txFull[1])+forward(b, a, &txFull[0]) == 0 {
+		if forward(&batch, cache, a, b, &txFull[1])+forward(&batch, cache, b, a, &txFull[0]) == 0 {
 			time.Sleep(10 * time.Microsecond)
 		}
 		if stats > 0 && time.Since(last) > stats {
@@ -142,4 +132,17 @@ func run(pathA, pathB string, client bool, mode os.FileMode, group string, stats
 	default:
 		return nil
 	}
+}
+
+// forward moves one burst from one port to the other and returns how many frames it
+// received. What the other port has no room for is dropped and counted in full.
+func forward(batch *pmd.Batch, cache *pmd.Cache, from, to pmd.Port, full *uint64) int {
+	n := batch.Rx(from)
+	if n > 0 {
+		batch.Tx(to)
+		*full += uint64(pmd.PacketCount(batch.Pkts()))
+		cache.Free(batch.Pkts()) // the peer had no room: drop
+		batch.Reset()
+	}
+	return n
 }
