@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -39,6 +40,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: vhostpod -socket PATH [-listen] [-tap NAME] [-split] [-queues N]")
 		os.Exit(2)
 	}
+	if err := checkTapName(*tapName); err != nil {
+		fmt.Fprintln(os.Stderr, "vhostpod:", err)
+		os.Exit(2)
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("pod", *tapName)
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
@@ -46,6 +51,15 @@ func main() {
 		log.Error("vhostpod", "err", err)
 		os.Exit(1)
 	}
+}
+
+// checkTapName refuses a -tap the kernel would not take as an interface name
+// (dev_valid_name): empty, "." or "..", over 15 bytes, or with '/', ':' or a space.
+func checkTapName(name string) error {
+	if name == "" || name == "." || name == ".." || len(name) > 15 || strings.ContainsAny(name, "/: \t\n\v\f\r") {
+		return fmt.Errorf("-tap %q: not an interface name (1 to 15 bytes, no '/', ':' or space)", name)
+	}
+	return nil
 }
 
 func run(ctx context.Context, log *slog.Logger, sock string, listen bool, tapName string, split bool, queues int) error {
