@@ -60,11 +60,16 @@ func TestPinProcess(t *testing.T) {
 	check("after PinProcess")
 
 	// New threads: goroutines that hold their threads make the runtime start more,
-	// some cloned while the cloning goroutine is itself locked.
+	// some cloned while the cloning goroutine is itself locked. Once all 24 hold one,
+	// they hold 24 distinct threads; the runtime's idle threads (left by earlier
+	// tests, or by an earlier -count round) may serve some of them, so the test
+	// waits for the lockings, not for a thread count that reuse may never reach.
+	before := threadSets(t)
 	release := make(chan struct{})
-	var wg sync.WaitGroup
+	var wg, ready sync.WaitGroup
 	for i := 0; i < 8; i++ {
 		wg.Add(1)
+		ready.Add(1)
 		go func() {
 			defer wg.Done()
 			runtime.LockOSThread()
@@ -72,20 +77,30 @@ func TestPinProcess(t *testing.T) {
 			var inner sync.WaitGroup
 			for j := 0; j < 2; j++ {
 				inner.Add(1)
+				ready.Add(1)
 				go func() {
 					defer inner.Done()
 					runtime.LockOSThread()
 					defer runtime.UnlockOSThread()
+					ready.Done()
 					<-release
 				}()
 			}
+			ready.Done()
 			<-release
 			inner.Wait()
 		}()
 	}
-	before := len(threadSets(t))
-	for len(threadSets(t)) < before+8 {
-		runtime.Gosched()
+	ready.Wait()
+	after := threadSets(t)
+	fresh := 0
+	for tid := range after {
+		if _, ok := before[tid]; !ok {
+			fresh++
+		}
+	}
+	if len(before) < 25 && fresh == 0 {
+		t.Errorf("%d threads before, %d after 24 lockings, none new", len(before), len(after))
 	}
 	check("with new threads")
 	close(release)
