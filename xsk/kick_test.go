@@ -1,6 +1,7 @@
 package xsk
 
 import (
+	"math"
 	"testing"
 	"time"
 
@@ -43,5 +44,23 @@ func TestKickNotBehindControlLock(t *testing.T) {
 	s.mu.Unlock()
 	if st, _ := s.Stats(); st.Kicks < 3 {
 		t.Errorf("%d wakeups counted, want at least 3", st.Kicks)
+	}
+}
+
+// TestPollMillis: Poll's timeout in poll(2)'s milliseconds. Before, a timeout under
+// a millisecond became 0, a return at once (a caller waiting 500 µs at a time spun),
+// and one beyond 2^31 ms wrapped in the kernel's int.
+func TestPollMillis(t *testing.T) {
+	for _, c := range []struct {
+		d    time.Duration
+		want int
+	}{
+		{-time.Second, -1}, {0, 0}, {time.Nanosecond, 1}, {500 * time.Microsecond, 1},
+		{time.Millisecond, 1}, {time.Millisecond + 1, 2}, {time.Second, 1000},
+		{math.MaxInt32 * time.Millisecond, math.MaxInt32}, {math.MaxInt64, math.MaxInt32},
+	} {
+		if got := pollMillis(c.d); got != c.want {
+			t.Errorf("pollMillis(%v) = %d, want %d", c.d, got, c.want)
+		}
 	}
 }

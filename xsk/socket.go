@@ -546,9 +546,24 @@ func (s *Socket) Complete(addrs []uint64) int {
 }
 
 // Poll waits up to timeout for received packets (or, with out, for tx room), in the
-// ordinary blocking way. Poll-mode loops do not need it.
+// ordinary blocking way: a negative timeout waits without limit, 0 returns at once,
+// others are rounded up to whole milliseconds (poll(2)'s unit). Poll-mode loops do not
+// need it.
 func (s *Socket) Poll(out bool, timeout time.Duration) (bool, error) {
-	return afxdp.Poll(s.fd, out, int(timeout/time.Millisecond))
+	return afxdp.Poll(s.fd, out, pollMillis(timeout))
+}
+
+// pollMillis converts a Poll timeout to poll(2)'s: -1 for a negative one, whole
+// milliseconds rounded up (a 500 µs wait was 0, a busy return), at most the
+// largest int32 (the kernel's type; a longer one wrapped).
+func pollMillis(d time.Duration) int {
+	switch {
+	case d < 0:
+		return -1
+	case d >= math.MaxInt32*time.Millisecond:
+		return math.MaxInt32
+	}
+	return int((d + time.Millisecond - 1) / time.Millisecond)
 }
 
 // Statistics are a socket's kernel counters (XDP_STATISTICS) and its own.
