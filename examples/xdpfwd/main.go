@@ -225,24 +225,46 @@ func run(c config) error {
 			txFull[p] = new(atomic.Uint64)
 		}
 	}
+	// Each queue pair's goroutine polls both its ports: they share its cache, so a
+	// transmitted frame is the next one the kernel fills. Shared here, where a
+	// failure still closes the ports.
+	caches := make([]*pmd.Cache, qn)
+	for q := range qn {
+		caches[q] = pool.NewCache(0)
+		if err := pmd.ShareCache(caches[q], pa[q], pb[q]); err != nil {
+			return errors.Join(err, closePorts(pa, pb, c.b != ""))
+		}
+	}
 	for q := range qn {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			forward(&c, &stopped, pool, pa[q], pb[q])
+			defer caches[q].Flush()
+			forward(&c, &stopped, pool, caches[q], pa[q], pb[q])
 		}()
 	}
+	var rwg sync.WaitGroup
 	if c.interval > 0 {
-		go report(ctx, c.interval, pa, pb, c.b != "")
+		rwg.Add(1)
+		go func() {
+			defer rwg.Done()
+			report(ctx, c.interval, pa, pb, c.b != "")
+		}()
 	}
 	<-ctx.Done()
 	stopped.Store(true)
 	wg.Wait()
+	rwg.Wait() // its last line before the totals, and no reads of closing ports
 	printTotals(pa, pb, c.b != "")
-	// Close in reverse: queue 0 of each interface owns its program.
+	return closePorts(pa, pb, c.b != "")
+}
+
+// closePorts closes every port, in reverse: queue 0 of each interface owns its
+// program.
+func closePorts(pa, pb []*xsk.Port, two bool) error {
 	var errs []error
 	sets := [][]*xsk.Port{pa}
-	if c.b != "" {
+	if two {
 		sets = [][]*xsk.Port{pb, pa}
 	}
 	for _, ports := range sets {
@@ -261,14 +283,8 @@ func or(a, b string) string {
 }
 
 // forward runs one queue pair: a's frames out of b and b's out of a.
-func forward(c *config, stopped *atomic.Bool, pool *pmd.Pool, a, b *xsk.Port) {
-	cache := pool.NewCache(0)
-	defer cache.Flush()
-	// This goroutine polls both ports: they share its cache, so a transmitted
-	// frame is the next one the kernel fills.
-	if err := pmd.ShareCache(cache, a, b); err != nil {
-		log.Fatal(err)
-	}
+// They share cache, which only this goroutine uses.
+func forward(c *config, stopped *atomic.Bool, pool *pmd.Pool, cache *pmd.Cache, a, b *xsk.Port) {
 	var ab, ba pmd.Batch
 	idle := 0
 	for !stopped.Load() {
