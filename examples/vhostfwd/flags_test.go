@@ -1,22 +1,17 @@
 package main
 
 import (
-	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
+
+	"github.com/dpkit/dpkit/internal/testenv"
 )
 
-// TestMain runs main itself when the test binary is started as vhostfwd by
-// TestBadFlagsExit2.
+// TestMain runs main itself when TestBadFlagsExit2 starts the test binary as
+// vhostfwd.
 func TestMain(m *testing.M) {
-	if args, ok := os.LookupEnv("VHOSTFWD_TEST_MAIN"); ok {
-		os.Args = append([]string{"vhostfwd"}, strings.Fields(args)...)
-		main()
-		os.Exit(0)
-	}
+	testenv.MainIfAsked("vhostfwd", main)
 	os.Exit(m.Run())
 }
 
@@ -36,17 +31,7 @@ func TestBadFlagsExit2(t *testing.T) {
 		{"-a " + s + " -b " + dir + "/./x.sock", "-a and -b"},
 		{"-a " + s + " -b", "-b"},
 	} {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), "VHOSTFWD_TEST_MAIN="+c.args)
-		out, err := cmd.CombinedOutput()
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.ExitCode() != 2 {
-			t.Errorf("vhostfwd %s: %v, want exit status 2\n%s", c.args, err, out)
-			continue
-		}
-		if !strings.Contains(string(out), c.want) {
-			t.Errorf("vhostfwd %s: message does not name %q:\n%s", c.args, c.want, out)
-		}
+		testenv.WantUsageExit(t, c.args, c.want)
 		if _, err := os.Lstat(s); err == nil {
 			t.Errorf("vhostfwd %s: made %s", c.args, s)
 			os.Remove(s)

@@ -1,21 +1,16 @@
 package main
 
 import (
-	"errors"
 	"os"
-	"os/exec"
-	"strings"
 	"testing"
+
+	"github.com/dpkit/dpkit/internal/testenv"
 )
 
-// TestMain runs main itself when the test binary is started as vhostpod by
-// TestBadTapNameExit2.
+// TestMain runs main itself when TestBadTapNameExit2 starts the test binary as
+// vhostpod.
 func TestMain(m *testing.M) {
-	if args, ok := os.LookupEnv("VHOSTPOD_TEST_MAIN"); ok {
-		os.Args = append([]string{"vhostpod"}, strings.Fields(args)...)
-		main()
-		os.Exit(0)
-	}
+	testenv.MainIfAsked("vhostpod", main)
 	os.Exit(m.Run())
 }
 
@@ -25,16 +20,6 @@ func TestMain(m *testing.M) {
 // pool, as "pmd: tap ...: invalid argument" or "TapOptions needs Name and Pool".
 func TestBadTapNameExit2(t *testing.T) {
 	for _, tap := range []string{"", "abcdefghijklmnop", "a/b", "a:b", ".."} {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), "VHOSTPOD_TEST_MAIN=-socket /nonexistent/x.sock -tap="+tap)
-		out, err := cmd.CombinedOutput()
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.ExitCode() != 2 {
-			t.Errorf("-tap %q: %v, want exit status 2\n%s", tap, err, out)
-			continue
-		}
-		if !strings.Contains(string(out), "-tap") {
-			t.Errorf("-tap %q: message does not name -tap:\n%s", tap, out)
-		}
+		testenv.WantUsageExit(t, "-socket /nonexistent/x.sock -tap="+tap, "-tap")
 	}
 }

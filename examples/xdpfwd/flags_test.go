@@ -1,21 +1,15 @@
 package main
 
 import (
-	"errors"
 	"os"
-	"os/exec"
-	"strings"
 	"testing"
+
+	"github.com/dpkit/dpkit/internal/testenv"
 )
 
-// TestMain runs main itself when the test binary is started as xdpfwd by
-// TestBadFlagsExit2.
+// TestMain runs main itself when TestBadFlagsExit2 starts the test binary as xdpfwd.
 func TestMain(m *testing.M) {
-	if args, ok := os.LookupEnv("XDPFWD_TEST_MAIN"); ok {
-		os.Args = append([]string{"xdpfwd"}, strings.Fields(args)...)
-		main()
-		os.Exit(0)
-	}
+	testenv.MainIfAsked("xdpfwd", main)
 	os.Exit(m.Run())
 }
 
@@ -36,19 +30,6 @@ func TestBadFlagsExit2(t *testing.T) {
 		{"-a exnosuch0 -burst 0", "-burst"},
 		{"-a exnosuch0 -ring x", "-ring"},
 	} {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), "XDPFWD_TEST_MAIN="+c.args)
-		out, err := cmd.CombinedOutput()
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.ExitCode() != 2 {
-			t.Errorf("xdpfwd %s: %v, want exit status 2\n%s", c.args, err, out)
-			continue
-		}
-		if !strings.Contains(string(out), c.want) {
-			t.Errorf("xdpfwd %s: message does not name %q:\n%s", c.args, c.want, out)
-		}
-		if strings.Contains(string(out), "panic") || strings.Contains(string(out), "[running]") {
-			t.Errorf("xdpfwd %s: a stack trace:\n%s", c.args, out)
-		}
+		testenv.WantUsageExit(t, c.args, c.want)
 	}
 }

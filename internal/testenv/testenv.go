@@ -96,3 +96,40 @@ func Fds(t testing.TB) int {
 	}
 	return n
 }
+
+// mainEnv carries a program's arguments to its test binary started by RunMain.
+const mainEnv = "DPKIT_TEST_MAIN"
+
+// MainIfAsked, called first from a command package's TestMain, runs the command's
+// main as name, in place of the tests, when RunMain started the binary; otherwise it
+// returns.
+func MainIfAsked(name string, main func()) {
+	if args, ok := os.LookupEnv(mainEnv); ok {
+		os.Args = append([]string{name}, strings.Fields(args)...)
+		main()
+		os.Exit(0)
+	}
+}
+
+// WantUsageExit runs the test binary as its command (see MainIfAsked) with args, split
+// at spaces, and reports an error on t unless the command exits with status 2 (a bad
+// command line, as package flag exits) and a message containing want, without a
+// stack trace. It returns the output.
+func WantUsageExit(t testing.TB, args, want string) string {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), mainEnv+"="+args)
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
+		t.Errorf("%q: %v, want exit status 2\n%s", args, err, out)
+		return string(out)
+	}
+	if !strings.Contains(string(out), want) {
+		t.Errorf("%q: message does not name %q:\n%s", args, want, out)
+	}
+	if strings.HasPrefix(string(out), "panic: ") || strings.Contains(string(out), "\npanic: ") ||
+		strings.Contains(string(out), "[running]:") {
+		t.Errorf("%q: a stack trace:\n%s", args, out)
+	}
+	return string(out)
+}
