@@ -17,18 +17,7 @@ import (
 // removed or replaced by the next (ReloadCheck compared with the start-up config,
 // which lacked it), though removing a VRF is refused as needing a restart.
 func TestReloadAgainstRunning(t *testing.T) {
-	good, err := os.ReadFile("testdata/node1.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	start, err := config.Parse(good)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var logs bytes.Buffer
-	r := bareRouter(t)
-	r.log = slog.New(slog.NewTextHandler(&logs, nil))
-	r.names = map[string]int{"uplink": 0, "pod1": 1, "dpdk1": 2, "exception": 3}
+	r, good, start, logs := reloadRouter(t)
 	path := filepath.Join(t.TempDir(), "node1.yaml")
 	blue := "\n  - name: blue\n    vni: 200\n    label: 200\n    routes:\n      - prefix: 10.2.0.0/16\n        remote: node2\ninterfaces:"
 	steps := []struct {
@@ -62,22 +51,11 @@ func TestReloadAgainstRunning(t *testing.T) {
 // the uplink now carried. The uplink here is lo, whose 65536 also checks that an MTU
 // above IP's 65535 does not fail the tunnels' options.
 func TestReloadUplinkMTU(t *testing.T) {
-	good, err := os.ReadFile("testdata/node1.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
 	lo, err := net.InterfaceByName("lo")
 	if err != nil {
 		t.Skip(err)
 	}
-	start, err := config.Parse(good)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var logs bytes.Buffer
-	r := bareRouter(t)
-	r.log = slog.New(slog.NewTextHandler(&logs, nil))
-	r.names = map[string]int{"uplink": 0, "pod1": 1, "dpdk1": 2, "exception": 3}
+	r, good, start, logs := reloadRouter(t)
 	r.ulMTU = 1500
 	path := filepath.Join(t.TempDir(), "node1.yaml")
 	for _, c := range []struct{ iface, want string }{{"lo", "uplink MTU changed"}, {"nosuch0", "uplink MTU not reread"}} {
@@ -98,4 +76,22 @@ func TestReloadUplinkMTU(t *testing.T) {
 			t.Errorf("%s: uplink MTU %d after the reload, want %d", c.iface, r.ulMTU, want)
 		}
 	}
+}
+
+// reloadRouter returns a router for reload tests, logging into logs, with the
+// interfaces of testdata/node1.yaml, that file's bytes and its config.
+func reloadRouter(t *testing.T) (r *router, file []byte, cfg *config.Config, logs *bytes.Buffer) {
+	t.Helper()
+	file, err := os.ReadFile("testdata/node1.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err = config.Parse(file); err != nil {
+		t.Fatal(err)
+	}
+	logs = &bytes.Buffer{}
+	r = bareRouter(t)
+	r.log = slog.New(slog.NewTextHandler(logs, nil))
+	r.names = map[string]int{"uplink": 0, "pod1": 1, "dpdk1": 2, "exception": 3}
+	return r, file, cfg, logs
 }
