@@ -218,6 +218,22 @@ func allFramesBack(t testing.TB, pool *pmd.Pool, c *pmd.Cache, engines []*Engine
 	}
 }
 
+// linkedNodes returns two nodes of encapsulation et on a pool of their own, their
+// uplinks of MTU mtu joined by a ring pair, and drain, which closes their engines and
+// uplinks and checks that every frame came back (allFramesBack).
+func linkedNodes(t testing.TB, et string, mtu int) (pool *pmd.Pool, c *pmd.Cache, n1, n2 *node, drain func()) {
+	t.Helper()
+	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 2048, Huge: pmd.HugeNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ul1, ul2, _ := pmd.NewRingPair(pmd.RingPairOptions{Pool: pool})
+	c = pool.NewCache(64)
+	n1 = newNodeMTU(t, pool, 1, et, ul1, mtu)
+	n2 = newNodeMTU(t, pool, 2, et, ul2, mtu)
+	return pool, c, n1, n2, func() { allFramesBack(t, pool, c, []*Engine{n1.eng, n2.eng}, ul1, ul2) }
+}
+
 func dropped(n *node, iface int, why Reason) uint64 {
 	return n.eng.ifaces[iface].Stats().Drops[why]
 }
@@ -959,14 +975,7 @@ func TestTimeExceededICMPErrorChain(t *testing.T) {
 func TestTrailingBytes(t *testing.T) {
 	for _, et := range []string{"vxlan", "mplsoudp"} {
 		t.Run(et, func(t *testing.T) {
-			pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 2048, Huge: pmd.HugeNever})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ul1, ul2, _ := pmd.NewRingPair(pmd.RingPairOptions{Pool: pool})
-			c := pool.NewCache(64)
-			n1 := newNodeMTU(t, pool, 1, et, ul1, 1500)
-			n2 := newNodeMTU(t, pool, 2, et, ul2, 1500)
+			pool, c, n1, n2, drain := linkedNodes(t, et, 1500)
 			p1, p2 := n1.cfg.Interfaces[0], n2.cfg.Interfaces[0]
 			small := udp4([6]byte(p1.HW), routerMAC, p1.Addrs[0], p2.Addrs[0], 64, "x")
 			padded := append(append([]byte(nil), small...), make([]byte, 60-len(small))...)
@@ -995,7 +1004,7 @@ func TestTrailingBytes(t *testing.T) {
 			if back, _ := recvChains(pool, c, n1.pod); len(back) != 0 {
 				t.Fatalf("pod 1 got %d frames back (ICMP too big for a small packet)", len(back))
 			}
-			allFramesBack(t, pool, c, []*Engine{n1.eng, n2.eng}, ul1, ul2)
+			drain()
 		})
 	}
 }

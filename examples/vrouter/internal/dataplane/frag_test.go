@@ -31,14 +31,7 @@ func TestFragment4(t *testing.T) {
 			{"last-fragment", 1452, 0, 740},
 		} {
 			t.Run(et+"/"+tc.name, func(t *testing.T) {
-				pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 2048, Huge: pmd.HugeNever})
-				if err != nil {
-					t.Fatal(err)
-				}
-				ul1, ul2, _ := pmd.NewRingPair(pmd.RingPairOptions{Pool: pool})
-				c := pool.NewCache(64)
-				n1 := newNodeMTU(t, pool, 1, et, ul1, 1500)
-				n2 := newNodeMTU(t, pool, 2, et, ul2, 1500)
+				pool, c, n1, n2, drain := linkedNodes(t, et, 1500)
 				p1, p2 := n1.cfg.Interfaces[0], n2.cfg.Interfaces[0]
 				var body strings.Builder
 				for i := 0; body.Len() < tc.payload; i++ {
@@ -93,7 +86,7 @@ func TestFragment4(t *testing.T) {
 				if s := n1.eng.ifaces[1].Stats(); s.Fragmented != 1 || s.Drops != ([NumReasons]uint64{}) {
 					t.Fatalf("pod 1: fragmented %d, drops %v", s.Fragmented, s.Drops)
 				}
-				allFramesBack(t, pool, c, []*Engine{n1.eng, n2.eng}, ul1, ul2)
+				drain()
 			})
 		}
 	}
@@ -230,14 +223,7 @@ func TestFragment4Options(t *testing.T) {
 		{"malformed", []byte{0x94, 9, 0, 0}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 2048, Huge: pmd.HugeNever})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ul1, ul2, _ := pmd.NewRingPair(pmd.RingPairOptions{Pool: pool})
-			c := pool.NewCache(64)
-			n1 := newNodeMTU(t, pool, 1, "vxlan", ul1, 1500)
-			n2 := newNodeMTU(t, pool, 2, "vxlan", ul2, 1500)
+			pool, c, n1, n2, drain := linkedNodes(t, "vxlan", 1500)
 			p1, p2 := n1.cfg.Interfaces[0], n2.cfg.Interfaces[0]
 			var body strings.Builder
 			for i := 0; body.Len() < 3000; i++ {
@@ -259,7 +245,7 @@ func TestFragment4Options(t *testing.T) {
 				if len(got) != 0 || dropped(n1, 1, DropTooBig) != 1 {
 					t.Fatalf("pod 2 got %d frames; drops %v", len(got), n1.eng.ifaces[1].Stats().Drops)
 				}
-				allFramesBack(t, pool, c, []*Engine{n1.eng, n2.eng}, ul1, ul2)
+				drain()
 				return
 			}
 			if len(got) < 3 {
@@ -304,7 +290,7 @@ func TestFragment4Options(t *testing.T) {
 			if s := n1.eng.ifaces[1].Stats(); s.Fragmented != 1 || s.Drops != ([NumReasons]uint64{}) {
 				t.Fatalf("pod 1: fragmented %d, drops %v", s.Fragmented, s.Drops)
 			}
-			allFramesBack(t, pool, c, []*Engine{n1.eng, n2.eng}, ul1, ul2)
+			drain()
 		})
 	}
 }
