@@ -52,12 +52,9 @@ func TestFrameReuse(t *testing.T) {
 }
 
 func TestPacer(t *testing.T) {
-	p := pacer{rate: 1e6} // one packet a microsecond
+	p := &pacer{rate: 1e6} // one packet a microsecond
 	if n, w := p.allow(0, 10*time.Microsecond, 64); n != 10 || w != 0 {
 		t.Errorf("10 µs in, none sent: allow = %d, %v; want 10, 0", n, w)
-	}
-	if n, w := p.allow(0, time.Millisecond, 64); n != 64 {
-		t.Errorf("1 ms in, none sent: allow = %d, %v; want the 64 asked for", n, w)
 	}
 	if n, w := p.allow(100, 50*time.Microsecond, 64); n != 0 || w != 51*time.Microsecond {
 		t.Errorf("ahead by 50: allow = %d, %v; want 0 and a wait of 51 µs", n, w)
@@ -65,8 +62,40 @@ func TestPacer(t *testing.T) {
 	if n, w := p.allow(100, 100*time.Microsecond, 64); n != 0 || w != 20*time.Microsecond {
 		t.Errorf("on time: allow = %d, %v; want 0 and the least wait, 20 µs", n, w)
 	}
-	if n, w := (pacer{}).allow(1<<40, 0, 64); n != 64 || w != 0 {
+	if n, w := p.allow(100, 120*time.Microsecond, 64); n != 20 || w != 0 || p.skipped != 0 {
+		t.Errorf("behind by 20: allow = %d, %v (%d skipped); want 20, 0, none skipped", n, w, p.skipped)
+	}
+	if n, w := (&pacer{}).allow(1<<40, 0, 64); n != 64 || w != 0 {
 		t.Errorf("unpaced: allow = %d, %v; want 64, 0", n, w)
+	}
+}
+
+// TestPacerLag: a pacer that fell far behind sends at most one burst above its
+// schedule and skips the rest of the slots it missed. Before, it sent every missed
+// packet at once: 1 ms late at 1 Mpps, 1000 frames back to back.
+func TestPacerLag(t *testing.T) {
+	p := &pacer{rate: 1e6}
+	sent := uint64(0)
+	n, _ := p.allow(sent, time.Millisecond, 1000)
+	if n != maxLag || p.skipped != 1000-maxLag {
+		t.Fatalf("1 ms late: allow = %d (%d skipped); want %d (%d skipped)", n, p.skipped, maxLag, 1000-maxLag)
+	}
+	sent += uint64(n)
+	// Caught up: the schedule goes on from there, a packet a microsecond.
+	if n, w := p.allow(sent, time.Millisecond, 1000); n != 0 || w != 20*time.Microsecond {
+		t.Errorf("right after: allow = %d, %v; want 0 and the least wait, 20 µs", n, w)
+	}
+	if n, _ := p.allow(sent, time.Millisecond+10*time.Microsecond, 1000); n != 10 {
+		t.Errorf("10 µs later: allow = %d; want 10", n)
+	}
+	// Over a whole run, what went plus what was skipped is what the rate allowed.
+	total := sent
+	for el := time.Millisecond; el <= 20*time.Millisecond; el += 3 * time.Millisecond {
+		n, _ := p.allow(total, el, 1000)
+		total += uint64(n)
+	}
+	if total+p.skipped != 19000 {
+		t.Errorf("sent %d, skipped %d by 19 ms at 1 Mpps; want them to add up to 19000", total, p.skipped)
 	}
 }
 

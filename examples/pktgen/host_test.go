@@ -103,7 +103,7 @@ func TestHostTrafficPasses(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			r.n, _, err = run(ctx, ifi, peer, netip.MustParseAddr("10.99.0.1"), netip.MustParseAddr("10.99.0.2"), 64, 1, 1000)
+			r.n, _, _, err = run(ctx, ifi, peer, netip.MustParseAddr("10.99.0.1"), netip.MustParseAddr("10.99.0.2"), 64, 1, 1000)
 			return err
 		})
 		done <- r

@@ -53,12 +53,18 @@ func main() {
 	defer cancel()
 	ctx, cancel2 := context.WithTimeout(ctx, *d)
 	defer cancel2()
-	n, el, err := run(ctx, ifi, mac, s, t, *size, *flows, *rate)
+	n, skipped, el, err := run(ctx, ifi, mac, s, t, *size, *flows, *rate)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "pktgen:", err)
 		os.Exit(1)
 	}
-	fmt.Printf("sent %d frames in %v: %.3f Mpps\n", n, el.Round(time.Millisecond), float64(n)/el.Seconds()/1e6)
+	fmt.Printf("sent %d frames in %v: %.3f Mpps", n, el.Round(time.Millisecond), float64(n)/el.Seconds()/1e6)
+	if skipped > 0 {
+		// Slots the pacer fell too far behind to use (see pacer): the rate offered
+		// was lower than -rate.
+		fmt.Printf(" (%d time slots skipped while behind)", skipped)
+	}
+	fmt.Println()
 }
 
 // frame writes an Ethernet, IPv4 and UDP header (UDP checksum 0: none) and a zero
@@ -90,25 +96,44 @@ func frame(b []byte, src, dst net.HardwareAddr, s, t netip.Addr, sport uint16) {
 
 // pacer spreads packets evenly at rate per second: due says how many may have been
 // sent by elapsed time since the start. A pacer of rate 0 does not limit.
-type pacer struct{ rate float64 }
+//
+// It does not make up for more than maxLag packets it fell behind (the process was
+// descheduled, a timer woke late, the ring was full): their time slots are skipped,
+// and counted. Catching up would send them back to back at the interface's speed, a
+// burst that measures the device's queue depth rather than whether it forwards the
+// rate (a long stall at 0.3 Mpps made a burst of hundreds of frames, more than a
+// veth's 256-frame XDP queue holds). The rate reported is what was sent.
+type pacer struct {
+	rate    float64
+	skipped uint64 // time slots that passed while the pacer lagged, never used
+}
 
-func (p pacer) due(elapsed time.Duration) uint64 {
+// maxLag is how many packets the pacer may send above its schedule to catch up: one
+// burst.
+const maxLag = pmd.DefaultBurst
+
+func (p *pacer) due(elapsed time.Duration) uint64 {
 	if p.rate == 0 {
 		return ^uint64(0)
 	}
-	return uint64(p.rate * elapsed.Seconds())
+	return uint64(p.rate*elapsed.Seconds()) - p.skipped
 }
 
 // allow returns how many of want packets may go now, sent having gone already, and
 // how long to wait first when none may.
-func (p pacer) allow(sent uint64, elapsed time.Duration, want int) (int, time.Duration) {
+func (p *pacer) allow(sent uint64, elapsed time.Duration, want int) (int, time.Duration) {
 	due := p.due(elapsed)
+	if p.rate != 0 && due > sent+maxLag {
+		p.skipped += due - sent - maxLag
+		due = sent + maxLag
+	}
 	if due > sent {
 		return int(min(due-sent, uint64(want))), 0
 	}
-	// The next packet is due when rate*t passes sent: sleep until then, at least a
-	// little, as the runtime's timers do not wake sooner anyway.
-	next := time.Duration(float64(sent+1) / p.rate * float64(time.Second))
+	// The next packet is due when rate*t passes sent (and the slots skipped): sleep
+	// until then, at least a little, as the runtime's timers do not wake sooner
+	// anyway.
+	next := time.Duration(float64(sent+p.skipped+1) / p.rate * float64(time.Second))
 	return 0, max(next-elapsed, 20*time.Microsecond)
 }
 
@@ -123,26 +148,25 @@ func sleep(ctx context.Context, t *time.Timer, d time.Duration) {
 	}
 }
 
-func run(ctx context.Context, ifi *net.Interface, dst net.HardwareAddr, s, t netip.Addr, size, flows int, rate float64) (uint64, time.Duration, error) {
+func run(ctx context.Context, ifi *net.Interface, dst net.HardwareAddr, s, t netip.Addr, size, flows int, rate float64) (sent, skipped uint64, el time.Duration, err error) {
 	p, err := xsk.Open(ifi.Name, 0, xsk.Options{})
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	defer p.Close()
 	// pktgen only sends. The program stays attached (zero-copy drivers transmit
 	// only with one), but queue 0's frames go to the kernel stack, not to this
 	// socket: else the host lost every frame arriving there while pktgen ran.
 	if err := p.Program().Unregister(0); err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	pool := p.UMEMPool()
 	cache := pool.NewCache(0)
 	defer cache.Flush()
 	var b pmd.Batch
-	var sent uint64
 	start := time.Now()
 	flow := 0
-	pace := pacer{rate}
+	pace := &pacer{rate: rate}
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for ctx.Err() == nil {
@@ -173,5 +197,5 @@ func run(ctx context.Context, ifi *net.Interface, dst net.HardwareAddr, s, t net
 		}
 	}
 	cache.Free(b.Pkts())
-	return sent, time.Since(start), nil
+	return sent, pace.skipped, time.Since(start), nil
 }
