@@ -68,6 +68,9 @@ const (
 	virtioFAccessPlat   = 1 << 33
 	virtioFRingPacked   = 1 << 34
 	virtioNetHdrLen     = 12 // struct virtio_net_hdr with num_buffers (§5.1.6)
+	// virtioNetMinRxBuf is the least receive buffer without MRG_RXBUF: the header and
+	// a 1514-byte frame (§5.1.6.3.1; no MTU feature is negotiated).
+	virtioNetMinRxBuf   = virtioNetHdrLen + 1514
 	virtioMSINoVector   = 0xffff
 	statusAcknowledge   = 1
 	statusDriver        = 2
@@ -99,7 +102,9 @@ type VirtioNetOptions struct {
 	// BindVFIO). Required.
 	PCI string
 	// Pool supplies the packet frames; its region is DMA-mapped for the device. Its
-	// Headroom must be at least 12 bytes (the virtio-net header goes there). Required.
+	// Headroom must be at least 12 bytes (the virtio-net header goes there). A device
+	// that does not offer VIRTIO_NET_F_MRG_RXBUF needs frames whose room after the
+	// headroom holds a 1514-byte frame. Required.
 	Pool *Pool
 	// QueueSize is the ring size; 0 means 256, capped at what the device offers.
 	// Split rings need a power of two.
@@ -386,6 +391,12 @@ func (v *VirtioNet) init() error {
 		return v.fail(fmt.Errorf("%w: packed ring asked for but not offered", ErrFeatures))
 	case mq && feat&(virtioNetFMQ|virtioNetFCtrlVQ) != virtioNetFMQ|virtioNetFCtrlVQ:
 		return v.fail(fmt.Errorf("%w: %d queue pairs need VIRTIO_NET_F_MQ and CTRL_VQ, offered %#x", ErrFeatures, v.opts.QueuePairs, offered))
+	case feat&virtioNetFMrgRxbuf == 0 && v.rxRoom() < virtioNetMinRxBuf:
+		// Without mergeable buffers each receive buffer must hold a whole packet
+		// (§5.1.6.3.1); a device with a longer one has nowhere to put it (QEMU marks
+		// itself broken).
+		return v.fail(fmt.Errorf("%w: device does not offer VIRTIO_NET_F_MRG_RXBUF, and a pool frame holds a %d-byte receive buffer, below the %d bytes a whole packet needs",
+			ErrFeatures, v.rxRoom(), virtioNetMinRxBuf))
 	}
 	// ACCESS_PLATFORM is required and accepted (§6.1): the device then uses the
 	// IOMMU, which is what VFIO programs.
@@ -668,6 +679,13 @@ func (v *VirtioNet) setupRings() error {
 	return nil
 }
 
+// rxRoom is the length of the receive buffer in a pool frame: the header in the
+// headroom's last bytes, then the frame's room.
+func (v *VirtioNet) rxRoom() int {
+	pool := v.opts.Pool
+	return pool.FrameSize() - pool.Headroom() + virtioNetHdrLen
+}
+
 // refill gives the device as many empty frames as the RX ring takes.
 func (qp *VirtioNetQueue) refill() {
 	q := &qp.rx
@@ -678,9 +696,9 @@ func (qp *VirtioNetQueue) refill() {
 	v := qp.v
 	pool := v.opts.Pool
 	n := pool.Get(q.fbuf[:free])
-	hr, fs := pool.Headroom(), pool.FrameSize()
+	hr, room := pool.Headroom(), uint32(v.rxRoom())
 	for i, f := range q.fbuf[:n] {
-		q.segs[i] = vring.Seg{Addr: v.poolIOVA + pool.Addr(f) + uint64(hr-virtioNetHdrLen), Len: uint32(fs - hr + virtioNetHdrLen), Write: true}
+		q.segs[i] = vring.Seg{Addr: v.poolIOVA + pool.Addr(f) + uint64(hr-virtioNetHdrLen), Len: room, Write: true}
 	}
 	k, err := q.q.AddBatch(q.segs[:n], q.ids[:n])
 	for i := 0; i < k; i++ {
@@ -754,7 +772,7 @@ func (qp *VirtioNetQueue) Rx(pkts []Pkt) int {
 	pool := v.opts.Pool
 	hr := pool.Headroom()
 	var t rxTally
-	t.room = uint32(pool.FrameSize() - hr + virtioNetHdrLen)
+	t.room = uint32(v.rxRoom())
 	out := 0
 	// The first buffers of a packet the last call could not finish go first.
 	if len(qp.rxPend) > 0 {
