@@ -84,7 +84,8 @@ func (p *TapPort) Rx(pkts []Pkt) int {
 	}
 	for n < len(pkts) {
 		if p.cache.Alloc(pkts[n:][:1]) == 0 {
-			p.ctr.AddDrop(DropNoBuffer, 1)
+			// Nothing is dropped: a waiting frame stays in the device for a later
+			// call (the pool counts the shortage).
 			break
 		}
 		pk := &pkts[n]
