@@ -1,8 +1,11 @@
 package pmd
 
 import (
+	"errors"
 	"fmt"
 	"sync/atomic"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/dpkit/dpkit/internal/tap"
 )
@@ -155,12 +158,13 @@ func (p *TapPort) spill(pkts []Pkt, rest int) (int, bool) {
 }
 
 // Tx writes packets to the host and frees their frames. It stops at the first packet
-// the device queue cannot take; packets the kernel refuses are dropped and counted.
+// the device queue cannot take; packets the kernel refuses are dropped and counted
+// (DropLinkDown while the device is not up, DropTxError otherwise).
 func (p *TapPort) Tx(pkts []Pkt) int {
 	if p.closed.Load() {
 		return 0
 	}
-	n, sent, bytes, bad, long := 0, 0, 0, 0, 0
+	n, sent, bytes, bad, down, long := 0, 0, 0, 0, 0, 0
 loop:
 	for n < len(pkts) {
 		// One frame, or a chain gathered into one write: pkts[n:k+1].
@@ -191,7 +195,9 @@ loop:
 			k++
 		}
 		ok, err := tap.Writev(p.fd, p.iov)
-		if err != nil {
+		if errors.Is(err, unix.EIO) {
+			down++ // the kernel refuses writes to a device that is not up
+		} else if err != nil {
 			bad++
 		} else if !ok {
 			break
@@ -204,6 +210,7 @@ loop:
 	p.cache.Free(pkts[:n])
 	p.ctr.AddTx(sent, bytes)
 	p.ctr.AddDrop(DropTxError, bad)
+	p.ctr.AddDrop(DropLinkDown, down)
 	p.ctr.AddDrop(DropTooLong, long)
 	return n
 }

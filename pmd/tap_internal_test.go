@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/dpkit/dpkit/internal/testenv"
 )
 
 // newSocketTap returns a TapPort over one end of a SOCK_SEQPACKET socket pair, which
@@ -83,5 +85,34 @@ func TestTapRxNoBufferIdle(t *testing.T) {
 	st := tp.Stats()
 	if n != 1 || st.RxPackets != 1 || st.TotalDrops() != 0 {
 		t.Fatalf("Rx %d after the pool refilled, stats %+v: want the one frame sent, received, no drops", n, st)
+	}
+}
+
+// TestTapTxLinkDown: a TAP device that is not up refuses writes with EIO (the kernel's
+// "device not ready"); Tx counted those packets as DropTxError, though they were
+// dropped because the link is down, which DropLinkDown says.
+func TestTapTxLinkDown(t *testing.T) {
+	testenv.NeedRoot(t)
+	testenv.NeedFile(t, "/dev/net/tun", "the TUN/TAP driver")
+	pool := newTestPool(t, 64)
+	tp, err := NewTap(TapOptions{Name: "dtp%d", Pool: pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tp.Close() // the device goes with its descriptor
+	var pkts [2]Pkt
+	if tp.cache.Alloc(pkts[:]) != len(pkts) {
+		t.Fatal("alloc")
+	}
+	for i := range pkts {
+		pool.Append(&pkts[i], 60)
+	}
+	if n := tp.Tx(pkts[:]); n != len(pkts) {
+		tp.cache.Free(pkts[n:])
+		t.Fatalf("Tx took %d of %d", n, len(pkts))
+	}
+	st := tp.Stats()
+	if st.Drops[DropLinkDown] != 2 || st.Drops[DropTxError] != 0 || st.TxPackets != 0 {
+		t.Fatalf("drops %v, tx %d: want two link_down", st.Drops, st.TxPackets)
 	}
 }
