@@ -126,8 +126,9 @@ type FrontendPort struct {
 	caches pmd.PortCaches
 	hdrLen int
 	skip   int // mergeable continuation buffers still to discard (within one Rx call)
-	// A mergeable packet whose buffers have not all been collected (need more to
-	// come): the next Rx returns it first.
+	// A mergeable packet, all its buffers collected, that did not fit in the
+	// caller's pkts: the next Rx returns it first. need counts the buffers still to
+	// collect of the packet being assembled (within one Rx call).
 	part []pmd.Pkt
 	need int
 	// mrg: MRG_RXBUF was negotiated, so the header's num_buffers is the device's;
@@ -189,17 +190,21 @@ func (p *FrontendPort) Rx(pkts []pmd.Pkt) int {
 	out, bytes, npk, nfree := 0, 0, 0, 0
 	var invalid, tooLong int
 	if len(p.part) > 0 {
-		// Carried over: an unfinished chain, needing at least one more slot.
-		if len(p.part) >= len(pkts) {
+		// Carried over: a whole chain that did not fit in the last call's pkts.
+		if len(p.part) > len(pkts) {
 			p.caches.Rx.Free(p.part)
-			p.skip, p.need = p.need, 0
 			tooLong++
 		} else {
 			out = copy(pkts, p.part)
+			npk++
+			bytes += pmd.Bytes(pkts[:out])
 		}
 		p.part = p.part[:0]
 	}
-	start := 0 // where the chain being assembled begins in pkts (while p.need > 0)
+	start := 0 // where the chain being assembled begins in dst (while p.need > 0)
+	// dst is where packets go: pkts, or p.part once pkts is full with a chain
+	// unfinished (kept is then how many packets pkts holds).
+	dst, kept := pkts, -1
 	// A back-end publishes all the buffers of a packet at once (num_buffers in its
 	// header; dpkit's and DPDK's back-ends advance the used ring once per burst), so
 	// a packet's buffers are all in the used ring when its first one is. Collect
@@ -208,13 +213,24 @@ func (p *FrontendPort) Rx(pkts []pmd.Pkt) int {
 	// back-end used: it is dropped, and the buffers that come later are new
 	// packets, not its missing parts (as Linux's and DPDK's virtio drivers do).
 	// Otherwise a hostile num_buffers (up to 0xFFFF) would take that many of the
-	// back-end's later buffers with it. A chain is carried over to the next call
-	// only when pkts is full.
+	// back-end's later buffers with it. A chain that pkts has no room left for is
+	// finished in p.part, from the buffers in the ring now, and returned by the
+	// next call.
 	for {
-		want := min(len(pkts)-out, pmd.MaxBurst)
+		want := min(len(dst)-out, pmd.MaxBurst)
 		if p.skip > 0 {
 			// Only the buffers being discarded: they take no room in pkts.
 			want = min(p.skip, pmd.MaxBurst)
+		} else if want == 0 && p.need > 0 && kept < 0 {
+			// pkts is full: move the chain to p.part (a chain is at most
+			// pmd.MaxBurst buffers) and collect only its missing buffers.
+			p.part = append(p.part[:0], pkts[start:out]...)
+			kept, dst = start, p.part[:pmd.MaxBurst]
+			out, start = len(p.part), 0
+			p.part = p.part[:0]
+			want = p.need
+		} else if kept >= 0 {
+			want = min(want, p.need)
 		}
 		if want == 0 {
 			break
@@ -236,7 +252,7 @@ func (p *FrontendPort) Rx(pkts []pmd.Pkt) int {
 				}
 				if p.need > 0 {
 					// A chain with a bad buffer is dropped whole.
-					p.caches.Rx.Free(pkts[start:out])
+					p.caches.Rx.Free(dst[start:out])
 					out, p.skip, p.need = start, p.need-1, 0
 				} else if p.skip > 0 {
 					p.skip-- // it took the place of a buffer being discarded
@@ -252,12 +268,12 @@ func (p *FrontendPort) Rx(pkts []pmd.Pkt) int {
 			if p.need > 0 {
 				// A continuation buffer: data from its start, no header (virtio 1.2
 				// §5.1.6.4.2).
-				pkts[out-1].Flags |= pmd.PktMore
-				pkts[out] = pmd.Pkt{Frame: fr, Off: uint16(h - p.hdrLen), Len: uint16(u.Len), Port: p.id}
+				dst[out-1].Flags |= pmd.PktMore
+				dst[out] = pmd.Pkt{Frame: fr, Off: uint16(h - p.hdrLen), Len: uint16(u.Len), Port: p.id}
 				out++
-				if p.need--; p.need == 0 {
+				if p.need--; p.need == 0 && kept < 0 {
 					npk++
-					bytes += pmd.Bytes(pkts[start:out])
+					bytes += pmd.Bytes(dst[start:out])
 				}
 				continue
 			}
@@ -286,7 +302,7 @@ func (p *FrontendPort) Rx(pkts []pmd.Pkt) int {
 				npk++
 				bytes += l
 			}
-			pkts[out] = pmd.Pkt{Frame: fr, Off: uint16(h), Len: uint16(l), Port: p.id}
+			dst[out] = pmd.Pkt{Frame: fr, Off: uint16(h), Len: uint16(l), Port: p.id}
 			out++
 		}
 		if nfree > 0 {
@@ -299,7 +315,7 @@ func (p *FrontendPort) Rx(pkts []pmd.Pkt) int {
 		if n < want {
 			// The ring ran dry: a packet still unfinished was a lie.
 			if p.need > 0 {
-				p.caches.Rx.Free(pkts[start:out])
+				p.caches.Rx.Free(dst[start:out])
 				out, p.need = start, 0
 				invalid++
 			}
@@ -311,9 +327,14 @@ func (p *FrontendPort) Rx(pkts []pmd.Pkt) int {
 		}
 	}
 	if p.need > 0 {
-		// pkts is full: keep the unfinished chain for the next call.
-		p.part = append(p.part, pkts[start:out]...)
-		out = start
+		// The ring broke in the middle of a chain.
+		p.caches.Rx.Free(dst[start:out])
+		out, p.need = start, 0
+		invalid++
+	}
+	if kept >= 0 {
+		// The chain finished in p.part (or was dropped): the next call returns it.
+		p.part, out = dst[:out], kept
 	}
 	// Refill on every call, not only after buffers came back used: a refill that
 	// found the pool empty may have left the queue with no buffer posted, and the
