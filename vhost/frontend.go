@@ -91,14 +91,19 @@ func (f *Frontend) Down() bool { return f.down.Load() }
 // out (stopRings): end of file says only that the back-end no longer writes (it
 // may have shut down just its writing side and still run its rings), and after an
 // unasked message (a confused or hostile back-end, still connected) Close must still
-// ask it to stop them.
+// ask it to stop them. The unasked message's payload is read too (and dropped), so
+// that Close's requests find their answers at the start of the stream.
 func (f *Frontend) watch() {
 	defer close(f.watchEnd)
 	var b [hdrSize]byte
-	fds, _ := f.conn.ReadFull(b[:])
+	fds, err := f.conn.ReadFull(b[:])
 	uds.CloseAll(fds)
 	if !f.closing.Load() { // not Close's deadline
 		f.down.Store(true)
+	}
+	if h := decodeHeader(b[:]); err == nil && h.size > 0 && h.size <= maxPayload {
+		fds, _ = f.conn.ReadFull(make([]byte, h.size)) // until Close's deadline at most
+		uds.CloseAll(fds)
 	}
 }
 

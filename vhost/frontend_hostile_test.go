@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dpkit/dpkit/internal/testenv"
 	"github.com/dpkit/dpkit/internal/uds"
 )
 
@@ -193,5 +194,64 @@ func TestCloseChecksStoppedRing(t *testing.T) {
 		if back := st.Free == st.Frames; back == wrong {
 			t.Errorf("answers for the wrong ring %v: %d of %d frames back after Close", wrong, st.Free, st.Frames)
 		}
+	}
+}
+
+// TestFrontendUnsolicitedPayload: a back-end that sends an unasked message with a
+// payload (and a descriptor) takes the device down, but it still answers Close's
+// GET_VRING_BASE, so Close gets every frame back and leaves no descriptor open. Before,
+// the front-end read only the message's header: its payload was then taken for the
+// start of the first answer, the answers no longer matched, and Close left a ring's
+// worth of frames out of the pool.
+func TestFrontendUnsolicitedPayload(t *testing.T) {
+	for _, packed := range []bool{false, true} {
+		t.Run(map[bool]string{false: "split", true: "packed"}[packed], func(t *testing.T) {
+			feat := uint64(FeatureVersion1 | FeatureProtocolFeatures)
+			if packed {
+				feat |= FeatureRingPacked
+			}
+			pool := sharedPool(t)
+			fds := testenv.Fds(t)
+			t.Run("", func(t *testing.T) {
+				conn := make(chan *uds.Conn, 1)
+				b := newFakeBack(t, func(c *uds.Conn, h header, p []byte) bool {
+					honest(c, h, p, feat, ProtoReplyAck)
+					if h.req == ReqSetVringEnable {
+						select {
+						case conn <- c:
+						default:
+						}
+					}
+					return true
+				})
+				f, err := Dial(context.Background(), FrontendOptions{Path: b.path, Pool: pool})
+				if err != nil {
+					t.Fatal(err)
+				}
+				c := <-conn
+				// An unasked GET_FEATURES "reply", with a descriptor.
+				m := make([]byte, hdrSize+8)
+				encodeHeader(m, header{req: ReqGetFeatures, flags: flagVersion | flagReply, size: 8})
+				efd, err := uds.Eventfd()
+				if err != nil {
+					t.Fatal(err)
+				}
+				err = c.Write(m, efd)
+				uds.Close(efd)
+				if err != nil {
+					t.Fatal(err)
+				}
+				waitFor(t, "the front-end to mark the back-end down", f.Down)
+				if err := f.Close(); err != nil {
+					t.Errorf("Close: %v", err)
+				}
+				if st := pool.Stats(); st.Free != st.Frames {
+					t.Errorf("%d of %d frames back in the pool after Close", st.Free, st.Frames)
+				}
+			})
+			if n := testenv.Fds(t); n != fds {
+				t.Errorf("%d descriptors before, %d after", fds, n)
+			}
+		})
 	}
 }
