@@ -64,9 +64,9 @@ func frontProxy(t *testing.T, backPath string) (string, chan *uds.Conn) {
 
 // TestFrontendUnsolicitedMessage: a back-end that sends one unasked message (and
 // keeps its rings running) takes the device down, but is not taken for stopped:
-// Close must still ask it to stop its rings (here the stream is out of step, so the
-// frames are withheld) rather than return frames the back-end still writes into to
-// the pool. Before, watch took any read for a hang-up.
+// Close must still ask it to stop its rings (the header carries no payload, so the
+// stream stays in step and the back-end answers) rather than return frames the
+// back-end still writes into to the pool. Before, watch took any read for a hang-up.
 func TestFrontendUnsolicitedMessage(t *testing.T) {
 	for _, inject := range []bool{false, true} {
 		t.Run(map[bool]string{false: "control", true: "inject"}[inject], func(t *testing.T) { unsolicitedMessage(t, inject) })
