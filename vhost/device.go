@@ -279,7 +279,13 @@ func (d *device) getQueueNum(*message) ([]byte, error) {
 func (d *device) getMaxMemSlots(*message) ([]byte, error) { return u64(MaxMemSlots), nil }
 
 func (d *device) setStatus(m *message) ([]byte, error) {
-	d.status = uint8(le.Uint64(m.payload))
+	v := le.Uint64(m.payload)
+	if v > 0xff {
+		// The device status is 8 bits (VIRTIO 1.2 §2.1); truncated, 0x100 would
+		// read as a reset. DPDK's vhost refuses it too.
+		return nil, fmt.Errorf("%w: device status %#x", ErrInvalid, v)
+	}
+	d.status = uint8(v)
 	if d.status == 0 {
 		// A device reset (VIRTIO 1.2 §2.4): stop every queue. Each waits for a
 		// new kick, as after GET_VRING_BASE, so that a memory change before the

@@ -45,6 +45,7 @@ func FuzzDispatch(f *testing.F) {
 	))
 	f.Add(seed(raw(ReqAddMemReg, 9, 1, append(make([]byte, 8), table[8:]...)), raw(ReqRemMemReg, 9, 0, append(make([]byte, 8), table[8:]...))))
 	f.Add(seed(raw(ReqSetLogBase, 1, 1, make([]byte, 16)), raw(ReqSetInflightFd, 1, 1, make([]byte, 24))))
+	f.Add(seed(raw(ReqSetStatus, 9, 0, u64(0x0f)), raw(ReqSetStatus, 9, 0, u64(0x100)), raw(ReqGetStatus, 1, 0, nil)))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		d := newDevice(&Options{QueuePairs: 2})
 		defer d.teardown()
