@@ -328,6 +328,10 @@ func serveDevice(conn *uds.Conn, dev *device) error {
 			return fmt.Errorf("%w: in the datapath", ErrGuestFault)
 		}
 		if err != nil {
+			if errors.Is(err, uds.ErrTooManyFds) {
+				// A bad descriptor count is a malformed message.
+				err = fmt.Errorf("%w: %w", ErrProtocol, err)
+			}
 			return err
 		}
 		h := decodeHeader(hb[:])
@@ -340,8 +344,8 @@ func serveDevice(conn *uds.Conn, dev *device) error {
 			fds = append(fds, more...)
 			if err != nil || len(fds) > uds.MaxFds {
 				uds.CloseAll(fds)
-				if err == nil {
-					err = uds.ErrTooManyFds
+				if err == nil || errors.Is(err, uds.ErrTooManyFds) {
+					err = fmt.Errorf("%w: %w", protoErr(h.req, "more than %d descriptors", uds.MaxFds), uds.ErrTooManyFds)
 				} else if errors.Is(err, io.EOF) {
 					// The header came whole: the end of the stream
 					// before its payload cuts a message short.
