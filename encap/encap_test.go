@@ -556,6 +556,59 @@ func TestFlowHashIPv6Ports(t *testing.T) {
 	}
 }
 
+// A flow of non-IP Ethernet frames (one pair of MAC addresses, one ethertype: here
+// ARP-sized and jumbo PPPoE session frames) keeps one VXLAN source port whatever its
+// packets' lengths, and frames of other hosts spread. FlowHash hashed unparsable
+// packets on their length, so one such flow's packets took as many underlay ECMP paths
+// as it had sizes (and were reordered), and a chain's first segment hashed unlike the
+// whole packet.
+func TestFlowHashNonIPIgnoresLength(t *testing.T) {
+	pool := newPool(t)
+	c := pool.NewCache(16)
+	defer c.Flush()
+	tun := mustTunnel(t, Options{Type: VXLAN, VNI: 5, Src: v4A, Dst: v4B, DSCP: -1})
+	frame := func(mac byte, n int) []byte {
+		f := make([]byte, n)
+		copy(f, []byte{2, 0, 0, 0, 0, mac, 2, 0, 0, 0, 0, 0xee, 0x88, 0x64}) // PPPoE session
+		for i := 14; i < n; i++ {
+			f[i] = byte(i * 7)
+		}
+		if n > 14 {
+			f[14] = 0x11 // PPPoE version and type (RFC 2516)
+		}
+		return f
+	}
+	srcPort := func(f []byte) uint16 {
+		pk := load(t, pool, c, f)
+		defer c.Free([]pmd.Pkt{pk})
+		if err := tun.Encap(pool, &pk); err != nil {
+			t.Fatal(err)
+		}
+		return binary.BigEndian.Uint16(pool.Data(&pk)[34:])
+	}
+	want := srcPort(frame(1, 60))
+	for _, n := range []int{14, 61, 100, 1514} {
+		if got := srcPort(frame(1, n)); got != want {
+			t.Errorf("a %d-byte frame of the flow leaves from port %d, a 60-byte one from %d", n, got, want)
+		}
+	}
+	seen := map[uint16]bool{}
+	for mac := range 64 {
+		seen[srcPort(frame(byte(mac), 60))] = true
+	}
+	if len(seen) < 32 {
+		t.Errorf("64 hosts' flows share %d source ports", len(seen))
+	}
+	for _, sym := range []bool{false, true} {
+		a, b := frame(1, 80), frame(1, 80)
+		copy(b[0:6], a[6:12])
+		copy(b[6:12], a[0:6])
+		if eq := FlowHash(a, true, HashOptions{Symmetric: sym}) == FlowHash(b, true, HashOptions{Symmetric: sym}); eq != sym {
+			t.Errorf("symmetric %v: both directions hash alike: %v", sym, eq)
+		}
+	}
+}
+
 func ExampleTunnel_Encap() {
 	pool, _ := pmd.NewPool(pmd.PoolOptions{Frames: 64, Huge: pmd.HugeNever})
 	defer pool.Close()

@@ -30,19 +30,24 @@ func mix(a, b uint64) uint64 {
 // protocol and, for TCP, UDP and SCTP packets that are not fragments, the ports.
 // b starts with an Ethernet header (with up to two VLAN tags) when eth is true, with
 // the IP header otherwise. Fragments hash on addresses and protocol only, so that all
-// fragments of a datagram take one path. Packets it cannot parse (not IP, truncated)
-// hash on their length, never failing. It reads only b and never allocates; it is
-// safe for concurrent use.
+// fragments of a datagram take one path. An Ethernet frame that is not IP hashes on
+// its MAC addresses and ethertype (the inner Ethernet header RFC 7348 §5 suggests, as
+// Linux's udp_flow_src_port falls back to); other packets it cannot parse (truncated)
+// hash to one value. Never on the length: a flow's packets of every size, and a chained
+// packet's first segment, hash alike. It never fails, reads only b and never
+// allocates; it is safe for concurrent use.
 //
 // ECMP next-hop selection (the route package), the UDP source port of a tunnel (RFC
 // 7510 §3) and Spread all take its output.
 func FlowHash(b []byte, eth bool, o HashOptions) uint32 {
 	ip := b
+	var et uint16
 	if eth {
 		if len(b) < 14 {
-			return uint32(mix(o.Seed, uint64(len(b))))
+			return uint32(mix(o.Seed, 0))
 		}
-		off, et := 12, binary.BigEndian.Uint16(b[12:])
+		off := 12
+		et = binary.BigEndian.Uint16(b[12:])
 		for i := 0; i < 2 && (et == EtherVLAN || et == EtherQinQ) && len(b) >= off+6; i++ {
 			off += 4
 			et = binary.BigEndian.Uint16(b[off:])
@@ -69,8 +74,14 @@ func FlowHash(b []byte, eth bool, o HashOptions) uint32 {
 		}
 		h = mix(a0^o.Seed, a1) ^ mix(b0, b1^(uint64(ip[6])<<32|sp<<16|dp))
 		h = mix(h, 6)
+	case eth:
+		dst, src := binary.BigEndian.Uint64(b)>>16, binary.BigEndian.Uint64(b[6:])>>16
+		if o.Symmetric && dst > src {
+			dst, src = src, dst
+		}
+		h = mix(dst^o.Seed, src<<16|uint64(et))
 	default:
-		return uint32(mix(o.Seed, uint64(len(b))))
+		return uint32(mix(o.Seed, 0))
 	}
 	return uint32(h ^ h>>32)
 }
