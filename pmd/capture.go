@@ -27,7 +27,7 @@ type CaptureOptions struct {
 // CaptureStats count a capture session.
 type CaptureStats struct {
 	Captured uint64 // packets written to the file
-	Dropped  uint64 // packets not captured because the writer fell behind
+	Dropped  uint64 // packets not captured: the writer fell behind, or failed
 }
 
 // MaxSnaplen is the longest Snaplen, libpcap's limit.
@@ -283,6 +283,8 @@ func (cp *capture) write(bw *bufio.Writer) {
 			}
 			if werr == nil {
 				cp.captured.Add(1)
+			} else {
+				cp.dropped.Add(1) // the file has stopped taking records
 			}
 		}
 		cp.free.Enqueue(batch[:n])

@@ -116,6 +116,55 @@ func TestCaptureDropsWhenFull(t *testing.T) {
 	}
 }
 
+// TestCaptureWriterFails: after the file stops taking writes, what reaches the
+// capture is counted as dropped, so that captured + dropped is still every packet
+// that passed and Stop reports the error. Before, those packets were counted
+// nowhere (found in review).
+func TestCaptureWriterFails(t *testing.T) {
+	pool, _ := pmd.NewPool(pmd.PoolOptions{Frames: 512, Huge: pmd.HugeNever})
+	defer pool.Close()
+	a, b, _ := pmd.NewRingPair(pmd.RingPairOptions{Pool: pool, Size: 512})
+	ca := pmd.NewCapturePort(a, pool)
+	defer b.Close()
+	defer ca.Close()
+	cache := pool.NewCache(32)
+	defer cache.Flush()
+	w := &failingWriter{left: 100} // the pcap file header and part of a record
+	if err := ca.Start(w, pmd.CaptureOptions{Tx: true}); err != nil {
+		t.Fatal(err)
+	}
+	var pkts [32]pmd.Pkt
+	sent := 0
+	for range 20 {
+		n := cache.Alloc(pkts[:])
+		for i := range pkts[:n] {
+			pool.Append(&pkts[i], 1000)
+		}
+		sent += ca.Tx(pkts[:n])
+		cache.Free(pkts[:b.Rx(pkts[:])])
+	}
+	st, err := ca.Stop()
+	if err == nil {
+		t.Error("Stop after the writer failed: no error")
+	}
+	if st.Captured+st.Dropped != uint64(sent) {
+		t.Errorf("captured %d + dropped %d of %d packets sent", st.Captured, st.Dropped, sent)
+	}
+}
+
+// failingWriter takes left bytes, then fails every write.
+type failingWriter struct{ left int }
+
+func (w *failingWriter) Write(p []byte) (int, error) {
+	if len(p) > w.left {
+		n := w.left
+		w.left = 0
+		return n, errors.New("disk full")
+	}
+	w.left -= len(p)
+	return len(p), nil
+}
+
 type blockingWriter struct{}
 
 func (blockingWriter) Write(p []byte) (int, error) { return len(p), nil }
