@@ -91,15 +91,29 @@ func TestCapture(t *testing.T) {
 	}
 }
 
-func TestCaptureDropsWhenFull(t *testing.T) {
-	pool, _ := pmd.NewPool(pmd.PoolOptions{Frames: 512, Huge: pmd.HugeNever})
-	defer pool.Close()
-	a, b, _ := pmd.NewRingPair(pmd.RingPairOptions{Pool: pool, Size: 512})
+// captureRing returns a pool, a capturing port over one end of a 512-slot ring pair,
+// the pair's other end, and a cache; all are closed when the test ends.
+func captureRing(t *testing.T) (*pmd.Pool, *pmd.CapturePort, *pmd.RingPort, *pmd.Cache) {
+	t.Helper()
+	pool, err := pmd.NewPool(pmd.PoolOptions{Frames: 512, Huge: pmd.HugeNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pool.Close() })
+	a, b, err := pmd.NewRingPair(pmd.RingPairOptions{Pool: pool, Size: 512})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
 	ca := pmd.NewCapturePort(a, pool)
-	defer b.Close()
-	defer ca.Close()
+	t.Cleanup(func() { ca.Close() })
 	cache := pool.NewCache(32)
-	defer cache.Flush()
+	t.Cleanup(cache.Flush)
+	return pool, ca, b, cache
+}
+
+func TestCaptureDropsWhenFull(t *testing.T) {
+	_, ca, b, cache := captureRing(t)
 	if err := ca.Start(blockingWriter{}, pmd.CaptureOptions{Slots: 8, Tx: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -121,14 +135,7 @@ func TestCaptureDropsWhenFull(t *testing.T) {
 // that passed and Stop reports the error. Before, those packets were counted
 // nowhere (found in review).
 func TestCaptureWriterFails(t *testing.T) {
-	pool, _ := pmd.NewPool(pmd.PoolOptions{Frames: 512, Huge: pmd.HugeNever})
-	defer pool.Close()
-	a, b, _ := pmd.NewRingPair(pmd.RingPairOptions{Pool: pool, Size: 512})
-	ca := pmd.NewCapturePort(a, pool)
-	defer b.Close()
-	defer ca.Close()
-	cache := pool.NewCache(32)
-	defer cache.Flush()
+	pool, ca, b, cache := captureRing(t)
 	w := &failingWriter{left: 100} // the pcap file header and part of a record
 	if err := ca.Start(w, pmd.CaptureOptions{Tx: true}); err != nil {
 		t.Fatal(err)

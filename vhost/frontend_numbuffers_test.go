@@ -69,6 +69,23 @@ func (r *rxDevice) deliver(tag byte, nbufs ...uint16) {
 	}
 }
 
+// mrgFrontend dials a fake back-end that negotiates mergeable buffers and returns the
+// front-end, a device side to deliver into its receive queue, and its pool.
+func mrgFrontend(t *testing.T) (*Frontend, *rxDevice, *pmd.Pool) {
+	t.Helper()
+	feat := uint64(FeatureVersion1 | FeatureMrgRxbuf | FeatureProtocolFeatures)
+	b := newFakeBack(t, func(c *uds.Conn, h header, p []byte) bool {
+		honest(c, h, p, feat, ProtoReplyAck)
+		return true
+	})
+	pool := sharedPool(t)
+	f, err := Dial(context.Background(), FrontendOptions{Path: b.path, Pool: pool, QueueSize: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f, newRxDevice(t, f), pool
+}
+
 // TestFrontendNumBuffersLie: with MRG_RXBUF, a back-end that claims in num_buffers
 // more buffers than it used for a packet loses that packet (a counted drop), never
 // the packets it delivers after it. A back-end publishes all the buffers of a packet
@@ -85,18 +102,8 @@ func TestFrontendNumBuffersLie(t *testing.T) {
 }
 
 func numBuffersLie(t *testing.T, lie uint16) {
-	feat := uint64(FeatureVersion1 | FeatureMrgRxbuf | FeatureProtocolFeatures)
-	b := newFakeBack(t, func(c *uds.Conn, h header, p []byte) bool {
-		honest(c, h, p, feat, ProtoReplyAck)
-		return true
-	})
-	pool := sharedPool(t)
-	f, err := Dial(context.Background(), FrontendOptions{Path: b.path, Pool: pool, QueueSize: 64})
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, r, pool := mrgFrontend(t)
 	defer f.Close()
-	r := newRxDevice(t, f)
 	p := f.Port(0)
 	var rx [pmd.MaxBurst]pmd.Pkt
 	// The lie, alone in the used ring.
@@ -185,18 +192,8 @@ func (r *rxDevice) deliverChains(tag byte, nbufs ...uint16) {
 //
 // An honest chain that does not fit is returned whole by the next call.
 func TestFrontendNumBuffersLieAtBurstEnd(t *testing.T) {
-	feat := uint64(FeatureVersion1 | FeatureMrgRxbuf | FeatureProtocolFeatures)
-	b := newFakeBack(t, func(c *uds.Conn, h header, p []byte) bool {
-		honest(c, h, p, feat, ProtoReplyAck)
-		return true
-	})
-	pool := sharedPool(t)
-	f, err := Dial(context.Background(), FrontendOptions{Path: b.path, Pool: pool, QueueSize: 64})
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, r, pool := mrgFrontend(t)
 	defer f.Close()
-	r := newRxDevice(t, f)
 	p := f.Port(0)
 	var rx [4]pmd.Pkt
 	// Three good packets, then one claiming three buffers while using one: the
