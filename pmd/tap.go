@@ -159,7 +159,8 @@ func (p *TapPort) spill(pkts []Pkt, rest int) (int, bool) {
 
 // Tx writes packets to the host and frees their frames. It stops at the first packet
 // the device queue cannot take; packets the kernel refuses are dropped and counted
-// (DropLinkDown while the device is not up, DropTxError otherwise).
+// (DropLinkDown while the device is not up or after it was deleted, DropTxError
+// otherwise).
 func (p *TapPort) Tx(pkts []Pkt) int {
 	if p.closed.Load() {
 		return 0
@@ -195,8 +196,10 @@ loop:
 			k++
 		}
 		ok, err := tap.Writev(p.fd, p.iov)
-		if errors.Is(err, unix.EIO) {
-			down++ // the kernel refuses writes to a device that is not up
+		if errors.Is(err, unix.EIO) || errors.Is(err, unix.EBADFD) {
+			// The kernel refuses writes to a device that is not up (EIO) or was
+			// deleted under the descriptor (EBADFD).
+			down++
 		} else if err != nil {
 			bad++
 		} else if !ok {

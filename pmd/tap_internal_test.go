@@ -1,6 +1,7 @@
 package pmd
 
 import (
+	"os/exec"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -114,5 +115,41 @@ func TestTapTxLinkDown(t *testing.T) {
 	st := tp.Stats()
 	if st.Drops[DropLinkDown] != 2 || st.Drops[DropTxError] != 0 || st.TxPackets != 0 {
 		t.Fatalf("drops %v, tx %d: want two link_down", st.Drops, st.TxPackets)
+	}
+}
+
+// TestTapTxDeviceGone: a TAP device deleted under the port (ip link del) detaches its
+// descriptor, and every write fails with EBADFD. Tx counted those packets as
+// DropTxError; the link is gone, which DropLinkDown says, as for a device that is
+// down.
+func TestTapTxDeviceGone(t *testing.T) {
+	testenv.NeedRoot(t)
+	testenv.NeedFile(t, "/dev/net/tun", "the TUN/TAP driver")
+	pool := newTestPool(t, 64)
+	tp, err := NewTap(TapOptions{Name: "dtg%d", Pool: pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tp.Close()
+	if out, err := exec.Command("ip", "link", "del", tp.Name()).CombinedOutput(); err != nil {
+		t.Fatalf("ip link del %s: %v\n%s", tp.Name(), err, out)
+	}
+	var pkts [2]Pkt
+	if tp.cache.Alloc(pkts[:]) != len(pkts) {
+		t.Fatal("alloc")
+	}
+	for i := range pkts {
+		pool.Append(&pkts[i], 60)
+	}
+	if n := tp.Tx(pkts[:]); n != len(pkts) {
+		tp.cache.Free(pkts[n:])
+		t.Fatalf("Tx took %d of %d", n, len(pkts))
+	}
+	st := tp.Stats()
+	if st.Drops[DropLinkDown] != 2 || st.Drops[DropTxError] != 0 || st.TxPackets != 0 {
+		t.Fatalf("drops %v, tx %d: want two link_down", st.Drops, st.TxPackets)
+	}
+	if n := tp.Rx(pkts[:]); n != 0 {
+		t.Fatalf("Rx from a deleted device: %d packets", n)
 	}
 }
