@@ -6,6 +6,7 @@ import (
 	"github.com/dpkit/dpkit/examples/vrouter/internal/dataplane"
 	"github.com/dpkit/dpkit/examples/vrouter/internal/metrics"
 	"github.com/dpkit/dpkit/pmd"
+	"github.com/dpkit/dpkit/xsk"
 )
 
 // collect turns the engine's and the ports' counters into metric families at scrape
@@ -19,6 +20,9 @@ func (r *router) collect(f []metrics.Family) []metrics.Family {
 	pdrops := metrics.Family{Name: "vrouter_port_drops_total", Help: "Packets dropped by the port itself (driver level), per reason.", Type: "counter"}
 	qrx := metrics.Family{Name: "vrouter_queue_rx_packets_total", Help: "Packets received per interface queue, as the port counts them.", Type: "counter"}
 	qtx := metrics.Family{Name: "vrouter_queue_tx_packets_total", Help: "Packets sent per interface queue, as the port counts them.", Type: "counter"}
+	xdrops := metrics.Family{Name: "vrouter_xsk_drops_total",
+		Help: "Frames the kernel dropped at an AF_XDP socket (XDP_STATISTICS): rx_ring_full (the RX ring had no room), rx_dropped (no fill-ring frame, or too long), rx_invalid_descs, tx_invalid_descs; per interface and reason.",
+		Type: "counter"}
 	wp := metrics.Family{Name: "vrouter_worker_packets_total", Help: "Packets each forwarding worker received.", Type: "counter"}
 	wl := metrics.Family{Name: "vrouter_worker_loops_total", Help: "Poll loops each forwarding worker ran.", Type: "counter"}
 	wi := metrics.Family{Name: "vrouter_worker_idle_loops_total", Help: "Poll loops that found nothing, per forwarding worker.", Type: "counter"}
@@ -38,7 +42,18 @@ func (r *router) collect(f []metrics.Family) []metrics.Family {
 				Value: float64(st.Drops[why])})
 		}
 		var pd [pmd.NumDropReasons]uint64
+		var xs xsk.Statistics
+		hasXSK := false
 		for q, p := range in.Queues {
+			if x, ok := socketOf(p); ok {
+				if st, err := x.Stats(); err == nil {
+					hasXSK = true
+					xs.RxRingFull += st.RxRingFull
+					xs.RxDropped += st.RxDropped
+					xs.RxInvalidDescs += st.RxInvalidDescs
+					xs.TxInvalidDescs += st.TxInvalidDescs
+				}
+			}
 			ps := p.Stats()
 			for why := range pd {
 				pd[why] += ps.Drops[why]
@@ -50,6 +65,14 @@ func (r *router) collect(f []metrics.Family) []metrics.Family {
 		for why := pmd.DropReason(0); why < pmd.NumDropReasons; why++ {
 			pdrops.Samples = append(pdrops.Samples, metrics.Sample{Labels: []string{"interface", in.Name, "reason", why.String()},
 				Value: float64(pd[why])})
+		}
+		if hasXSK {
+			for _, r := range []struct {
+				why string
+				n   uint64
+			}{{"rx_ring_full", xs.RxRingFull}, {"rx_dropped", xs.RxDropped}, {"rx_invalid_descs", xs.RxInvalidDescs}, {"tx_invalid_descs", xs.TxInvalidDescs}} {
+				xdrops.Samples = append(xdrops.Samples, metrics.Sample{Labels: []string{"interface", in.Name, "reason", r.why}, Value: float64(r.n)})
+			}
 		}
 	}
 	for i, w := range r.workers {
@@ -64,5 +87,18 @@ func (r *router) collect(f []metrics.Family) []metrics.Family {
 		Samples: []metrics.Sample{{Value: float64(pool.Free)}}}
 	exh := metrics.Family{Name: "vrouter_pool_exhausted_total", Help: "Frame requests the pool could not fill.", Type: "counter",
 		Samples: []metrics.Sample{{Value: float64(pool.Exhausted)}}}
-	return append(f, rxp, rxb, txp, txb, drops, pdrops, qrx, qtx, icmp, frag, wp, wl, wi, poolF, exh)
+	return append(f, rxp, rxb, txp, txb, drops, pdrops, xdrops, qrx, qtx, icmp, frag, wp, wl, wi, poolF, exh)
+}
+
+// socketOf returns the AF_XDP socket behind a queue's port, looking through a
+// capture wrapper.
+func socketOf(p pmd.Port) (*xsk.Socket, bool) {
+	if c, ok := p.(*pmd.CapturePort); ok {
+		p = c.Port
+	}
+	x, ok := p.(*xsk.Port)
+	if !ok {
+		return nil, false
+	}
+	return x.Socket(), true
 }
