@@ -188,6 +188,9 @@ func BenchmarkPodToPod(b *testing.B) {
 				pdr += searchPDR(b, dir, k1, k2, dst, offeredMax)
 			}
 			b.ReportMetric(pdr/float64(b.N), "Mpps")
+			if c != nil {
+				logDrops(b, c)
+			}
 		})
 		if c != nil {
 			c.Stop()
@@ -245,20 +248,29 @@ func benchDPDKPods(b *testing.B, dir string, d time.Duration) {
 	}
 	tx.Run("stop")
 	rx.Run("stop")
-	var where strings.Builder // where the frames that did not arrive went
-	for i := range 2 {
-		m, _ := c.Metrics(i)
-		for _, l := range strings.Split(m, "\n") {
-			if strings.HasPrefix(l, "vrouter_drops") && !strings.HasSuffix(l, " 0") || strings.HasPrefix(l, "vrouter_queue_") && strings.Contains(l, "packets") {
-				fmt.Fprintf(&where, " n%d:%s", i+1, strings.TrimPrefix(l, "vrouter_"))
-			}
-		}
-	}
-	b.Logf("vRouter counters:%s", where.String())
+	logDrops(b, c)
 	if delivered == 0 {
 		m, _ := c.Metrics(0)
 		b.Fatalf("no frame reached pod d2; vRouter n1 metrics:\n%s", m)
 	}
 	b.ReportMetric(delivered/float64(b.N), "Mpps")
 	b.ReportMetric(offered/float64(b.N), "offered-Mpps")
+}
+
+// logDrops logs where the frames that did not arrive went: both vRouters' drop
+// counters (the engine's, the ports' and the kernel's at their AF_XDP sockets) that
+// are not zero, and their queues' packet counts.
+func logDrops(b *testing.B, c *topo.Cluster) {
+	var where strings.Builder
+	for i := range 2 {
+		m, _ := c.Metrics(i)
+		for _, l := range strings.Split(m, "\n") {
+			drop := (strings.HasPrefix(l, "vrouter_drops") || strings.HasPrefix(l, "vrouter_port_drops") ||
+				strings.HasPrefix(l, "vrouter_xsk_drops")) && !strings.HasSuffix(l, " 0")
+			if drop || strings.HasPrefix(l, "vrouter_queue_") && strings.Contains(l, "packets") {
+				fmt.Fprintf(&where, " n%d:%s", i+1, strings.TrimPrefix(l, "vrouter_"))
+			}
+		}
+	}
+	b.Logf("vRouter counters:%s", where.String())
 }
