@@ -116,7 +116,8 @@ func (s *Server) capture(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/vnd.tcpdump.pcap")
-	if err := cp.Start(flushWriter{w, http.NewResponseController(w)}, opts); err != nil {
+	rc := http.NewResponseController(w)
+	if err := cp.Start(flushWriter{w, rc}, opts); err != nil {
 		status := http.StatusInternalServerError
 		if errors.Is(err, pmd.ErrCaptureActive) {
 			status = http.StatusConflict
@@ -124,10 +125,16 @@ func (s *Server) capture(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), status)
 		return
 	}
+	// Stop waits for the capture's writer, which a client that stopped reading
+	// would block for ever, holding the interface's capture: what is queued gets a
+	// second to go out, none when the client is gone or the server closes.
+	grace := time.Second
 	select {
 	case <-time.After(d):
 	case <-r.Context().Done():
+		grace = 0
 	}
+	rc.SetWriteDeadline(time.Now().Add(grace))
 	cp.Stop()
 }
 

@@ -2,7 +2,9 @@ package ops
 
 import (
 	"bytes"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"sync"
 	"testing"
@@ -80,6 +82,11 @@ func TestCaptureEndpointLive(t *testing.T) {
 // traffic sends n 60-byte packets through ca to b every interval until the returned
 // function is called; it returns once the sender has stopped.
 func traffic(pool *pmd.Pool, ca *pmd.CapturePort, b pmd.Port, n int, interval time.Duration) func() {
+	return trafficOf(pool, ca, b, n, 60, interval)
+}
+
+// trafficOf is traffic with packets of size bytes.
+func trafficOf(pool *pmd.Pool, ca *pmd.CapturePort, b pmd.Port, n, size int, interval time.Duration) func() {
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
 	wg.Add(1)
@@ -96,7 +103,7 @@ func traffic(pool *pmd.Pool, ca *pmd.CapturePort, b pmd.Port, n int, interval ti
 			}
 			k := cache.Alloc(pkts)
 			for i := range pkts[:k] {
-				pool.Append(&pkts[i], 60)
+				pool.Append(&pkts[i], size)
 			}
 			k = ca.Tx(pkts[:k])
 			k = b.Rx(pkts[:k])
@@ -153,5 +160,40 @@ func TestCloseEndsCapture(t *testing.T) {
 		t.Errorf("capture still running after Close: %v", err)
 	} else {
 		ca.Stop()
+	}
+}
+
+// TestCaptureStalledClient: a client that stops reading a capture (a paused tshark)
+// holds it only until its duration ends, with a moment for the tail to go out. Before,
+// the capture's writer stayed blocked on the connection and Stop waited for it for
+// ever, holding the interface's capture lock: every later capture of the interface,
+// and the port's Close, hung with it.
+func TestCaptureStalledClient(t *testing.T) {
+	pool, ca, b, s := captureServer(t)
+	defer trafficOf(pool, ca, b, 32, 1400, time.Millisecond)()
+	c, err := net.Dial("tcp", s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.(*net.TCPConn).SetReadBuffer(4096)
+	// Sent, never read: the server's socket buffer fills within the capture.
+	fmt.Fprint(c, "GET /debug/capture?interface=pod1&duration=200ms HTTP/1.1\r\nHost: x\r\n\r\n")
+	time.Sleep(250 * time.Millisecond)
+	started := make(chan error, 1)
+	go func() { started <- ca.Start(io.Discard, pmd.CaptureOptions{}) }()
+	select {
+	case err := <-started:
+		if err != nil {
+			t.Errorf("a capture after the stalled one's end: %v", err)
+		} else {
+			ca.Stop()
+		}
+	case <-time.After(1500 * time.Millisecond):
+		t.Error("the stalled capture still holds the interface")
+		c.Close() // lets the writer, and Start, go on
+		if err := <-started; err == nil {
+			ca.Stop()
+		}
 	}
 }
