@@ -242,6 +242,10 @@ func Parse(b []byte) (*Config, error) {
 // that QEMU and DPDK, the pods' side, write after it.
 const maxSocketPath = 107
 
+// maxECMP is the most members an ECMP route may list: the forwarding table's
+// buckets per group (route.Options.ECMPBuckets' default).
+const maxECMP = 256
+
 // emptyDoc reports whether n is a document with nothing in it, or only null.
 func emptyDoc(n *yaml.Node) bool {
 	if n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
@@ -466,6 +470,9 @@ func (c *Config) Validate() error {
 			}
 			if len(r.ECMP) > 0 {
 				n++
+				if len(r.ECMP) > maxECMP {
+					p.add(rf+".ecmp", "%d members, at most %d", len(r.ECMP), maxECMP)
+				}
 				for k, m := range r.ECMP {
 					if !remotes[m] {
 						p.add(fmt.Sprintf("%s.ecmp[%d]", rf, k), "no remote named %q", m)

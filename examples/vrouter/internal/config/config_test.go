@@ -311,3 +311,27 @@ func TestInterfaceNames(t *testing.T) {
 		t.Errorf("a 15-byte name: %v", err)
 	}
 }
+
+// TestECMPMembers: an ECMP route of more members than the forwarding table has buckets
+// for is refused naming the field. Before, it passed the config and -check, and the
+// vRouter failed at start (or refused the reload) with "route: invalid next hop: 257
+// members exceed 256 buckets", naming no field.
+func TestECMPMembers(t *testing.T) {
+	good, err := os.ReadFile("../../testdata/node1.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		n  int
+		ok bool
+	}{{256, true}, {257, false}} {
+		ecmp := "ecmp: [node2" + strings.Repeat(", node2", c.n-1) + "]"
+		_, err := Parse([]byte(strings.Replace(string(good), "ecmp: [node2]", ecmp, 1)))
+		if c.ok && err != nil {
+			t.Errorf("%d members: %v", c.n, err)
+		}
+		if !c.ok && (!errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "vrfs[0].routes[1].ecmp:")) {
+			t.Errorf("%d members: %v, want an error naming vrfs[0].routes[1].ecmp", c.n, err)
+		}
+	}
+}
