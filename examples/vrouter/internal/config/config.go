@@ -280,7 +280,11 @@ func (c *Config) Validate() error {
 	if c.Node.Underlay == "" {
 		p.add("node.underlay_ip", "required")
 	} else {
-		c.Node.Addr = parseAddr(&p, "node.underlay_ip", c.Node.Underlay)
+		// Tunnels take the node's address as their source: a unicast address, IPv4
+		// written as IPv4 (an IPv4-mapped one fails the tunnels at start).
+		if a := parseAddr(&p, "node.underlay_ip", c.Node.Underlay); a.IsValid() && hostAddr(&p, "node.underlay_ip", a) {
+			c.Node.Addr = a
+		}
 	}
 	if c.Uplink.GatewayMAC != "" {
 		c.Uplink.GwMAC = parseMAC(&p, "uplink.gateway_mac", c.Uplink.GatewayMAC)
@@ -376,6 +380,7 @@ func (c *Config) Validate() error {
 		if r.Underlay == "" {
 			p.add(f+".underlay_ip", "required")
 		} else if r.Addr = parseAddr(&p, f+".underlay_ip", r.Underlay); !r.Addr.IsValid() {
+		} else if !hostAddr(&p, f+".underlay_ip", r.Addr) {
 		} else if r.Addr == c.Node.Addr {
 			p.add(f+".underlay_ip", "%v is this node's own address", r.Addr)
 		} else if c.Node.Addr.IsValid() && r.Addr.Is4() != c.Node.Addr.Is4() {
@@ -644,7 +649,8 @@ func (c *Config) Validate() error {
 }
 
 // hostAddr reports whether a, a pod's address or gateway, is one the forwarding
-// tables and the ARP/ND responder can own: unicast, and IPv4 written as IPv4 (an
+// tables and the ARP/ND responder can own (or an underlay address, one a tunnel can
+// start or end at): unicast, and IPv4 written as IPv4 (an
 // IPv4-mapped IPv6 address would be answered for in ARP while the pod's IPv4
 // packets failed its source check). It adds a problem when not.
 func hostAddr(p *problems, field string, a netip.Addr) bool {

@@ -335,3 +335,37 @@ func TestECMPMembers(t *testing.T) {
 		}
 	}
 }
+
+// TestUnderlayAddresses: an underlay address no tunnel can start or end at is refused
+// naming the field. Before, an IPv4-mapped node and remote address passed the config
+// and -check (both "IPv6" to the family check) and the vRouter failed at start with
+// "remote node2, VRF red: encap: ... use plain IPv4 addresses"; a multicast or
+// unspecified one was taken, the uplink's XDP filter then waiting for tunnel packets
+// to it.
+func TestUnderlayAddresses(t *testing.T) {
+	good, err := os.ReadFile("../../testdata/node1.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const node, remote = "underlay_ip: 192.168.50.1", "underlay_ip: 192.168.50.2"
+	for _, c := range []struct{ node, remote, field string }{
+		{"'::ffff:192.168.50.1'", "'::ffff:192.168.50.2'", "node.underlay_ip: ::ffff:192.168.50.1 is an IPv4-mapped"},
+		{"'::ffff:192.168.50.1'", "'::ffff:192.168.50.2'", "remotes[0].underlay_ip: ::ffff:192.168.50.2 is an IPv4-mapped"},
+		{"0.0.0.0", "192.168.50.2", "node.underlay_ip: 0.0.0.0 is not a unicast"},
+		{"224.0.0.1", "192.168.50.2", "node.underlay_ip: 224.0.0.1 is not a unicast"},
+		{"192.168.50.1", "255.255.255.255", "remotes[0].underlay_ip: 255.255.255.255 is not a unicast"},
+		{"fd00::1", "ff02::1", "remotes[0].underlay_ip: ff02::1 is not a unicast"},
+	} {
+		f := strings.Replace(string(good), node, "underlay_ip: "+c.node, 1)
+		f = strings.Replace(f, remote, "underlay_ip: "+c.remote, 1)
+		_, err := Parse([]byte(f))
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.field) {
+			t.Errorf("%s, %s: %v, want an error naming %q", c.node, c.remote, err, c.field)
+		}
+	}
+	// IPv6 underlays stay allowed.
+	f := strings.Replace(string(good), node, "underlay_ip: fd00::1", 1)
+	if _, err := Parse([]byte(strings.Replace(f, remote, "underlay_ip: fd00::2", 1))); err != nil {
+		t.Errorf("IPv6 underlay: %v", err)
+	}
+}
