@@ -346,10 +346,11 @@ func (c *Config) Validate() error {
 	}
 	if c.Metrics != "" {
 		// The port as a number: net.Listen would refuse one out of range only when
-		// the vRouter starts, and take a service name or an empty port.
+		// the vRouter starts, and take a service name or an empty port. No zone: the
+		// endpoint refuses "[::1%lo]:9470" when it starts.
 		host, port, err := net.SplitHostPort(c.Metrics)
 		_, nerr := strconv.ParseUint(port, 10, 16)
-		if ip, perr := netip.ParseAddr(host); err != nil || perr != nil || nerr != nil || !ip.IsLoopback() {
+		if ip, perr := netip.ParseAddr(host); err != nil || perr != nil || nerr != nil || !ip.IsLoopback() || ip.Zone() != "" {
 			p.add("metrics", "%q must be a loopback host:port, the port a number up to 65535", c.Metrics)
 		}
 	}

@@ -41,6 +41,7 @@ func TestValidationNamesTheField(t *testing.T) {
 		{"metrics: 127.0.0.1:9470", `metrics: "127.0.0.1:"`, "metrics"},
 		{"metrics: 127.0.0.1:9470", `metrics: "127.0.0.1:http"`, "metrics"},
 		{"metrics: 127.0.0.1:9470", `metrics: "127.0.0.1:-1"`, "metrics"},
+		{"metrics: 127.0.0.1:9470", `metrics: "[::1%lo]:9470"`, "metrics"},
 		{"log_level: info", "log_level: loud", "log_level"},
 		{"unknown: drop", "unknown: maybe", "exception.unknown"},
 		{"vni: 100", "vni: 16777216", "vrfs[0].vni"},
