@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -214,6 +215,10 @@ func Parse(b []byte) (*Config, error) {
 		if err == io.EOF {
 			return nil, fmt.Errorf("%w: empty file", ErrInvalid)
 		}
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			return nil, fmt.Errorf("%w:\n  %s", ErrInvalid, strings.Join(fieldsOf(b, te), "\n  "))
+		}
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	// One document: a second ("---" and more after it) would not be applied. An
@@ -241,6 +246,123 @@ func Parse(b []byte) (*Config, error) {
 // maxSocketPath is the longest UNIX socket path: sun_path's 108 bytes less the NUL
 // that QEMU and DPDK, the pods' side, write after it.
 const maxSocketPath = 107
+
+// fieldsOf returns the decoder's errors (a wrong type, an unknown or duplicate key),
+// which name a line of the file, each led by the field at that line, as Validate's
+// are: `vrfs[0].vni: cannot unmarshal !!str "abc" into uint32 (line 17)`.
+func fieldsOf(b []byte, te *yaml.TypeError) []string {
+	type entry struct {
+		path, key string
+		val       *yaml.Node
+	}
+	at := map[int][]entry{}
+	var walk func(n *yaml.Node, path string)
+	walk = func(n *yaml.Node, path string) {
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				walk(c, path)
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k, v := n.Content[i], n.Content[i+1]
+				p := k.Value
+				if path != "" {
+					p = path + "." + p
+				}
+				at[k.Line] = append(at[k.Line], entry{p, k.Value, v})
+				if v.Line != k.Line {
+					at[v.Line] = append(at[v.Line], entry{p, k.Value, v})
+				}
+				walk(v, p)
+			}
+		case yaml.SequenceNode:
+			for i, v := range n.Content {
+				p := fmt.Sprintf("%s[%d]", path, i)
+				at[v.Line] = append(at[v.Line], entry{p, "", v})
+				walk(v, p)
+			}
+		}
+	}
+	var doc yaml.Node
+	if yaml.NewDecoder(bytes.NewReader(b)).Decode(&doc) == nil {
+		walk(&doc, "")
+	}
+	out := make([]string, 0, len(te.Errors))
+	for _, e := range te.Errors {
+		m := decodeErr.FindStringSubmatch(e)
+		if m == nil {
+			out = append(out, e)
+			continue
+		}
+		line, _ := strconv.Atoi(m[1])
+		msg := m[2]
+		// The entries of the line the message is about: the key it names, or the
+		// value of the tag (and start) it names.
+		var match func(entry) bool
+		if k := keyErr.FindStringSubmatch(msg); k != nil {
+			key := k[1] + k[2]
+			if uq, err := strconv.Unquote(k[3]); err == nil {
+				key = uq
+			}
+			match = func(en entry) bool { return en.key == key }
+		} else if v := valueErr.FindStringSubmatch(msg); v != nil {
+			match = func(en entry) bool {
+				return en.val.ShortTag() == v[1] && (v[2] == "" || en.val.Value == v[3] ||
+					strings.HasSuffix(v[3], "...") && strings.HasPrefix(en.val.Value, strings.TrimSuffix(v[3], "...")))
+			}
+		}
+		var paths []string
+		for _, en := range at[line] {
+			if match == nil || match(en) {
+				paths = append(paths, en.path)
+			}
+		}
+		if len(paths) == 0 {
+			for _, en := range at[line] {
+				paths = append(paths, en.path)
+			}
+		} else {
+			// A list and its item both matching (ecmp: [a, [b]]): the item.
+			paths = slices.DeleteFunc(slices.Clone(paths), func(p string) bool {
+				return slices.ContainsFunc(paths, func(q string) bool {
+					return strings.HasPrefix(q, p+".") || strings.HasPrefix(q, p+"[")
+				})
+			})
+		}
+		if f := commonField(paths); f != "" {
+			out = append(out, fmt.Sprintf("%s: %s (line %d)", f, msg, line))
+		} else {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+var (
+	decodeErr = regexp.MustCompile(`^line (\d+): (.*)$`)
+	keyErr    = regexp.MustCompile(`^(?:field (\S+) not found|field (\S+) already set|mapping key (".*") already defined)`)
+	valueErr  = regexp.MustCompile("^cannot unmarshal (\\S+)( `(.*)`)? into")
+)
+
+// commonField returns the field that paths (a.b[1].c) share, the whole path when
+// all are one.
+func commonField(paths []string) string {
+	if len(paths) == 0 {
+		return ""
+	}
+	f := paths[0]
+	for _, p := range paths[1:] {
+		for f != p && !strings.HasPrefix(p, f+".") && !strings.HasPrefix(p, f+"[") {
+			i := strings.LastIndexAny(f, ".[")
+			if i <= 0 {
+				return ""
+			}
+			f = f[:i]
+		}
+	}
+	return f
+}
 
 // maxECMP is the most members an ECMP route may list: the forwarding table's
 // buckets per group (route.Options.ECMPBuckets' default).

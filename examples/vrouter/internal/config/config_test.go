@@ -370,3 +370,38 @@ func TestUnderlayAddresses(t *testing.T) {
 		t.Errorf("IPv6 underlay: %v", err)
 	}
 }
+
+// TestDecodeErrorsNameTheField: an error of the YAML decoder (a value of the wrong
+// type, too large for its field, an unknown or twice given key) names the field, as
+// the README promises of every error. Before, it named only a line ("line 17: cannot
+// unmarshal !!str `abc` into uint32"), and an unknown key without where it was.
+func TestDecodeErrorsNameTheField(t *testing.T) {
+	good, err := os.ReadFile("../../testdata/node1.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ from, to, field string }{
+		{"vni: 100", "vni: abc", "vrfs[0].vni: cannot unmarshal !!str"},
+		{"vni: 100", "vni: 99999999999", "vrfs[0].vni: cannot unmarshal !!int"},
+		{"label: 100", "label: -1", "vrfs[0].label: cannot unmarshal !!int"},
+		{"role: client", "rol: client", "interfaces[1].vhost.rol: field rol not found"},
+		{"role: client", "role: [client]", "interfaces[1].vhost.role: cannot unmarshal !!seq"},
+		{"role: client", "role:\n        - client", "interfaces[1].vhost.role: cannot unmarshal !!seq"},
+		{"vni: 100", "vni: 100\n    vni: 101", "vrfs[0].vni: mapping key \"vni\" already defined"},
+		{"ecmp: [node2]", "ecmp: [node2, [x]]", "vrfs[0].routes[1].ecmp[1]: cannot unmarshal !!seq"},
+		{"ips: [10.1.1.2]", "ips: 10.1.1.2", "interfaces[0].ips: cannot unmarshal !!str"},
+		{"xdp_mode: auto", "queues: many", "uplink.queues: cannot unmarshal !!str"},
+		{"log_level: info", "log_level: {a: 1}", "log_level: cannot unmarshal !!map"},
+		// A flow mapping: the key, or the value, says which field.
+		{"\ninterfaces:", "\n  - {name: blue, vni: 200, label: x2}\ninterfaces:", "vrfs[1].label: cannot unmarshal !!str"},
+		{"\ninterfaces:", "\n  - {name: blue, vni: 200, lable: 2}\ninterfaces:", "vrfs[1].lable: field lable not found"},
+	} {
+		if !strings.Contains(string(good), c.from) {
+			t.Fatalf("fixture lacks %q", c.from)
+		}
+		_, err := Parse([]byte(strings.Replace(string(good), c.from, c.to, 1)))
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.field) {
+			t.Errorf("%s -> %s: %v, want an error naming %q", c.from, c.to, err, c.field)
+		}
+	}
+}
