@@ -715,10 +715,12 @@ func (c *Config) Validate() error {
 				} else if len(sp) > maxSocketPath || strings.IndexByte(sp, 0) >= 0 {
 					p.add(f+".vhost.socket", "%q is no UNIX socket path (at most %d bytes, no NUL)", sp, maxSocketPath)
 				}
-				if socks[in.Vhost.Socket] {
+				// One file, however written ("/run//a.sock", "/run/x/../a.sock").
+				if sp := filepath.Clean(in.Vhost.Socket); socks[sp] {
 					p.add(f+".vhost.socket", "%q used twice", in.Vhost.Socket)
+				} else {
+					socks[sp] = true
 				}
-				socks[in.Vhost.Socket] = true
 				if in.Vhost.Role == "" {
 					in.Vhost.Role = "server"
 				}

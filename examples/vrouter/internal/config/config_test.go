@@ -282,6 +282,16 @@ func TestSocketPath(t *testing.T) {
 			t.Errorf("%s: %v, want an error naming %q", c.to, err, c.field)
 		}
 	}
+	// One socket file written two ways: the second server could not listen (or, as
+	// a client, would take the first's pod).
+	two := strings.Replace(string(good), "type: veth\n", "type: vhost\n", 1)
+	two = strings.Replace(two, "    veth:\n      interface: vpod1", "    vhost: {socket: /run/vrouter//dpdk1.sock}", 1)
+	for _, p := range []string{"/run/vrouter//dpdk1.sock", "/run/vrouter/./dpdk1.sock", "/run/x/../vrouter/dpdk1.sock"} {
+		_, err := Parse([]byte(strings.Replace(two, "/run/vrouter//dpdk1.sock", p, 1)))
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "interfaces[1].vhost.socket: \"/run/vrouter/dpdk1.sock\" used twice") {
+			t.Errorf("%s and /run/vrouter/dpdk1.sock: %v, want an error naming interfaces[1].vhost.socket", p, err)
+		}
+	}
 	// 107 bytes fit.
 	if _, err := Parse([]byte(strings.Replace(string(good), from, "socket: "+long[:107], 1))); err != nil {
 		t.Errorf("a 107-byte path: %v", err)
