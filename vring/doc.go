@@ -44,8 +44,8 @@
 // nested, no NEXT, ≤ queue size, contiguous), every buffer range after
 // translation (wrapping and zero-length ranges included), the avail index
 // distance (≤ queue size), and on the driver side every used id (range, in
-// flight, not duplicated), used length (≤ writable capacity) and used index
-// distance. A violation puts the queue in a sticky broken state and returns
+// flight and published, not duplicated), used length (≤ writable capacity)
+// and used index distance. A violation puts the queue in a sticky broken state and returns
 // a *QueueError matching ErrBroken and the specific sentinel; nothing the
 // peer writes can panic the queue or make it touch memory outside Memory.
 // Pop returns the good chains it read before the violation, and the device

@@ -54,10 +54,10 @@ var (
 	// the chains popped and not yet used).
 	ErrAvailIdx = errors.New("vring: available index out of range")
 	// ErrUsedIdx: the device's used index ran ahead of the driver's last
-	// seen index by more than the number of buffers in flight.
+	// seen index by more than the number of buffers in flight and published.
 	ErrUsedIdx = errors.New("vring: used index out of range")
 	// ErrUsedID: the device returned an id that is out of range, not in
-	// flight, or already returned.
+	// flight, not yet published, or already returned.
 	ErrUsedID = errors.New("vring: invalid used id")
 	// ErrUsedLen: the device wrote more bytes than the buffer's writable
 	// capacity.

@@ -673,3 +673,97 @@ func TestHardenAvailBeyondInFlight(t *testing.T) {
 	p.split.SetAvailIdx(8 + 2) // 9 outstanding: heads in flight would come round
 	popErr(t, p, vring.ErrAvailIdx)
 }
+
+// TestHardenUsedUnpublished: a buffer added after the last Publish is in
+// flight but was never made available, so the device cannot have used it. A
+// used entry (or a used.idx advance) that claims it breaks the queue instead
+// of handing it back: after Publish the device would be offered a buffer the
+// driver had already reused. A buffer that really was published is still
+// collected when its old position aliases the unpublished ones (split: 2^16
+// positions later; packed: its slot reused).
+func TestHardenUsedUnpublished(t *testing.T) {
+	for _, l := range layouts {
+		for _, feat := range []uint64{0, vring.FeatureInOrder} {
+			t.Run(fmt.Sprintf("%s/%#x", l, feat), func(t *testing.T) {
+				p := newPair(t, l, 8, feat)
+				a := p.g.Alloc(128, 8)
+				if _, err := p.drv.Add([]vring.Seg{{Addr: a, Len: 64, Write: true}}); err != nil {
+					t.Fatal(err)
+				}
+				p.drv.Publish()
+				unpub, err := p.drv.Add([]vring.Seg{{Addr: a + 64, Len: 64, Write: true}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if l == "split" {
+					p.split.PutUsed(uint32(unpub), 10) // used.idx 1: one buffer is published
+				} else {
+					p.packed.PutUsed(unpub, 10, 1)
+				}
+				u := make([]vring.Used, 4)
+				n, err := p.drv.Collect(u)
+				if n != 0 || !errors.Is(err, vring.ErrUsedID) || !errors.Is(err, vring.ErrBroken) {
+					t.Fatalf("collect: %d %v, want ErrUsedID", n, err)
+				}
+				if p.drv.InFlight() != 2 || p.drv.Free() != 6 {
+					t.Fatalf("in flight %d free %d, want 2 and 6", p.drv.InFlight(), p.drv.Free())
+				}
+			})
+		}
+		t.Run(l+"/idx-counts-unpublished", func(t *testing.T) {
+			if l != "split" {
+				return // no used index
+			}
+			p := newPair(t, l, 8, 0)
+			a := p.g.Alloc(128, 8)
+			pub, _ := p.drv.Add([]vring.Seg{{Addr: a, Len: 64, Write: true}})
+			p.drv.Publish()
+			if _, err := p.drv.Add([]vring.Seg{{Addr: a + 64, Len: 64, Write: true}}); err != nil {
+				t.Fatal(err)
+			}
+			p.split.PutUsed(uint32(pub), 10)
+			p.split.PutUsed(uint32(pub), 10) // used.idx 2, one buffer published
+			u := make([]vring.Used, 4)
+			if n, err := p.drv.Collect(u); n != 0 || !errors.Is(err, vring.ErrUsedIdx) {
+				t.Fatalf("collect: %d %v, want ErrUsedIdx", n, err)
+			}
+		})
+		t.Run(l+"/alias", func(t *testing.T) {
+			p := newPair(t, l, 2, 0)
+			a := p.g.Alloc(128, 8)
+			old, _ := p.drv.Add([]vring.Seg{{Addr: a, Len: 64, Write: true}})
+			p.drv.Publish()
+			u := make([]vring.Used, 2)
+			rounds := 1<<16 - 1 // split: the next add reuses old's position mod 2^16
+			if l == "packed" {
+				rounds = 1 // packed: the next add reuses old's slot
+			}
+			for i := 0; i < rounds; i++ {
+				id, err := p.drv.Add([]vring.Seg{{Addr: a + 64, Len: 64, Write: true}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				p.drv.Publish()
+				if l == "split" {
+					p.split.PutUsed(uint32(id), 1)
+				} else {
+					p.packed.PutUsed(id, 1, 1)
+				}
+				if n, err := p.drv.Collect(u); n != 1 || err != nil || u[0].ID != id {
+					t.Fatalf("round %d: %d %v %+v", i, n, err, u[0])
+				}
+			}
+			if _, err := p.drv.Add([]vring.Seg{{Addr: a + 64, Len: 64, Write: true}}); err != nil {
+				t.Fatal(err)
+			}
+			if l == "split" {
+				p.split.PutUsed(uint32(old), 2)
+			} else {
+				p.packed.PutUsed(old, 2, 1)
+			}
+			if n, err := p.drv.Collect(u); n != 1 || err != nil || u[0].ID != old || u[0].Len != 2 {
+				t.Fatalf("collect of the published buffer: %d %v %+v", n, err, u[0])
+			}
+		})
+	}
+}

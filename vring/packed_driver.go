@@ -11,7 +11,7 @@ type PackedDriver struct {
 	idHead    uint16   // positions in ids, wrapping at size (no division:
 	idTail    uint16   // packed sizes need not be powers of two)
 	state     []packedBuf
-	posID     []uint16 // IN_ORDER: buffer id whose first slot is at a ring position
+	posID     []uint16 // buffer id occupying each ring position (IN_ORDER completion reads heads)
 	numFree   int      // free ring slots
 	availPos  uint16
 	availWrap bool
@@ -28,6 +28,7 @@ type PackedDriver struct {
 
 type packedBuf struct {
 	slots    uint16
+	pos      uint16 // ring position of its first slot
 	writeCap uint32
 	inflight bool
 }
@@ -95,6 +96,7 @@ func (q *PackedDriver) Add(segs []Seg) (uint16, error) {
 		le.PutUint64(d[0:], s.Addr)
 		le.PutUint32(d[8:], s.Len)
 		q.putWord(16*int(pos)+descWordOff, uint32(id)|uint32(f)<<16)
+		q.posID[pos] = id
 		pos, wrap = q.advance(pos, wrap, 1)
 	}
 	q.finishAdd(id, head, pos, wrap, uint16(n), wcap)
@@ -142,10 +144,8 @@ func (q *PackedDriver) addOne(b *Seg, idOut *uint16) int {
 	le.PutUint64(d[0:], b.Addr)
 	le.PutUint32(d[8:], b.Len)
 	q.putWord(16*int(pos)+descWordOff, uint32(id)|uint32(f)<<16)
-	q.state[id] = packedBuf{slots: 1, writeCap: wcap, inflight: true}
-	if q.inOrder {
-		q.posID[pos] = id
-	}
+	q.state[id] = packedBuf{slots: 1, pos: pos, writeCap: wcap, inflight: true}
+	q.posID[pos] = id
 	*idOut = id
 	q.availPos, q.availWrap = q.advance(pos, wrap, 1)
 	return 1
@@ -179,20 +179,18 @@ func (q *PackedDriver) addRun(bufs []Seg, ids []uint16) {
 		// Driver-written; published by the release of the pending head (see putWord).
 		d := descAt(desc, pos)
 		d[0], d[1] = b.Addr, hi
-		state[id] = packedBuf{slots: 1, writeCap: wcap, inflight: true}
+		state[id] = packedBuf{slots: 1, pos: pos, writeCap: wcap, inflight: true}
 		ids[k] = id
 		if pos++; pos == size {
 			pos, wrap = 0, !wrap
 			avail = uint64(wrapFlags(wrap, true)) << 48
 		}
 	}
-	if q.inOrder {
-		p := start
-		for _, id := range ids {
-			q.posID[p] = id
-			if p++; p == size {
-				p = 0
-			}
+	p, posID := start, q.posID
+	for _, id := range ids {
+		posID[p] = id
+		if p++; p == size {
+			p = 0
 		}
 	}
 	q.availPos, q.availWrap, q.idHead = pos, wrap, idHead
@@ -213,10 +211,8 @@ func (q *PackedDriver) putWord(off int, w uint32) {
 }
 
 func (q *PackedDriver) finishAdd(id, head, pos uint16, wrap bool, slots uint16, wcap uint32) {
-	q.state[id] = packedBuf{slots: slots, writeCap: wcap, inflight: true}
-	if q.inOrder {
-		q.posID[head] = id
-	}
+	q.state[id] = packedBuf{slots: slots, pos: head, writeCap: wcap, inflight: true}
+	q.posID[head] = id
 	q.availPos, q.availWrap = pos, wrap
 	q.numFree -= int(slots)
 	q.added += int(slots)
@@ -338,7 +334,7 @@ func (q *PackedDriver) Collect(dst []Used) (int, error) {
 		// §2.8.4 reserves len in used descriptors without WRITE, but devices disagree on
 		// setting WRITE there (QEMU does not, DPDK leaves the driver's own flags): the
 		// buffer's writable capacity decides instead, below.
-		if id >= q.size || !q.state[id].inflight {
+		if id >= q.size || !q.state[id].inflight || q.pending && q.unpublished(id) {
 			return n, q.fail(uint32(id), ErrUsedID)
 		}
 		if q.state[id].writeCap == 0 {
@@ -378,6 +374,7 @@ func (q *PackedDriver) collectRun(dst []Used) (int, error) {
 	want := uint32(wrapFlags(wrap, false)) << 16
 	lim := min(len(dst), q.inflight)
 	dst = dst[:lim]
+	unpub := q.pending // some buffers in flight are not available yet
 	k, odd := 0, false // odd: stopped at something the checked loop must handle
 	for ; k < lim; k++ {
 		// id+flags: device-written. Acquire; pairs with the release in
@@ -392,7 +389,7 @@ func (q *PackedDriver) collectRun(dst []Used) (int, error) {
 			break
 		}
 		s := &state[id]
-		if !s.inflight || s.slots != 1 {
+		if !s.inflight || s.slots != 1 || unpub && q.unpublished(id) {
 			odd = true // a broken id or a chain: the checked loop handles it
 			break
 		}
@@ -431,6 +428,7 @@ func (q *PackedDriver) collectRunChecked(dst []Used) (int, error) {
 	pos, wrap, tail, numFree := q.usedPos, q.usedWrap, q.idTail, q.numFree
 	want := wrapFlags(wrap, false)
 	k, lim := 0, min(len(dst), q.inflight)
+	unpub := q.pending // some buffers in flight are not available yet
 	var err error
 	for ; k < lim; k++ {
 		// id+flags: device-written. Acquire; pairs with the release in
@@ -443,7 +441,7 @@ func (q *PackedDriver) collectRunChecked(dst []Used) (int, error) {
 		// §2.8.4 reserves len in used descriptors without WRITE, but devices disagree on
 		// setting WRITE there (QEMU does not, DPDK leaves the driver's own flags): the
 		// buffer's writable capacity decides instead, below.
-		if id >= size || !state[id].inflight {
+		if id >= size || !state[id].inflight || unpub && q.unpublished(id) {
 			err = q.fail(uint32(id), ErrUsedID)
 			break
 		}
@@ -472,6 +470,21 @@ func (q *PackedDriver) collectRunChecked(dst []Used) (int, error) {
 	q.usedPos, q.usedWrap, q.idTail, q.numFree = pos, wrap, tail, numFree
 	q.inflight -= k
 	return k, err
+}
+
+// unpublished reports whether in-flight buffer id was added after the last
+// Publish: the device was never offered it, so a used descriptor naming it is
+// forged (the device uses only buffers made available, §2.8). Those buffers fill
+// the q.added slots from the deferred head (pendOff) on, each slot's posID
+// naming its buffer; an older buffer whose first slot lies in that window was
+// overwritten there, so posID names another.
+func (q *PackedDriver) unpublished(id uint16) bool {
+	start := q.pendOff / 16
+	d := int(q.state[id].pos) - start
+	if d < 0 {
+		d += int(q.size)
+	}
+	return q.pending && d < q.added && q.posID[q.state[id].pos] == id
 }
 
 func (q *PackedDriver) drainInOrder(dst []Used) int {

@@ -8,7 +8,7 @@ type SplitDriver struct {
 	splitCommon
 	next      []uint16 // private free-list links (IN_ORDER: i+1 mod size, never changed)
 	state     []splitBuf
-	order     []uint16 // heads in avail order (IN_ORDER completion)
+	order     []uint16 // heads in avail order, by position & mask
 	freeHead  uint16
 	numFree   int
 	availIdx  uint16 // next avail position (free-running), not yet published
@@ -26,6 +26,7 @@ type SplitDriver struct {
 type splitBuf struct {
 	descs    uint16 // descriptors in the chain (1 for indirect)
 	last     uint16 // last descriptor index, to relink the free list
+	pos      uint16 // avail ring position (free-running) it was offered at
 	writeCap uint32
 }
 
@@ -114,8 +115,8 @@ func (q *SplitDriver) AddBatch(bufs []Seg, ids []uint16) (int, error) {
 		return 0, q.err
 	}
 	n := min(len(bufs), len(ids), q.numFree)
-	desc, avail, next, state := q.desc, q.avail, q.next, q.state
-	head, idx, mask, inOrder, fast := q.freeHead, q.availIdx, q.mask, q.inOrder, q.descFast
+	desc, avail, next, state, order := q.desc, q.avail, q.next, q.state, q.order
+	head, idx, mask, fast := q.freeHead, q.availIdx, q.mask, q.descFast
 	for k := 0; k < n; k++ {
 		b := &bufs[k]
 		var flags uint16
@@ -133,11 +134,9 @@ func (q *SplitDriver) AddBatch(bufs []Seg, ids []uint16) (int, error) {
 			le.PutUint64(d[0:], b.Addr)
 			le.PutUint64(d[8:], uint64(b.Len)|uint64(flags)<<32)
 		}
-		state[head] = splitBuf{descs: 1, last: head, writeCap: wcap}
+		state[head] = splitBuf{descs: 1, last: head, pos: idx, writeCap: wcap}
 		le.PutUint16(avail[availRingOff+2*int(idx&mask):], head)
-		if inOrder {
-			q.order[idx&mask] = head
-		}
+		order[idx&mask] = head
 		ids[k] = head
 		idx++
 		head = next[head]
@@ -188,9 +187,8 @@ func (q *SplitDriver) AddIndirect(segs []Seg, t IndirectTable) (uint16, error) {
 func (q *SplitDriver) offer(head uint16) {
 	// avail.ring entry: driver-written, published by the avail.idx release.
 	le.PutUint16(q.avail[availRingOff+2*int(q.availIdx&q.mask):], head)
-	if q.inOrder {
-		q.order[q.availIdx&q.mask] = head
-	}
+	q.order[q.availIdx&q.mask] = head
+	q.state[head].pos = q.availIdx
 	q.availIdx++
 	q.inflight++
 }
@@ -269,8 +267,10 @@ func (q *SplitDriver) Collect(dst []Used) (int, error) {
 		if q.lastUsed == q.usedCache {
 			// used.idx: device-written. Acquire; pairs with the release
 			// in SplitDevice.Push. Used entries are read after it.
+			// Only published buffers can have been used: those added
+			// since the last Publish are in flight, not available.
 			u := load16(q.used, 2)
-			if int(u-q.lastUsed) > q.inflight {
+			if int(u-q.lastUsed) > q.inflight-int(q.availIdx-q.published) {
 				return n, q.fail(uint32(u), ErrUsedIdx)
 			}
 			q.usedCache = u
@@ -288,7 +288,7 @@ func (q *SplitDriver) Collect(dst []Used) (int, error) {
 		}
 		e := q.used[usedRingOff+8*int(q.lastUsed&q.mask):][:8]
 		id32, ln := le.Uint32(e[0:]), le.Uint32(e[4:])
-		if id32 >= uint32(q.size) || q.state[id32].descs == 0 {
+		if id32 >= uint32(q.size) || q.state[id32].descs == 0 || q.unpublished(uint16(id32)) {
 			return n, q.fail(id32, ErrUsedID)
 		}
 		id := uint16(id32)
@@ -318,6 +318,7 @@ func (q *SplitDriver) collectRun(dst []Used) (int, error) {
 	k := min(len(dst), int(q.usedCache-q.lastUsed))
 	used, state, next, mask, size := q.used, q.state, q.next, q.mask, uint32(q.size)
 	last, free, numFree := q.lastUsed, q.freeHead, q.numFree
+	unpub := q.availIdx != q.published // some buffers in flight are not available yet
 	for j := 0; j < k; j++ {
 		// Used entry: device-written, published by the used.idx acquire.
 		var v uint64
@@ -328,7 +329,7 @@ func (q *SplitDriver) collectRun(dst []Used) (int, error) {
 			v = le.Uint64(used[usedRingOff+8*int(last&mask):])
 		}
 		id32, ln := uint32(v), uint32(v>>32)
-		if id32 >= size || state[id32].descs == 0 {
+		if id32 >= size || state[id32].descs == 0 || unpub && q.unpublished(uint16(id32)) {
 			q.lastUsed, q.freeHead, q.numFree = last, free, numFree
 			q.account(j)
 			return j, q.fail(id32, ErrUsedID)
@@ -351,6 +352,17 @@ func (q *SplitDriver) collectRun(dst []Used) (int, error) {
 	q.lastUsed, q.freeHead, q.numFree = last, free, numFree
 	q.account(k)
 	return k, nil
+}
+
+// unpublished reports whether in-flight buffer id was added after the last
+// Publish: the device was never offered it, so a used entry naming it is
+// forged (the device uses only buffers made available, §2.7.8). Its
+// position is in the window [published, availIdx), and the order entry there is
+// still id; a buffer offered 2^16 or more positions ago may alias the window,
+// but the order entry at its position then holds the newer, other head.
+func (q *SplitDriver) unpublished(id uint16) bool {
+	w, p := q.availIdx-q.published, q.state[id].pos
+	return w != 0 && p-q.published < w && q.order[p&q.mask] == id
 }
 
 func (q *SplitDriver) account(k int) { q.inflight -= k }
