@@ -101,21 +101,7 @@ func TestTapTxLinkDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tp.Close() // the device goes with its descriptor
-	var pkts [2]Pkt
-	if tp.cache.Alloc(pkts[:]) != len(pkts) {
-		t.Fatal("alloc")
-	}
-	for i := range pkts {
-		pool.Append(&pkts[i], 60)
-	}
-	if n := tp.Tx(pkts[:]); n != len(pkts) {
-		tp.cache.Free(pkts[n:])
-		t.Fatalf("Tx took %d of %d", n, len(pkts))
-	}
-	st := tp.Stats()
-	if st.Drops[DropLinkDown] != 2 || st.Drops[DropTxError] != 0 || st.TxPackets != 0 {
-		t.Fatalf("drops %v, tx %d: want two link_down", st.Drops, st.TxPackets)
-	}
+	txTwoLinkDown(t, tp, pool)
 }
 
 // TestTapTxDeviceGone: a TAP device deleted under the port (ip link del) detaches its
@@ -134,6 +120,16 @@ func TestTapTxDeviceGone(t *testing.T) {
 	if out, err := exec.Command("ip", "link", "del", tp.Name()).CombinedOutput(); err != nil {
 		t.Fatalf("ip link del %s: %v\n%s", tp.Name(), err, out)
 	}
+	txTwoLinkDown(t, tp, pool)
+	var pkts [2]Pkt
+	if n := tp.Rx(pkts[:]); n != 0 {
+		t.Fatalf("Rx from a deleted device: %d packets", n)
+	}
+}
+
+// txTwoLinkDown sends two frames through tp and wants both counted as DropLinkDown.
+func txTwoLinkDown(t *testing.T, tp *TapPort, pool *Pool) {
+	t.Helper()
 	var pkts [2]Pkt
 	if tp.cache.Alloc(pkts[:]) != len(pkts) {
 		t.Fatal("alloc")
@@ -148,8 +144,5 @@ func TestTapTxDeviceGone(t *testing.T) {
 	st := tp.Stats()
 	if st.Drops[DropLinkDown] != 2 || st.Drops[DropTxError] != 0 || st.TxPackets != 0 {
 		t.Fatalf("drops %v, tx %d: want two link_down", st.Drops, st.TxPackets)
-	}
-	if n := tp.Rx(pkts[:]); n != 0 {
-		t.Fatalf("Rx from a deleted device: %d packets", n)
 	}
 }
