@@ -226,7 +226,9 @@ func (p *Port) rx(r *ring, pkts []pmd.Pkt) int {
 		ch := &r.chains[i]
 		r.used[i] = ch.Used(0)
 		plen := chainLen(ch) - r.hdrLen
-		if plen < 0 {
+		if plen <= 0 {
+			// Shorter than the header, or the header alone: no frame to deliver
+			// (DPDK's vhost drops these too).
 			invalid++
 			continue
 		}
@@ -279,8 +281,8 @@ func (p *Port) rxChains(r *ring, pkts []pmd.Pkt, c, i, out, bytes, invalid int) 
 		ch := &r.chains[i]
 		r.used[i] = ch.Used(0)
 		plen := chainLen(ch) - r.hdrLen
-		if plen < 0 {
-			invalid++
+		if plen <= 0 {
+			invalid++ // no frame: as in rx
 			continue
 		}
 		nseg := max(1, (plen+room-1)/room)
