@@ -160,9 +160,8 @@ func (q *PackedDriver) addRun(bufs []Seg, ids []uint16) {
 		}
 		return
 	}
-	desc, state, idRing := q.desc, q.state, q.ids
+	desc, state, idRing, posID := q.desc, q.state, q.ids, q.posID
 	pos, wrap, idHead, size := q.availPos, q.availWrap, q.idHead, q.size
-	start := pos
 	avail := uint64(wrapFlags(wrap, true)) << 48
 	for k := range bufs {
 		b := &bufs[k]
@@ -180,17 +179,11 @@ func (q *PackedDriver) addRun(bufs []Seg, ids []uint16) {
 		d := descAt(desc, pos)
 		d[0], d[1] = b.Addr, hi
 		state[id] = packedBuf{slots: 1, pos: pos, writeCap: wcap, inflight: true}
+		posID[pos] = id
 		ids[k] = id
 		if pos++; pos == size {
 			pos, wrap = 0, !wrap
 			avail = uint64(wrapFlags(wrap, true)) << 48
-		}
-	}
-	p, posID := start, q.posID
-	for _, id := range ids {
-		posID[p] = id
-		if p++; p == size {
-			p = 0
 		}
 	}
 	q.availPos, q.availWrap, q.idHead = pos, wrap, idHead
