@@ -19,9 +19,12 @@ type Options struct {
 	// At most MaxNextHopID+1. Costs 8 bytes per possible id up front.
 	MaxNextHops int
 	// ECMPBuckets is the size of each ECMP group's bucket table, a power of
-	// two. Zero means 256.
+	// two, and the most members a group may have. Zero means DefaultECMPBuckets.
 	ECMPBuckets int
 }
+
+// DefaultECMPBuckets is Options.ECMPBuckets when left zero.
+const DefaultECMPBuckets = 256
 
 // Validate reports whether the options are usable.
 func (o *Options) Validate() error {
@@ -45,7 +48,7 @@ func (o Options) withDefaults() Options {
 		o.MaxNextHops = 65536
 	}
 	if o.ECMPBuckets == 0 {
-		o.ECMPBuckets = 256
+		o.ECMPBuckets = DefaultECMPBuckets
 	}
 	return o
 }

@@ -21,6 +21,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/dpkit/dpkit/pmd"
+	"github.com/dpkit/dpkit/route"
 )
 
 // Config is one vRouter node.
@@ -364,9 +365,9 @@ func commonField(paths []string) string {
 	return f
 }
 
-// maxECMP is the most members an ECMP route may list: the forwarding table's
-// buckets per group (route.Options.ECMPBuckets' default).
-const maxECMP = 256
+// maxECMP is the most members an ECMP route may list: the buckets per group of
+// the forwarding table, which the dataplane builds with route's defaults.
+const maxECMP = route.DefaultECMPBuckets
 
 // emptyDoc reports whether n is a document with nothing in it, or only null.
 func emptyDoc(n *yaml.Node) bool {
